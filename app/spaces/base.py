@@ -1,0 +1,91 @@
+"""The Space interface: what every model family offers to maps.
+
+A space owns a CLIP-style encoder (text and images land in one vector space) and a decoder that turns a
+CLIP *image* embedding (optionally with a VAE latent to start from) back into pixels. It knows nothing of
+maps, storage or HTTP.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass
+class EncodedImages:
+    """Encoder output for a batch of images."""
+
+    vectors: np.ndarray  # (n, dim) float32, raw (unnormalised) CLIP image embeddings
+    latents: np.ndarray | None  # (n, *latent_shape) float32 diffusion-space latents, or None
+
+
+@dataclass
+class ModalityStats:
+    """Where each modality sits in CLIP space, measured on reference data when the space was built.
+
+    CLIP puts text and images in two separate cones (the "modality gap"). Subtracting each modality's mean
+    unit vector puts a prompt next to images of the same thing; adding the image mean back turns a text
+    vector into something an image-conditioned decoder understands.
+    """
+
+    text_mean: np.ndarray  # (dim,) mean of unit text vectors
+    image_mean: np.ndarray  # (dim,) mean of unit image vectors
+    image_norm: float  # mean norm of raw image embeddings (decoders want unnormalised embeddings)
+
+    def mean_for(self, modality: str) -> np.ndarray:
+        return self.text_mean if modality == "text" else self.image_mean
+
+
+def unit(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (zero rows stay zero)."""
+    v = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(v, axis=-1, keepdims=True)
+    return (v / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+@dataclass
+class DecodeRequest:
+    vector: np.ndarray  # (dim,) raw image-side CLIP embedding
+    seed: int
+    latent: np.ndarray | None = None  # optional starting latent (diffusion space)
+    strength: float = 1.0  # how much noise is put on `latent` (1.0 = ignore it)
+
+
+class Space(ABC):
+    """One model family: encode text, encode images, decode vectors."""
+
+    name: str
+    dim: int
+    device: str
+    stats: ModalityStats
+    info: dict  # provenance and settings shown by GET /api/spaces
+
+    @abstractmethod
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, dim) float32 raw CLIP text embeddings."""
+
+    @abstractmethod
+    def encode_images(self, images: Sequence[Image.Image]) -> EncodedImages:
+        """CLIP image embeddings and VAE latents for decoded PIL images."""
+
+    @abstractmethod
+    def decode(self, requests: Sequence[DecodeRequest]) -> list[Image.Image]:
+        """Pixels for each request, deterministic for the same request."""
+
+    def text_to_image_side(self, text_vectors: np.ndarray) -> np.ndarray:
+        """Move raw text embeddings across the modality gap so the image decoder can use them."""
+        shifted = unit(unit(text_vectors) - self.stats.text_mean + self.stats.image_mean)
+        return (shifted * self.stats.image_norm).astype(np.float32)
+
+    def map_vectors(self, vectors: np.ndarray, modalities: Sequence[str]) -> np.ndarray:
+        """Unit vectors used for projection: each modality centred on its own mean (closes the gap)."""
+        u = unit(vectors)
+        means = np.stack([self.stats.mean_for(m) for m in modalities]) if len(modalities) else 0.0
+        return unit(u - means)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "dim": self.dim, "device": self.device, **self.info}

@@ -1,0 +1,142 @@
+"""The open_clip + ClipDecoderPipeline family: used by `tiny-random` and the trained `digits` space.
+
+A space directory has the same layout whether it was built here, trained by `latentmap train-digits`, or
+copied from somewhere else:
+
+    space.json                  name, image mode, decode settings, provenance
+    clip/open_clip_config.json  open_clip "local-dir:" layout: {"model_cfg": ..., "preprocess_cfg": ...}
+    clip/open_clip_model.safetensors
+    decoder/                    ClipDecoderPipeline.save_pretrained (model_index.json, unet/, vae/, scheduler/)
+    stats.safetensors           modality means and image norm (see base.ModalityStats)
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import open_clip
+import torch
+from PIL import Image
+from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
+from safetensors.torch import save_file as save_torch
+
+from .base import DecodeRequest, EncodedImages, ModalityStats, Space, unit
+from .loading import check_safetensors_only, choose_device
+from .pipeline import ClipDecoderPipeline
+
+
+class ClipDecoderSpace(Space):
+    def __init__(self, name: str, clip_model, preprocess, tokenizer, pipeline: ClipDecoderPipeline,
+                 stats: ModalityStats, config: dict, device: str):
+        self.name = name
+        self.clip = clip_model.eval()
+        self.preprocess = preprocess
+        self.tokenizer = tokenizer
+        self.pipeline = pipeline
+        self.stats = stats
+        self.config = config
+        self.device = device
+        self.dim = int(clip_model.text_projection.shape[1]) if hasattr(clip_model, "text_projection") else int(
+            stats.image_mean.shape[0])
+        self.image_mode = config.get("image_mode", "RGB")
+        self.decode_settings = {"steps": 20, "guidance": 2.0, **config.get("decode", {})}
+        self.info = {"family": "clip-decoder", "image_mode": self.image_mode,
+                     "decode": self.decode_settings, "provenance": config.get("provenance", {})}
+        # diffusers schedulers hold state: one call at a time per pipeline.
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ loading / saving
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | None = None) -> "ClipDecoderSpace":
+        path = Path(path)
+        if not (path / "space.json").is_file():
+            raise FileNotFoundError(f"{path} is not a latentmap space directory (no space.json)")
+        check_safetensors_only(path)
+        device = device or choose_device()
+        config = json.loads((path / "space.json").read_text())
+        clip_model, _, preprocess = open_clip.create_model_and_transforms(
+            f"local-dir:{path / 'clip'}", device=device, require_pretrained=True)
+        tokenizer = open_clip.get_tokenizer(f"local-dir:{path / 'clip'}")
+        pipeline = ClipDecoderPipeline.from_pretrained(path / "decoder", use_safetensors=True)
+        pipeline.to(device)
+        pipeline.set_progress_bar_config(disable=True)
+        raw = load_numpy(str(path / "stats.safetensors"))
+        stats = ModalityStats(text_mean=raw["text_mean"], image_mean=raw["image_mean"],
+                              image_norm=float(raw["image_norm"][0]))
+        return cls(config["name"], clip_model, preprocess, tokenizer, pipeline, stats, config, device)
+
+    @staticmethod
+    def save_components(path: str | Path, config: dict, clip_model, open_clip_cfg: dict, preprocess_cfg: dict,
+                        pipeline: ClipDecoderPipeline, stats: ModalityStats) -> Path:
+        """Write a space directory in the layout `from_pretrained` reads (used by builders and training)."""
+        path = Path(path)
+        (path / "clip").mkdir(parents=True, exist_ok=True)
+        (path / "clip" / "open_clip_config.json").write_text(
+            json.dumps({"model_cfg": open_clip_cfg, "preprocess_cfg": preprocess_cfg}, indent=2))
+        state = {k: v.detach().cpu().contiguous() for k, v in clip_model.state_dict().items()}
+        save_torch(state, str(path / "clip" / "open_clip_model.safetensors"))
+        pipeline.save_pretrained(path / "decoder", safe_serialization=True)
+        save_numpy({"text_mean": stats.text_mean.astype(np.float32), "image_mean": stats.image_mean.astype(np.float32),
+                    "image_norm": np.array([stats.image_norm], dtype=np.float32)}, str(path / "stats.safetensors"))
+        (path / "space.json").write_text(json.dumps(config, indent=2))
+        return path
+
+    # ------------------------------------------------------------------ encoding
+    def _prepare(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        # The space's own colour convention first (digits are single-channel), then open_clip's transform.
+        prepared = [self.preprocess(im.convert(self.image_mode).convert("RGB")) for im in images]
+        return torch.stack(prepared).to(self.device)
+
+    @torch.inference_mode()
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        tokens = self.tokenizer(list(texts)).to(self.device)
+        return self.clip.encode_text(tokens, normalize=False).float().cpu().numpy()
+
+    @torch.inference_mode()
+    def encode_images(self, images: Sequence[Image.Image]) -> EncodedImages:
+        clip_in = self._prepare(images)
+        vectors = self.clip.encode_image(clip_in, normalize=False).float().cpu().numpy()
+        vae = self.pipeline.vae
+        size = self.pipeline.latent_shape[1] * (2 ** (len(vae.config.block_out_channels) - 1))
+        channels = vae.config.in_channels
+        vae_in = torch.stack([_to_vae_tensor(im, size, channels) for im in images]).to(self.device, vae.dtype)
+        latents = vae.encode(vae_in).latent_dist.mean * vae.config.scaling_factor
+        return EncodedImages(vectors=vectors, latents=latents.float().cpu().numpy())
+
+    # ------------------------------------------------------------------ decoding
+    def decode(self, requests: Sequence[DecodeRequest]) -> list[Image.Image]:
+        # Requests are decoded one by one: each has its own seed and strength, and batching changes nothing
+        # a user can see except latency (kept deterministic per request this way).
+        return [self._decode_one(r) for r in requests]
+
+    def _decode_one(self, req: DecodeRequest) -> Image.Image:
+        if req.vector.shape != (self.dim,):
+            raise ValueError(f"decode vector must have shape ({self.dim},), got {req.vector.shape}")
+        emb = torch.from_numpy(np.asarray(req.vector, dtype=np.float32)).unsqueeze(0)
+        init = None
+        if req.latent is not None and req.strength < 1.0:
+            init = torch.from_numpy(np.asarray(req.latent, dtype=np.float32)).unsqueeze(0)
+        generator = torch.Generator("cpu").manual_seed(int(req.seed))
+        with self._lock:
+            out = self.pipeline(emb, num_inference_steps=int(self.decode_settings["steps"]),
+                                guidance_scale=float(self.decode_settings["guidance"]), generator=generator,
+                                init_latents=init, strength=req.strength)
+        return out.images[0]
+
+
+def _to_vae_tensor(image: Image.Image, size: int, channels: int) -> torch.Tensor:
+    mode = "L" if channels == 1 else "RGB"
+    im = image.convert(mode).resize((size, size), Image.Resampling.BICUBIC)
+    arr = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
+    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def compute_stats(text_vectors: np.ndarray, image_vectors: np.ndarray) -> ModalityStats:
+    """Modality statistics from reference embeddings (raw, unnormalised)."""
+    return ModalityStats(text_mean=unit(text_vectors).mean(0), image_mean=unit(image_vectors).mean(0),
+                         image_norm=float(np.linalg.norm(image_vectors, axis=1).mean()))

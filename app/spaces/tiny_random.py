@@ -7,6 +7,8 @@ determinism, never for meaning.
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +48,12 @@ def tiny_unet(embed_dim: int, sample_size: int, in_channels: int = 4) -> UNet2DC
 def build(path: str | Path, seed: int = 0) -> Path:
     """Create the tiny-random space directory at `path` (deterministic for a seed)."""
     torch.manual_seed(seed)
-    model = open_clip.create_model("local-dir:" + str(_write_clip_config(Path(path))), load_weights=False)
+    clip_name = "local-dir:" + str(_write_clip_config(Path(path)))
+    logging.getLogger().setLevel(logging.ERROR)  # open_clip warns that a model without weights is random: it is
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(clip_name, load_weights=False)
+    finally:
+        logging.getLogger().setLevel(logging.WARNING)
     vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
                         up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(16, 32),
                         latent_channels=4, norm_num_groups=8, sample_size=IMAGE_SIZE)
@@ -57,10 +64,8 @@ def build(path: str | Path, seed: int = 0) -> Path:
 
     # Modality statistics from fixed reference inputs, as the trained spaces compute them from their data.
     rng = np.random.default_rng(seed)
-    tokenizer = open_clip.get_tokenizer("local-dir:" + str(Path(path) / "clip"))
+    tokenizer = open_clip.get_tokenizer(clip_name)
     images = [Image.fromarray(rng.integers(0, 256, (IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)) for _ in range(16)]
-    _, _, preprocess = open_clip.create_model_and_transforms("local-dir:" + str(Path(path) / "clip"),
-                                                             load_weights=False)
     with torch.inference_mode():
         text_vectors = model.encode_text(tokenizer([f"reference prompt {i}" for i in range(16)])).numpy()
         image_vectors = model.encode_image(torch.stack([preprocess(im) for im in images])).numpy()
@@ -71,8 +76,6 @@ def build(path: str | Path, seed: int = 0) -> Path:
 
 
 def _write_clip_config(path: Path) -> Path:
-    import json
-
     clip_dir = path / "clip"
     clip_dir.mkdir(parents=True, exist_ok=True)
     (clip_dir / "open_clip_config.json").write_text(

@@ -1,0 +1,112 @@
+"""HTTP API routes. HTTP only: parse, check access, call the map service, shape the response."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, File, Header, HTTPException, Request, Response, UploadFile
+from fastapi.responses import FileResponse
+
+from ..maps.service import MapService, Upload
+from ..maps.store import MapRecord, Store
+from ..spaces.registry import describe_spaces
+from . import schemas
+from .deps import existing_map_id, get_service, get_store, require_edit_key
+
+router = APIRouter(prefix="/api")
+
+
+def map_info(record: MapRecord, store: Store, can_edit: bool = False) -> dict:
+    xy = store.get_arrays(record.id).xy if record.count else None
+    bounds = None if xy is None or not len(xy) else [float(xy[:, 0].min()), float(xy[:, 1].min()),
+                                                   float(xy[:, 0].max()), float(xy[:, 1].max())]
+    proj = record.projection
+    fitted = proj.get("fitted_count", 0)
+    return {"id": record.id, "title": record.title, "space": record.space, "count": record.count,
+            "created_at": record.created_at, "bounds": bounds, "can_edit": can_edit,
+            "projection": {"method": proj.get("method", "none"), "revision": proj.get("revision", 0),
+                           "fitted_count": fitted},
+            "refit_recommended": record.count >= 2 * max(fitted, 10)}
+
+
+def _points(items) -> list[dict]:
+    return [{"id": i.id, "kind": i.kind, "label": i.label, "x": i.x, "y": i.y} for i in items]
+
+
+@router.get("/health", response_model=schemas.Health)
+def health(service: MapService = Depends(get_service)):
+    return {"status": "ok", "space": service.space.name, "device": service.space.device}
+
+
+@router.get("/spaces")
+def spaces(request: Request, service: MapService = Depends(get_service)) -> list[dict]:
+    return describe_spaces(request.app.state.settings, service.space)
+
+
+@router.post("/maps", status_code=201, response_model=schemas.MapCreated)
+def create_map(body: schemas.MapCreate, service: MapService = Depends(get_service)):
+    record, key = service.create_map(body.title)
+    return {**map_info(record, service.store, can_edit=True), "edit_key": key}
+
+
+@router.get("/maps", response_model=list[schemas.MapInfo])
+def list_maps(store: Store = Depends(get_store)):
+    return [map_info(r, store) for r in store.list_maps()]
+
+
+@router.get("/maps/{map_id}", response_model=schemas.MapInfo)
+def get_map(map_id: str = Depends(existing_map_id), store: Store = Depends(get_store),
+            x_edit_key: str | None = Header(None)):
+    return map_info(store.get_map(map_id), store, can_edit=store.check_edit_key(map_id, x_edit_key))
+
+
+@router.post("/maps/{map_id}/prompts", status_code=201, response_model=schemas.ItemsOut)
+def add_prompts(body: schemas.PromptsIn, map_id: str = Depends(require_edit_key),
+                service: MapService = Depends(get_service)):
+    return {"items": _points(service.add_prompts(map_id, body.prompts))}
+
+
+@router.post("/maps/{map_id}/images", status_code=201, response_model=schemas.ItemsOut)
+def add_images(files: list[UploadFile] = File(...), map_id: str = Depends(require_edit_key),
+               service: MapService = Depends(get_service)):
+    limit = service.settings.max_file_bytes
+    uploads = []
+    for f in files:
+        data = f.file.read(limit + 1)
+        if len(data) > limit:
+            raise HTTPException(413, f"{f.filename}: larger than {limit} bytes")
+        uploads.append(Upload(f.filename or "image", data))
+    return {"items": _points(service.add_images(map_id, uploads))}
+
+
+@router.get("/maps/{map_id}/points", response_model=schemas.PointsOut)
+def points(map_id: str = Depends(existing_map_id), store: Store = Depends(get_store)):
+    return {"points": _points(store.points(map_id))}
+
+
+@router.delete("/maps/{map_id}/items/{item_id}", status_code=204)
+def delete_item(item_id: str, map_id: str = Depends(require_edit_key), store: Store = Depends(get_store)):
+    store.delete_item(map_id, item_id)
+    return Response(status_code=204)
+
+
+@router.post("/maps/{map_id}/refit", response_model=schemas.MapInfo)
+def refit(map_id: str = Depends(require_edit_key), service: MapService = Depends(get_service)):
+    return map_info(service.refit(map_id), service.store, can_edit=True)
+
+
+@router.post("/maps/{map_id}/decode", response_class=Response,
+             responses={200: {"content": {"image/png": {}}, "description": "The decoded image"}})
+def decode(body: schemas.DecodeIn, map_id: str = Depends(existing_map_id),
+           service: MapService = Depends(get_service)):
+    result = service.decode_at(map_id, body.x, body.y, body.seed)
+    return Response(result.png, media_type="image/png",
+                    headers={"X-Decode-Cache": "hit" if result.cached else "miss", "X-Decode-Key": result.key,
+                             "Cache-Control": "public, max-age=31536000, immutable"})
+
+
+@router.get("/items/{item_id}/thumbnail", response_class=FileResponse,
+            responses={200: {"content": {"image/png": {}}}})
+def thumbnail(item_id: str, store: Store = Depends(get_store)):
+    item = store.get_item(item_id)
+    if not item.has_thumbnail:
+        raise HTTPException(404, f"item {item_id} ({item.kind}) has no thumbnail")
+    return FileResponse(store.thumbnail_path(item.id), media_type="image/png")

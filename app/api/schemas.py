@@ -1,0 +1,63 @@
+"""Request and response models of the HTTP API (what /docs shows)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class Health(BaseModel):
+    status: str
+    space: str
+    device: str
+
+
+class MapCreate(BaseModel):
+    title: str = Field(..., description="Shown on the map page and in the map list")
+
+
+class Projection(BaseModel):
+    method: str = Field(..., description="umap, pca, or none (empty map)")
+    revision: int = Field(..., description="Increases with every refit; part of the decode cache key")
+    fitted_count: int = 0
+
+
+class MapInfo(BaseModel):
+    id: str
+    title: str
+    space: str
+    count: int
+    created_at: float
+    projection: Projection
+    bounds: list[float] | None = Field(None, description="[xmin, ymin, xmax, ymax] of the points")
+    can_edit: bool = Field(False, description="True when the request carried this map's edit key")
+    refit_recommended: bool = Field(False, description="The map grew well past what its projection was fitted on")
+
+
+class MapCreated(MapInfo):
+    edit_key: str = Field(..., description="Send as X-Edit-Key to change the map. Shown only once.")
+
+
+class PromptsIn(BaseModel):
+    prompts: list[str]
+
+
+class Point(BaseModel):
+    id: str
+    kind: str = Field(..., description="text or image")
+    label: str
+    x: float
+    y: float
+
+
+class ItemsOut(BaseModel):
+    items: list[Point]
+
+
+class PointsOut(BaseModel):
+    points: list[Point]
+
+
+class DecodeIn(BaseModel):
+    x: float
+    y: float
+    seed: int = 0

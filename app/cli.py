@@ -1,0 +1,154 @@
+"""The `latentmap` command: serve, spaces, build, train-digits."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .settings import DIGITS_SPACE_DIR, Settings
+
+
+def _settings(args) -> Settings:
+    return Settings.from_env(host=getattr(args, "host", None), port=getattr(args, "port", None),
+                             data_dir=getattr(args, "data_dir", None), space=getattr(args, "space", None),
+                             device=getattr(args, "device", None))
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="where maps, thumbnails and caches live (env LATENTMAP_DATA_DIR; ./data)")
+    p.add_argument("--space", help="space name or local space directory (env LATENTMAP_SPACE; auto = digits)")
+    p.add_argument("--device", help="auto, cpu or cuda (env LATENTMAP_DEVICE)")
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from .main import create_app
+
+    settings = _settings(args)
+    print(f"latentmap: serving on http://{settings.host}:{settings.port} (space: {settings.space}, "
+          f"data: {settings.data_dir})", file=sys.stderr)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
+def cmd_spaces(args) -> int:
+    from .spaces.registry import describe_spaces, resolve_name
+
+    settings = _settings(args)
+    rows = describe_spaces(settings, None)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    default = resolve_name(settings.space)
+    for r in rows:
+        mark = "*" if r["name"] == default else " "
+        state = "available" if r["available"] else f"unavailable: {r['reason']}"
+        print(f"{mark} {r['name']:<12} {state}\n    {r['description']}")
+    return 0
+
+
+def cmd_build(args) -> int:
+    from tqdm import tqdm
+
+    from .jobs import WorkQueue
+    from .maps.service import MapService, Rejected, Upload
+    from .maps.store import Store
+    from .spaces.registry import load_space
+
+    if not args.prompts and not args.images:
+        print("latentmap build: give --prompts FILE and/or --images DIR", file=sys.stderr)
+        return 2
+    prompts: list[str] = []
+    if args.prompts:
+        path = Path(args.prompts)
+        if not path.is_file():
+            print(f"latentmap build: prompts file {path} does not exist", file=sys.stderr)
+            return 2
+        prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    files: list[Path] = []
+    if args.images:
+        folder = Path(args.images)
+        if not folder.is_dir():
+            print(f"latentmap build: images directory {folder} does not exist", file=sys.stderr)
+            return 2
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".gif"))
+    settings = _settings(args)
+    service = MapService(Store(settings.data_dir), load_space(settings), settings, WorkQueue(1))
+    record, key = service.create_map(args.title)
+    batch = settings.max_prompts_per_request
+    try:
+        with tqdm(total=len(prompts) + len(files), desc="adding", unit="item") as bar:
+            for i in range(0, len(prompts), batch):
+                service.add_prompts(record.id, prompts[i:i + batch])
+                bar.update(len(prompts[i:i + batch]))
+            for i in range(0, len(files), 32):
+                chunk = files[i:i + 32]
+                service.add_images(record.id, [Upload(p.name, p.read_bytes()) for p in chunk])
+                bar.update(len(chunk))
+    except Rejected as e:
+        print(f"latentmap build: {e}", file=sys.stderr)
+        return 1
+    if not args.no_refit and service.store.get_map(record.id).count:
+        service.refit(record.id)
+    print(json.dumps({"id": record.id, "title": record.title, "edit_key": key,
+                      "count": service.store.get_map(record.id).count,
+                      "url": f"/m/{record.id}#key={key}"}, indent=2))
+    return 0
+
+
+def cmd_train_digits(args) -> int:
+    from .spaces.digits_train import train
+
+    metrics = train(Path(args.out), seed=args.seed)
+    print(json.dumps(metrics, indent=2, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="latentmap", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the web app")
+    p.add_argument("--host", help="bind address (env LATENTMAP_HOST; default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (env LATENTMAP_PORT; default 8000)")
+    _add_common(p)
+    p.set_defaults(fn=cmd_serve)
+
+    p = sub.add_parser("spaces", help="list the latent spaces and whether they can run here")
+    _add_common(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(fn=cmd_spaces)
+
+    p = sub.add_parser("build", help="create a map from a prompts file and/or an images folder")
+    _add_common(p)
+    p.add_argument("--title", default="Untitled map")
+    p.add_argument("--prompts", help="text file, one prompt per line")
+    p.add_argument("--images", help="folder of PNG/JPEG/WebP/GIF images")
+    p.add_argument("--no-refit", action="store_true", help="keep the incremental placement; skip the final fit")
+    p.set_defaults(fn=cmd_build)
+
+    p = sub.add_parser("train-digits", help="train the digits space from scikit-learn's digits (~20 min CPU)")
+    p.add_argument("--out", default=str(DIGITS_SPACE_DIR), help="space directory to write")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=cmd_train_digits)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ValueError, RuntimeError, FileNotFoundError, PermissionError) as e:
+        print(f"latentmap {args.command}: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""create_app(settings): wires routers, static files, templates and the lifespan. Nothing else lives here."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+
+from .api import errors, routes
+from .jobs import WorkQueue
+from .maps import demo
+from .maps.service import MapService
+from .maps.store import Store
+from .settings import STATIC_DIR, Settings
+from .spaces.base import Space
+from .spaces.registry import load_space
+from .web import pages
+
+log = logging.getLogger("latentmap")
+
+
+def create_app(settings: Settings | None = None, space: Space | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        store = Store(settings.data_dir)
+        loaded = space or load_space(settings)
+        service = MapService(store, loaded, settings, WorkQueue(settings.max_queued_jobs))
+        app.state.settings, app.state.service = settings, service
+        if settings.create_demo_map:
+            demo.ensure_demo_map(service)
+        if settings.warm_umap:
+            # numba compiles UMAP on first use (seconds): do it now, off the request path.
+            threading.Thread(target=demo.warm_umap, daemon=True, name="warm-umap").start()
+        log.info("latentmap ready: space %s on %s, data in %s", loaded.name, loaded.device, settings.data_dir)
+        yield
+        store.close()
+
+    app = FastAPI(title="latentmap", description="Map a latent space; decode any point to pixels.",
+                  version="0.1.0", lifespan=lifespan)
+    if settings.cors_origin_list:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list, allow_methods=["*"],
+                           allow_headers=["*"])
+    errors.install(app)
+    app.include_router(routes.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

@@ -1,0 +1,186 @@
+"""Map operations: add prompts and images, decode a 2D point, refit. Orchestrates store, projection and the
+space; every model call goes through the work queue."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from .. import imaging
+from ..jobs import WorkQueue
+from ..settings import Settings
+from ..spaces.base import DecodeRequest, Space, unit
+from . import projection
+from .store import ItemRecord, MapArrays, MapRecord, NewItem, Store
+
+
+class SpaceMismatch(RuntimeError):
+    pass
+
+
+class Rejected(ValueError):
+    """Input that breaks a limit or rule; the message is shown to the user."""
+
+
+@dataclass
+class Upload:
+    filename: str
+    data: bytes
+
+
+@dataclass
+class DecodeResult:
+    png: bytes
+    cached: bool
+    key: str
+
+
+class MapService:
+    def __init__(self, store: Store, space: Space, settings: Settings, queue: WorkQueue):
+        self.store, self.space, self.settings, self.queue = store, space, settings, queue
+        # Adding and refitting read positions, then write new ones: one map change at a time.
+        self._write_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ maps
+    def create_map(self, title: str) -> tuple[MapRecord, str]:
+        title = title.strip()
+        if not title:
+            raise Rejected("title must not be empty")
+        if len(title) > self.settings.max_title_chars:
+            raise Rejected(f"title is longer than {self.settings.max_title_chars} characters")
+        return self.store.create_map(title, self.space.name)
+
+    def _usable_map(self, map_id: str) -> MapRecord:
+        record = self.store.get_map(map_id)
+        if record.space != self.space.name:
+            raise SpaceMismatch(f"map {map_id} was made with space '{record.space}', but this server runs "
+                                f"'{self.space.name}'; start it with --space {record.space}")
+        return record
+
+    # ------------------------------------------------------------------ adding
+    def add_prompts(self, map_id: str, prompts: Sequence[str]) -> list[ItemRecord]:
+        self._usable_map(map_id)
+        cleaned = [p.strip() for p in prompts]
+        if not cleaned or any(not p for p in cleaned):
+            raise Rejected("prompts must be a non-empty list of non-empty strings")
+        if len(cleaned) > self.settings.max_prompts_per_request:
+            raise Rejected(f"at most {self.settings.max_prompts_per_request} prompts per request")
+        too_long = [p for p in cleaned if len(p) > self.settings.max_prompt_chars]
+        if too_long:
+            raise Rejected(f"prompts must be at most {self.settings.max_prompt_chars} characters "
+                           f"({len(too_long)} are longer)")
+        vectors = self.queue.run(lambda: self.space.encode_text(cleaned))
+        decode_vectors = self.space.text_to_image_side(vectors)
+        items = [NewItem(kind="text", label=p, vector=v, decode_vector=d)
+                 for p, v, d in zip(cleaned, vectors, decode_vectors)]
+        return self._insert(map_id, items)
+
+    def add_images(self, map_id: str, uploads: Sequence[Upload]) -> list[ItemRecord]:
+        """All-or-nothing: one unreadable file rejects the request (naming it) and nothing is added."""
+        self._usable_map(map_id)
+        if not uploads:
+            raise Rejected("no files were uploaded (multipart field 'files')")
+        if len(uploads) > self.settings.max_files_per_request:
+            raise Rejected(f"at most {self.settings.max_files_per_request} files per request")
+        images: list[Image.Image] = []
+        for up in uploads:
+            if len(up.data) > self.settings.max_file_bytes:
+                raise Rejected(f"{up.filename}: larger than {self.settings.max_file_bytes} bytes")
+            try:
+                images.append(imaging.open_image(up.data, self.settings.max_image_pixels))
+            except imaging.ImageRejected as e:
+                raise Rejected(f"{up.filename}: {e}") from None
+        return self.add_pil_images(map_id, images, [_label(u.filename) for u in uploads])
+
+    def add_pil_images(self, map_id: str, images: Sequence[Image.Image], labels: Sequence[str]) -> list[ItemRecord]:
+        encoded = self.queue.run(lambda: self.space.encode_images(images))
+        items = [NewItem(kind="image", label=label, vector=encoded.vectors[i], decode_vector=encoded.vectors[i],
+                         latent=None if encoded.latents is None else encoded.latents[i],
+                         thumbnail_png=imaging.thumbnail_png(im, self.settings.thumbnail_size))
+                 for i, (im, label) in enumerate(zip(images, labels))]
+        return self._insert(map_id, items)
+
+    def _insert(self, map_id: str, items: list[NewItem]) -> list[ItemRecord]:
+        with self._write_lock:
+            record = self.store.get_map(map_id)
+            if record.count + len(items) > self.settings.max_items_per_map:
+                raise Rejected(f"a map holds at most {self.settings.max_items_per_map} items")
+            existing = self.store.get_arrays(map_id)
+            new_map_vectors = self._map_vectors(np.stack([i.vector for i in items]), [i.kind for i in items])
+            state = record.projection
+            if len(existing) == 0 or state.get("method") in (None, "none"):
+                # The first items of a map: nobody can move yet, so fit them.
+                fitted = projection.fit(new_map_vectors, self.settings.umap_min_items, state.get("revision", 0) + 1)
+                return self.store.add_items(map_id, items, fitted.xy, projection=fitted.state)
+            xy = projection.place(new_map_vectors, self._map_vectors(existing.vectors, existing.kinds),
+                                  existing.xy, state, self.settings.place_neighbors)
+            return self.store.add_items(map_id, items, xy)
+
+    def _map_vectors(self, vectors: np.ndarray, kinds: Sequence[str]) -> np.ndarray:
+        return self.space.map_vectors(vectors, ["text" if k == "text" else "image" for k in kinds])
+
+    # ------------------------------------------------------------------ refit
+    def refit(self, map_id: str) -> MapRecord:
+        self._usable_map(map_id)
+        with self._write_lock:
+            record = self.store.get_map(map_id)
+            arrays = self.store.get_arrays(map_id)
+            fitted = projection.fit(self._map_vectors(arrays.vectors, arrays.kinds), self.settings.umap_min_items,
+                                    record.projection.get("revision", 0) + 1)
+            self.store.set_positions(map_id, arrays.ids, fitted.xy, fitted.state)
+        return self.store.get_map(map_id)
+
+    # ------------------------------------------------------------------ decoding
+    def decode_key(self, record: MapRecord, x: float, y: float, seed: int) -> str:
+        revision = record.projection.get("revision", 0)
+        raw = f"{self.space.name}|{record.id}|{revision}|{x:.6f}|{y:.6f}|{seed}"
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    def decode_at(self, map_id: str, x: float, y: float, seed: int) -> DecodeResult:
+        """Pixels for a 2D point. The same (space, map, projection revision, x, y, seed) gives the same bytes:
+        the first decode is cached, so adding items later does not change a shared link's picture."""
+        record = self._usable_map(map_id)
+        if not (np.isfinite(x) and np.isfinite(y)):
+            raise Rejected("x and y must be finite numbers")
+        if not 0 <= seed <= self.settings.max_seed:
+            raise Rejected(f"seed must be between 0 and {self.settings.max_seed}")
+        x, y = round(float(x), 6), round(float(y), 6)
+        key = self.decode_key(record, x, y, seed)
+        cached = self.store.cached_decode(key)
+        if cached is not None:
+            return DecodeResult(cached, True, key)
+        arrays = self.store.get_arrays(map_id)
+        if len(arrays) == 0:
+            raise Rejected("this map has no items yet: add prompts or images first")
+        request = self.blend_request(arrays, x, y, seed)
+        image = self.queue.run(lambda: self.space.decode([request])[0])
+        png = imaging.to_png(image)
+        self.store.store_decode(key, png)
+        return DecodeResult(png, False, key)
+
+    def blend_request(self, arrays: MapArrays, x: float, y: float, seed: int) -> DecodeRequest:
+        """Blend the nearest items' image-side vectors (and VAE latents where they have them)."""
+        idx, w = projection.blend_weights((x, y), arrays.xy, self.settings.blend_neighbors,
+                                          self.settings.blend_power)
+        vecs = arrays.decode_vectors[idx]
+        direction = unit((w[:, None] * unit(vecs)).sum(0, keepdims=True))[0]
+        norm = float((w * np.linalg.norm(vecs, axis=1)).sum())
+        latent, strength = None, 1.0
+        with_latent = [(i, wi) for i, wi in zip(idx, w) if arrays.latents[i] is not None]
+        if with_latent and self.settings.latent_strength < 1.0:
+            total = sum(wi for _, wi in with_latent)
+            latent = sum(arrays.latents[i] * (wi / total) for i, wi in with_latent).astype(np.float32)
+            # The less of the point's weight comes from items with latents, the less we trust their layout.
+            strength = 1.0 - (1.0 - self.settings.latent_strength) * float(total)
+        return DecodeRequest(vector=(direction * norm).astype(np.float32), seed=seed, latent=latent,
+                             strength=strength)
+
+
+def _label(filename: str | None) -> str:
+    name = (filename or "image").replace("\\", "/").rsplit("/", 1)[-1]
+    return name[:200] or "image"

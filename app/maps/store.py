@@ -1,0 +1,330 @@
+"""All persistence: SQLite (WAL) for maps and items, float32 BLOBs for vectors and latents, PNG files for
+thumbnails and cached decodes. No other module touches the data directory.
+
+Crash safety: each ingest is one transaction; files are written to a temp name, fsynced and renamed into
+place *before* the rows that reference them are committed, so an acknowledged item is always whole and a
+half-written one is never visible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import sqlite3
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS maps (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    space TEXT NOT NULL,
+    edit_key_hash TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    version INTEGER NOT NULL DEFAULT 0,          -- bumped on every change to the map's items
+    projection TEXT NOT NULL DEFAULT '{}'        -- JSON: method, revision, fitted_count, params
+);
+CREATE TABLE IF NOT EXISTS items (
+    id TEXT PRIMARY KEY,
+    map_id TEXT NOT NULL REFERENCES maps(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    label TEXT NOT NULL,
+    x REAL NOT NULL,
+    y REAL NOT NULL,
+    vector BLOB NOT NULL,          -- raw CLIP embedding, float32
+    decode_vector BLOB NOT NULL,   -- image-side embedding the decoder is conditioned on, float32
+    latent BLOB,                   -- VAE latent (diffusion space), float32, or NULL
+    latent_shape TEXT,
+    has_thumbnail INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS items_by_map ON items(map_id, seq);
+"""
+
+
+class NotFound(LookupError):
+    pass
+
+
+class InvalidId(ValueError):
+    pass
+
+
+def check_id(value: str, what: str = "id") -> str:
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+        raise InvalidId(f"invalid {what}: must match {ID_PATTERN.pattern}")
+    return value
+
+
+def new_id() -> str:
+    return secrets.token_urlsafe(12)  # 96 random bits: unguessable, URL-safe
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass
+class MapRecord:
+    id: str
+    title: str
+    space: str
+    created_at: float
+    version: int
+    count: int
+    projection: dict
+
+
+@dataclass
+class NewItem:
+    kind: str
+    label: str
+    vector: np.ndarray
+    decode_vector: np.ndarray
+    latent: np.ndarray | None = None
+    thumbnail_png: bytes | None = None
+
+
+@dataclass
+class ItemRecord:
+    id: str
+    map_id: str
+    kind: str
+    label: str
+    x: float
+    y: float
+    has_thumbnail: bool
+
+
+@dataclass
+class MapArrays:
+    """Everything numeric about a map's items, in insertion order."""
+
+    ids: list[str]
+    kinds: list[str]
+    labels: list[str]
+    xy: np.ndarray  # (n, 2)
+    vectors: np.ndarray  # (n, dim)
+    decode_vectors: np.ndarray  # (n, dim)
+    latents: list[np.ndarray | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _blob(a: np.ndarray) -> bytes:
+    return np.ascontiguousarray(a, dtype=np.float32).tobytes()
+
+
+class Store:
+    def __init__(self, data_dir: str | Path):
+        self.data_dir = Path(data_dir)
+        self.thumb_dir = self.data_dir / "thumbnails"
+        self.decode_dir = self.data_dir / "decodes"
+        for d in (self.data_dir, self.thumb_dir, self.decode_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.data_dir, os.W_OK):
+            raise PermissionError(f"data directory {self.data_dir} is not writable")
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.data_dir / "latentmap.sqlite3", check_same_thread=False,
+                                   isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._arrays_cache: dict[str, tuple[int, MapArrays]] = {}
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ------------------------------------------------------------------ maps
+    def create_map(self, title: str, space: str) -> tuple[MapRecord, str]:
+        map_id, edit_key = new_id(), secrets.token_urlsafe(24)  # 192-bit edit key
+        now = time.time()
+        with self._lock:
+            self._db.execute("INSERT INTO maps(id, title, space, edit_key_hash, created_at, projection) "
+                             "VALUES (?, ?, ?, ?, ?, ?)",
+                             (map_id, title, space, hash_key(edit_key), now, json.dumps({"method": "none",
+                                                                                          "revision": 0})))
+        return self.get_map(map_id), edit_key
+
+    def _map_from_row(self, row) -> MapRecord:
+        return MapRecord(id=row[0], title=row[1], space=row[2], created_at=row[3], version=row[4],
+                         projection=json.loads(row[5]), count=row[6])
+
+    _MAP_SELECT = ("SELECT m.id, m.title, m.space, m.created_at, m.version, m.projection, "
+                   "(SELECT COUNT(*) FROM items i WHERE i.map_id = m.id) FROM maps m")
+
+    def get_map(self, map_id: str) -> MapRecord:
+        check_id(map_id, "map id")
+        with self._lock:
+            row = self._db.execute(self._MAP_SELECT + " WHERE m.id = ?", (map_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"map {map_id} not found")
+        return self._map_from_row(row)
+
+    def list_maps(self) -> list[MapRecord]:
+        with self._lock:
+            rows = self._db.execute(self._MAP_SELECT + " ORDER BY m.created_at DESC").fetchall()
+        return [self._map_from_row(r) for r in rows]
+
+    def check_edit_key(self, map_id: str, key: str | None) -> bool:
+        if not key:
+            return False
+        with self._lock:
+            row = self._db.execute("SELECT edit_key_hash FROM maps WHERE id = ?", (map_id,)).fetchone()
+        return row is not None and hmac.compare_digest(row[0], hash_key(key))
+
+    def delete_map(self, map_id: str) -> None:
+        ids = self.get_arrays(map_id).ids
+        with self._lock:
+            self._db.execute("DELETE FROM maps WHERE id = ?", (map_id,))
+        for item_id in ids:
+            (self.thumb_dir / f"{item_id}.png").unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ items
+    def add_items(self, map_id: str, items: Sequence[NewItem], xy: np.ndarray,
+                  projection: dict | None = None) -> list[ItemRecord]:
+        """Insert items at the given positions in one transaction (optionally with a new projection state)."""
+        ids = [new_id() for _ in items]
+        for item_id, item in zip(ids, items):  # files first, rows after: a row never points at a missing file
+            if item.thumbnail_png is not None:
+                self._write_atomic(self.thumb_dir / f"{item_id}.png", item.thumbnail_png)
+        now = time.time()
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                seq0 = self._db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM items WHERE map_id = ?",
+                                        (map_id,)).fetchone()[0]
+                self._db.executemany(
+                    "INSERT INTO items(id, map_id, seq, kind, label, x, y, vector, decode_vector, latent, "
+                    "latent_shape, has_thumbnail, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [(item_id, map_id, seq0 + i, it.kind, it.label, float(xy[i, 0]), float(xy[i, 1]),
+                      _blob(it.vector), _blob(it.decode_vector),
+                      None if it.latent is None else _blob(it.latent),
+                      None if it.latent is None else json.dumps(list(it.latent.shape)),
+                      int(it.thumbnail_png is not None), now)
+                     for i, (item_id, it) in enumerate(zip(ids, items))])
+                self._bump(map_id, projection)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                for item_id in ids:
+                    (self.thumb_dir / f"{item_id}.png").unlink(missing_ok=True)
+                raise
+        return [ItemRecord(id=i, map_id=map_id, kind=it.kind, label=it.label, x=float(xy[k, 0]),
+                           y=float(xy[k, 1]), has_thumbnail=it.thumbnail_png is not None)
+                for k, (i, it) in enumerate(zip(ids, items))]
+
+    def set_positions(self, map_id: str, ids: Sequence[str], xy: np.ndarray, projection: dict) -> None:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany("UPDATE items SET x = ?, y = ? WHERE id = ? AND map_id = ?",
+                                     [(float(p[0]), float(p[1]), i, map_id) for i, p in zip(ids, xy)])
+                self._bump(map_id, projection)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def delete_item(self, map_id: str, item_id: str) -> None:
+        check_id(item_id, "item id")
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                cur = self._db.execute("DELETE FROM items WHERE id = ? AND map_id = ?", (item_id, map_id))
+                if cur.rowcount == 0:
+                    raise NotFound(f"item {item_id} not found in map {map_id}")
+                self._bump(map_id, None)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        (self.thumb_dir / f"{item_id}.png").unlink(missing_ok=True)
+
+    def _bump(self, map_id: str, projection: dict | None) -> None:
+        if projection is None:
+            self._db.execute("UPDATE maps SET version = version + 1 WHERE id = ?", (map_id,))
+        else:
+            self._db.execute("UPDATE maps SET version = version + 1, projection = ? WHERE id = ?",
+                             (json.dumps(projection), map_id))
+
+    def get_item(self, item_id: str) -> ItemRecord:
+        check_id(item_id, "item id")
+        with self._lock:
+            row = self._db.execute("SELECT id, map_id, kind, label, x, y, has_thumbnail FROM items WHERE id = ?",
+                                   (item_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"item {item_id} not found")
+        return ItemRecord(id=row[0], map_id=row[1], kind=row[2], label=row[3], x=row[4], y=row[5],
+                          has_thumbnail=bool(row[6]))
+
+    def points(self, map_id: str) -> list[ItemRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT id, map_id, kind, label, x, y, has_thumbnail FROM items "
+                                    "WHERE map_id = ? ORDER BY seq", (map_id,)).fetchall()
+        return [ItemRecord(id=r[0], map_id=r[1], kind=r[2], label=r[3], x=r[4], y=r[5], has_thumbnail=bool(r[6]))
+                for r in rows]
+
+    def get_arrays(self, map_id: str) -> MapArrays:
+        """The map's vectors and positions, cached in memory until the map changes."""
+        version = self.get_map(map_id).version
+        cached = self._arrays_cache.get(map_id)
+        if cached and cached[0] == version:
+            return cached[1]
+        with self._lock:
+            rows = self._db.execute("SELECT id, kind, label, x, y, vector, decode_vector, latent, latent_shape "
+                                    "FROM items WHERE map_id = ? ORDER BY seq", (map_id,)).fetchall()
+        arrays = MapArrays(
+            ids=[r[0] for r in rows], kinds=[r[1] for r in rows], labels=[r[2] for r in rows],
+            xy=np.array([[r[3], r[4]] for r in rows], dtype=np.float32).reshape(-1, 2),
+            vectors=_stack([r[5] for r in rows]), decode_vectors=_stack([r[6] for r in rows]),
+            latents=[None if r[7] is None else np.frombuffer(r[7], dtype=np.float32).reshape(json.loads(r[8]))
+                     for r in rows])
+        self._arrays_cache[map_id] = (version, arrays)
+        return arrays
+
+    # ------------------------------------------------------------------ files
+    def thumbnail_path(self, item_id: str) -> Path:
+        return self.thumb_dir / f"{check_id(item_id, 'item id')}.png"
+
+    def cached_decode(self, key: str) -> bytes | None:
+        path = self.decode_dir / f"{key}.png"
+        return path.read_bytes() if path.is_file() else None
+
+    def store_decode(self, key: str, png: bytes) -> None:
+        self._write_atomic(self.decode_dir / f"{key}.png", png)
+
+    @staticmethod
+    def _write_atomic(path: Path, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _stack(blobs: list[bytes]) -> np.ndarray:
+    if not blobs:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.stack([np.frombuffer(b, dtype=np.float32) for b in blobs])

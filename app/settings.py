@@ -1,0 +1,81 @@
+"""One Settings object. Every limit is a named field with a documented default.
+
+Values come from (lowest to highest priority): the defaults below, `LATENTMAP_<NAME>` environment variables,
+then CLI flags.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES_DIR = REPO_ROOT / "templates"
+STATIC_DIR = REPO_ROOT / "static"
+DIGITS_SPACE_DIR = Path(__file__).resolve().parent / "spaces" / "weights" / "digits"
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"  # bind address; loopback unless asked otherwise
+    port: int = 8000
+    data_dir: Path = Path("./data")  # SQLite database, thumbnails, decode cache, built spaces
+    space: str = "auto"  # space name; "auto" = digits (CPU) unless configured otherwise
+    device: str = "auto"  # "auto" = cuda if available, else cpu
+    cors_origins: str = ""  # comma-separated origins; empty = CORS off
+
+    # Limits (HTTP 4xx beyond them)
+    max_prompts_per_request: int = 200
+    max_prompt_chars: int = 300
+    max_files_per_request: int = 64
+    max_file_bytes: int = 10 * 1024 * 1024
+    max_image_pixels: int = 40_000_000  # decompression-bomb guard
+    max_title_chars: int = 200
+    max_items_per_map: int = 200_000
+    max_seed: int = 2**31 - 1
+
+    # Work queue in front of the model: requests waiting beyond this get 429 with Retry-After.
+    max_queued_jobs: int = 16
+
+    # Projection and decoding
+    umap_min_items: int = 20  # below this a map is projected with PCA (exact, deterministic)
+    place_neighbors: int = 8  # existing items used to place a new one without a refit
+    blend_neighbors: int = 8  # items blended to turn a clicked 2D point into a vector
+    blend_power: float = 2.0  # inverse-distance weight exponent
+    latent_strength: float = 0.8  # noise put on the blended VAE latent (1.0 = ignore latents)
+    thumbnail_size: int = 128
+    create_demo_map: bool = True  # create the "Digits" map on first start of the digits space
+    warm_umap: bool = True  # compile UMAP's numba code in the background at start
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        values = {}
+        for f in fields(cls):
+            raw = os.environ.get(f"LATENTMAP_{f.name.upper()}")
+            if raw is not None:
+                values[f.name] = _parse(f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "data_dir" in values:
+            values["data_dir"] = Path(values["data_dir"])
+        return cls(**values)
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+
+def _parse(type_name: str, raw: str):
+    kind = str(type_name)
+    if kind == "int":
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    if kind == "bool":
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if kind == "Path":
+        return Path(raw)
+    return raw

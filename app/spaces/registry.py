@@ -1,0 +1,90 @@
+"""Space names → how to load them. `--space` takes a name below or a local space directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..settings import DIGITS_SPACE_DIR, Settings
+from .base import Space
+
+
+@dataclass(frozen=True)
+class SpaceEntry:
+    name: str
+    description: str
+    available: Callable[[Settings], tuple[bool, str]]  # (usable here?, why not)
+    load: Callable[[Settings], Space]
+
+
+def _load_dir(path: Path, settings: Settings) -> Space:
+    from .clip_decoder import ClipDecoderSpace
+    from .loading import choose_device
+
+    return ClipDecoderSpace.from_pretrained(path, device=choose_device(settings.device))
+
+
+def _tiny_random_dir(settings: Settings) -> Path:
+    return Path(settings.data_dir) / "spaces" / "tiny-random"
+
+
+def _load_tiny_random(settings: Settings) -> Space:
+    from . import tiny_random
+
+    path = _tiny_random_dir(settings)
+    if not (path / "space.json").is_file():
+        tiny_random.build(path)  # deterministic: the same seed always writes the same weights
+    return _load_dir(path, settings)
+
+
+def _digits_available(settings: Settings) -> tuple[bool, str]:
+    if (DIGITS_SPACE_DIR / "space.json").is_file():
+        return True, ""
+    return False, f"weights missing at {DIGITS_SPACE_DIR}; run `latentmap train-digits`"
+
+
+SPACES: dict[str, SpaceEntry] = {
+    "digits": SpaceEntry(
+        "digits", "Handwritten digits (scikit-learn), trained by latentmap; runs on any CPU, offline.",
+        _digits_available, lambda s: _load_dir(DIGITS_SPACE_DIR, s)),
+    "tiny-random": SpaceEntry(
+        "tiny-random", "Tiny random-weight models of the real classes; for tests, meaningless pictures.",
+        lambda s: (True, ""), _load_tiny_random),
+}
+
+
+def resolve_name(requested: str) -> str:
+    """'auto' → the default space for this machine."""
+    if requested == "auto":
+        return "digits"
+    return requested
+
+
+def load_space(settings: Settings) -> Space:
+    name = resolve_name(settings.space)
+    if name in SPACES:
+        ok, why = SPACES[name].available(settings)
+        if not ok:
+            raise RuntimeError(f"space '{name}' is not available: {why}")
+        return SPACES[name].load(settings)
+    path = Path(name)
+    if path.is_dir():
+        return _load_dir(path, settings)
+    raise ValueError(f"unknown space '{name}': choose one of {', '.join(SPACES)} or give a space directory")
+
+
+def describe_spaces(settings: Settings, loaded: Space | None) -> list[dict]:
+    rows = []
+    for entry in SPACES.values():
+        ok, why = entry.available(settings)
+        row = {"name": entry.name, "loaded": loaded is not None and loaded.name == entry.name,
+               "available": ok, "reason": why or None, "description": entry.description}
+        if row["loaded"]:
+            row.update({"dim": loaded.dim, "device": loaded.device, "info": loaded.info})
+        rows.append(row)
+    if loaded is not None and loaded.name not in SPACES:
+        rows.append({"name": loaded.name, "loaded": True, "available": True, "reason": None,
+                     "description": "loaded from a local space directory", "dim": loaded.dim,
+                     "device": loaded.device, "info": loaded.info})
+    return rows

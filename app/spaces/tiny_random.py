@@ -49,11 +49,13 @@ def build(path: str | Path, seed: int = 0) -> Path:
     """Create the tiny-random space directory at `path` (deterministic for a seed)."""
     torch.manual_seed(seed)
     clip_name = "local-dir:" + str(_write_clip_config(Path(path)))
-    logging.getLogger().setLevel(logging.ERROR)  # open_clip warns that a model without weights is random: it is
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # open_clip warns that a model without weights is random: here it is meant to be
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(clip_name, load_weights=False)
     finally:
-        logging.getLogger().setLevel(logging.WARNING)
+        root.setLevel(level)
     vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
                         up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(16, 32),
                         latent_channels=4, norm_num_groups=8, sample_size=IMAGE_SIZE)

@@ -1,0 +1,230 @@
+"""The HTTP API through the real app and lifespan, on the tiny-random space."""
+
+import numpy as np
+import pytest
+
+from conftest import png_bytes
+
+
+def add_prompts(client, map_id, headers, prompts):
+    r = client.post(f"/api/maps/{map_id}/prompts", json={"prompts": prompts}, headers=headers)
+    assert r.status_code == 201, r.text
+    return r.json()["items"]
+
+
+def add_images(client, map_id, headers, files):
+    r = client.post(f"/api/maps/{map_id}/images", headers=headers,
+                    files=[("files", (name, data, "application/octet-stream")) for name, data in files])
+    assert r.status_code == 201, r.text
+    return r.json()["items"]
+
+
+def test_health_and_spaces(client):
+    assert client.get("/api/health").json() == {"status": "ok", "space": "tiny-random", "device": "cpu"}
+    spaces = {s["name"]: s for s in client.get("/api/spaces").json()}
+    assert spaces["tiny-random"]["loaded"] is True
+    assert spaces["digits"]["loaded"] is False
+
+
+def test_create_and_list_maps(client):
+    r = client.post("/api/maps", json={"title": "  My map "})
+    assert r.status_code == 201
+    body = r.json()
+    assert body["title"] == "My map" and body["count"] == 0 and body["space"] == "tiny-random"
+    assert len(body["edit_key"]) >= 32
+    listed = client.get("/api/maps").json()
+    assert [m["id"] for m in listed] == [body["id"]]
+    assert "edit_key" not in listed[0]
+    assert client.get(f"/api/maps/{body['id']}").json()["can_edit"] is False
+    assert client.get(f"/api/maps/{body['id']}", headers={"X-Edit-Key": body["edit_key"]}).json()["can_edit"]
+
+
+@pytest.mark.parametrize("title", ["", "   ", "x" * 201])
+def test_bad_title_is_422(client, title):
+    r = client.post("/api/maps", json={"title": title})
+    assert r.status_code == 422 and r.json()["detail"]
+
+
+def test_prompts_and_images_become_points(client, new_map):
+    map_id, key = new_map
+    texts = add_prompts(client, map_id, key, ["a red square", "a blue square", "a green square"])
+    assert [i["kind"] for i in texts] == ["text"] * 3
+    assert [i["label"] for i in texts] == ["a red square", "a blue square", "a green square"]
+    images = add_images(client, map_id, key, [("red.png", png_bytes((255, 0, 0))),
+                                              ("blue.jpg", png_bytes((0, 0, 255), fmt="JPEG"))])
+    assert [(i["kind"], i["label"]) for i in images] == [("image", "red.png"), ("image", "blue.jpg")]
+    points = client.get(f"/api/maps/{map_id}/points").json()["points"]
+    assert len(points) == 5
+    for p in points:
+        assert np.isfinite([p["x"], p["y"]]).all() and -1 <= p["x"] <= 1 and -1 <= p["y"] <= 1
+    meta = client.get(f"/api/maps/{map_id}").json()
+    assert meta["count"] == 5 and meta["projection"]["method"] == "pca"
+
+
+def test_thumbnails(client, new_map):
+    map_id, key = new_map
+    image = add_images(client, map_id, key, [("a.png", png_bytes())])[0]
+    text = add_prompts(client, map_id, key, ["words"])[0]
+    r = client.get(f"/api/items/{image['id']}/thumbnail")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png" and r.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert client.get(f"/api/items/{text['id']}/thumbnail").status_code == 404
+
+
+def test_mutations_need_the_edit_key(client, new_map):
+    map_id, key = new_map
+    for headers in ({}, {"X-Edit-Key": "wrong-key"}):
+        r = client.post(f"/api/maps/{map_id}/prompts", json={"prompts": ["x"]}, headers=headers)
+        assert r.status_code == 403 and "edit key" in r.json()["detail"]
+        assert client.post(f"/api/maps/{map_id}/refit", headers=headers).status_code == 403
+        r = client.post(f"/api/maps/{map_id}/images", files=[("files", ("a.png", png_bytes(), "image/png"))],
+                        headers=headers)
+        assert r.status_code == 403
+    assert client.get(f"/api/maps/{map_id}").json()["count"] == 0
+    # another map's key does not open this one
+    other = client.post("/api/maps", json={"title": "other"}).json()
+    r = client.post(f"/api/maps/{map_id}/prompts", json={"prompts": ["x"]}, headers={"X-Edit-Key": other["edit_key"]})
+    assert r.status_code == 403
+
+
+@pytest.mark.parametrize("path", ["/api/maps/doesnotexist", "/api/maps/doesnotexist/points"])
+def test_unknown_map_is_404_json(client, path):
+    r = client.get(path)
+    assert r.status_code == 404 and "not found" in r.json()["detail"]
+
+
+def test_unknown_map_decode_is_404(client):
+    r = client.post("/api/maps/doesnotexist/decode", json={"x": 0, "y": 0, "seed": 0})
+    assert r.status_code == 404 and r.json()["detail"]
+
+
+def test_decode_is_deterministic_and_cached(client, new_map):
+    map_id, key = new_map
+    add_prompts(client, map_id, key, ["a", "b", "c"])
+    add_images(client, map_id, key, [("a.png", png_bytes((10, 200, 10)))])
+    first = client.post(f"/api/maps/{map_id}/decode", json={"x": 0.123, "y": -0.2, "seed": 7})
+    assert first.status_code == 200 and first.headers["content-type"] == "image/png"
+    assert first.headers["x-decode-cache"] == "miss"
+    again = client.post(f"/api/maps/{map_id}/decode", json={"x": 0.123, "y": -0.2, "seed": 7})
+    assert again.headers["x-decode-cache"] == "hit" and again.content == first.content
+    other_seed = client.post(f"/api/maps/{map_id}/decode", json={"x": 0.123, "y": -0.2, "seed": 8})
+    assert other_seed.content != first.content
+
+
+def test_decode_recomputes_identically_without_cache(make_client, tmp_path, new_map, client):
+    """Determinism is real, not only the cache: a fresh data dir with the same items gives the same bytes."""
+    map_id, key = new_map
+    add_prompts(client, map_id, key, ["a", "b", "c"])
+    body = {"x": 0.3, "y": 0.1, "seed": 5}
+    first = client.post(f"/api/maps/{map_id}/decode", json=body).content
+    for f in (tmp_path / "data" / "decodes").glob("*.png"):
+        f.unlink()
+    second = client.post(f"/api/maps/{map_id}/decode", json=body)
+    assert second.headers["x-decode-cache"] == "miss" and second.content == first
+
+
+def test_decode_empty_space_between_items(client, new_map):
+    map_id, key = new_map
+    items = add_prompts(client, map_id, key, ["one", "two", "three"])
+    mid = {"x": (items[0]["x"] + items[1]["x"]) / 2, "y": (items[0]["y"] + items[1]["y"]) / 2, "seed": 0}
+    r = client.post(f"/api/maps/{map_id}/decode", json=mid)
+    assert r.status_code == 200 and r.content[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("body", [{"x": 0, "y": 0, "seed": -1}, {"x": 0, "y": 0, "seed": 2**40},
+                                  {"x": "a", "y": 0}, {"y": 0}])
+def test_decode_bad_input_is_422(client, new_map, body):
+    map_id, key = new_map
+    add_prompts(client, map_id, key, ["a"])
+    r = client.post(f"/api/maps/{map_id}/decode", json=body)
+    assert r.status_code == 422 and r.json()["detail"]
+
+
+def test_decode_on_empty_map_is_422(client, new_map):
+    map_id, _ = new_map
+    r = client.post(f"/api/maps/{map_id}/decode", json={"x": 0, "y": 0, "seed": 0})
+    assert r.status_code == 422 and "no items" in r.json()["detail"]
+
+
+def test_new_items_do_not_move_existing_ones(client, new_map):
+    map_id, key = new_map
+    add_prompts(client, map_id, key, [f"prompt number {i}" for i in range(25)])  # UMAP-sized first fit
+    assert client.get(f"/api/maps/{map_id}").json()["projection"]["method"] == "umap"
+    before = {p["id"]: (p["x"], p["y"]) for p in client.get(f"/api/maps/{map_id}/points").json()["points"]}
+    add_prompts(client, map_id, key, ["one more", "and another"])
+    add_images(client, map_id, key, [("a.png", png_bytes())])
+    after = {p["id"]: (p["x"], p["y"]) for p in client.get(f"/api/maps/{map_id}/points").json()["points"]}
+    assert len(after) == 28
+    assert all(after[i] == xy for i, xy in before.items())
+
+
+def test_refit_is_explicit_and_bumps_revision(client, new_map):
+    map_id, key = new_map
+    add_prompts(client, map_id, key, ["a", "b", "c", "d"])
+    rev = client.get(f"/api/maps/{map_id}").json()["projection"]["revision"]
+    r = client.post(f"/api/maps/{map_id}/refit", headers=key)
+    assert r.status_code == 200 and r.json()["projection"]["revision"] == rev + 1
+
+
+def test_corrupt_image_is_422_naming_the_file_and_adds_nothing(client, new_map):
+    map_id, key = new_map
+    r = client.post(f"/api/maps/{map_id}/images", headers=key,
+                    files=[("files", ("good.png", png_bytes(), "image/png")),
+                           ("files", ("broken.png", png_bytes()[:40], "image/png"))])
+    assert r.status_code == 422 and "broken.png" in r.json()["detail"]
+    assert client.get(f"/api/maps/{map_id}").json()["count"] == 0
+    r = client.post(f"/api/maps/{map_id}/images", headers=key,
+                    files=[("files", ("notes.png", b"just some text", "image/png"))])
+    assert r.status_code == 422 and "notes.png" in r.json()["detail"]
+
+
+def test_prompt_limits(client, new_map):
+    map_id, key = new_map
+    for prompts in ([], [""], ["x" * 301], ["p"] * 201):
+        r = client.post(f"/api/maps/{map_id}/prompts", json={"prompts": prompts}, headers=key)
+        assert r.status_code == 422, prompts
+    assert client.get(f"/api/maps/{map_id}").json()["count"] == 0
+
+
+def test_delete_item(client, new_map):
+    map_id, key = new_map
+    items = add_prompts(client, map_id, key, ["keep", "drop"])
+    assert client.delete(f"/api/maps/{map_id}/items/{items[1]['id']}").status_code == 403
+    assert client.delete(f"/api/maps/{map_id}/items/{items[1]['id']}", headers=key).status_code == 204
+    labels = [p["label"] for p in client.get(f"/api/maps/{map_id}/points").json()["points"]]
+    assert labels == ["keep"]
+    assert client.delete(f"/api/maps/{map_id}/items/{items[1]['id']}", headers=key).status_code == 404
+
+
+def test_maps_survive_a_restart(make_client, tmp_path):
+    first = make_client(tmp_path / "persist")
+    body = first.post("/api/maps", json={"title": "kept"}).json()
+    key = {"X-Edit-Key": body["edit_key"]}
+    add_prompts(first, body["id"], key, ["alpha", "beta", "gamma"])
+    add_images(first, body["id"], key, [("a.png", png_bytes())])
+    points = first.get(f"/api/maps/{body['id']}/points").json()
+    decoded = first.post(f"/api/maps/{body['id']}/decode", json={"x": 0.2, "y": 0.2, "seed": 1}).content
+    first.__exit__(None, None, None)
+
+    second = make_client(tmp_path / "persist")
+    assert second.get(f"/api/maps/{body['id']}").json()["title"] == "kept"
+    assert second.get(f"/api/maps/{body['id']}/points").json() == points
+    assert second.post(f"/api/maps/{body['id']}/decode", json={"x": 0.2, "y": 0.2, "seed": 1}).content == decoded
+    assert second.post(f"/api/maps/{body['id']}/prompts", json={"prompts": ["delta"]}, headers=key).status_code == 201
+
+
+def test_map_from_another_space_is_refused_clearly(make_client, tmp_path):
+    from app.maps.store import Store
+
+    store = Store(tmp_path / "mixed")
+    record, key = store.create_map("made elsewhere", "digits")
+    store.close()
+    client = make_client(tmp_path / "mixed")
+    r = client.post(f"/api/maps/{record.id}/prompts", json={"prompts": ["x"]}, headers={"X-Edit-Key": key})
+    assert r.status_code == 409 and "digits" in r.json()["detail"]
+
+
+def test_openapi_docs(client):
+    schema = client.get("/openapi.json").json()
+    for path in ("/api/health", "/api/maps", "/api/maps/{map_id}/decode", "/api/items/{item_id}/thumbnail"):
+        assert path in schema["paths"]
+    assert client.get("/docs").status_code == 200

@@ -1,0 +1,46 @@
+"""Projection: exact small maps, UMAP maps, placement without refit, and 2D → vector blending."""
+
+import numpy as np
+
+from app.maps import projection
+from app.spaces.base import unit
+
+
+def clusters(n_per=30, k=4, dim=16, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = unit(rng.normal(size=(k, dim)))
+    vecs = np.concatenate([unit(c + 0.08 * rng.normal(size=(n_per, dim))) for c in centres])
+    return vecs, np.repeat(np.arange(k), n_per)
+
+
+def test_small_maps_use_exact_pca_and_place_exactly():
+    vecs, _ = clusters(n_per=3, k=3)
+    fit = projection.fit(vecs, umap_min_items=20, revision=1)
+    assert fit.state["method"] == "pca" and np.abs(fit.xy).max() <= 0.95 + 1e-6
+    # a point already on the map is placed where the fit put it
+    again = projection.place(vecs[:2], vecs, fit.xy, fit.state, k=4)
+    assert np.allclose(again, fit.xy[:2], atol=1e-5)
+
+
+def test_single_item_map():
+    fit = projection.fit(unit(np.ones((1, 8))), umap_min_items=20, revision=1)
+    assert fit.xy.shape == (1, 2) and np.isfinite(fit.xy).all()
+
+
+def test_umap_keeps_clusters_and_placement_lands_in_the_right_cluster():
+    vecs, labels = clusters()
+    fit = projection.fit(vecs[:-4], umap_min_items=20, revision=1)
+    assert fit.state["method"] == "umap"
+    centroids = np.stack([fit.xy[labels[:-4] == c].mean(0) for c in range(4)])
+    placed = projection.place(vecs[-4:], vecs[:-4], fit.xy, fit.state, k=8)
+    nearest = np.argmin(np.linalg.norm(placed[:, None] - centroids[None], axis=2), axis=1)
+    assert (nearest == labels[-4:]).all()
+
+
+def test_blend_weights():
+    xy = np.array([[0, 0], [1, 0], [0, 1], [5, 5]], dtype=np.float32)
+    idx, w = projection.blend_weights((0, 0), xy, k=3, power=2)
+    assert list(idx) == [0] and list(w) == [1.0]  # on an item: that item
+    idx, w = projection.blend_weights((0.5, 0), xy, k=3, power=2)
+    assert set(idx[:2]) == {0, 1} and np.isclose(w.sum(), 1) and np.isclose(w[0], w[1])
+    assert 3 not in idx

@@ -1,0 +1,75 @@
+"""The `latentmap` command line: help, spaces, build, and clear errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.cli import build_parser, main
+from app.main import create_app
+from app.settings import Settings
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+
+def run_cli(*args, env=ENV):
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+@pytest.mark.parametrize("command", ["serve", "spaces", "build", "train-digits"])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args([command, "--help"])
+    assert exc.value.code == 0
+    assert "usage: latentmap" in capsys.readouterr().out
+
+
+def test_serve_flags_and_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("LATENTMAP_PORT", "9123")
+    monkeypatch.setenv("LATENTMAP_SPACE", "tiny-random")
+    s = Settings.from_env()
+    assert (s.host, s.port, s.space) == ("127.0.0.1", 9123, "tiny-random")
+    s = Settings.from_env(port=8001, data_dir=str(tmp_path), host=None)
+    assert s.port == 8001 and s.data_dir == Path(tmp_path)
+
+
+def test_spaces_lists_names(capsys):
+    assert main(["spaces", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {"digits", "tiny-random"} <= {r["name"] for r in rows}
+
+
+def test_build_from_prompts_and_images(tmp_path, tiny_space):
+    from conftest import png_bytes
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a cat\n\na dog\na bird\n", encoding="utf-8")
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "red.png").write_bytes(png_bytes((255, 0, 0)))
+    (images / "readme.txt").write_text("not an image")
+    data = tmp_path / "data"
+    r = run_cli("build", "--space", "tiny-random", "--data-dir", str(data), "--title", "Built",
+                "--prompts", str(prompts), "--images", str(images))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["count"] == 4 and out["url"].startswith(f"/m/{out['id']}#key=")
+    # the map is there for the server
+    from fastapi.testclient import TestClient
+
+    with TestClient(create_app(Settings(data_dir=data, warm_umap=False), space=tiny_space)) as client:
+        labels = sorted(p["label"] for p in client.get(f"/api/maps/{out['id']}/points").json()["points"])
+        assert labels == ["a bird", "a cat", "a dog", "red.png"]
+
+
+def test_build_errors_are_clear(tmp_path):
+    r = run_cli("build", "--space", "tiny-random", "--data-dir", str(tmp_path), "--prompts", str(tmp_path / "nope"))
+    assert r.returncode == 2 and "does not exist" in r.stderr
+    r = run_cli("build", "--space", "tiny-random", "--data-dir", str(tmp_path))
+    assert r.returncode == 2 and "--prompts" in r.stderr
+    r = run_cli("build", "--space", "no-such-space", "--data-dir", str(tmp_path), "--prompts", __file__)
+    assert r.returncode == 1 and "unknown space" in r.stderr

@@ -74,10 +74,12 @@ class MapService:
         if too_long:
             raise Rejected(f"prompts must be at most {self.settings.max_prompt_chars} characters "
                            f"({len(too_long)} are longer)")
-        vectors = self.queue.run(lambda: self.space.encode_text(cleaned))
-        decode_vectors = self.space.text_to_image_side(vectors)
-        items = [NewItem(kind="text", label=p, vector=v, decode_vector=d)
-                 for p, v, d in zip(cleaned, vectors, decode_vectors)]
+        encoded = self.queue.run(lambda: self.space.encode_prompts(cleaned))
+        size = self.settings.thumbnail_size
+        items = [NewItem(kind="text", label=p, vector=encoded.vectors[i], decode_vector=encoded.decode_vectors[i],
+                         latent=None if encoded.latents is None else encoded.latents[i],
+                         thumbnail_png=None if encoded.images is None else imaging.thumbnail_png(encoded.images[i], size))
+                 for i, p in enumerate(cleaned)]
         return self._insert(map_id, items)
 
     def add_images(self, map_id: str, uploads: Sequence[Upload]) -> list[ItemRecord]:

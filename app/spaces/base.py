@@ -24,6 +24,21 @@ class EncodedImages:
 
 
 @dataclass
+class EncodedPrompts:
+    """Encoder output for a batch of prompts.
+
+    `vectors` (CLIP text embeddings) place a prompt on the map. `decode_vectors` are what the image decoder
+    is conditioned on when a click lands near the prompt: the text vector moved across the modality gap, or,
+    for spaces that generate an image per prompt, that image's CLIP image embedding.
+    """
+
+    vectors: np.ndarray  # (n, dim) raw CLIP text embeddings
+    decode_vectors: np.ndarray  # (n, dim) image-side embeddings
+    images: list[Image.Image] | None = None  # generated per prompt (shown as its thumbnail), if any
+    latents: np.ndarray | None = None  # VAE latents of those images, if any
+
+
+@dataclass
 class ModalityStats:
     """Where each modality sits in CLIP space, measured on reference data when the space was built.
 
@@ -67,6 +82,11 @@ class Space(ABC):
     @abstractmethod
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """(n, dim) float32 raw CLIP text embeddings."""
+
+    def encode_prompts(self, texts: Sequence[str]) -> EncodedPrompts:
+        """Everything a prompt item needs. Default: the text vector moved across the modality gap."""
+        vectors = self.encode_text(texts)
+        return EncodedPrompts(vectors=vectors, decode_vectors=self.text_to_image_side(vectors))
 
     @abstractmethod
     def encode_images(self, images: Sequence[Image.Image]) -> EncodedImages:

@@ -29,7 +29,10 @@ def cmd_serve(args) -> int:
 
     from .main import create_app
 
+    from .maps.store import Store
+
     settings = _settings(args)
+    Store.check_writable(settings.data_dir)  # a clear error now rather than a traceback from the lifespan
     print(f"latentmap: serving on http://{settings.host}:{settings.port} (space: {settings.space}, "
           f"data: {settings.data_dir})", file=sys.stderr)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")

@@ -20,17 +20,25 @@ class QueueFull(RuntimeError):
         self.retry_after = retry_after
 
 
+class ClientGone(RuntimeError):
+    """The client went away while its job waited; the job was not run."""
+
+
 class WorkQueue:
     def __init__(self, capacity: int):
         self._slots = threading.BoundedSemaphore(capacity)
         self._device = threading.Lock()
         self._recent: list[float] = []  # durations of recent jobs, for Retry-After
 
-    def run(self, fn: Callable[[], T]) -> T:
+    def run(self, fn: Callable[[], T], gone: Callable[[], bool] | None = None) -> T:
+        """Run `fn` when the device is free. `gone()` is asked just before: a client that disconnected while
+        waiting gives its slot back without its job running."""
         if not self._slots.acquire(blocking=False):
             raise QueueFull(self.retry_after())
         try:
             with self._device:
+                if gone is not None and gone():
+                    raise ClientGone("client disconnected before its job ran")
                 start = time.perf_counter()
                 try:
                     return fn()

@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from .api import errors, routes
+from .api.limits import RequestSizeLimit
 from .jobs import WorkQueue
 from .maps import demo
 from .maps.service import MapService
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, space: Space | None = None) -> 
     if settings.cors_origin_list:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list, allow_methods=["*"],
                            allow_headers=["*"])
+    app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
     errors.install(app)
     app.include_router(routes.router)
     app.include_router(pages.router)

@@ -30,6 +30,7 @@ class Settings:
     max_prompt_chars: int = 300
     max_files_per_request: int = 64
     max_file_bytes: int = 10 * 1024 * 1024
+    max_request_bytes: int = 64 * 1024 * 1024  # whole request body, checked while it streams in
     max_image_pixels: int = 40_000_000  # decompression-bomb guard
     max_title_chars: int = 200
     max_items_per_map: int = 200_000

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from ..jobs import QueueFull
+from ..jobs import ClientGone, QueueFull
 from ..maps.service import Rejected, SpaceMismatch
 from ..maps.store import InvalidId, NotFound
 
@@ -20,6 +20,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(SpaceMismatch, handler(409))
     app.add_exception_handler(NotFound, handler(404))
     app.add_exception_handler(InvalidId, handler(404))
+    app.add_exception_handler(ClientGone, handler(408))
 
     async def queue_full(request: Request, exc: QueueFull):
         return JSONResponse({"detail": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after)})

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import anyio
 from fastapi import APIRouter, Depends, File, Header, HTTPException, Request, Response, UploadFile
-from fastapi.responses import FileResponse
 
 from ..maps.service import MapService, Upload
 from ..maps.store import MapRecord, Store
@@ -12,6 +12,11 @@ from . import schemas
 from .deps import existing_map_id, get_service, get_store, require_edit_key
 
 router = APIRouter(prefix="/api")
+
+
+def client_gone(request: Request):
+    """For sync endpoints (worker threads): ask the event loop whether the client has disconnected."""
+    return lambda: anyio.from_thread.run(request.is_disconnected)
 
 
 def map_info(record: MapRecord, store: Store, can_edit: bool = False) -> dict:
@@ -59,13 +64,13 @@ def get_map(map_id: str = Depends(existing_map_id), store: Store = Depends(get_s
 
 
 @router.post("/maps/{map_id}/prompts", status_code=201, response_model=schemas.ItemsOut)
-def add_prompts(body: schemas.PromptsIn, map_id: str = Depends(require_edit_key),
+def add_prompts(body: schemas.PromptsIn, request: Request, map_id: str = Depends(require_edit_key),
                 service: MapService = Depends(get_service)):
-    return {"items": _points(service.add_prompts(map_id, body.prompts))}
+    return {"items": _points(service.add_prompts(map_id, body.prompts, client_gone(request)))}
 
 
 @router.post("/maps/{map_id}/images", status_code=201, response_model=schemas.ItemsOut)
-def add_images(files: list[UploadFile] = File(...), map_id: str = Depends(require_edit_key),
+def add_images(request: Request, files: list[UploadFile] = File(...), map_id: str = Depends(require_edit_key),
                service: MapService = Depends(get_service)):
     limit = service.settings.max_file_bytes
     uploads = []
@@ -74,7 +79,7 @@ def add_images(files: list[UploadFile] = File(...), map_id: str = Depends(requir
         if len(data) > limit:
             raise HTTPException(413, f"{f.filename}: larger than {limit} bytes")
         uploads.append(Upload(f.filename or "image", data))
-    return {"items": _points(service.add_images(map_id, uploads))}
+    return {"items": _points(service.add_images(map_id, uploads, client_gone(request)))}
 
 
 @router.get("/maps/{map_id}/points", response_model=schemas.PointsOut)
@@ -95,18 +100,19 @@ def refit(map_id: str = Depends(require_edit_key), service: MapService = Depends
 
 @router.post("/maps/{map_id}/decode", response_class=Response,
              responses={200: {"content": {"image/png": {}}, "description": "The decoded image"}})
-def decode(body: schemas.DecodeIn, map_id: str = Depends(existing_map_id),
+def decode(body: schemas.DecodeIn, request: Request, map_id: str = Depends(existing_map_id),
            service: MapService = Depends(get_service)):
-    result = service.decode_at(map_id, body.x, body.y, body.seed)
+    result = service.decode_at(map_id, body.x, body.y, body.seed, client_gone(request))
     return Response(result.png, media_type="image/png",
                     headers={"X-Decode-Cache": "hit" if result.cached else "miss", "X-Decode-Key": result.key,
                              "Cache-Control": "public, max-age=31536000, immutable"})
 
 
-@router.get("/items/{item_id}/thumbnail", response_class=FileResponse,
+@router.get("/items/{item_id}/thumbnail", response_class=Response,
             responses={200: {"content": {"image/png": {}}}})
 def thumbnail(item_id: str, store: Store = Depends(get_store)):
-    item = store.get_item(item_id)
+    item = store.get_item(item_id)  # the id is checked against the pattern and must exist in the database
     if not item.has_thumbnail:
         raise HTTPException(404, f"item {item_id} ({item.kind}) has no thumbnail")
-    return FileResponse(store.thumbnail_path(item.id), media_type="image/png")
+    return Response(store.read_thumbnail(item.id), media_type="image/png",
+                    headers={"Cache-Control": "public, max-age=86400"})

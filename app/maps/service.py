@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -63,7 +63,8 @@ class MapService:
         return record
 
     # ------------------------------------------------------------------ adding
-    def add_prompts(self, map_id: str, prompts: Sequence[str]) -> list[ItemRecord]:
+    def add_prompts(self, map_id: str, prompts: Sequence[str], gone: Callable[[], bool] | None = None
+                    ) -> list[ItemRecord]:
         self._usable_map(map_id)
         cleaned = [p.strip() for p in prompts]
         if not cleaned or any(not p for p in cleaned):
@@ -74,7 +75,7 @@ class MapService:
         if too_long:
             raise Rejected(f"prompts must be at most {self.settings.max_prompt_chars} characters "
                            f"({len(too_long)} are longer)")
-        encoded = self.queue.run(lambda: self.space.encode_prompts(cleaned))
+        encoded = self.queue.run(lambda: self.space.encode_prompts(cleaned), gone)
         size = self.settings.thumbnail_size
         items = [NewItem(kind="text", label=p, vector=encoded.vectors[i], decode_vector=encoded.decode_vectors[i],
                          latent=None if encoded.latents is None else encoded.latents[i],
@@ -82,7 +83,8 @@ class MapService:
                  for i, p in enumerate(cleaned)]
         return self._insert(map_id, items)
 
-    def add_images(self, map_id: str, uploads: Sequence[Upload]) -> list[ItemRecord]:
+    def add_images(self, map_id: str, uploads: Sequence[Upload], gone: Callable[[], bool] | None = None
+                   ) -> list[ItemRecord]:
         """All-or-nothing: one unreadable file rejects the request (naming it) and nothing is added."""
         self._usable_map(map_id)
         if not uploads:
@@ -97,10 +99,11 @@ class MapService:
                 images.append(imaging.open_image(up.data, self.settings.max_image_pixels))
             except imaging.ImageRejected as e:
                 raise Rejected(f"{up.filename}: {e}") from None
-        return self.add_pil_images(map_id, images, [_label(u.filename) for u in uploads])
+        return self.add_pil_images(map_id, images, [_label(u.filename) for u in uploads], gone)
 
-    def add_pil_images(self, map_id: str, images: Sequence[Image.Image], labels: Sequence[str]) -> list[ItemRecord]:
-        encoded = self.queue.run(lambda: self.space.encode_images(images))
+    def add_pil_images(self, map_id: str, images: Sequence[Image.Image], labels: Sequence[str],
+                       gone: Callable[[], bool] | None = None) -> list[ItemRecord]:
+        encoded = self.queue.run(lambda: self.space.encode_images(images), gone)
         items = [NewItem(kind="image", label=label, vector=encoded.vectors[i], decode_vector=encoded.vectors[i],
                          latent=None if encoded.latents is None else encoded.latents[i],
                          thumbnail_png=imaging.thumbnail_png(im, self.settings.thumbnail_size))
@@ -143,7 +146,8 @@ class MapService:
         raw = f"{self.space.name}|{record.id}|{revision}|{x:.6f}|{y:.6f}|{seed}"
         return hashlib.sha256(raw.encode()).hexdigest()
 
-    def decode_at(self, map_id: str, x: float, y: float, seed: int) -> DecodeResult:
+    def decode_at(self, map_id: str, x: float, y: float, seed: int, gone: Callable[[], bool] | None = None
+                  ) -> DecodeResult:
         """Pixels for a 2D point. The same (space, map, projection revision, x, y, seed) gives the same bytes:
         the first decode is cached, so adding items later does not change a shared link's picture."""
         record = self._usable_map(map_id)
@@ -160,7 +164,7 @@ class MapService:
         if len(arrays) == 0:
             raise Rejected("this map has no items yet: add prompts or images first")
         request = self.blend_request(arrays, x, y, seed)
-        image = self.queue.run(lambda: self.space.decode([request])[0])
+        image = self.queue.run(lambda: self.space.decode([request])[0], gone)
         png = imaging.to_png(image)
         self.store.store_decode(key, png)
         return DecodeResult(png, False, key)

@@ -63,6 +63,10 @@ class InvalidId(ValueError):
     pass
 
 
+class DataDirError(RuntimeError):
+    pass
+
+
 def check_id(value: str, what: str = "id") -> str:
     if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
         raise InvalidId(f"invalid {what}: must match {ID_PATTERN.pattern}")
@@ -134,10 +138,9 @@ class Store:
         self.data_dir = Path(data_dir)
         self.thumb_dir = self.data_dir / "thumbnails"
         self.decode_dir = self.data_dir / "decodes"
-        for d in (self.data_dir, self.thumb_dir, self.decode_dir):
+        self.check_writable(self.data_dir)
+        for d in (self.thumb_dir, self.decode_dir):
             d.mkdir(parents=True, exist_ok=True)
-        if not os.access(self.data_dir, os.W_OK):
-            raise PermissionError(f"data directory {self.data_dir} is not writable")
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.data_dir / "latentmap.sqlite3", check_same_thread=False,
                                    isolation_level=None)
@@ -146,6 +149,16 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         self._arrays_cache: dict[str, tuple[int, MapArrays]] = {}
+
+    @staticmethod
+    def check_writable(data_dir: Path) -> None:
+        """Fail at start, with a clear message, on a data dir we cannot write (read-only, full, not a dir)."""
+        try:
+            Path(data_dir).mkdir(parents=True, exist_ok=True)
+            Store._write_atomic(Path(data_dir) / ".write-probe", b"latentmap")
+            (Path(data_dir) / ".write-probe").unlink()
+        except OSError as e:
+            raise DataDirError(f"data directory {data_dir} is not usable: {e.strerror or e}") from None
 
     def close(self) -> None:
         with self._lock:
@@ -300,8 +313,15 @@ class Store:
         return arrays
 
     # ------------------------------------------------------------------ files
-    def thumbnail_path(self, item_id: str) -> Path:
-        return self.thumb_dir / f"{check_id(item_id, 'item id')}.png"
+    def read_thumbnail(self, item_id: str) -> bytes:
+        path = self.thumb_dir / f"{check_id(item_id, 'item id')}.png"
+        # O_NOFOLLOW: a symlink planted in the data directory is never followed out of it.
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            raise NotFound(f"the thumbnail of item {item_id} is not available") from None
+        with os.fdopen(fd, "rb") as f:
+            return f.read()
 
     def cached_decode(self, key: str) -> bytes | None:
         path = self.decode_dir / f"{key}.png"

@@ -149,6 +149,17 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         self._arrays_cache: dict[str, tuple[int, MapArrays]] = {}
+        self._sweep_orphans()
+
+    def _sweep_orphans(self) -> None:
+        """Remove what a crash can leave behind: temp files, and thumbnails whose rows never committed."""
+        for d in (self.thumb_dir, self.decode_dir):
+            for tmp in d.glob(".tmp-*"):
+                tmp.unlink(missing_ok=True)
+        known = {r[0] for r in self._db.execute("SELECT id FROM items WHERE has_thumbnail = 1")}
+        for thumb in self.thumb_dir.glob("*.png"):
+            if thumb.stem not in known:
+                thumb.unlink(missing_ok=True)
 
     @staticmethod
     def check_writable(data_dir: Path) -> None:

@@ -7,6 +7,7 @@ vector means the same thing to both decoders and maps built with either are comp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -16,6 +17,8 @@ from typing import Sequence
 import numpy as np
 import torch
 from PIL import Image
+
+from .base import DecodeRequest, EncodedImages, EncodedPrompts, ModalityStats, Space, unit
 
 log = logging.getLogger(__name__)
 
@@ -71,3 +74,193 @@ class VitH:
         with self.lock:
             out = self.model.encode_image(batch, normalize=False)
         return out.float().cpu().numpy()
+
+
+# ---------------------------------------------------------------------------------------------- shared space base
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def space_config(name: str) -> dict:
+    return json.loads((CONFIG_DIR / f"{name}.json").read_text())
+
+
+def reference_prompts(count: int | None = None) -> list[str]:
+    lines = [ln.strip() for ln in (CONFIG_DIR / "reference_prompts.txt").read_text().splitlines() if ln.strip()]
+    return lines[:count] if count else lines
+
+
+def torch_dtype(device: str) -> torch.dtype:
+    """fp16 on CUDA, fp32 on CPU (fp16/bf16 on CPU is far slower or hangs)."""
+    return torch.float16 if device.startswith("cuda") else torch.float32
+
+
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """(n, 3, h, w) in [-1, 1] → PIL RGB images."""
+    arr = ((images.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    return [Image.fromarray(a) for a in arr]
+
+
+def to_vae_batch(images: Sequence[Image.Image], height: int, width: int) -> torch.Tensor:
+    """PIL images → (n, 3, h, w) in [-1, 1], resized (centre-cropped to the aspect ratio) to the decoder's size."""
+    out = []
+    for im in images:
+        im = im.convert("RGB")
+        scale = max(width / im.width, height / im.height)
+        im = im.resize((max(width, round(im.width * scale)), max(height, round(im.height * scale))),
+                       Image.Resampling.BICUBIC)
+        left, top = (im.width - width) // 2, (im.height - height) // 2
+        im = im.crop((left, top, left + width, top + height))
+        out.append(torch.from_numpy(np.asarray(im, dtype=np.float32).transpose(2, 0, 1) / 127.5 - 1.0))
+    return torch.stack(out)
+
+
+class VitHSpace(Space):
+    """What unclip-h and turbo-h share: the ViT-H encoder, prompt images, cached modality statistics, one lock.
+
+    Subclasses implement `_generate(texts)` (text-to-image for prompt thumbnails), `_latents(images)` and
+    `_decode_one(request)`.
+    """
+
+    def __init__(self, name: str, clip: VitH, config: dict, device: str, provenance: dict):
+        self.name = name
+        self.clip = clip
+        self.config = config
+        self.device = device
+        self.dtype = torch_dtype(device)
+        self.dim = clip.dim
+        self.provenance = provenance
+        self.info = {"family": config.get("family"), "encoder": "open_clip ViT-H-14 laion2b_s32b_b79k",
+                     "decode": {k: config[k] for k in ("height", "width", "steps", "guidance") if k in config},
+                     "preview": config.get("preview"), "provenance": provenance}
+        self._lock = threading.Lock()  # diffusers schedulers hold state: one pipeline call at a time
+
+    # ---------------------------------------------------------------- encoding
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        return self.clip.encode_text(texts)
+
+    def encode_images(self, images: Sequence[Image.Image]) -> EncodedImages:
+        return EncodedImages(vectors=self.clip.encode_images(images), latents=self._latents(images))
+
+    def encode_prompts(self, texts: Sequence[str]) -> EncodedPrompts:
+        """Text vector for the map position; a generated image per prompt for the thumbnail and for decoding
+        (its CLIP *image* embedding sits on the decoder's side of the modality gap)."""
+        vectors = self.encode_text(texts)
+        images = self._generate(list(texts))
+        encoded = self.encode_images(images)
+        return EncodedPrompts(vectors=vectors, decode_vectors=encoded.vectors, images=images, latents=encoded.latents)
+
+    def decode(self, requests: Sequence[DecodeRequest]) -> list[Image.Image]:
+        out = []
+        for r in requests:
+            if np.asarray(r.vector).shape != (self.dim,):
+                raise ValueError(f"decode vector must have shape ({self.dim},), got {np.asarray(r.vector).shape}")
+            out.append(self._decode_one(r))
+        return out
+
+    def _generate(self, texts: list[str]) -> list[Image.Image]:
+        raise NotImplementedError
+
+    def _latents(self, images: Sequence[Image.Image]) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def _decode_one(self, req: DecodeRequest) -> Image.Image:
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- modality statistics
+    def load_stats(self, cache_dir: Path | None, fingerprint: dict, prompts: Sequence[str]) -> ModalityStats:
+        """ModalityStats measured on this space itself: the shipped reference prompts (configs/
+        reference_prompts.txt) give the text side; the images this space generates from them, encoded by
+        ViT-H, give the image side. Computed once, then cached (safetensors) under `cache_dir`, keyed by the
+        weights' ids/revisions, the settings and the prompts."""
+        from safetensors.numpy import load_file, save_file
+
+        key = hashlib.sha256(json.dumps({**fingerprint, "prompts": list(prompts)}, sort_keys=True,
+                                        default=str).encode()).hexdigest()[:16]
+        path = None if cache_dir is None else Path(cache_dir) / f"stats-{key}.safetensors"
+        if path is not None and path.is_file():
+            raw = load_file(str(path))
+            self.info["stats"] = {"source": "cache", "file": str(path), "reference_prompts": len(prompts)}
+            return ModalityStats(text_mean=raw["text_mean"], image_mean=raw["image_mean"],
+                                 image_norm=float(raw["image_norm"][0]))
+        log.info("%s: measuring modality statistics on %d reference prompts (first start only)", self.name,
+                 len(prompts))
+        encoded = self.encode_prompts(prompts)
+        stats = ModalityStats(text_mean=unit(encoded.vectors).mean(0).astype(np.float32),
+                              image_mean=unit(encoded.decode_vectors).mean(0).astype(np.float32),
+                              image_norm=float(np.linalg.norm(encoded.decode_vectors, axis=1).mean()))
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file({"text_mean": stats.text_mean, "image_mean": stats.image_mean,
+                       "image_norm": np.array([stats.image_norm], dtype=np.float32)}, str(path))
+        self.info["stats"] = {"source": "computed", "file": str(path) if path else None,
+                              "reference_prompts": len(prompts)}
+        return stats
+
+
+def fingerprint(space: str, paths: dict, config: dict) -> dict:
+    """What the cached statistics depend on: component ids/revisions (or local folders and their mtimes)."""
+    from . import hub
+
+    comps = hub.components(space)
+    out = {"space": space, "config": config, "components": {}}
+    for key, path in paths.items():
+        comp = comps.get(key)
+        if path is None:
+            out["components"][key] = None
+        elif comp is not None and comp.is_local:
+            out["components"][key] = [str(Path(path).resolve()), Path(path).stat().st_mtime_ns]
+        else:
+            out["components"][key] = [comp.repo_id if comp else None, comp.revision if comp else None, str(path)]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- random builds
+def build_clip_dir(dest: Path, spec: dict, seed: int = 0) -> Path:
+    """An open_clip `local-dir:` folder (open_clip_config.json + open_clip_model.safetensors), random weights."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    dest.mkdir(parents=True, exist_ok=True)
+    if "name" in spec:
+        model_cfg = open_clip.get_model_config(spec["name"])
+        preprocess_cfg = {"size": model_cfg["vision_cfg"]["image_size"], "mean": list(open_clip.OPENAI_DATASET_MEAN),
+                          "std": list(open_clip.OPENAI_DATASET_STD), "interpolation": "bicubic",
+                          "resize_mode": "shortest"}
+    else:
+        model_cfg, preprocess_cfg = spec["model_cfg"], spec["preprocess_cfg"]
+    (dest / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg,
+                                                            "preprocess_cfg": preprocess_cfg}))
+    torch.manual_seed(seed)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # open_clip warns that the weights are random: here that is the point
+    try:
+        model = open_clip.create_model(f"local-dir:{dest}", load_weights=False)
+    finally:
+        root.setLevel(level)
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
+              str(dest / "open_clip_model.safetensors"))
+    return dest
+
+
+def clip_tokenizer(dest: Path | None = None):
+    """The CLIP BPE tokenizer rebuilt from open_clip's bundled vocabulary (no download)."""
+    import gzip
+
+    from open_clip.tokenizer import bytes_to_unicode, default_bpe
+    from transformers import CLIPTokenizer
+
+    merges = gzip.open(default_bpe()).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
+    merges = [tuple(m.split()) for m in merges]
+    vocab = list(bytes_to_unicode().values())
+    vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    # transformers 5: vocab=/merges= (the v4 vocab_file= keywords are silently ignored).
+    tok = CLIPTokenizer(vocab={t: i for i, t in enumerate(vocab)}, merges=merges, model_max_length=77)
+    if dest is not None:
+        tok.save_pretrained(dest)
+    return tok
+
+
+def save_safetensors_dir(model, dest: Path) -> Path:
+    model.save_pretrained(dest, safe_serialization=True)
+    return dest

@@ -1,4 +1,4 @@
-"""The `latentmap` command: serve, spaces, build, train-digits."""
+"""The `latentmap` command: serve, spaces, build, download, train-digits."""
 
 from __future__ import annotations
 
@@ -104,11 +104,74 @@ def cmd_build(args) -> int:
     return 0
 
 
+def _service(args):
+    from .jobs import WorkQueue
+    from .maps.service import MapService
+    from .maps.store import Store
+    from .spaces.registry import load_space
+
+    settings = _settings(args)
+    return MapService(Store(settings.data_dir), load_space(settings), settings, WorkQueue(1))
+
+
+def cmd_export(args) -> int:
+    from .maps.bundle import export_bundle
+    from .maps.store import InvalidId, NotFound, Store
+
+    settings = _settings(args)
+    store = Store(settings.data_dir)
+    try:
+        record = store.get_map(args.map_id)
+    except (InvalidId, NotFound) as e:
+        print(f"latentmap export: {e}", file=sys.stderr)
+        return 1
+    out = Path(args.out or f"latentmap-{record.id}.zip")
+    out.write_bytes(export_bundle(store, record.id))  # needs no model: runs without loading the space
+    print(f"exported map '{record.title}' ({record.count} items) to {out}")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from .maps.bundle import import_bundle
+    from .maps.service import Rejected, SpaceMismatch
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"latentmap import: {path} does not exist", file=sys.stderr)
+        return 2
+    service = _service(args)
+    try:
+        record, key = import_bundle(service, path.read_bytes(), title=args.title)
+    except (Rejected, SpaceMismatch) as e:
+        print(f"latentmap import: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps({"id": record.id, "title": record.title, "count": record.count, "edit_key": key,
+                      "url": f"/m/{record.id}#key={key}"}, indent=2))
+    return 0
+
+
 def cmd_train_digits(args) -> int:
     from .spaces.digits_train import train
 
     metrics = train(Path(args.out), seed=args.seed)
     print(json.dumps(metrics, indent=2, default=str))
+    return 0
+
+
+def cmd_download(args) -> int:
+    from .spaces import hub
+
+    if args.space not in hub.SPACE_COMPONENTS:
+        print(f"latentmap download: '{args.space}' has no weights to download; choose one of "
+              f"{', '.join(hub.SPACE_COMPONENTS)}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        for key, comp in hub.components(args.space).items():
+            print(f"{key:<11} {comp.repo_id}@{comp.revision}  files: {', '.join(comp.allow_patterns)}  "
+                  f"(env LATENTMAP_{comp.env}_ID / _REVISION){'  [optional]' if comp.optional else ''}")
+        return 0
+    paths = hub.download_space(args.space, progress=not args.quiet)
+    print(json.dumps({key: str(path) for key, path in paths.items()}, indent=2))
     return 0
 
 
@@ -134,6 +197,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", help="folder of PNG/JPEG/WebP/GIF images")
     p.add_argument("--no-refit", action="store_true", help="keep the incremental placement; skip the final fit")
     p.set_defaults(fn=cmd_build)
+
+    p = sub.add_parser("download", help="fetch a real space's weights (safetensors) into the Hugging Face cache")
+    p.add_argument("space", help="unclip-h or turbo-h")
+    p.add_argument("--dry-run", action="store_true", help="list repos, revisions and files; download nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(fn=cmd_download)
+
+    p = sub.add_parser("export", help="write a map as one bundle file (zip of JSON, npy, PNG)")
+    p.add_argument("map_id")
+    p.add_argument("--out", help="file to write (default latentmap-MAP_ID.zip)")
+    _add_common(p)
+    p.set_defaults(fn=cmd_export)
+
+    p = sub.add_parser("import", help="create a map from a bundle file")
+    p.add_argument("file")
+    p.add_argument("--title", help="title for the new map (default: the bundle's)")
+    _add_common(p)
+    p.set_defaults(fn=cmd_import)
 
     p = sub.add_parser("train-digits", help="train the digits space from scikit-learn's digits (~20 min CPU)")
     p.add_argument("--out", default=str(DIGITS_SPACE_DIR), help="space directory to write")

@@ -10,10 +10,11 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from .api import errors, routes
+from .api import errors, explore_routes, routes
 from .api.limits import RequestSizeLimit
 from .jobs import WorkQueue
 from .maps import demo
+from .maps.explore import Explorer
 from .maps.service import MapService
 from .maps.store import Store
 from .settings import STATIC_DIR, Settings
@@ -32,7 +33,7 @@ def create_app(settings: Settings | None = None, space: Space | None = None) -> 
         store = Store(settings.data_dir)
         loaded = space or load_space(settings)
         service = MapService(store, loaded, settings, WorkQueue(settings.max_queued_jobs))
-        app.state.settings, app.state.service = settings, service
+        app.state.settings, app.state.service, app.state.explorer = settings, service, Explorer(service)
         if settings.create_demo_map:
             demo.ensure_demo_map(service)
         if settings.warm_umap:
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, space: Space | None = None) -> 
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
     errors.install(app)
     app.include_router(routes.router)
+    app.include_router(explore_routes.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -35,6 +35,10 @@ class Settings:
     max_title_chars: int = 200
     max_items_per_map: int = 200_000
     max_seed: int = 2**31 - 1
+    max_neighbors: int = 100  # k of /neighbors and /search
+    max_path_points: int = 32  # vertices of a drawn path
+    max_path_steps: int = 24  # images decoded along a path
+    max_bundle_bytes: int = 512 * 1024 * 1024  # uncompressed size of an imported bundle
 
     # Work queue in front of the model: requests waiting beyond this get 429 with Retry-After.
     max_queued_jobs: int = 16

@@ -73,3 +73,24 @@ def test_build_errors_are_clear(tmp_path):
     assert r.returncode == 2 and "--prompts" in r.stderr
     r = run_cli("build", "--space", "no-such-space", "--data-dir", str(tmp_path), "--prompts", __file__)
     assert r.returncode == 1 and "unknown space" in r.stderr
+
+
+def test_export_import_round_trip(tmp_path, tiny_space):
+    from fastapi.testclient import TestClient
+
+    data = tmp_path / "data"
+    with TestClient(create_app(Settings(data_dir=data, warm_umap=False), space=tiny_space)) as client:
+        made = client.post("/api/maps", json={"title": "to export"}).json()
+        client.post(f"/api/maps/{made['id']}/prompts", json={"prompts": ["a", "b", "c"]},
+                    headers={"X-Edit-Key": made["edit_key"]})
+    bundle_file = tmp_path / "map.zip"
+    r = run_cli("export", made["id"], "--out", str(bundle_file), "--data-dir", str(data))
+    assert r.returncode == 0, r.stderr
+    r = run_cli("import", str(bundle_file), "--title", "copy", "--data-dir", str(tmp_path / "other"),
+                "--space", "tiny-random")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["count"] == 3
+    r = run_cli("import", str(bundle_file), "--data-dir", str(tmp_path / "digits"), "--space", "digits")
+    assert r.returncode == 1 and ("tiny-random" in r.stderr or "not available" in r.stderr)
+    r = run_cli("export", "nosuchmap", "--data-dir", str(data))
+    assert r.returncode == 1 and "not found" in r.stderr

@@ -45,6 +45,7 @@ class MapService:
         self.store, self.space, self.settings, self.queue = store, space, settings, queue
         # Adding and refitting read positions, then write new ones: one map change at a time.
         self._write_lock = threading.Lock()
+        self._map_vector_cache: dict[str, tuple[MapArrays, np.ndarray]] = {}
 
     # ------------------------------------------------------------------ maps
     def create_map(self, title: str) -> tuple[MapRecord, str]:
@@ -115,15 +116,15 @@ class MapService:
             record = self.store.get_map(map_id)
             if record.count + len(items) > self.settings.max_items_per_map:
                 raise Rejected(f"a map holds at most {self.settings.max_items_per_map} items")
-            existing = self.store.get_arrays(map_id)
+            existing, existing_map_vectors = self.item_map_vectors(map_id)
             new_map_vectors = self._map_vectors(np.stack([i.vector for i in items]), [i.kind for i in items])
             state = record.projection
             if len(existing) == 0 or state.get("method") in (None, "none"):
                 # The first items of a map: nobody can move yet, so fit them.
                 fitted = projection.fit(new_map_vectors, self.settings.umap_min_items, state.get("revision", 0) + 1)
                 return self.store.add_items(map_id, items, fitted.xy, projection=fitted.state)
-            xy = projection.place(new_map_vectors, self._map_vectors(existing.vectors, existing.kinds),
-                                  existing.xy, state, self.settings.place_neighbors)
+            xy = projection.place(new_map_vectors, existing_map_vectors, existing.xy, state,
+                                  self.settings.place_neighbors)
             return self.store.add_items(map_id, items, xy)
 
     def _map_vectors(self, vectors: np.ndarray, kinds: Sequence[str]) -> np.ndarray:
@@ -158,16 +159,33 @@ class MapService:
         x, y = round(float(x), 6), round(float(y), 6)
         key = self.decode_key(record, x, y, seed)
         cached = self.store.cached_decode(key)
-        if cached is not None:
+        if cached is not None:  # before loading arrays: a shared link's image costs one file read
             return DecodeResult(cached, True, key)
         arrays = self.store.get_arrays(map_id)
         if len(arrays) == 0:
             raise Rejected("this map has no items yet: add prompts or images first")
-        request = self.blend_request(arrays, x, y, seed)
+        return self.decode_cached(key, self.blend_request(arrays, x, y, seed), gone)
+
+    def decode_cached(self, key: str, request: DecodeRequest, gone: Callable[[], bool] | None = None
+                      ) -> DecodeResult:
+        """Decode through the queue unless `key` is cached; store the PNG under `key`."""
+        cached = self.store.cached_decode(key)
+        if cached is not None:
+            return DecodeResult(cached, True, key)
         image = self.queue.run(lambda: self.space.decode([request])[0], gone)
         png = imaging.to_png(image)
         self.store.store_decode(key, png)
         return DecodeResult(png, False, key)
+
+    def item_map_vectors(self, map_id: str) -> tuple[MapArrays, np.ndarray]:
+        """The map's arrays and its items' projection vectors (unit, modality-centred), cached per version."""
+        arrays = self.store.get_arrays(map_id)
+        cached = self._map_vector_cache.get(map_id)
+        if cached is None or cached[0] is not arrays:
+            cached = (arrays, self._map_vectors(arrays.vectors, arrays.kinds) if len(arrays) else
+                      np.zeros((0, self.space.dim), np.float32))
+            self._map_vector_cache[map_id] = cached
+        return cached
 
     def blend_request(self, arrays: MapArrays, x: float, y: float, seed: int) -> DecodeRequest:
         """Blend the nearest items' image-side vectors (and VAE latents where they have them)."""

@@ -73,6 +73,16 @@ def check_id(value: str, what: str = "id") -> str:
     return value
 
 
+KEY_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_key(key: str) -> str:
+    """Decode-cache keys are sha256 hex digests, nothing else."""
+    if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
+        raise InvalidId("invalid decode key")
+    return key
+
+
 def new_id() -> str:
     return secrets.token_urlsafe(12)  # 96 random bits: unguessable, URL-safe
 
@@ -335,11 +345,20 @@ class Store:
             return f.read()
 
     def cached_decode(self, key: str) -> bytes | None:
-        path = self.decode_dir / f"{key}.png"
+        path = self.decode_dir / f"{check_key(key)}.png"
         return path.read_bytes() if path.is_file() else None
 
+    def store_decode_meta(self, key: str, meta: dict) -> None:
+        self._write_atomic(self.decode_dir / f"{check_key(key)}.json", json.dumps(meta).encode())
+
+    def decode_meta(self, key: str) -> dict:
+        path = self.decode_dir / f"{check_key(key)}.json"
+        if not path.is_file():
+            raise NotFound(f"no decoded path {key}")
+        return json.loads(path.read_text())
+
     def store_decode(self, key: str, png: bytes) -> None:
-        self._write_atomic(self.decode_dir / f"{key}.png", png)
+        self._write_atomic(self.decode_dir / f"{check_key(key)}.png", png)
 
     @staticmethod
     def _write_atomic(path: Path, data: bytes) -> None:

@@ -68,6 +68,7 @@ class DecodeRequest:
     seed: int
     latent: np.ndarray | None = None  # optional starting latent (diffusion space)
     strength: float = 1.0  # how much noise is put on `latent` (1.0 = ignore it)
+    preview: bool = False  # a fast, rougher picture (fewer steps / TAESD) where the space offers one; else ignored
 
 
 class Space(ABC):

@@ -29,6 +29,10 @@ from .loading import check_safetensors_only
 class MissingWeightsError(RuntimeError):
     """A component's files are not on this machine (and we are not allowed to download at load time)."""
 
+    def __init__(self, message: str, short: str | None = None):
+        super().__init__(message)
+        self.short = short or message
+
 
 def _subfolders(*names: str) -> tuple[str, ...]:
     pats = ["model_index.json"]
@@ -137,8 +141,10 @@ def locate(space: str, comp: Component) -> Path:
     if comp.is_local:
         path = Path(comp.repo_id).expanduser()
         if not path.is_dir():
-            raise MissingWeightsError(f"{space}: {comp.key} points at {path}, which is not a directory "
-                                      f"(LATENTMAP_{comp.env}_ID)")
+            raise MissingWeightsError(
+                f"{space}: {comp.key} points at {path}, which is not a directory (LATENTMAP_{comp.env}_ID); give an "
+                f"existing folder, or unset it and run `{download_command(space)}`",
+                short=f"{comp.key}: {path} is not a directory")
         check_safetensors_only(path)
         missing = _missing_files(path, comp)
         if missing:
@@ -155,12 +161,14 @@ def locate(space: str, comp: Component) -> Path:
         raise MissingWeightsError(
             f"{space}: {comp.key} ({comp.repo_id}@{comp.revision}) is not in the Hugging Face cache "
             f"({HF_HUB_CACHE}); run `{download_command(space)}` on a machine with internet access (it fills "
-            f"HF_HOME), or set LATENTMAP_{comp.env}_ID to a local directory") from None
+            f"HF_HOME), or set LATENTMAP_{comp.env}_ID to a local directory",
+            short=f"{comp.key} ({comp.repo_id}@{comp.revision}) not in the cache") from None
     missing = _missing_files(path, comp)
     if missing:
         raise MissingWeightsError(
             f"{space}: {comp.key} ({comp.repo_id}@{comp.revision}) is only partly in the cache at {path}: missing "
-            f"{', '.join(missing)}; run `{download_command(space)}`")
+            f"{', '.join(missing)}; run `{download_command(space)}`",
+            short=f"{comp.key} ({comp.repo_id}@{comp.revision}) lacks {', '.join(missing)}")
     return path
 
 
@@ -177,15 +185,31 @@ def resolve(space: str) -> dict[str, Path | None]:
     return out
 
 
+def provenance(space: str, paths: dict) -> dict:
+    """What each component was loaded from: `repo@revision (folder)` or the local folder."""
+    out = {}
+    for key, comp in components(space).items():
+        path = paths.get(key)
+        if path is None:
+            out[key] = None
+        elif comp.is_local:
+            out[key] = str(path)
+        else:
+            out[key] = f"{comp.repo_id}@{comp.revision} ({Path(path).name})"
+    return out
+
+
 def missing(space: str) -> list[str]:
-    """Human-readable problems that keep `space` from loading here ([] = all required weights present)."""
+    """Short human-readable problems that keep `space` from loading here ([] = all required weights present)."""
     problems = []
     for comp in components(space).values():
         if comp.optional:
             continue
         try:
             locate(space, comp)
-        except (MissingWeightsError, ValueError) as e:
+        except MissingWeightsError as e:
+            problems.append(e.short)
+        except ValueError as e:  # e.g. a local override folder holding pickle weights
             problems.append(str(e))
     return problems
 

@@ -44,6 +44,46 @@ def _digits_available(settings: Settings) -> tuple[bool, str]:
     return False, f"weights missing at {DIGITS_SPACE_DIR}; run `latentmap train-digits`"
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _real_available(name: str) -> Callable[[Settings], tuple[bool, str]]:
+    """A ViT-H space runs where its weights are in the cache (or local folders) and a CUDA GPU is present
+    (or `--device cpu` explicitly asks for a very slow CPU run)."""
+
+    def check(settings: Settings) -> tuple[bool, str]:
+        from . import hub
+
+        reasons = []
+        if not settings.device.startswith("cpu") and not _cuda_available():
+            reasons.append("no CUDA GPU on this machine (--device cpu forces a very slow CPU run)")
+        try:
+            problems = hub.missing(name)
+        except Exception as e:  # a broken override must not break GET /api/spaces
+            problems = [str(e)]
+        if problems:
+            reasons.append(f"weights missing: {'; '.join(problems)}; run `{hub.download_command(name)}`")
+        return (not reasons), "; ".join(reasons)
+
+    return check
+
+
+def _load_real(name: str) -> Callable[[Settings], Space]:
+    def load(settings: Settings) -> Space:
+        if name == "unclip-h":
+            from .unclip import load as load_unclip
+
+            return load_unclip(settings)
+        from .turbo import load as load_turbo
+
+        return load_turbo(settings)
+
+    return load
+
+
 SPACES: dict[str, SpaceEntry] = {
     "digits": SpaceEntry(
         "digits", "Handwritten digits (scikit-learn), trained by latentmap; runs on any CPU, offline.",
@@ -51,12 +91,26 @@ SPACES: dict[str, SpaceEntry] = {
     "tiny-random": SpaceEntry(
         "tiny-random", "Tiny random-weight models of the real classes; for tests, meaningless pictures.",
         lambda s: (True, ""), _load_tiny_random),
+    "unclip-h": SpaceEntry(
+        "unclip-h", "Quality: Stable unCLIP 2.1 (H) decodes open_clip ViT-H-14 image embeddings (CUDA GPU)."
+        , _real_available("unclip-h"), _load_real("unclip-h")),
+    "turbo-h": SpaceEntry(
+        "turbo-h", "Speed: SD 1.5 + IP-Adapter (ViT-H) + LCM-LoRA, 4 steps, TAESD; same ViT-H map as unclip-h (CUDA "
+        "GPU).", _real_available("turbo-h"), _load_real("turbo-h")),
 }
 
 
 def resolve_name(requested: str) -> str:
-    """'auto' → the default space for this machine."""
+    """'auto' → the default space for this machine: unclip-h with a CUDA GPU and its weights present, else digits."""
     if requested == "auto":
+        if _cuda_available():
+            from . import hub
+
+            try:
+                if not hub.missing("unclip-h"):
+                    return "unclip-h"
+            except Exception:
+                pass
         return "digits"
     return requested
 

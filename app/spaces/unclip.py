@@ -26,7 +26,7 @@ from . import hub
 from .base import DecodeRequest
 from .loading import choose_device
 from .vith import (VitH, VitHSpace, build_clip_dir, clip_tokenizer, fingerprint, reference_prompts, space_config,
-                   to_pil, to_vae_batch, torch_dtype)
+                   dtype_kwargs, to_pil, to_vae_batch, torch_dtype)
 
 log = logging.getLogger(__name__)
 NAME = "unclip-h"
@@ -50,7 +50,7 @@ class UnclipSpace(VitHSpace):
         dtype = torch_dtype(device)
         clip = VitH.shared(paths["clip"], device)
         pipe = StableUnCLIPImg2ImgPipeline.from_pretrained(
-            paths["pipeline"], image_encoder=None, feature_extractor=None, torch_dtype=dtype, use_safetensors=True)
+            paths["pipeline"], image_encoder=None, feature_extractor=None, **dtype_kwargs(dtype), use_safetensors=True)
         pipe.to(device)
         pipe.set_progress_bar_config(disable=True)
         embed_dim = int(pipe.image_normalizer.mean.shape[-1])
@@ -59,9 +59,10 @@ class UnclipSpace(VitHSpace):
                              f"{paths['clip']} gives {clip.dim}-d ones")
         taesd = None
         if paths.get("taesd") is not None:
-            taesd = AutoencoderTiny.from_pretrained(paths["taesd"], torch_dtype=dtype, use_safetensors=True)
+            taesd = AutoencoderTiny.from_pretrained(paths["taesd"], **dtype_kwargs(dtype), use_safetensors=True)
             taesd.to(device).eval()
-        space = cls(clip, pipe, taesd, config, device, provenance or _provenance(paths))
+        provenance = provenance or {k: str(v) if v else None for k, v in paths.items()}
+        space = cls(clip, pipe, taesd, config, device, provenance)
         prompts = reference_prompts(n_reference or config.get("reference_prompts"))
         space.stats = space.load_stats(cache_dir, fingerprint(NAME, paths, config), prompts)
         return space
@@ -148,16 +149,11 @@ class UnclipSpace(VitHSpace):
         return torch.cat(out).numpy()
 
 
-def _provenance(paths: dict) -> dict:
-    comps = hub.components(NAME)
-    return {key: (str(paths[key]) if comps[key].is_local else f"{comps[key].repo_id}@{comps[key].revision}")
-            if paths.get(key) is not None else None for key in comps}
-
-
 def load(settings) -> UnclipSpace:
     device = choose_device(settings.device)
     paths = hub.resolve(NAME)
-    return UnclipSpace.from_paths(paths, device, cache_dir=Path(settings.data_dir) / "spaces" / NAME)
+    return UnclipSpace.from_paths(paths, device, cache_dir=Path(settings.data_dir) / "spaces" / NAME,
+                                  provenance={"weights": "pretrained", **hub.provenance(NAME, paths)})
 
 
 # ---------------------------------------------------------------------------------------------- random builds

@@ -81,7 +81,14 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
 def space_config(name: str) -> dict:
-    return json.loads((CONFIG_DIR / f"{name}.json").read_text())
+    """configs/<name>.json, with keys overridden by the JSON file named in LATENTMAP_<NAME>_CONFIG (if set)."""
+    import os
+
+    config = json.loads((CONFIG_DIR / f"{name}.json").read_text())
+    override = os.environ.get(f"LATENTMAP_{name.upper().replace('-', '_')}_CONFIG")
+    if override:
+        config.update(json.loads(Path(override).read_text()))
+    return config
 
 
 def reference_prompts(count: int | None = None) -> list[str]:
@@ -92,6 +99,13 @@ def reference_prompts(count: int | None = None) -> list[str]:
 def torch_dtype(device: str) -> torch.dtype:
     """fp16 on CUDA, fp32 on CPU (fp16/bf16 on CPU is far slower or hangs)."""
     return torch.float16 if device.startswith("cuda") else torch.float32
+
+
+def dtype_kwargs(dtype: torch.dtype) -> dict:
+    """`dtype=` for diffusers that know it (0.36+ deprecates `torch_dtype=`), else `torch_dtype=`."""
+    from diffusers.utils import deprecation_utils
+
+    return {"dtype": dtype} if hasattr(deprecation_utils, "_resolve_dtype") else {"torch_dtype": dtype}
 
 
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
@@ -198,20 +212,12 @@ class VitHSpace(Space):
 
 
 def fingerprint(space: str, paths: dict, config: dict) -> dict:
-    """What the cached statistics depend on: component ids/revisions (or local folders and their mtimes)."""
-    from . import hub
-
-    comps = hub.components(space)
-    out = {"space": space, "config": config, "components": {}}
+    """What cached statistics depend on: the settings and each component's folder (a hub snapshot folder names
+    its commit; a local folder is identified by its path and modification time)."""
+    comps = {}
     for key, path in paths.items():
-        comp = comps.get(key)
-        if path is None:
-            out["components"][key] = None
-        elif comp is not None and comp.is_local:
-            out["components"][key] = [str(Path(path).resolve()), Path(path).stat().st_mtime_ns]
-        else:
-            out["components"][key] = [comp.repo_id if comp else None, comp.revision if comp else None, str(path)]
-    return out
+        comps[key] = None if path is None else [str(Path(path).resolve()), Path(path).stat().st_mtime_ns]
+    return {"space": space, "config": config, "components": comps}
 
 
 # ---------------------------------------------------------------------------------------------- random builds

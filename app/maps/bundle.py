@@ -1,0 +1,147 @@
+"""A whole map as one file: a zip of JSON, .npy arrays (loaded with allow_pickle=False) and PNG thumbnails.
+
+    latentmap-bundle.json   format, version, map (title, space, projection), items (kind, label, x, y, ...)
+    vectors.npy             (n, dim) float32 raw CLIP vectors
+    decode_vectors.npy      (n, dim) float32 image-side vectors
+    latents.npy             (m, ...) float32, for the items whose `latent` is true, in item order
+    thumbnails/<index>.png  for the items whose `thumbnail` is true
+
+Import validates everything in memory first and writes nothing until it all checks out.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+
+from .. import imaging
+from .service import MapService, Rejected, SpaceMismatch
+from .store import MapRecord, NewItem, Store
+
+FORMAT = "latentmap-bundle"
+VERSION = 1
+MANIFEST = "latentmap-bundle.json"
+KINDS = ("text", "image")
+
+
+def export_bundle(store: Store, map_id: str) -> bytes:
+    record = store.get_map(map_id)
+    arrays = store.get_arrays(map_id)
+    points = store.points(map_id)
+    items = [{"kind": p.kind, "label": p.label, "x": p.x, "y": p.y, "thumbnail": p.has_thumbnail,
+              "latent": arrays.latents[i] is not None} for i, p in enumerate(points)]
+    manifest = {"format": FORMAT, "version": VERSION,
+                "map": {"title": record.title, "space": record.space, "projection": record.projection},
+                "items": items}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr(MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1))
+        z.writestr("vectors.npy", _npy(arrays.vectors))
+        z.writestr("decode_vectors.npy", _npy(arrays.decode_vectors))
+        latents = [l for l in arrays.latents if l is not None]
+        if latents:
+            z.writestr("latents.npy", _npy(np.stack(latents)))
+        for i, p in enumerate(points):
+            if p.has_thumbnail:
+                z.writestr(f"thumbnails/{i}.png", store.read_thumbnail(p.id))
+    return buf.getvalue()
+
+
+def _npy(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(a, dtype=np.float32), allow_pickle=False)
+    return buf.getvalue()
+
+
+def import_bundle(service: MapService, data: bytes, title: str | None = None) -> tuple[MapRecord, str]:
+    """Create a new map from a bundle. Raises Rejected (malformed) or SpaceMismatch; nothing is written then."""
+    settings, space = service.settings, service.space
+    try:
+        z = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise Rejected("not a latentmap bundle (not a zip file)") from None
+    with z:
+        infos = {i.filename: i for i in z.infolist()}
+        if sum(i.file_size for i in infos.values()) > settings.max_bundle_bytes:
+            raise Rejected(f"bundle unpacks to more than {settings.max_bundle_bytes} bytes")
+
+        def read(name: str) -> bytes:
+            if name not in infos:
+                raise Rejected(f"bundle is missing {name}")
+            try:
+                return z.read(infos[name])
+            except Exception as e:  # CRC errors, unsupported compression, truncation
+                raise Rejected(f"bundle member {name} is unreadable ({type(e).__name__})") from None
+
+        try:
+            manifest = json.loads(read(MANIFEST))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise Rejected(f"{MANIFEST} is not valid JSON") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise Rejected("not a latentmap bundle (wrong format marker)")
+        if manifest.get("version") != VERSION:
+            raise Rejected(f"bundle version {manifest.get('version')!r} is not supported (expected {VERSION})")
+        meta, items = manifest.get("map"), manifest.get("items")
+        if not isinstance(meta, dict) or not isinstance(items, list):
+            raise Rejected("bundle manifest needs 'map' and 'items'")
+        if meta.get("space") != space.name:
+            raise SpaceMismatch(f"this bundle was made with space '{meta.get('space')}', but this server runs "
+                                f"'{space.name}'; import it into a server started with --space {meta.get('space')}")
+        if len(items) > settings.max_items_per_map:
+            raise Rejected(f"a map holds at most {settings.max_items_per_map} items")
+        n = len(items)
+        vectors = _load_array(read("vectors.npy"), "vectors.npy", (n, space.dim))
+        decode_vectors = _load_array(read("decode_vectors.npy"), "decode_vectors.npy", (n, space.dim))
+        with_latent = [bool(isinstance(it, dict) and it.get("latent")) for it in items]
+        latents = _load_array(read("latents.npy"), "latents.npy", (sum(with_latent), None)) if any(with_latent) else None
+
+        new_items, xy, li = [], np.zeros((n, 2), np.float32), 0
+        for i, it in enumerate(items):
+            if not isinstance(it, dict) or it.get("kind") not in KINDS or not isinstance(it.get("label"), str):
+                raise Rejected(f"item {i}: needs kind (text or image) and a label")
+            try:
+                xy[i] = [float(it["x"]), float(it["y"])]
+            except (KeyError, TypeError, ValueError):
+                raise Rejected(f"item {i}: x and y must be numbers") from None
+            if not np.isfinite(xy[i]).all():
+                raise Rejected(f"item {i}: x and y must be finite")
+            thumb = None
+            if it.get("thumbnail"):
+                try:
+                    thumb = imaging.thumbnail_png(imaging.open_image(read(f"thumbnails/{i}.png"),
+                                                                     settings.max_image_pixels), settings.thumbnail_size)
+                except imaging.ImageRejected as e:
+                    raise Rejected(f"item {i}: thumbnail {e}") from None
+            latent = None
+            if with_latent[i]:
+                latent, li = latents[li], li + 1
+            new_items.append(NewItem(kind=it["kind"], label=it["label"][:settings.max_prompt_chars * 4],
+                                     vector=vectors[i], decode_vector=decode_vectors[i], latent=latent,
+                                     thumbnail_png=thumb))
+        projection = meta.get("projection") if isinstance(meta.get("projection"), dict) else {}
+        projection = {**projection, "method": projection.get("method", "none")}
+
+    record, key = service.create_map(title or str(meta.get("title") or "Imported map"))
+    try:
+        if new_items:
+            service.store.add_items(record.id, new_items, xy, projection=projection)
+    except BaseException:
+        service.store.delete_map(record.id)  # no half-imported map is left behind
+        raise
+    return service.store.get_map(record.id), key
+
+
+def _load_array(raw: bytes, name: str, shape: tuple) -> np.ndarray:
+    try:
+        a = np.load(io.BytesIO(raw), allow_pickle=False)
+    except Exception:
+        raise Rejected(f"{name} is not a valid .npy array (pickled or corrupt arrays are refused)") from None
+    if a.dtype.kind != "f" or a.ndim < 2 or a.shape[0] != shape[0] or (shape[1] is not None and a.shape[1:] != shape[1:]):
+        raise Rejected(f"{name} has shape {a.shape} {a.dtype}; expected {shape} float")
+    a = a.astype(np.float32)
+    if not np.isfinite(a).all():
+        raise Rejected(f"{name} holds non-finite values")
+    return a

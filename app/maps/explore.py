@@ -1,0 +1,223 @@
+"""Exploration: walks between points, neighbours in the original space, prompt search, clusters.
+
+Everything here reads a map; nothing changes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from ..spaces.base import DecodeRequest, unit
+from . import projection
+from .service import MapService, Rejected
+from .store import MapArrays
+
+VOCABULARY_FILE = Path(__file__).resolve().parent.parent / "data" / "vocabulary.txt"
+
+
+@dataclass
+class Neighbor:
+    index: int
+    similarity: float
+
+
+@dataclass
+class PathResult:
+    key: str  # identifies the strip (and its GIF/WebP) in the decode cache
+    frame_keys: list[str]
+    points: list[tuple[float, float]]  # 2D position of each frame (for drawing the path)
+
+
+def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    """Spherical interpolation between unit vectors (the straight line through the sphere, not the map)."""
+    dot = float(np.clip(np.dot(a, b), -1.0, 1.0))
+    omega = np.arccos(dot)
+    if omega < 1e-4:
+        return unit((1 - t) * a + t * b)
+    return ((np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)).astype(np.float32)
+
+
+class Explorer:
+    def __init__(self, service: MapService):
+        self.service = service
+        self._vocab: tuple[list[str], np.ndarray] | None = None
+        self._clusters: dict[str, tuple[object, dict]] = {}
+
+    @property
+    def settings(self):
+        return self.service.settings
+
+    # ------------------------------------------------------------------ neighbours
+    def point_vector(self, arrays: MapArrays, map_vectors: np.ndarray, x: float, y: float) -> np.ndarray:
+        """The map-space vector under a 2D point: the same inverse-distance blend a decode uses."""
+        idx, w = projection.blend_weights((x, y), arrays.xy, self.settings.blend_neighbors, self.settings.blend_power)
+        return unit((w[:, None] * map_vectors[idx]).sum(0, keepdims=True))[0]
+
+    def nearest(self, map_vectors: np.ndarray, query: np.ndarray, k: int, exclude: int | None = None
+                ) -> list[Neighbor]:
+        sims = map_vectors @ query
+        if exclude is not None:
+            sims[exclude] = -np.inf
+        k = max(0, min(k, len(sims) - (exclude is not None)))
+        if k == 0:
+            return []
+        top = np.argpartition(-sims, k - 1)[:k]
+        top = top[np.argsort(-sims[top], kind="stable")]
+        return [Neighbor(int(i), float(sims[i])) for i in top]
+
+    def neighbors(self, map_id: str, k: int, x: float | None = None, y: float | None = None,
+                  item_id: str | None = None) -> list[Neighbor]:
+        self._check_k(k)
+        arrays, mv = self.service.item_map_vectors(map_id)
+        if len(arrays) == 0:
+            return []
+        if item_id is not None:
+            try:
+                index = arrays.ids.index(item_id)
+            except ValueError:
+                raise Rejected(f"item {item_id} is not on this map") from None
+            return self.nearest(mv, mv[index], k, exclude=index)
+        if x is None or y is None or not (np.isfinite(x) and np.isfinite(y)):
+            raise Rejected("give either item=ID or finite x and y")
+        return self.nearest(mv, self.point_vector(arrays, mv, x, y), k)
+
+    def _check_k(self, k: int) -> None:
+        if not 1 <= k <= self.settings.max_neighbors:
+            raise Rejected(f"k must be between 1 and {self.settings.max_neighbors}")
+
+    # ------------------------------------------------------------------ search
+    def search(self, map_id: str, text: str, k: int, gone: Callable[[], bool] | None = None) -> dict:
+        """Where a prompt would land (not stored), its neighbours, and every item's similarity to it."""
+        text = text.strip()
+        if not text or len(text) > self.settings.max_prompt_chars:
+            raise Rejected(f"search text must be 1 to {self.settings.max_prompt_chars} characters")
+        self._check_k(k)
+        self.service._usable_map(map_id)
+        record = self.service.store.get_map(map_id)
+        arrays, mv = self.service.item_map_vectors(map_id)
+        vector = self.service.queue.run(lambda: self.service.space.encode_text([text]), gone)
+        query = self.service.space.map_vectors(vector, ["text"])
+        if len(arrays) == 0:
+            return {"x": 0.0, "y": 0.0, "neighbors": [], "similarity": []}
+        xy = projection.place(query, mv, arrays.xy, record.projection, self.settings.place_neighbors)[0]
+        sims = mv @ query[0]
+        return {"x": float(xy[0]), "y": float(xy[1]), "neighbors": self.nearest(mv, query[0], k),
+                "similarity": np.round(sims, 4).tolist()}
+
+    # ------------------------------------------------------------------ paths
+    def path(self, map_id: str, points: Sequence[Sequence[float]], steps: int, seed: int,
+             gone: Callable[[], bool] | None = None) -> PathResult:
+        """`steps` images along a polyline: endpoints blended as clicks are, slerp between them."""
+        svc = self.service
+        record = svc._usable_map(map_id)
+        if not 2 <= len(points) <= self.settings.max_path_points:
+            raise Rejected(f"a path needs 2 to {self.settings.max_path_points} points")
+        if not 2 <= steps <= self.settings.max_path_steps:
+            raise Rejected(f"steps must be between 2 and {self.settings.max_path_steps}")
+        if not 0 <= seed <= self.settings.max_seed:
+            raise Rejected(f"seed must be between 0 and {self.settings.max_seed}")
+        pts = np.asarray(points, dtype=np.float64)
+        if pts.ndim != 2 or pts.shape[1] != 2 or not np.isfinite(pts).all():
+            raise Rejected("points must be a list of [x, y] pairs of finite numbers")
+        pts = np.round(pts, 6)
+        arrays = svc.store.get_arrays(map_id)
+        if len(arrays) == 0:
+            raise Rejected("this map has no items yet: add prompts or images first")
+        anchors = [svc.blend_request(arrays, float(x), float(y), seed) for x, y in pts]
+        seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+        total = float(seg.sum())
+        cum = np.concatenate([[0.0], np.cumsum(seg)])
+        frame_keys, frame_points = [], []
+        for i in range(steps):
+            s = total * i / (steps - 1)
+            j = int(np.clip(np.searchsorted(cum, s, side="right") - 1, 0, len(seg) - 1))
+            t = 0.0 if seg[j] == 0 else float((s - cum[j]) / seg[j])
+            a, b = anchors[j], anchors[j + 1]
+            request = _interpolate(a, b, t, seed)
+            where = (1 - t) * pts[j] + t * pts[j + 1]
+            raw = f"path|{svc.space.name}|{map_id}|{record.projection.get('revision', 0)}|" \
+                  f"{json.dumps(pts.tolist())}|{steps}|{seed}|{i}"
+            key = hashlib.sha256(raw.encode()).hexdigest()
+            svc.decode_cached(key, request, gone)
+            frame_keys.append(key)
+            frame_points.append((float(where[0]), float(where[1])))
+        path_key = hashlib.sha256("|".join(frame_keys).encode()).hexdigest()
+        svc.store.store_decode_meta(path_key, {"frames": frame_keys})
+        return PathResult(path_key, frame_keys, frame_points)
+
+    def path_media(self, path_key: str, fmt: str) -> bytes:
+        """The frames of a decoded path as one strip (png) or an animation (gif, webp)."""
+        meta = self.service.store.decode_meta(path_key)
+        frames = [Image.open(io.BytesIO(self.service.store.cached_decode(k) or b"")).convert("RGB")
+                  for k in meta["frames"]]
+        buf = io.BytesIO()
+        if fmt == "png":
+            w, h = frames[0].size
+            strip = Image.new("RGB", (w * len(frames), h))
+            for i, f in enumerate(frames):
+                strip.paste(f, (i * w, 0))
+            strip.save(buf, format="PNG")
+        else:
+            frames[0].save(buf, format=fmt.upper(), save_all=True, append_images=frames[1:], duration=250, loop=0)
+        return buf.getvalue()
+
+    # ------------------------------------------------------------------ clusters
+    def clusters(self, map_id: str, gone: Callable[[], bool] | None = None) -> dict:
+        """HDBSCAN on the 2D positions (what the user sees), labelled from prompts or a small vocabulary."""
+        arrays, mv = self.service.item_map_vectors(map_id)
+        cached = self._clusters.get(map_id)
+        if cached and cached[0] is arrays:
+            return cached[1]
+        result = {"clusters": [], "assignments": [-1] * len(arrays)}
+        if len(arrays) >= 5:
+            from sklearn.cluster import HDBSCAN
+
+            min_size = max(3, len(arrays) // 60)
+            labels = HDBSCAN(min_cluster_size=min_size, min_samples=min(5, min_size), copy=True).fit_predict(arrays.xy)
+            result["assignments"] = labels.tolist()
+            for c in sorted(set(labels) - {-1}):
+                members = np.flatnonzero(labels == c)
+                centre = unit(mv[members].mean(0, keepdims=True))[0]
+                result["clusters"].append({
+                    "id": int(c), "size": int(len(members)),
+                    "x": float(arrays.xy[members, 0].mean()), "y": float(arrays.xy[members, 1].mean()),
+                    "label": self._cluster_label(arrays, mv, members, centre, gone)})
+        self._clusters[map_id] = (arrays, result)
+        return result
+
+    def _cluster_label(self, arrays: MapArrays, mv: np.ndarray, members: np.ndarray, centre: np.ndarray,
+                       gone) -> str:
+        texts = [i for i in members if arrays.kinds[i] == "text"]
+        if texts:  # the prompt nearest the cluster's centre names it
+            best = max(texts, key=lambda i: float(mv[i] @ centre))
+            return arrays.labels[best][:40]
+        words, word_vectors = self._vocabulary(gone)
+        return words[int(np.argmax(word_vectors @ centre))]
+
+    def _vocabulary(self, gone) -> tuple[list[str], np.ndarray]:
+        if self._vocab is None:
+            words = [w.strip() for w in VOCABULARY_FILE.read_text(encoding="utf-8").splitlines()
+                     if w.strip() and not w.startswith("#")]
+            space = self.service.space
+            vectors = self.service.queue.run(lambda: space.encode_text(words), gone)
+            self._vocab = (words, space.map_vectors(vectors, ["text"] * len(words)))
+        return self._vocab
+
+
+def _interpolate(a: DecodeRequest, b: DecodeRequest, t: float, seed: int) -> DecodeRequest:
+    na, nb = float(np.linalg.norm(a.vector)), float(np.linalg.norm(b.vector))
+    direction = slerp(unit(a.vector[None])[0], unit(b.vector[None])[0], t)
+    latent, strength = None, 1.0
+    if a.latent is not None and b.latent is not None:
+        latent = ((1 - t) * a.latent + t * b.latent).astype(np.float32)
+        strength = (1 - t) * a.strength + t * b.strength
+    return DecodeRequest(vector=(direction * ((1 - t) * na + t * nb)).astype(np.float32), seed=seed,
+                         latent=latent, strength=strength)

@@ -228,3 +228,23 @@ def test_openapi_docs(client):
     for path in ("/api/health", "/api/maps", "/api/maps/{map_id}/decode", "/api/items/{item_id}/thumbnail"):
         assert path in schema["paths"]
     assert client.get("/docs").status_code == 200
+
+
+def test_binary_points_match_json_points(client, new_map):
+    map_id, key = new_map
+    add_prompts(client, map_id, key, ["a", "b", "c"])
+    add_images(client, map_id, key, [("a.png", png_bytes())])
+    points = client.get(f"/api/maps/{map_id}/points").json()["points"]
+    r = client.get(f"/api/maps/{map_id}/points.bin")
+    assert r.headers["content-type"] == "application/octet-stream"
+    raw = r.content
+    assert raw[:4] == b"LMP1"
+    n = int(np.frombuffer(raw[4:8], "<u4")[0])
+    assert n == 4 and len(raw) == 8 + 9 * n  # 9 bytes a point
+    x = np.frombuffer(raw[8:8 + 4 * n], "<f4")
+    y = np.frombuffer(raw[8 + 4 * n:8 + 8 * n], "<f4")
+    kinds = np.frombuffer(raw[8 + 8 * n:], "u1")
+    assert np.allclose(x, [p["x"] for p in points]) and np.allclose(y, [p["y"] for p in points])
+    assert list(kinds) == [0, 0, 0, 1]
+    assert client.get(f"/api/maps/{map_id}/points/3").json() == points[3]
+    assert client.get(f"/api/maps/{map_id}/points/4").status_code == 404

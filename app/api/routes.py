@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import anyio
+import numpy as np
 from fastapi import APIRouter, Depends, File, Header, HTTPException, Request, Response, UploadFile
 
 from ..maps.service import MapService, Upload
@@ -85,6 +86,25 @@ def add_images(request: Request, files: list[UploadFile] = File(...), map_id: st
 @router.get("/maps/{map_id}/points", response_model=schemas.PointsOut)
 def points(map_id: str = Depends(existing_map_id), store: Store = Depends(get_store)):
     return {"points": _points(store.points(map_id))}
+
+
+@router.get("/maps/{map_id}/points.bin", response_class=Response,
+            responses={200: {"content": {"application/octet-stream": {}}}})
+def points_binary(map_id: str = Depends(existing_map_id), store: Store = Depends(get_store)):
+    """Positions and kinds for large maps, 9 bytes a point, little-endian:
+    b"LMP1", uint32 n, float32 x[n], float32 y[n], uint8 kind[n] (0 text, 1 image, 2 generated).
+    The i-th point is the i-th of `/points`; `/points/{i}` gives its id and label."""
+    xy, kinds = store.positions(map_id)
+    n = len(kinds)
+    body = b"LMP1" + np.uint32(n).tobytes() + np.ascontiguousarray(xy[:, 0], "<f4").tobytes() + \
+        np.ascontiguousarray(xy[:, 1], "<f4").tobytes() + kinds.tobytes()
+    return Response(body, media_type="application/octet-stream")
+
+
+@router.get("/maps/{map_id}/points/{index}", response_model=schemas.Point)
+def point_at(index: int, map_id: str = Depends(existing_map_id), store: Store = Depends(get_store)):
+    item = store.item_at(map_id, index)
+    return {"id": item.id, "kind": item.kind, "label": item.label, "x": item.x, "y": item.y}
 
 
 @router.delete("/maps/{map_id}/items/{item_id}", status_code=204)

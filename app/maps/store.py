@@ -73,6 +73,7 @@ def check_id(value: str, what: str = "id") -> str:
     return value
 
 
+KIND_CODES = {"text": 0, "image": 1, "generated": 2}  # the kind byte of the binary points payload
 KEY_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -314,6 +315,23 @@ class Store:
                                     "WHERE map_id = ? ORDER BY seq", (map_id,)).fetchall()
         return [ItemRecord(id=r[0], map_id=r[1], kind=r[2], label=r[3], x=r[4], y=r[5], has_thumbnail=bool(r[6]))
                 for r in rows]
+
+    def positions(self, map_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """(n, 2) float32 positions and (n,) kind codes (see KIND_CODES) without loading any vectors."""
+        with self._lock:
+            rows = self._db.execute("SELECT x, y, kind FROM items WHERE map_id = ? ORDER BY seq", (map_id,)).fetchall()
+        xy = np.array([(r[0], r[1]) for r in rows], dtype=np.float32).reshape(-1, 2)
+        kinds = np.array([KIND_CODES.get(r[2], 255) for r in rows], dtype=np.uint8)
+        return xy, kinds
+
+    def item_at(self, map_id: str, index: int) -> ItemRecord:
+        with self._lock:
+            row = self._db.execute("SELECT id, map_id, kind, label, x, y, has_thumbnail FROM items WHERE map_id = ? "
+                                   "ORDER BY seq LIMIT 1 OFFSET ?", (map_id, index)).fetchone()
+        if row is None or index < 0:
+            raise NotFound(f"map {map_id} has no item at index {index}")
+        return ItemRecord(id=row[0], map_id=row[1], kind=row[2], label=row[3], x=row[4], y=row[5],
+                          has_thumbnail=bool(row[6]))
 
     def get_arrays(self, map_id: str) -> MapArrays:
         """The map's vectors and positions, cached in memory until the map changes."""

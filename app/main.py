@@ -10,10 +10,11 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from .api import errors, explore_routes, routes
+from .api import classroom_routes, errors, explore_routes, routes
 from .api.limits import RequestSizeLimit
 from .jobs import WorkQueue
 from .maps import demo
+from .maps.classroom import Classroom
 from .maps.explore import Explorer
 from .maps.service import MapService
 from .maps.store import Store
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None, space: Space | None = None) -> 
         loaded = space or load_space(settings)
         service = MapService(store, loaded, settings, WorkQueue(settings.max_queued_jobs))
         app.state.settings, app.state.service, app.state.explorer = settings, service, Explorer(service)
+        app.state.classroom = Classroom(settings.max_presentation_seconds, settings.max_followers)
         if settings.create_demo_map:
             demo.ensure_demo_map(service)
         if settings.warm_umap:
@@ -52,6 +54,7 @@ def create_app(settings: Settings | None = None, space: Space | None = None) -> 
     errors.install(app)
     app.include_router(routes.router)
     app.include_router(explore_routes.router)
+    app.include_router(classroom_routes.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -39,6 +39,10 @@ class Settings:
     max_path_points: int = 32  # vertices of a drawn path
     max_path_steps: int = 24  # images decoded along a path
     max_bundle_bytes: int = 512 * 1024 * 1024  # uncompressed size of an imported bundle
+    max_tour_steps: int = 50
+    max_caption_chars: int = 500
+    max_presentation_seconds: int = 3 * 3600  # a presentation ends by itself after this
+    max_followers: int = 200  # SSE connections per presentation
 
     # Work queue in front of the model: requests waiting beyond this get 429 with Retry-After.
     max_queued_jobs: int = 16
@@ -52,6 +56,11 @@ class Settings:
     thumbnail_size: int = 128
     create_demo_map: bool = True  # create the "Digits" map on first start of the digits space
     warm_umap: bool = True  # compile UMAP's numba code in the background at start
+    # UMAP fit speed (bench/projection.py; figures in bench/README.md)
+    umap_backend: str = "auto"  # "auto" = cuML's UMAP where importable with a CUDA device, else umap-learn; or "umap-learn" / "cuml"
+    umap_exact_knn_max_items: int = 30_000  # up to this many items the neighbour graph is exact (blocked matmul), above it NN-descent
+    umap_fit_sample: int = 0  # >0: fit at most this many items (deterministic sample) and place the rest; 0 = fit all
+    umap_epochs: int = 0  # optimisation epochs; 0 = umap-learn's default (500 below 10,000 items, 200 above)
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":

@@ -63,3 +63,28 @@ def new_map(client):
     """A fresh map: (id, headers carrying its edit key)."""
     body = client.post("/api/maps", json={"title": "test map"}).json()
     return body["id"], {"X-Edit-Key": body["edit_key"]}
+
+
+@pytest.fixture
+def live_url(tiny_space, tmp_path):
+    """The real app served by uvicorn on a free loopback port, in this process (for streaming/SSE tests)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(make_settings(tmp_path / "live"), space=tiny_space)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)

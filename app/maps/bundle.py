@@ -1,6 +1,6 @@
 """A whole map as one file: a zip of JSON, .npy arrays (loaded with allow_pickle=False) and PNG thumbnails.
 
-    latentmap-bundle.json   format, version, map (title, space, projection), items (kind, label, x, y, ...)
+    latentmap-bundle.json   format, version, map (title, space, projection, tours), items (kind, label, x, y, ...)
     vectors.npy             (n, dim) float32 raw CLIP vectors
     decode_vectors.npy      (n, dim) float32 image-side vectors
     latents.npy             (m, ...) float32, for the items whose `latent` is true, in item order
@@ -18,6 +18,7 @@ import zipfile
 import numpy as np
 
 from .. import imaging
+from .classroom import check_tour
 from .service import MapService, Rejected, SpaceMismatch
 from .store import MapRecord, NewItem, Store
 
@@ -34,7 +35,8 @@ def export_bundle(store: Store, map_id: str) -> bytes:
     items = [{"kind": p.kind, "label": p.label, "x": p.x, "y": p.y, "thumbnail": p.has_thumbnail,
               "latent": arrays.latents[i] is not None} for i, p in enumerate(points)]
     manifest = {"format": FORMAT, "version": VERSION,
-                "map": {"title": record.title, "space": record.space, "projection": record.projection},
+                "map": {"title": record.title, "space": record.space, "projection": record.projection,
+                        "tours": [{"title": t["title"], "steps": t["steps"]} for t in store.tours(map_id)]},
                 "items": items}
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
@@ -123,11 +125,21 @@ def import_bundle(service: MapService, data: bytes, title: str | None = None) ->
                                      thumbnail_png=thumb))
         projection = meta.get("projection") if isinstance(meta.get("projection"), dict) else {}
         projection = {**projection, "method": projection.get("method", "none")}
+        tours = meta.get("tours") or []
+        if not isinstance(tours, list):
+            raise Rejected("bundle tours must be a list")
+        try:
+            tours = [check_tour(t.get("title"), t.get("steps"), settings) if isinstance(t, dict) else
+                     check_tour("", [], settings) for t in tours]
+        except ValueError as e:
+            raise Rejected(f"bundle tour: {e}") from None
 
     record, key = service.create_map(title or str(meta.get("title") or "Imported map"))
     try:
         if new_items:
             service.store.add_items(record.id, new_items, xy, projection=projection)
+        for tour_title, steps in tours:
+            service.store.save_tour(record.id, tour_title, steps)
     except BaseException:
         service.store.delete_map(record.id)  # no half-imported map is left behind
         raise

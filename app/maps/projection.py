@@ -7,6 +7,13 @@
   (measured: cosine 0.74 to the truth in milliseconds, vs 0.41 in seconds for UMAP.inverse_transform).
 
 Coordinates are scaled into [-0.95, 0.95] at fit time (what WebGL scatter plots draw without a transform).
+
+Speed (bench/projection.py, bench/README.md): umap-learn computes the neighbour graph of a map under 4,096
+items through sklearn's `pairwise_distances` with a Python-called numba metric (~80% of a 2,000-item fit), and
+above that with NN-descent. We hand it the *exact* cosine kNN instead (a blocked float32 matrix product,
+`precomputed_knn`): the same graph (so the same quality), in a fraction of the time. Very large maps are fitted
+on a deterministic sample and the rest is placed with `place` (`umap_fit_sample`). cuML's UMAP is used
+automatically where it is importable and a CUDA device is present (`umap_backend`).
 """
 
 from __future__ import annotations
@@ -24,19 +31,114 @@ class Fit:
     state: dict  # JSON-serialisable: method, fitted_count, and for PCA the basis
 
 
-def fit(map_vectors: np.ndarray, umap_min_items: int, revision: int, seed: int = 42) -> Fit:
+def fit(map_vectors: np.ndarray, umap_min_items: int, revision: int, seed: int = 42, *,
+        settings=None) -> Fit:
+    """2D positions for every vector. `settings` (an app.settings.Settings) carries the UMAP knobs; when it is
+    not given they come from `Settings.from_env()` (defaults plus LATENTMAP_* variables)."""
     n = len(map_vectors)
     if n == 0:
         return Fit(np.zeros((0, 2), np.float32), {"method": "none", "revision": revision, "fitted_count": 0})
     if n < umap_min_items:
         return _fit_pca(map_vectors, revision)
-    import umap  # imported here: pulls in numba (seconds) and is only needed for fits
+    if settings is None:
+        from ..settings import Settings
 
-    reducer = umap.UMAP(n_neighbors=min(15, n - 1), metric="cosine", random_state=seed, init="spectral")
-    raw = reducer.fit_transform(map_vectors).astype(np.float64)
+        settings = Settings.from_env()
+    vectors = _unit(map_vectors)
+    sample_size = int(settings.umap_fit_sample)
+    if 0 < sample_size < n:
+        # Fit a deterministic sample, then place everyone else through it (existing code path, kNN in the
+        # original space): the layout is the sample's, the cost is the sample's plus one blocked matmul.
+        chosen = np.sort(np.random.default_rng(seed).choice(n, size=sample_size, replace=False))
+        raw = np.empty((n, 2), np.float64)
+        raw[chosen], backend = _umap_raw(vectors[chosen], seed, settings)
+        rest = np.setdiff1d(np.arange(n), chosen)
+        raw[rest] = _place_blocked(vectors[rest], vectors[chosen], raw[chosen], settings.place_neighbors)
+    else:
+        raw, backend = _umap_raw(vectors, seed, settings)
     centre, scale = _normaliser(raw)
     xy = ((raw - centre) * scale).astype(np.float32)
-    return Fit(xy, {"method": "umap", "revision": revision, "fitted_count": n, "seed": seed})
+    state = {"method": "umap", "revision": revision, "fitted_count": n, "seed": seed, "backend": backend}
+    if 0 < sample_size < n:
+        state["sampled"] = sample_size
+    return Fit(xy, state)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
+def _cuml_umap():
+    try:
+        import cupy  # noqa: F401
+        from cuml.manifold import UMAP
+
+        return UMAP if cupy.cuda.runtime.getDeviceCount() > 0 else None
+    except Exception:  # not installed, no driver, no device
+        return None
+
+
+def _umap_raw(vectors: np.ndarray, seed: int, settings) -> tuple[np.ndarray, str]:
+    """Unnormalised UMAP coordinates of unit vectors, and the backend that made them."""
+    n = len(vectors)
+    n_neighbors = min(15, n - 1)
+    n_epochs = int(settings.umap_epochs) or None  # 0 = umap-learn's default (500 below 10k items, else 200)
+    backend = settings.umap_backend
+    if backend in ("auto", "cuml"):
+        gpu_umap = _cuml_umap()
+        if gpu_umap is not None:
+            reducer = gpu_umap(n_neighbors=n_neighbors, metric="cosine", random_state=seed, init="spectral",
+                               **({"n_epochs": n_epochs} if n_epochs else {}))
+            return np.asarray(reducer.fit_transform(vectors), dtype=np.float64), "cuml"
+        if backend == "cuml":
+            raise RuntimeError("umap_backend is 'cuml' but cuML (or a CUDA device) is not available")
+    import warnings
+
+    import umap  # imported here: pulls in numba (seconds) and is only needed for fits
+
+    knn = None
+    if n <= settings.umap_exact_knn_max_items:
+        knn = exact_knn(vectors, n_neighbors)
+    reducer = umap.UMAP(n_neighbors=n_neighbors, metric="cosine", random_state=seed, init="spectral",
+                        n_epochs=n_epochs, precomputed_knn=(knn[0], knn[1], None) if knn else (None, None, None))
+    with warnings.catch_warnings():
+        # "n_jobs overridden by random_state" and "no search index: transform unavailable": both expected
+        # (we place new items ourselves and never call UMAP.transform).
+        warnings.simplefilter("ignore", UserWarning)
+        raw = reducer.fit_transform(vectors)
+    return np.asarray(raw, dtype=np.float64), "umap-learn" + ("+exact-knn" if knn else "")
+
+
+def exact_knn(unit_vectors: np.ndarray, k: int, block_bytes: int = 64 << 20) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosine k nearest neighbours of every row (itself first, at distance 0), in row blocks so memory
+    stays at ~`block_bytes`. Returns (indices int32 (n, k), cosine distances float32 (n, k)), umap's layout."""
+    n = len(unit_vectors)
+    k = min(k, n)
+    rows = max(16, min(n, block_bytes // (4 * max(n, 1))))
+    indices = np.empty((n, k), np.int32)
+    dists = np.empty((n, k), np.float32)
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        sims = unit_vectors[start:stop] @ unit_vectors.T
+        sims[np.arange(stop - start), np.arange(start, stop)] = np.inf  # itself first, whatever rounding says
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        top_sims = np.take_along_axis(sims, top, axis=1)
+        order = np.lexsort((top, -top_sims), axis=1)  # by similarity, ties by index: deterministic
+        indices[start:stop] = np.take_along_axis(top, order, axis=1)
+        d = 1.0 - np.take_along_axis(top_sims, order, axis=1)
+        d[:, 0] = 0.0
+        dists[start:stop] = np.maximum(d, 0.0)
+    return indices, dists
+
+
+def _place_blocked(new_vectors, existing_vectors, existing_xy, k, block_bytes: int = 64 << 20) -> np.ndarray:
+    rows = max(16, block_bytes // (4 * max(len(existing_vectors), 1)))
+    out = np.empty((len(new_vectors), 2), np.float64)
+    state = {"method": "umap"}
+    for start in range(0, len(new_vectors), rows):
+        out[start:start + rows] = place(new_vectors[start:start + rows], existing_vectors, existing_xy, state, k)
+    return out
 
 
 def _fit_pca(vectors: np.ndarray, revision: int) -> Fit:

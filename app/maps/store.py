@@ -52,6 +52,14 @@ CREATE TABLE IF NOT EXISTS items (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS items_by_map ON items(map_id, seq);
+CREATE TABLE IF NOT EXISTS tours (
+    id TEXT PRIMARY KEY,
+    map_id TEXT NOT NULL REFERENCES maps(id) ON DELETE CASCADE,
+    title TEXT NOT NULL,
+    steps TEXT NOT NULL,            -- JSON list of steps (view, at, seed, path, caption)
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tours_by_map ON tours(map_id, created_at);
 """
 
 
@@ -350,6 +358,34 @@ class Store:
                      for r in rows])
         self._arrays_cache[map_id] = (version, arrays)
         return arrays
+
+    # ------------------------------------------------------------------ tours
+    def save_tour(self, map_id: str, title: str, steps: list[dict]) -> dict:
+        tour = {"id": new_id(), "map_id": map_id, "title": title, "steps": steps, "created_at": time.time()}
+        with self._lock:
+            self._db.execute("INSERT INTO tours(id, map_id, title, steps, created_at) VALUES (?, ?, ?, ?, ?)",
+                             (tour["id"], map_id, title, json.dumps(steps), tour["created_at"]))
+        return tour
+
+    def tours(self, map_id: str) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute("SELECT id, map_id, title, steps, created_at FROM tours WHERE map_id = ? "
+                                    "ORDER BY created_at", (map_id,)).fetchall()
+        return [{"id": r[0], "map_id": r[1], "title": r[2], "steps": json.loads(r[3]), "created_at": r[4]}
+                for r in rows]
+
+    def get_tour(self, map_id: str, tour_id: str) -> dict:
+        check_id(tour_id, "tour id")
+        for tour in self.tours(map_id):
+            if tour["id"] == tour_id:
+                return tour
+        raise NotFound(f"tour {tour_id} not found on map {map_id}")
+
+    def delete_tour(self, map_id: str, tour_id: str) -> None:
+        check_id(tour_id, "tour id")
+        with self._lock:
+            if self._db.execute("DELETE FROM tours WHERE id = ? AND map_id = ?", (tour_id, map_id)).rowcount == 0:
+                raise NotFound(f"tour {tour_id} not found on map {map_id}")
 
     # ------------------------------------------------------------------ files
     def read_thumbnail(self, item_id: str) -> bytes:

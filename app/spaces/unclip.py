@@ -84,8 +84,8 @@ class UnclipSpace(VitHSpace):
             if do_cfg:
                 prompt_embeds = torch.cat([negative, prompt_embeds])
             # Unnormalised embedding in; the pipeline's image_normalizer scales/unscales around the noising.
-            cond = pipe.noise_image_embeddings(image_embeds.to(device=device, dtype=dtype), noise_level=int(noise_level),
-                                               generator=generator)
+            cond = pipe.noise_image_embeddings(image_embeds.to(device=device, dtype=dtype),
+                                               noise_level=int(noise_level), generator=generator)
             if do_cfg:
                 cond = torch.cat([torch.zeros_like(cond), cond])
 

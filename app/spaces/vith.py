@@ -35,12 +35,14 @@ class VitH:
         self.device = device
         self.dtype = torch.float16 if device.startswith("cuda") else torch.float32
         precision = "fp16" if self.dtype == torch.float16 else "fp32"
-        if (path / "open_clip_config.json").is_file():
+        config_file = path / "open_clip_config.json"
+        has_model_cfg = config_file.is_file() and "model_cfg" in json.loads(config_file.read_text())
+        if has_model_cfg:
             name = f"local-dir:{path}"
             model, _, preprocess = open_clip.create_model_and_transforms(
                 name, device=device, precision=precision, require_pretrained=True)
             tokenizer = open_clip.get_tokenizer(name)
-            self.model_name = json.loads((path / "open_clip_config.json").read_text()).get("model_cfg", {})
+            self.model_name = f"local-dir:{path}"
         else:  # a folder holding only the weights file: the built-in ViT-H-14 architecture
             weights = path / "open_clip_model.safetensors"
             model, _, preprocess = open_clip.create_model_and_transforms(

@@ -1,0 +1,238 @@
+"""Classroom mode: live presentations that followers' browsers mirror, and the "where did this come from?"
+quiz. Both live in memory: they last one lesson, not across restarts (tours, which are saved, live in the
+store).
+
+A presentation fans the presenter's state (view, decoded point, seed, path) out to every follower over
+server-sent events. Each follower has a small queue; only the latest state matters, so a slow follower drops
+stale states instead of slowing the presenter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .store import hash_key
+
+
+class Gone(LookupError):
+    """The presentation or quiz round does not exist (any more)."""
+
+
+class Forbidden(PermissionError):
+    pass
+
+
+@dataclass
+class Presentation:
+    code: str
+    map_id: str
+    key_hash: str
+    expires_at: float
+    state: dict = field(default_factory=dict)
+    version: int = 0
+    followers: set = field(default_factory=set)  # one asyncio.Queue per connected follower
+    ended: bool = False
+
+
+@dataclass
+class QuizRound:
+    id: str
+    map_id: str
+    key_hash: str
+    x: float
+    y: float
+    seed: int
+    image_key: str
+    guesses: dict = field(default_factory=dict)  # player name → (x, y)
+    revealed: bool = False
+
+
+def new_code() -> str:
+    # short enough to type from a projector, long enough not to be guessed during a lesson (~41 bits)
+    return "".join(secrets.choice("abcdefghjkmnpqrstuvwxyz23456789") for _ in range(8))
+
+
+def _check_key(key_hash: str, key: str | None) -> None:
+    if not key or not hmac.compare_digest(key_hash, hash_key(key)):
+        raise Forbidden("this needs the presenter key in the X-Presenter-Key header")
+
+
+class Classroom:
+    def __init__(self, max_presentation_seconds: int, max_followers: int):
+        self.max_seconds, self.max_followers = max_presentation_seconds, max_followers
+        self.presentations: dict[str, Presentation] = {}
+        self.rounds: dict[str, QuizRound] = {}
+
+    # ------------------------------------------------------------------ presentations
+    def start(self, map_id: str, seconds: int | None = None) -> tuple[Presentation, str]:
+        self._expire()
+        key = secrets.token_urlsafe(24)
+        code = new_code()
+        duration = min(seconds or self.max_seconds, self.max_seconds)
+        p = Presentation(code=code, map_id=map_id, key_hash=hash_key(key), expires_at=time.time() + duration)
+        self.presentations[code] = p
+        return p, key
+
+    def get(self, code: str) -> Presentation:
+        self._expire()
+        p = self.presentations.get(code)
+        if p is None:
+            raise Gone(f"presentation {code} is not running (it ended or never existed)")
+        return p
+
+    def update(self, code: str, key: str | None, state: dict) -> Presentation:
+        p = self.get(code)
+        _check_key(p.key_hash, key)
+        p.state, p.version = state, p.version + 1
+        event = self._event("state", p)
+        for q in list(p.followers):
+            _offer(q, event)
+        return p
+
+    def end(self, code: str, key: str | None) -> None:
+        p = self.get(code)
+        _check_key(p.key_hash, key)
+        self._close(p)
+
+    def _close(self, p: Presentation) -> None:
+        p.ended = True
+        self.presentations.pop(p.code, None)
+        for q in list(p.followers):
+            _offer(q, self._event("end", p))
+
+    def _expire(self) -> None:
+        now = time.time()
+        for p in [p for p in self.presentations.values() if p.expires_at <= now]:
+            self._close(p)
+
+    @staticmethod
+    def _event(kind: str, p: Presentation) -> str:
+        data = {"version": p.version, "state": p.state, "followers": len(p.followers), "sent_at": time.time()}
+        return f"event: {kind}\ndata: {json.dumps(data)}\n\n"
+
+    async def follow(self, p: Presentation, is_disconnected, heartbeat: float = 15.0):
+        """Server-sent events for one follower: the current state at once, then every change."""
+        queue: asyncio.Queue = asyncio.Queue(maxsize=4)
+        p.followers.add(queue)
+        try:
+            yield self._event("state", p)
+            while not p.ended:
+                try:
+                    event = await asyncio.wait_for(queue.get(), timeout=heartbeat)
+                except asyncio.TimeoutError:
+                    if await is_disconnected() or time.time() >= p.expires_at:
+                        self._expire()
+                        if p.ended:
+                            yield self._event("end", p)
+                        break
+                    yield ": keep-alive\n\n"
+                    continue
+                yield event
+                if event.startswith("event: end"):
+                    break
+        finally:
+            p.followers.discard(queue)
+
+    # ------------------------------------------------------------------ quiz
+    def new_round(self, map_id: str, x: float, y: float, seed: int, image_key: str) -> tuple[QuizRound, str]:
+        key = secrets.token_urlsafe(24)
+        r = QuizRound(id=new_code(), map_id=map_id, key_hash=hash_key(key), x=x, y=y, seed=seed, image_key=image_key)
+        self.rounds[r.id] = r
+        if len(self.rounds) > 1000:  # a lesson's worth; the oldest go first
+            for old in list(self.rounds)[:-1000]:
+                self.rounds.pop(old)
+        return r, key
+
+    def round(self, round_id: str) -> QuizRound:
+        r = self.rounds.get(round_id)
+        if r is None:
+            raise Gone(f"quiz round {round_id} does not exist")
+        return r
+
+    def guess(self, round_id: str, player: str, x: float, y: float) -> None:
+        r = self.round(round_id)
+        if r.revealed:
+            raise Forbidden("this round has been revealed; guesses are closed")
+        if not (np.isfinite(x) and np.isfinite(y)):
+            raise ValueError("x and y must be finite numbers")
+        r.guesses[player] = (float(x), float(y))
+
+    def reveal(self, round_id: str, key: str | None) -> dict:
+        r = self.round(round_id)
+        _check_key(r.key_hash, key)
+        r.revealed = True
+        return self.result(r)
+
+    @staticmethod
+    def score(distance: float) -> int:
+        """100 points on the spot, 0 from a quarter of the map's width (the map spans [-1, 1])."""
+        return int(round(100 * max(0.0, 1.0 - distance / 0.5)))
+
+    def result(self, r: QuizRound) -> dict:
+        out = {"id": r.id, "map_id": r.map_id, "image_url": f"/api/decodes/{r.image_key}.png", "revealed": r.revealed,
+               "players": len(r.guesses)}
+        if r.revealed:
+            ranking = []
+            for name, (gx, gy) in r.guesses.items():
+                d = float(np.hypot(gx - r.x, gy - r.y))
+                ranking.append({"player": name, "x": gx, "y": gy, "distance": round(d, 4), "score": self.score(d)})
+            ranking.sort(key=lambda g: (-g["score"], g["distance"], g["player"]))
+            out.update({"answer": {"x": r.x, "y": r.y, "seed": r.seed}, "ranking": ranking})
+        return out
+
+
+def check_tour(title: str, steps: list, settings) -> tuple[str, list[dict]]:
+    """A tour's title and steps, validated (from the API or a bundle). Raises ValueError with the reason."""
+    title = title.strip() if isinstance(title, str) else ""
+    if not title or len(title) > settings.max_title_chars:
+        raise ValueError(f"a tour needs a title of 1 to {settings.max_title_chars} characters")
+    if not isinstance(steps, list) or not 1 <= len(steps) <= settings.max_tour_steps:
+        raise ValueError(f"a tour has 1 to {settings.max_tour_steps} steps")
+    clean = []
+    for i, step in enumerate(steps, 1):
+        if not isinstance(step, dict):
+            raise ValueError(f"step {i}: must be an object")
+        caption = step.get("caption") or ""
+        if not isinstance(caption, str) or len(caption) > settings.max_caption_chars:
+            raise ValueError(f"step {i}: captions are text of at most {settings.max_caption_chars} characters")
+        out = {"caption": caption, "view": _numbers(step.get("view"), 3, f"step {i}: view is [x, y, zoom]"),
+               "at": _numbers(step.get("at"), 2, f"step {i}: at is [x, y]"), "seed": None, "path": None}
+        if step.get("seed") is not None:
+            if not isinstance(step["seed"], int) or not 0 <= step["seed"] <= settings.max_seed:
+                raise ValueError(f"step {i}: seed must be an integer from 0 to {settings.max_seed}")
+            out["seed"] = step["seed"]
+        if step.get("path") is not None:
+            path = step["path"]
+            if not isinstance(path, list) or not 2 <= len(path) <= settings.max_path_points:
+                raise ValueError(f"step {i}: path is 2 to {settings.max_path_points} [x, y] points")
+            out["path"] = [_numbers(p, 2, f"step {i}: path points are [x, y]") for p in path]
+        clean.append(out)
+    return title, clean
+
+
+def _numbers(value, n: int, message: str) -> list[float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) != n or not all(
+            isinstance(v, (int, float)) and np.isfinite(v) for v in value):
+        raise ValueError(message)
+    return [float(v) for v in value]
+
+
+def _offer(queue: asyncio.Queue, event: str) -> None:
+    """Put without waiting; a full queue drops its oldest (stale) state first."""
+    try:
+        queue.put_nowait(event)
+    except asyncio.QueueFull:
+        try:
+            queue.get_nowait()
+        except asyncio.QueueEmpty:
+            pass
+        queue.put_nowait(event)

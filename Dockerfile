@@ -1,8 +1,12 @@
 # latentmap on a CUDA machine. Build: docker build -t latentmap .
 # Run:   docker run --gpus all -p 8000:8000 -v latentmap-hf:/home/latentmap/.cache/huggingface -v latentmap-data:/data latentmap
-FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+# Weights for the real spaces (unclip-h, turbo-h) go into the HF cache volume once, with network access:
+#        docker run --rm -v latentmap-hf:/home/latentmap/.cache/huggingface latentmap latentmap download unclip-h
+# The server never downloads; with a GPU and those weights present, --space auto picks unclip-h (else digits).
+# Add -e HF_HUB_OFFLINE=1 to the run command to guarantee it. Ids/revisions: see docs/spaces.md.
+FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04
 
-ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1
+ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1 HF_HUB_DISABLE_TELEMETRY=1
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3.11 python3.11-venv curl ca-certificates \
     && rm -rf /var/lib/apt/lists/*

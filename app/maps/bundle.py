@@ -95,8 +95,10 @@ def import_bundle(service: MapService, data: bytes, title: str | None = None) ->
         if len(items) > settings.max_items_per_map:
             raise Rejected(f"a map holds at most {settings.max_items_per_map} items")
         n = len(items)
-        vectors = _load_array(read("vectors.npy"), "vectors.npy", (n, space.dim))
-        decode_vectors = _load_array(read("decode_vectors.npy"), "decode_vectors.npy", (n, space.dim))
+        # An empty map has no vector width to check: its arrays are (0, anything).
+        width = space.dim if n else None
+        vectors = _load_array(read("vectors.npy"), "vectors.npy", (n, width))
+        decode_vectors = _load_array(read("decode_vectors.npy"), "decode_vectors.npy", (n, width))
         with_latent = [bool(isinstance(it, dict) and it.get("latent")) for it in items]
         latents = _load_array(read("latents.npy"), "latents.npy", (sum(with_latent), None)) if any(with_latent) else None
 

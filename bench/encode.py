@@ -1,0 +1,93 @@
+"""Encode throughput: our ingest path ÷ the bare model calls, same batch size, same process.
+
+- baseline: `clip.encode_image` + `vae.encode` on tensors already prepared (no decoding, no resizing).
+- service: `MapService.add_images` with PNG bytes (open + preprocess + encode + thumbnail + SQLite + place).
+- http: `POST /api/maps/{id}/images` (multipart) on a real server started by this script.
+Rounds are interleaved (baseline, service, http, baseline, ...) so machine noise hits all three alike.
+
+    python bench/encode.py --space tiny-random --batch 16 --rounds 6 --image-size 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import httpx
+import torch
+
+from serve_util import running_server
+from space_util import set_threads, load_space, machine, make_service, photo_like_png
+
+
+def main(args):
+    env = set_threads(args.threads)
+    space = load_space(args.space)
+    service = make_service(space)
+    pngs = [photo_like_png(i, args.image_size) for i in range(args.batch)]
+
+    from PIL import Image
+    import io
+
+    from app.maps.service import Upload
+    from app.spaces.clip_decoder import _to_vae_tensor
+
+    images = [Image.open(io.BytesIO(b)).convert("RGB") for b in pngs]
+    clip_in = space._prepare(images)
+    vae = space.pipeline.vae
+    size = space.pipeline.latent_shape[1] * (2 ** (len(vae.config.block_out_channels) - 1))
+    vae_in = torch.stack([_to_vae_tensor(im, size, vae.config.in_channels) for im in images]).to(space.device, vae.dtype)
+
+    def sync():
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    @torch.inference_mode()
+    def bare():
+        space.clip.encode_image(clip_in, normalize=False).float().cpu()
+        (vae.encode(vae_in).latent_dist.mean * vae.config.scaling_factor).float().cpu()
+        sync()
+
+    record, _ = service.create_map("encode bench")
+    uploads = [Upload(f"im{i}.png", b) for i, b in enumerate(pngs)]
+
+    def ours():
+        service.add_images(record.id, uploads)
+
+    times = {"bare": [], "service": [], "http": []}
+    with running_server(args.space, extra_env=env) as (base, _proc):
+        made = httpx.post(base + "/api/maps", json={"title": "encode"}).json()
+        files = [("files", (f"im{i}.png", b, "image/png")) for i, b in enumerate(pngs)]
+        headers = {"X-Edit-Key": made["edit_key"]}
+
+        def http():
+            r = httpx.post(f"{base}/api/maps/{made['id']}/images", files=files, headers=headers, timeout=300)
+            r.raise_for_status()
+
+        for fn in (bare, ours, http):  # warm-up: first calls allocate, first insert fits the projection
+            fn()
+        for _ in range(args.rounds):
+            for name, fn in (("bare", bare), ("service", ours), ("http", http)):
+                t = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t)
+
+    rate = {k: args.batch / statistics.median(v) for k, v in times.items()}
+    print(f"encode: space={args.space} batch={args.batch} rounds={args.rounds} image={args.image_size}px "
+          f"threads={args.threads} ({machine()})")
+    print("| path | items/s (median round) | ÷ bare |\n|---|---|---|")
+    for name, label in (("bare", "bare encode_image + VAE encode, prepared tensors"),
+                        ("service", "MapService.add_images (PNG bytes in)"),
+                        ("http", "POST /images (multipart, real server)")):
+        print(f"| {label} | {rate[name]:.1f} | {rate[name] / rate['bare']:.2f} |")
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--space", default="tiny-random")
+    p.add_argument("--threads", type=int, default=1, help="torch threads, here and in the server (0 = default)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--image-size", type=int, default=256)
+    main(p.parse_args())

@@ -1,0 +1,144 @@
+"""The default Digits map means something: prompts land among their images, decoded clusters and text
+points show the right digit, seeds vary the drawing, and the exploration tools agree (trained weights)."""
+
+import io
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from app.main import create_app
+from app.maps.demo import DIGIT_WORDS
+from app.settings import DIGITS_SPACE_DIR, Settings
+from app.spaces.digits_train import digit_images, image_to_digit
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """The app on the digits space, first start: it builds the Digits map itself."""
+    assert (DIGITS_SPACE_DIR / "space.json").is_file(), "trained digits weights must ship in the package"
+    settings = Settings(data_dir=tmp_path_factory.mktemp("digits"), space="digits", warm_umap=False)
+    with TestClient(create_app(settings)) as client:
+        maps = client.get("/api/maps").json()
+        assert [m["title"] for m in maps] == ["Digits"]
+        map_id = maps[0]["id"]
+        points = client.get(f"/api/maps/{map_id}/points").json()["points"]
+        yield client, map_id, points
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    from sklearn.linear_model import LogisticRegression
+
+    images, labels, train_idx, _ = digit_images()
+    return LogisticRegression(max_iter=2000).fit(np.stack([image_to_digit(images[i]) for i in train_idx]),
+                                                 labels[train_idx])
+
+
+def centroids(points):
+    by_digit = {d: [] for d in range(10)}
+    for p in points:
+        if p["kind"] == "image":
+            by_digit[int(p["label"].split()[1])].append((p["x"], p["y"]))
+    return np.array([np.mean(by_digit[d], axis=0) for d in range(10)])
+
+
+def word_position(points, word):
+    return next(np.array([p["x"], p["y"]]) for p in points if p["label"] == word)
+
+
+def decode(client, map_id, xy, seed=0):
+    r = client.post(f"/api/maps/{map_id}/decode", json={"x": float(xy[0]), "y": float(xy[1]), "seed": seed})
+    assert r.status_code == 200, r.text
+    return r.content
+
+
+def predict(classifier, png_list):
+    return classifier.predict(np.stack([image_to_digit(Image.open(io.BytesIO(p))) for p in png_list]))
+
+
+def test_default_map_holds_every_digit_and_the_prompts(digits):
+    client, map_id, points = digits
+    assert sum(p["kind"] == "image" for p in points) == 1797
+    labels = {p["label"] for p in points if p["kind"] == "text"}
+    assert set(DIGIT_WORDS) <= labels
+    assert client.get(f"/api/maps/{map_id}").json()["projection"]["method"] == "umap"
+
+
+def test_prompts_land_nearest_their_digits_images(digits):
+    _, _, points = digits
+    c = centroids(points)
+    right = sum(int(np.argmin(np.linalg.norm(c - word_position(points, w), axis=1)) == d)
+                for d, w in enumerate(DIGIT_WORDS))
+    print(f"prompt nearest its own digit's centroid: {right}/10")
+    assert right >= 8
+
+
+def test_decoded_cluster_centroids_show_their_digit(digits, classifier):
+    client, map_id, points = digits
+    pred = predict(classifier, [decode(client, map_id, xy) for xy in centroids(points)])
+    right = int((pred == np.arange(10)).sum())
+    print(f"decoded image-cluster centroids classified right: {right}/10 ({pred.tolist()})")
+    assert right >= 8
+
+
+def test_decoded_text_points_show_their_digit(digits, classifier):
+    client, map_id, points = digits
+    pred = predict(classifier, [decode(client, map_id, word_position(points, w)) for w in DIGIT_WORDS])
+    right = int((pred == np.arange(10)).sum())
+    print(f"decoded text points classified right: {right}/10 ({pred.tolist()})")
+    assert right >= 7
+
+
+def test_same_seed_same_bytes_other_seed_same_digit(digits, classifier):
+    client, map_id, points = digits
+    c = centroids(points)
+    first = [decode(client, map_id, xy, seed=0) for xy in c]
+    assert [decode(client, map_id, xy, seed=0) for xy in c] == first
+    other = [decode(client, map_id, xy, seed=12345) for xy in c]
+    assert all(a != b for a, b in zip(first, other))
+    same_digit = int((predict(classifier, first) == predict(classifier, other)).sum())
+    print(f"another seed keeps the digit: {same_digit}/10")
+    assert same_digit >= 7
+
+
+def test_path_from_one_to_seven(digits, classifier):
+    client, map_id, points = digits
+    c = centroids(points)
+    out = client.post(f"/api/maps/{map_id}/path", json={"points": [c[1].tolist(), c[7].tolist()], "steps": 6,
+                                                         "seed": 0}).json()
+    frames = [client.get(f["url"]).content for f in out["frames"]]
+    pred = predict(classifier, frames)
+    print(f"path one → seven classified: {pred.tolist()}")
+    assert pred[0] == 1 and pred[-1] == 7
+
+
+def test_neighbours_of_a_three_are_mostly_threes(digits):
+    client, map_id, points = digits
+    threes = [p for p in points if p["kind"] == "image" and p["label"].startswith("digit 3 ")]
+    shares = []
+    for p in threes[:10]:
+        found = client.get(f"/api/maps/{map_id}/neighbors", params={"item": p["id"], "k": 10}).json()["neighbors"]
+        shares.append(np.mean([n["label"].startswith("digit 3 ") or n["label"] in ("three", "a handwritten three",
+                                                                               "the digit 3") for n in found]))
+    print(f"share of threes among the neighbours of threes: {np.mean(shares):.2f}")
+    assert np.mean(shares) >= 0.7
+
+
+def test_clusters_are_named_after_digits(digits):
+    client, map_id, _ = digits
+    clusters = client.get(f"/api/maps/{map_id}/clusters").json()["clusters"]
+    words = set(DIGIT_WORDS) | {f"a handwritten {w}" for w in DIGIT_WORDS} | {f"the digit {d}" for d in range(10)}
+    named = [c for c in clusters if c["label"] in words]
+    print(f"clusters: {len(clusters)}, named after a digit: {len(named)}")
+    assert len(clusters) >= 5 and len(named) >= 0.8 * len(clusters)
+
+
+def test_the_digits_map_ships_a_five_step_tour(digits):
+    client, map_id, _ = digits
+    tours = client.get(f"/api/maps/{map_id}/tours").json()["tours"]
+    assert len(tours) == 1 and len(tours[0]["steps"]) == 5
+    assert tours[0]["steps"][2]["path"] is not None

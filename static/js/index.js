@@ -1,0 +1,74 @@
+import { api } from "./api.js";
+import { el, formatDate, initLargeTextToggle, showError, toDate } from "./common.js";
+
+initLargeTextToggle();
+
+const list = document.getElementById("map-list");
+const status = document.getElementById("maps-status");
+const form = document.getElementById("create-form");
+const titleInput = document.getElementById("create-title");
+const submit = document.getElementById("create-submit");
+const formError = document.getElementById("create-error");
+
+async function loadMaps() {
+  try {
+    const maps = await api("/api/maps");
+    list.replaceChildren();
+    if (!maps.length) {
+      status.textContent = "No maps yet. Create the first one above.";
+      return;
+    }
+    status.textContent = `${maps.length} map${maps.length === 1 ? "" : "s"}`;
+    maps.sort((a, b) => ((toDate(b.created_at) || 0) - (toDate(a.created_at) || 0)));
+    for (const m of maps) {
+      const count = typeof m.count === "number" ? `${m.count} point${m.count === 1 ? "" : "s"}` : "";
+      let editable = false;
+      try { editable = Boolean(localStorage.getItem(`latentmap:key:${m.id}`)); } catch (_) { /* private mode */ }
+      list.append(
+        el("li", { class: "map-list-item" },
+          el("span", { class: "map-list-title" },
+            el("a", { href: `/m/${encodeURIComponent(m.id)}`, class: "map-link", text: m.title || m.id }),
+            editable ? el("span", { class: "badge", title: "This browser holds the edit key", text: "yours" }) : null),
+          el("span", { class: "muted small", text: [count, m.space, formatDate(m.created_at)].filter(Boolean).join(" · ") }),
+        ),
+      );
+    }
+  } catch (err) {
+    status.textContent = `Could not load the maps. ${err.message}`;
+    status.classList.add("error");
+  }
+}
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const title = titleInput.value.trim();
+  if (!title) {
+    showError(formError, "Give the map a title.");
+    titleInput.focus();
+    return;
+  }
+  showError(formError, "");
+  submit.disabled = true;
+  submit.textContent = "Creating…";
+  try {
+    const created = await api("/api/maps", { method: "POST", json: { title } });
+    try { localStorage.setItem(`latentmap:key:${created.id}`, created.edit_key); } catch (_) { /* map page stores it from the fragment too */ }
+    window.location.assign(`/m/${encodeURIComponent(created.id)}#key=${encodeURIComponent(created.edit_key)}`);
+  } catch (err) {
+    showError(formError, `Could not create the map. ${err.message}`);
+    submit.disabled = false;
+    submit.textContent = "Create map";
+  }
+});
+
+async function loadHealth() {
+  try {
+    const health = await api("/api/health");
+    document.getElementById("space-info").textContent = `Space: ${health.space} on ${health.device}`;
+  } catch (err) {
+    document.getElementById("space-info").textContent = `The server is not ready: ${err.message}`;
+  }
+}
+
+loadMaps();
+loadHealth();

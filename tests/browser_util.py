@@ -1,0 +1,225 @@
+"""Fixtures and helpers for the browser tests: a real `latentmap serve` subprocess and a headless Chromium.
+
+Imported by tests/test_browser.py (fixtures defined here become available by importing them there).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOT_DIR = REPO_ROOT / "test-output" / "screenshots"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+VIEWPORT = {"width": 1280, "height": 800}
+SERVER_START_TIMEOUT_S = 120
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def chromium_executable() -> str | None:
+    """Chromium to launch: $LATENTMAP_CHROMIUM, the Debian package, or None (Playwright's own download)."""
+    explicit = os.environ.get("LATENTMAP_CHROMIUM")
+    if explicit:
+        return explicit
+    for candidate in ("/usr/bin/chromium", "/usr/bin/chromium-browser"):
+        if Path(candidate).exists():
+            return candidate
+    return None
+
+
+class LiveServer:
+    def __init__(self, base_url: str, process: subprocess.Popen, log_path: Path):
+        self.base_url = base_url
+        self.process = process
+        self.log_path = log_path
+        self.http = httpx.Client(base_url=base_url, timeout=60)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def create_map(self, title: str) -> dict:
+        response = self.http.post("/api/maps", json={"title": title})
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def add_prompts(self, map_id: str, key: str, prompts: list[str]) -> list[dict]:
+        response = self.http.post(f"/api/maps/{map_id}/prompts", json={"prompts": prompts},
+                                  headers={"X-Edit-Key": key})
+        assert response.status_code == 201, response.text
+        return response.json()["items"]
+
+    def points(self, map_id: str) -> list[dict]:
+        response = self.http.get(f"/api/maps/{map_id}/points")
+        assert response.status_code == 200, response.text
+        return response.json()["points"]
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("latentmap-data")
+    log_path = data_dir.parent / f"server-{data_dir.name}.log"
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LATENTMAP_WARM_UMAP": "0", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+           "--data-dir", str(data_dir), "--space", "tiny-random"]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = LiveServer(f"http://127.0.0.1:{port}", process, log_path)
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"server exited with {process.returncode} before answering:\n{server.log_tail()}")
+            try:
+                if server.http.get("/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server did not answer /api/health within {SERVER_START_TIMEOUT_S}s:\n{server.log_tail()}")
+            time.sleep(0.3)
+        yield server
+    finally:
+        server.http.close()
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    executable = chromium_executable()  # None: Playwright's own download, if there is one
+    with sync_api.sync_playwright() as playwright:
+        try:
+            chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        except Exception as exc:  # no browser available on this machine
+            pytest.skip(f"cannot launch Chromium: {exc}")
+        yield chromium
+        chromium.close()
+
+
+class PageProblems:
+    """Collects what a page should never do: uncaught errors, alert() dialogs, console errors."""
+
+    def __init__(self, page):
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.console_errors: list[str] = []
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        page.on("console", lambda msg: self.console_errors.append(msg.text) if msg.type == "error" else None)
+
+        def on_dialog(dialog):
+            self.dialogs.append(f"{dialog.type}: {dialog.message}")
+            dialog.dismiss()
+
+        page.on("dialog", on_dialog)
+
+
+def new_page(browser, **context_options):
+    context = browser.new_context(viewport=VIEWPORT, **context_options)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    return context, page, PageProblems(page)
+
+
+def screenshot(page, name: str) -> Path:
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOT_DIR / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def png_bytes(color: tuple[int, int, int], size: int = 48) -> bytes:
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (size, size), color)
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((size // 4, size // 4, 3 * size // 4, 3 * size // 4), fill=tuple(255 - c for c in color))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def wait_ready(page) -> None:
+    page.wait_for_selector("body[data-ready='1']")
+
+
+def point_count(page) -> int:
+    return int(page.get_attribute("#point-count", "data-count") or 0)
+
+
+def wait_point_count(page, n: int) -> None:
+    page.wait_for_function(f"document.getElementById('point-count').dataset.count === '{n}'")
+
+
+def point_screen_positions(page) -> list[dict]:
+    """Page-coordinates of every drawn point, with its item (id, kind, label)."""
+    return page.evaluate("""() => {
+        const lm = window.latentmap;
+        const rect = document.getElementById('map-canvas').getBoundingClientRect();
+        return lm.state.items.map((item) => {
+            const [px, py] = lm.dataToScreen(item.x, item.y);
+            return {id: item.id, kind: item.kind, label: item.label, x: rect.left + px, y: rect.top + py,
+                    inside: px > 0 && py > 0 && px < rect.width && py < rect.height};
+        });
+    }""")
+
+
+def empty_spot(page, min_distance: float = 40.0) -> tuple[float, float]:
+    """A page position on the canvas far from every point (empty space between items)."""
+    spot = page.evaluate("""(minDistance) => {
+        const lm = window.latentmap;
+        const rect = document.getElementById('map-canvas').getBoundingClientRect();
+        const pts = lm.state.items.map((item) => lm.dataToScreen(item.x, item.y));
+        let best = null;
+        for (let gx = 0.1; gx < 0.91; gx += 0.05) {
+            for (let gy = 0.1; gy < 0.91; gy += 0.05) {
+                const px = rect.width * gx, py = rect.height * gy;
+                const d = Math.min(Infinity, ...pts.map(([x, y]) => Math.hypot(x - px, y - py)));
+                if (!best || d > best.d) best = {x: rect.left + px, y: rect.top + py, d};
+            }
+        }
+        return best;
+    }""", min_distance)
+    assert spot["d"] >= min_distance, spot
+    return spot["x"], spot["y"]
+
+
+def decoded_image_base64(page) -> str:
+    """The bytes of the decoded <img> (its blob: URL), base64-encoded, after checking it rendered."""
+    page.wait_for_function("""() => {
+        const img = document.getElementById('decode-img');
+        return document.getElementById('map-root').dataset.decodeState === 'done'
+            && !img.hidden && img.complete && img.naturalWidth > 0;
+    }""")
+    return page.evaluate("""async () => {
+        const img = document.getElementById('decode-img');
+        const buf = await (await fetch(img.src)).arrayBuffer();
+        let s = '';
+        for (const b of new Uint8Array(buf)) s += String.fromCharCode(b);
+        return btoa(s);
+    }""")

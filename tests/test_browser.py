@@ -1,0 +1,360 @@
+"""End-to-end tests of the web pages in a real headless Chromium against a real `latentmap serve --space tiny-random`.
+
+Run: pytest -m browser tests/test_browser.py   (screenshots land in test-output/screenshots/)
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from browser_util import (  # noqa: F401  (fixtures are used by name)
+    browser,
+    decoded_image_base64,
+    empty_spot,
+    live_server,
+    new_page,
+    png_bytes,
+    point_count,
+    point_screen_positions,
+    screenshot,
+    wait_point_count,
+    wait_ready,
+)
+
+pytestmark = pytest.mark.browser
+
+XSS_ALERT = "<img src=x onerror=alert(1)>"
+XSS_FLAG = '<img src=x onerror="window.__xss=1">'
+
+
+def hover_until_tooltip(page, target_id: str | None = None) -> dict:
+    """Move the mouse over drawn points until the tooltip shows (for `target_id` if given)."""
+    for point in point_screen_positions(page):
+        if not point["inside"] or (target_id and point["id"] != target_id):
+            continue
+        page.mouse.move(point["x"] - 30, point["y"] - 30)
+        page.mouse.move(point["x"], point["y"], steps=4)
+        try:
+            page.wait_for_selector("#tooltip:not([hidden])", timeout=2000)
+        except Exception:
+            continue
+        return point
+    raise AssertionError("no tooltip appeared over any point")
+
+
+def test_index_lists_maps_and_creates_one(live_server, browser):
+    existing = live_server.create_map('<script>window.__xss=2</script> listed map')
+    context, page, problems = new_page(browser)
+    try:
+        page.goto(live_server.url("/"))
+        link = page.locator(f"a[href='/m/{existing['id']}']")
+        link.wait_for()
+        assert link.inner_text() == existing["title"]  # shown as text, not run
+        screenshot(page, "01-index")
+
+        page.fill("#create-title", "Created in the browser")
+        page.click("#create-submit")
+        page.wait_for_url(re.compile(r"/m/[A-Za-z0-9_-]+"))
+        wait_ready(page)
+        map_id = urlsplit(page.url).path.rsplit("/", 1)[1]
+        assert "key=" not in page.url  # the key left the address bar...
+        stored = page.evaluate(f"localStorage.getItem('latentmap:key:{map_id}')")
+        assert stored  # ...and lives in localStorage
+        assert page.is_visible("#prompt-input")
+        assert page.inner_text("#map-title") == "Created in the browser"
+        assert page.evaluate("window.__xss") is None
+        assert not problems.errors and not problems.dialogs
+    finally:
+        context.close()
+
+
+def test_owner_adds_decodes_and_shares(live_server, browser):
+    created = live_server.create_map("Owner flow")
+    map_id, key = created["id"], created["edit_key"]
+    context, page, problems = new_page(browser)
+    try:
+        page.goto(live_server.url(f"/m/{map_id}#key={key}"))
+        wait_ready(page)
+        assert "key=" not in page.url
+        assert page.evaluate(f"localStorage.getItem('latentmap:key:{map_id}')") == key
+        assert page.is_visible("#prompt-input") and page.is_visible("#file-input")
+
+        # Prompts through the prompt box, one per line (blank lines ignored).
+        prompts = ["a red bicycle", "a cat asleep on a sofa", "", XSS_ALERT, XSS_FLAG, "snowy mountains at dawn"]
+        page.fill("#prompt-input", "\n".join(prompts))
+        page.click("#prompt-submit")
+        wait_point_count(page, 5)
+        page.wait_for_function("document.getElementById('prompt-input').value === ''")
+
+        # Two images through the file picker.
+        before = {p["id"]: (p["x"], p["y"]) for p in live_server.points(map_id)}
+        page.set_input_files("#file-input", [
+            {"name": "red.png", "mimeType": "image/png", "buffer": png_bytes((220, 40, 40))},
+            {"name": "blue <b>.png", "mimeType": "image/png", "buffer": png_bytes((40, 60, 220))},
+        ])
+        page.click("#upload-submit")
+        wait_point_count(page, 7)
+        page.wait_for_selector("#add-progress", state="hidden")
+        after = {p["id"]: (p["x"], p["y"]) for p in live_server.points(map_id)}
+        assert all(after[i] == xy for i, xy in before.items())  # new points did not move the old ones
+        kinds = page.evaluate("window.latentmap.state.items.map((p) => p.kind)")
+        assert kinds.count("text") == 5 and kinds.count("image") == 2
+        page.mouse.move(5, 5)
+        page.wait_for_timeout(150)
+        screenshot(page, "02-map-with-points")
+
+        # Hover: tooltip with the prompt text or the image thumbnail.
+        hover_until_tooltip(page)
+        assert page.inner_text("#tooltip .tooltip-label").strip()
+
+        # Labels are text: the XSS prompt shows literally, nothing runs.
+        xss_item = next(p for p in live_server.points(map_id) if p["label"] == XSS_ALERT)
+        hover_until_tooltip(page, xss_item["id"])
+        assert page.inner_text("#tooltip .tooltip-label") == XSS_ALERT
+        assert page.locator("#tooltip img").count() == 0
+        screenshot(page, "03-tooltip-escaped")
+        image_item = next(p for p in live_server.points(map_id) if p["kind"] == "image")
+        hover_until_tooltip(page, image_item["id"])
+        page.wait_for_function("() => { const i = document.querySelector('#tooltip img');"
+                               " return i && i.complete && i.naturalWidth > 0; }")
+        assert page.evaluate("document.querySelectorAll('img[src=\"x\"]').length") == 0
+        assert page.evaluate("window.__xss") is None
+
+        # Zoom in (wheel) so that the click below goes through a non-trivial camera.
+        view_before = page.evaluate("window.latentmap.currentView()")
+        box = page.locator("#map-canvas").bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.45)
+        page.mouse.wheel(0, -400)
+        page.wait_for_function(f"window.latentmap.currentView().zoom > {view_before['zoom']} * 1.2")
+        page.mouse.move(5, 5)
+        # Our data <-> pixel conversion agrees with where the library draws each point under this camera.
+        mismatch = page.evaluate("""() => {
+            const lm = window.latentmap;
+            return Math.max(...lm.state.items.map((item, i) => {
+                const [ax, ay] = lm.dataToScreen(item.x, item.y);
+                const [bx, by] = lm.scatterplot.getScreenPosition(i);
+                return Math.hypot(ax - bx, ay - by);
+            }));
+        }""")
+        assert mismatch < 0.5, mismatch
+
+        # Click empty space: crosshair, spinner, then the decoded image.
+        x, y = empty_spot(page)
+        page.mouse.click(x, y)
+        page.wait_for_selector("#crosshair:not([hidden])")
+        first_png = decoded_image_base64(page)
+        assert base64.b64decode(first_png)[:8] == b"\x89PNG\r\n\x1a\n"
+        at = page.evaluate("[window.latentmap.state.current.x, window.latentmap.state.current.y]")
+        # The click's pixel maps to the data point the crosshair sits on.
+        crosshair = page.evaluate("""() => { const r = document.getElementById('crosshair').getBoundingClientRect();
+                                     return [r.left + r.width / 2, r.top + r.height / 2]; }""")
+        assert abs(crosshair[0] - x) < 2 and abs(crosshair[1] - y) < 2
+        assert page.locator("#history li").count() == 1
+        screenshot(page, "04-decoded")
+
+        # The URL reflects the state; the share field holds the same read-only link.
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.base_url)
+        page.click("#share-btn")
+        share_url = page.input_value("#share-url")
+        assert "key" not in share_url
+        assert page.evaluate("navigator.clipboard.readText()") == share_url
+        page.click("#copy-edit-btn")
+        page.wait_for_function("navigator.clipboard.readText().then((t) => t.includes('#key='))")
+        assert page.evaluate("navigator.clipboard.readText()").endswith(f"#key={key}")
+        query = parse_qs(urlsplit(share_url).query)
+        assert query["at"] == [f"{at[0]},{at[1]}"] or [float(v) for v in query["at"][0].split(",")] == at
+        assert query["seed"] == ["0"] and len(query["view"][0].split(",")) == 3
+        assert urlsplit(page.evaluate("location.href")).query == urlsplit(share_url).query
+        owner_view = page.evaluate("window.latentmap.currentView()")
+
+        # The server caches: the same (map, x, y, seed) gives the same bytes.
+        again = live_server.http.post(f"/api/maps/{map_id}/decode", json={"x": at[0], "y": at[1], "seed": 0})
+        assert again.status_code == 200 and again.headers["X-Decode-Cache"] == "hit"
+        assert again.content == base64.b64decode(first_png)
+
+        # A visitor with the share link: same view, same pixels, no editing controls.
+        visitor, vpage, vproblems = new_page(browser)
+        try:
+            vpage.goto(share_url)
+            wait_ready(vpage)
+            assert decoded_image_base64(vpage) == first_png
+            visitor_view = vpage.evaluate("window.latentmap.currentView()")
+            assert visitor_view["x"] == pytest.approx(owner_view["x"], abs=1e-3)
+            assert visitor_view["y"] == pytest.approx(owner_view["y"], abs=1e-3)
+            assert visitor_view["zoom"] == pytest.approx(owner_view["zoom"], rel=1e-3)
+            assert vpage.is_hidden("#prompt-input") and vpage.is_hidden("#file-input")
+            assert vpage.is_hidden("#refit-btn") and vpage.is_hidden("#copy-edit-btn")
+            assert vpage.is_visible("#readonly-note")
+            assert point_count(vpage) == 7
+            screenshot(vpage, "05-read-only")
+            assert not vproblems.errors and not vproblems.dialogs
+        finally:
+            visitor.close()
+
+        # Without the key the API refuses changes.
+        denied = live_server.http.post(f"/api/maps/{map_id}/prompts", json={"prompts": ["sneaky"]})
+        assert denied.status_code == 403
+        wrong = live_server.http.post(f"/api/maps/{map_id}/prompts", json={"prompts": ["sneaky"]},
+                                      headers={"X-Edit-Key": "not-the-key"})
+        assert wrong.status_code == 403
+
+        # New seed: a different decode at the same spot, recorded in the URL.
+        page.fill("#seed-input", "7")
+        page.dispatch_event("#seed-input", "change")
+        decoded_image_base64(page)
+        assert parse_qs(urlsplit(page.url).query)["seed"] == ["7"]
+        assert page.locator("#history li").count() == 2
+        # The strip of recent decodes returns to an earlier spot and seed (same pixels).
+        page.locator("#history li button").nth(1).click()
+        page.wait_for_function("window.latentmap.state.current.seed === 0")
+        assert decoded_image_base64(page) == first_png
+        assert page.input_value("#seed-input") == "0"
+        assert parse_qs(urlsplit(page.url).query)["seed"] == ["0"]
+
+        assert page.evaluate("window.__xss") is None
+        assert not problems.errors, problems.errors
+        assert not problems.dialogs, problems.dialogs
+        assert not problems.console_errors, problems.console_errors
+    finally:
+        context.close()
+
+
+def test_drag_and_drop_images(live_server, browser):
+    created = live_server.create_map("Drop target")
+    map_id, key = created["id"], created["edit_key"]
+    live_server.add_prompts(map_id, key, ["a lighthouse", "a forest"])
+    context, page, problems = new_page(browser)
+    try:
+        page.goto(live_server.url(f"/m/{map_id}#key={key}"))
+        wait_ready(page)
+        wait_point_count(page, 2)
+        payloads = [base64.b64encode(png_bytes(c)).decode() for c in ((30, 160, 90), (200, 200, 40))]
+        page.evaluate("""(payloads) => {
+            const transfer = new DataTransfer();
+            payloads.forEach((b64, i) => {
+                const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                transfer.items.add(new File([bytes], `dropped-${i}.png`, {type: 'image/png'}));
+            });
+            const frame = document.getElementById('map-frame');
+            for (const type of ['dragenter', 'dragover', 'drop']) {
+                frame.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true}));
+            }
+        }""", payloads)
+        wait_point_count(page, 4)
+        labels = [p["label"] for p in live_server.points(map_id)]
+        assert "dropped-0.png" in labels and "dropped-1.png" in labels
+        assert page.is_hidden("#drop-overlay")
+        assert not problems.errors
+    finally:
+        context.close()
+
+
+def test_read_only_visitor_and_unknown_map(live_server, browser):
+    empty = live_server.create_map("Empty for now")
+    context, page, problems = new_page(browser)
+    try:
+        page.goto(live_server.url(f"/m/{empty['id']}#key={empty['edit_key']}"))
+        wait_ready(page)
+        assert page.is_visible("#map-empty")
+        page.mouse.click(*empty_spot(page))
+        page.wait_for_selector("#decode-error:not([hidden])")  # nothing to decode yet: said, not swallowed
+        assert page.inner_text("#decode-error").strip()
+        screenshot(page, "09-empty-map")
+    finally:
+        context.close()
+
+    created = live_server.create_map("Read only")
+    live_server.add_prompts(created["id"], created["edit_key"], ["a teapot", "a violin"])
+    context, page, problems = new_page(browser)
+    try:
+        page.goto(live_server.url(f"/m/{created['id']}"))
+        wait_ready(page)
+        wait_point_count(page, 2)
+        assert page.is_hidden("#edit-section")
+        assert page.is_visible("#share-btn")
+        x, y = empty_spot(page)
+        page.mouse.click(x, y)  # visitors may decode
+        decoded_image_base64(page)
+
+        assert not problems.console_errors, problems.console_errors
+
+        # Large maps load the compact binary points (forced here with ?points=bin): labels come on demand.
+        page.goto(live_server.url(f"/m/{created['id']}?points=bin"))
+        wait_ready(page)
+        wait_point_count(page, 2)
+        assert page.evaluate("window.latentmap.state.pointsFormat") == "binary"
+        hover_until_tooltip(page)
+        assert page.inner_text("#tooltip .tooltip-label") in ("a teapot", "a violin")
+        target = next(p for p in point_screen_positions(page) if p["inside"])
+        page.mouse.click(target["x"], target["y"])
+        page.wait_for_function("document.getElementById('selected-label').textContent.startsWith('Prompt: a ')")
+
+        page.goto(live_server.url("/m/doesNotExist123"))
+        page.wait_for_selector("#map-error:not([hidden])")
+        assert "not found" in page.inner_text("#map-error").lower()
+        screenshot(page, "08-unknown-map")
+        assert live_server.http.get("/m/bad!id").status_code == 404
+        assert live_server.http.get("/m/abc").status_code == 404
+        assert not problems.errors
+    finally:
+        context.close()
+
+
+def test_owner_controls_keyboard_refit_delete(live_server, browser):
+    created = live_server.create_map("Controls")
+    map_id, key = created["id"], created["edit_key"]
+    items = live_server.add_prompts(map_id, key, ["an owl", "a lighthouse at night", "a bowl of fruit"])
+    context, page, problems = new_page(browser)
+    try:
+        page.goto(live_server.url(f"/m/{map_id}#key={key}"))
+        wait_ready(page)
+        wait_point_count(page, 3)
+
+        # Keyboard: the map takes focus, arrows move the cursor, Enter decodes there.
+        page.focus("#map-frame")
+        page.keyboard.press("ArrowRight")
+        page.keyboard.press("ArrowUp")
+        page.keyboard.press("Enter")
+        decoded_image_base64(page)
+        assert page.evaluate("window.latentmap.state.current !== null")
+
+        # Large-text toggle, remembered across reloads.
+        page.click("#large-text-toggle")
+        assert page.evaluate("document.documentElement.classList.contains('large-text')")
+        assert page.get_attribute("#large-text-toggle", "aria-pressed") == "true"
+        screenshot(page, "06-large-text")
+        page.reload()
+        wait_ready(page)
+        assert page.evaluate("document.documentElement.classList.contains('large-text')")
+        page.click("#large-text-toggle")
+
+        # Click a point: it is selected; the owner can delete it.
+        target = next(p for p in point_screen_positions(page) if p["inside"])
+        page.mouse.click(target["x"], target["y"])
+        page.wait_for_selector("#selected-section:not([hidden])")
+        assert page.inner_text("#selected-label").endswith(target["label"])
+        page.click("#delete-btn")
+        wait_point_count(page, 2)
+        assert target["id"] not in [p["id"] for p in live_server.points(map_id)]
+
+        # Re-project: asks first; cancel keeps, confirm refits (revision goes up).
+        revision = live_server.http.get(f"/api/maps/{map_id}").json()["projection"]["revision"]
+        page.click("#refit-btn")
+        page.wait_for_selector("#refit-dialog[open]")
+        screenshot(page, "07-refit-dialog")
+        page.keyboard.press("Escape")
+        page.wait_for_selector("#refit-dialog", state="hidden")
+        assert live_server.http.get(f"/api/maps/{map_id}").json()["projection"]["revision"] == revision
+        page.click("#refit-btn")
+        page.click("#refit-confirm")
+        page.wait_for_function(
+            f"document.getElementById('map-meta').textContent.includes('revision {revision + 1}')")
+        wait_point_count(page, 2)
+        assert not problems.errors and not problems.dialogs
+        assert items  # created through the API above
+    finally:
+        context.close()

@@ -37,7 +37,12 @@ const state = {
   ready: false,
   kbdCursor: null, // [px, py] in CSS pixels, for keyboard use
 };
-window.latentmap = { state }; // handy for debugging and for the browser tests
+window.latentmap = { state }; // the page's public surface: browser tests and the explore/classroom modules
+
+/** Tell the page's other modules (explore.js, classroom.js) what happened: `latentmap:<name>` on document. */
+function emit(name, detail = {}) {
+  document.dispatchEvent(new CustomEvent(`latentmap:${name}`, { detail }));
+}
 
 let scatterplot = null;
 let decodeAbort = null;
@@ -242,7 +247,7 @@ function redraw() {
   $("map-empty").hidden = count > 0;
   hideTooltip();
   scatterplot.set({ pointSize: pointSize(), opacity: pointOpacity() });
-  return scatterplot.draw(points);
+  return scatterplot.draw(points).then(() => emit("points", { count }));
 }
 
 /** Point size in CSS pixels: smaller as a map fills up, larger for projectors (large-text mode). */
@@ -288,7 +293,10 @@ function createPlot() {
 function onViewChange() {
   positionMarkers();
   hideTooltip();
-  if (state.ready) updateUrl();
+  if (state.ready) {
+    updateUrl();
+    emit("view", currentView());
+  }
 }
 
 function positionMarkers() {
@@ -466,6 +474,7 @@ async function decodeAt(x, y, { seed = state.seed, fromHistory = false } = {}) {
   $("decode-coords").textContent = `x ${x}, y ${y} · seed ${seed}${entry.cache === "hit" ? " · cached" : ""}`;
   if (!fromHistory) pushHistory(state.current);
   setDecodeState("done");
+  emit("decoded", { x, y, seed, url: entry.url });
 }
 
 function showImage(url, x, y, seed) {
@@ -957,10 +966,13 @@ async function main() {
   const at = parseNumbers(query.get("at"), 2);
   updateUrlNow();
   document.body.dataset.ready = "1";
+  emit("ready", { query });
   if (at) await decodeAt(at[0], at[1]);
 }
 
-Object.assign(window.latentmap, { screenToData, dataToScreen, currentView, setView, decodeAt, stateUrl });
+Object.assign(window.latentmap, {
+  screenToData, dataToScreen, toScatter, fromScatter, currentView, setView, decodeAt, setSeed, stateUrl, canEdit, redraw,
+});
 Object.defineProperty(window.latentmap, "scatterplot", { get: () => scatterplot });
 
 main();

@@ -111,13 +111,14 @@ def live_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api
     executable = chromium_executable()  # None: Playwright's own download, if there is one
     with sync_api.sync_playwright() as playwright:
         try:
             chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        except Exception as exc:  # no browser available on this machine
-            pytest.skip(f"cannot launch Chromium: {exc}")
+        except Exception as exc:  # no browser: a missing install step, not a reason to pass quietly
+            pytest.fail(f"cannot launch Chromium ({exc}); install Debian's chromium (bash .ci/test does) "
+                        "or set LATENTMAP_CHROMIUM")
         yield chromium
         chromium.close()
 

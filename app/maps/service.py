@@ -45,7 +45,7 @@ class MapService:
         self.store, self.space, self.settings, self.queue = store, space, settings, queue
         # Adding and refitting read positions, then write new ones: one map change at a time.
         self._write_lock = threading.Lock()
-        self._map_vector_cache: dict[str, tuple[MapArrays, np.ndarray]] = {}
+        self._map_vector_cache: dict[str, tuple[MapArrays, np.ndarray]] = {}  # per map, dropped with its arrays
 
     # ------------------------------------------------------------------ maps
     def create_map(self, title: str) -> tuple[MapRecord, str]:
@@ -135,36 +135,49 @@ class MapService:
         self._usable_map(map_id)
         with self._write_lock:
             record = self.store.get_map(map_id)
-            arrays = self.store.get_arrays(map_id)
-            fitted = projection.fit(self._map_vectors(arrays.vectors, arrays.kinds), self.settings.umap_min_items,
-                                    record.projection.get("revision", 0) + 1)
+            arrays, map_vectors = self.item_map_vectors(map_id)
+            fitted = projection.fit(map_vectors, self.settings.umap_min_items, record.projection.get("revision", 0) + 1)
             self.store.set_positions(map_id, arrays.ids, fitted.xy, fitted.state)
         return self.store.get_map(map_id)
 
     # ------------------------------------------------------------------ decoding
-    def decode_key(self, record: MapRecord, x: float, y: float, seed: int) -> str:
+    def decode_key(self, record: MapRecord, x: float, y: float, seed: int, variant: str | None = None,
+                   lora_scale: float | None = None) -> str:
         revision = record.projection.get("revision", 0)
         raw = f"{self.space.name}|{record.id}|{revision}|{x:.6f}|{y:.6f}|{seed}"
+        if variant is not None:  # decoder variants (spaces/variants.py); the base decoder keeps its old keys
+            raw += f"|variant={variant}|scale={lora_scale}"
         return hashlib.sha256(raw.encode()).hexdigest()
 
-    def decode_at(self, map_id: str, x: float, y: float, seed: int, gone: Callable[[], bool] | None = None
-                  ) -> DecodeResult:
+    def resolve_variant(self, variant: str | None, lora_scale: float | None) -> tuple[str | None, float | None]:
+        """A decode's canonical (variant, lora_scale); Rejected for ones this space cannot decode."""
+        try:
+            return self.space.resolve_variant(variant, lora_scale, self.settings.max_lora_scale)
+        except ValueError as e:
+            raise Rejected(str(e)) from None
+
+    def decode_at(self, map_id: str, x: float, y: float, seed: int, gone: Callable[[], bool] | None = None,
+                  variant: str | None = None, lora_scale: float | None = None) -> DecodeResult:
         """Pixels for a 2D point. The same (space, map, projection revision, x, y, seed) gives the same bytes:
-        the first decode is cached, so adding items later does not change a shared link's picture."""
+        the first decode is cached, so adding items later does not change a shared link's picture.
+        `variant`/`lora_scale` pick a decoder variant (LoRA, fine-tune) that shares the space's CLIP space."""
         record = self._usable_map(map_id)
+        variant, lora_scale = self.resolve_variant(variant, lora_scale)
         if not (np.isfinite(x) and np.isfinite(y)):
             raise Rejected("x and y must be finite numbers")
         if not 0 <= seed <= self.settings.max_seed:
             raise Rejected(f"seed must be between 0 and {self.settings.max_seed}")
         x, y = round(float(x), 6), round(float(y), 6)
-        key = self.decode_key(record, x, y, seed)
+        key = self.decode_key(record, x, y, seed, variant, lora_scale)
         cached = self.store.cached_decode(key)
         if cached is not None:  # before loading arrays: a shared link's image costs one file read
             return DecodeResult(cached, True, key)
         arrays = self.store.get_arrays(map_id)
         if len(arrays) == 0:
             raise Rejected("this map has no items yet: add prompts or images first")
-        return self.decode_cached(key, self.blend_request(arrays, x, y, seed), gone)
+        request = self.blend_request(arrays, x, y, seed)
+        request.variant, request.lora_scale = variant, lora_scale
+        return self.decode_cached(key, request, gone)
 
     def decode_cached(self, key: str, request: DecodeRequest, gone: Callable[[], bool] | None = None
                       ) -> DecodeResult:
@@ -185,6 +198,9 @@ class MapService:
             cached = (arrays, self._map_vectors(arrays.vectors, arrays.kinds) if len(arrays) else
                       np.zeros((0, self.space.dim), np.float32))
             self._map_vector_cache[map_id] = cached
+            for stale in [m for m, (a, _) in self._map_vector_cache.items()
+                          if m != map_id and not self.store.has_cached_arrays(m, a)]:
+                del self._map_vector_cache[stale]
         return cached
 
     def blend_request(self, arrays: MapArrays, x: float, y: float, seed: int) -> DecodeRequest:

@@ -18,6 +18,7 @@ import sqlite3
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -81,6 +82,7 @@ def check_id(value: str, what: str = "id") -> str:
     return value
 
 
+ARRAY_CACHE_MAPS = 8  # maps whose vectors stay in memory between requests
 KIND_CODES = {"text": 0, "image": 1, "generated": 2}  # the kind byte of the binary points payload
 KEY_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 
@@ -167,7 +169,8 @@ class Store:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
-        self._arrays_cache: dict[str, tuple[int, MapArrays]] = {}
+        # The most recently used maps' arrays stay in memory (clicks need them); older ones are dropped.
+        self._arrays_cache: OrderedDict[str, tuple[int, MapArrays]] = OrderedDict()
         self._sweep_orphans()
 
     def _sweep_orphans(self) -> None:
@@ -341,11 +344,16 @@ class Store:
         return ItemRecord(id=row[0], map_id=row[1], kind=row[2], label=row[3], x=row[4], y=row[5],
                           has_thumbnail=bool(row[6]))
 
+    def has_cached_arrays(self, map_id: str, arrays: MapArrays) -> bool:
+        cached = self._arrays_cache.get(map_id)
+        return cached is not None and cached[1] is arrays
+
     def get_arrays(self, map_id: str) -> MapArrays:
         """The map's vectors and positions, cached in memory until the map changes."""
         version = self.get_map(map_id).version
         cached = self._arrays_cache.get(map_id)
         if cached and cached[0] == version:
+            self._arrays_cache.move_to_end(map_id)
             return cached[1]
         with self._lock:
             rows = self._db.execute("SELECT id, kind, label, x, y, vector, decode_vector, latent, latent_shape "
@@ -357,6 +365,9 @@ class Store:
             latents=[None if r[7] is None else np.frombuffer(r[7], dtype=np.float32).reshape(json.loads(r[8]))
                      for r in rows])
         self._arrays_cache[map_id] = (version, arrays)
+        self._arrays_cache.move_to_end(map_id)
+        while len(self._arrays_cache) > ARRAY_CACHE_MAPS:
+            self._arrays_cache.popitem(last=False)
         return arrays
 
     # ------------------------------------------------------------------ tours

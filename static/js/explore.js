@@ -1,2 +1,846 @@
 // Exploration tools on the map page (paths, neighbours, search, colour by, clusters, lasso, bundles).
-// Builds on window.latentmap and the latentmap:* events that map.js emits.
+// Builds on window.latentmap and the latentmap:* events that map.js emits. All user text goes in via textContent.
+
+import { api } from "./api.js";
+import { el, showError, toast } from "./common.js";
+
+const $ = (id) => document.getElementById(id);
+const frame = $("map-frame");
+const canvas = $("map-canvas");
+const root = $("map-root");
+const mapId = root.dataset.mapId;
+const base = `/api/maps/${encodeURIComponent(mapId)}`;
+const lm = () => window.latentmap;
+
+const KINDS = ["text", "image", "generated"];
+const KIND_COLORS = ["#f2b84b", "#4cc3d9", "#d77be0"];
+const KIND_NAMES = { text: "Prompt", image: "Image", generated: "Generated" };
+const CLUSTER_COLORS = ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
+  "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#aaffc3", "#808000"];
+const NO_CLUSTER = "#5d6470";
+const HEAT_BINS = 16;
+// Low -> high similarity; both ends stay visible on the dark map.
+const HEAT_STOPS = ["#4a5bd4", "#2ab0e3", "#3cf08a", "#c7ef34", "#fca50a", "#f0501e"];
+const NEIGHBORS_K = 8;
+const MAX_PATH_POINTS = 32;
+const CLICK_SLOP_PX = 5;
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+const ex = {
+  colorMode: "kind",
+  filter: "",
+  search: null, // {q, x, y, similarity, neighbors}
+  clusters: null, // {clusters, assignments, count}
+  showClusterLabels: false,
+  pathMode: false,
+  vertices: [], // [[x, y], ...] data coordinates
+  path: null, // server answer
+  selection: [], // indices into state.items
+  lastCount: null,
+};
+window.latentmap = Object.assign(window.latentmap || {}, { explore: ex });
+
+// ---------------------------------------------------------------- helpers ----
+
+function hexToRgba(hex, alpha = 1) {
+  const n = parseInt(hex.slice(1), 16);
+  return [((n >> 16) & 255) / 255, ((n >> 8) & 255) / 255, (n & 255) / 255, alpha];
+}
+
+function lerpColor(a, b, t) {
+  const ca = hexToRgba(a);
+  const cb = hexToRgba(b);
+  return [0, 1, 2].map((i) => ca[i] + (cb[i] - ca[i]) * t).concat(1);
+}
+
+function heatColor(t) {
+  const pos = Math.min(Math.max(t, 0), 1) * (HEAT_STOPS.length - 1);
+  const i = Math.min(Math.floor(pos), HEAT_STOPS.length - 2);
+  return lerpColor(HEAT_STOPS[i], HEAT_STOPS[i + 1], pos - i);
+}
+
+function rgbaCss([r, g, b, a = 1]) {
+  return `rgba(${Math.round(r * 255)}, ${Math.round(g * 255)}, ${Math.round(b * 255)}, ${a})`;
+}
+
+function items() {
+  return lm().state.items;
+}
+
+/** Decimals worth keeping for a data coordinate at the current zoom (as map.js does for clicks). */
+function digitsForView() {
+  const h = canvas.getBoundingClientRect().height || 1;
+  const perPixel = 1 / (lm().currentView().zoom * h);
+  return Math.min(6, Math.max(2, Math.ceil(-Math.log10(perPixel)) + 1));
+}
+
+function round(value, digits) {
+  return Number(value.toFixed(digits));
+}
+
+function canvasPoint(event) {
+  const rect = canvas.getBoundingClientRect();
+  return [event.clientX - rect.left, event.clientY - rect.top];
+}
+
+function updateUrl() {
+  const url = lm().stateUrl();
+  history.replaceState(null, "", url);
+  const share = $("share-url");
+  if (share) share.value = window.location.origin + url;
+}
+
+function itemFor(entry) {
+  const list = items();
+  if (entry.id) {
+    const found = list.find((p) => p.id === entry.id);
+    if (found) return found;
+  }
+  // Binary-loaded maps have no ids in the browser: the point at the same position.
+  let best = null;
+  let bestD = Infinity;
+  for (const p of list) {
+    const d = Math.hypot(p.x - entry.x, p.y - entry.y);
+    if (d < bestD) { best = p; bestD = d; }
+  }
+  return bestD < 1e-4 ? best : null;
+}
+
+function download(blob, filename) {
+  const url = URL.createObjectURL(blob);
+  const a = el("a", { href: url, download: filename, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 30_000);
+}
+
+// ---------------------------------------------------------------- overlay (path, markers, cluster labels) ----
+
+const overlay = el("div", { class: "explore-overlay", "aria-hidden": "true" });
+const svg = document.createElementNS(SVG_NS, "svg");
+svg.setAttribute("class", "explore-svg");
+const pathLine = document.createElementNS(SVG_NS, "polyline");
+pathLine.setAttribute("class", "explore-path-line");
+const pathDots = document.createElementNS(SVG_NS, "g");
+svg.append(pathLine, pathDots);
+const labelLayer = el("div", { class: "explore-labels" });
+const searchMarker = el("div", { class: "explore-search-marker", hidden: true },
+  el("span", { class: "explore-search-dot" }), el("span", { class: "explore-search-text" }));
+overlay.append(svg, labelLayer, searchMarker);
+frame.insertBefore(overlay, $("crosshair"));
+
+function svgCircle(cx, cy, r, cls) {
+  const c = document.createElementNS(SVG_NS, "circle");
+  c.setAttribute("cx", cx.toFixed(1));
+  c.setAttribute("cy", cy.toFixed(1));
+  c.setAttribute("r", String(r));
+  c.setAttribute("class", cls);
+  return c;
+}
+
+function positionOverlay() {
+  if (!lm().scatterplot) return;
+  const m = lm();
+  const rect = canvas.getBoundingClientRect();
+  svg.setAttribute("width", String(rect.width));
+  svg.setAttribute("height", String(rect.height));
+  // Path: the drawn vertices, then (once decoded) a dot per frame.
+  const screen = ex.vertices.map(([x, y]) => m.dataToScreen(x, y));
+  pathLine.setAttribute("points", screen.map(([px, py]) => `${px.toFixed(1)},${py.toFixed(1)}`).join(" "));
+  pathDots.replaceChildren();
+  if (ex.path) {
+    for (const f of ex.path.frames) {
+      const [px, py] = m.dataToScreen(f.x, f.y);
+      pathDots.append(svgCircle(px, py, 3, "explore-path-frame"));
+    }
+  }
+  screen.forEach(([px, py], i) => pathDots.append(svgCircle(px, py, i === 0 ? 6 : 5, i === 0 ? "explore-path-start" : "explore-path-vertex")));
+  // Search marker.
+  if (ex.search) {
+    const [px, py] = m.dataToScreen(ex.search.x, ex.search.y);
+    searchMarker.hidden = false;
+    searchMarker.style.transform = `translate(${px}px, ${py}px)`;
+  } else {
+    searchMarker.hidden = true;
+  }
+  // Cluster labels.
+  for (const node of labelLayer.children) {
+    const [px, py] = m.dataToScreen(Number(node.dataset.x), Number(node.dataset.y));
+    const inside = px > -40 && py > -20 && px < rect.width + 40 && py < rect.height + 20;
+    node.hidden = !inside;
+    node.style.transform = `translate(${px}px, ${py}px) translate(-50%, -50%)`;
+  }
+}
+
+new ResizeObserver(() => positionOverlay()).observe(canvas);
+document.addEventListener("latentmap:view", () => positionOverlay());
+
+// ---------------------------------------------------------------- colour by + filter + legend ----
+
+const legend = document.querySelector(".map-footer .legend");
+const legendExtra = el("ul", { class: "legend explore-legend", id: "explore-legend", "aria-label": "Colour legend", hidden: true });
+if (legend) legend.after(legendExtra);
+
+function matchesFilter() {
+  const text = ex.filter.trim().toLowerCase();
+  if (!text) return null;
+  return items().map((p) => p.label !== null && p.label.toLowerCase().includes(text));
+}
+
+let applying = Promise.resolve();
+
+/** Recolour the points: categorical valueB per point (map.js draws state.colorValues), dimmed when filtered out. */
+function applyColors() {
+  applying = applying.then(applyColorsNow).catch((err) => showError($("explore-color-error"), `Could not colour the map. ${err.message}`));
+  return applying;
+}
+
+async function applyColorsNow() {
+  const m = lm();
+  const sp = m.scatterplot;
+  if (!sp) return;
+  const list = items();
+  const match = matchesFilter();
+  renderFilterInfo(match);
+  let palette;
+  let category;
+  if (ex.colorMode === "cluster" && ex.clusters && ex.clusters.assignments.length === list.length) {
+    palette = [...CLUSTER_COLORS.map((c) => hexToRgba(c)), hexToRgba(NO_CLUSTER)];
+    category = (i) => {
+      const a = ex.clusters.assignments[i];
+      return a >= 0 ? a % CLUSTER_COLORS.length : CLUSTER_COLORS.length;
+    };
+  } else if (ex.colorMode === "similarity" && ex.search && ex.search.similarity.length === list.length) {
+    const { lo, hi } = simRange();
+    palette = Array.from({ length: HEAT_BINS }, (_, b) => heatColor(b / (HEAT_BINS - 1)));
+    category = (i) => Math.round(((ex.search.similarity[i] - lo) / (hi - lo || 1)) * (HEAT_BINS - 1));
+  } else {
+    palette = KIND_COLORS.map((c) => hexToRgba(c));
+    category = (i) => Math.max(0, KINDS.indexOf(list[i].kind));
+  }
+  const kindPlain = palette.length === KIND_COLORS.length && !match && ex.colorMode === "kind";
+  if (kindPlain) {
+    m.state.colorValues = null;
+    sp.set({ colorBy: "valueA", pointColor: KIND_COLORS });
+  } else {
+    const values = new Array(list.length);
+    for (let i = 0; i < list.length; i += 1) {
+      const c = Math.min(Math.max(category(i) | 0, 0), palette.length - 1);
+      values[i] = match && !match[i] ? c + palette.length : c;
+    }
+    m.state.colorValues = values;
+    const dimmed = palette.map(([r, g, b]) => [r, g, b, 0.12]);
+    sp.set({ colorBy: "valueB", pointColor: [...palette, ...dimmed] });
+  }
+  ex.lastCount = layoutKey();
+  await m.redraw();
+  reselect();
+  renderLegend(ex.colorMode, match);
+  root.dataset.colorBy = ex.colorMode; // last: tests wait on it
+}
+
+function simRange() {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const v of ex.search.similarity) {
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  return { lo, hi };
+}
+
+function renderLegend(mode, match) {
+  if (legend) {
+    for (const li of legend.querySelectorAll("li")) {
+      if (li.querySelector(".swatch-text, .swatch-image, .swatch-generated")) li.hidden = mode !== "kind";
+    }
+  }
+  legendExtra.replaceChildren();
+  if (mode === "cluster" && ex.clusters) {
+    const shown = ex.clusters.clusters.slice(0, 8);
+    for (const c of shown) {
+      legendExtra.append(el("li", {}, el("span", { class: "swatch", style: `background:${CLUSTER_COLORS[c.id % CLUSTER_COLORS.length]}` }),
+        el("span", { class: "explore-legend-label", text: c.label })));
+    }
+    if (ex.clusters.clusters.length > shown.length) legendExtra.append(el("li", { text: `+${ex.clusters.clusters.length - shown.length} more` }));
+    legendExtra.append(el("li", {}, el("span", { class: "swatch", style: `background:${NO_CLUSTER}` }), "No cluster"));
+  } else if (mode === "similarity" && ex.search) {
+    const { lo, hi } = simRange();
+    const stops = HEAT_STOPS.join(", ");
+    legendExtra.append(el("li", {},
+      el("span", { class: "explore-legend-value", text: lo.toFixed(2) }),
+      el("span", { class: "explore-heat-bar", style: `background: linear-gradient(to right, ${stops})` }),
+      el("span", { class: "explore-legend-value", text: hi.toFixed(2) }),
+      el("span", { class: "explore-legend-label", text: `cosine similarity to “${ex.search.q}”` })));
+  }
+  if (match) legendExtra.append(el("li", {}, el("span", { class: "swatch explore-swatch-dim" }), "Label does not match the filter"));
+  legendExtra.hidden = !legendExtra.children.length;
+}
+
+function renderFilterInfo(match) {
+  const info = $("explore-filter-info");
+  $("explore-select-matching").disabled = !match;
+  if (!match) {
+    info.hidden = true;
+    return;
+  }
+  const n = match.filter(Boolean).length;
+  const unknown = items().filter((p) => p.label === null).length;
+  info.textContent = `${n} of ${items().length} point${items().length === 1 ? "" : "s"} match “${ex.filter.trim()}”.`
+    + (unknown ? ` ${unknown} labels are not loaded on this large map and count as not matching.` : "");
+  info.hidden = false;
+}
+
+function layoutKey() {
+  // Clusters are of the 2D layout: stale after items come or go, or after a re-projection.
+  const meta = lm().state.meta;
+  return `${items().length}|${meta && meta.projection ? meta.projection.revision : 0}`;
+}
+
+async function loadClusters() {
+  const key = layoutKey();
+  if (ex.clusters && ex.clusters.key === key) return ex.clusters;
+  const data = await api(`${base}/clusters`);
+  ex.clusters = { ...data, key };
+  return ex.clusters;
+}
+
+async function setColorMode(mode) {
+  showError($("explore-color-error"), "");
+  const select = $("explore-color-by");
+  if (mode === "similarity" && !ex.search) {
+    const q = $("explore-search-input").value.trim();
+    if (q) {
+      await runSearch(q);
+      if (!ex.search) { select.value = ex.colorMode; return; }
+    } else {
+      select.value = ex.colorMode;
+      showError($("explore-color-error"), "Search for a prompt first: the map is then coloured by each point's similarity to it.");
+      $("explore-search-input").focus();
+      return;
+    }
+  }
+  if (mode === "cluster") {
+    try {
+      await loadClusters();
+    } catch (err) {
+      select.value = ex.colorMode;
+      showError($("explore-color-error"), `Could not find clusters. ${err.message}`);
+      return;
+    }
+  }
+  ex.colorMode = mode;
+  select.value = mode;
+  await applyColors();
+}
+
+$("explore-color-by").addEventListener("change", (event) => setColorMode(event.target.value));
+
+let filterTimer = null;
+$("explore-filter-input").addEventListener("input", (event) => {
+  clearTimeout(filterTimer);
+  filterTimer = setTimeout(() => {
+    ex.filter = event.target.value;
+    applyColors();
+  }, 150);
+});
+
+// ---------------------------------------------------------------- cluster labels ----
+
+async function setClusterLabels(on) {
+  ex.showClusterLabels = on;
+  labelLayer.replaceChildren();
+  if (!on) return;
+  try {
+    const data = await loadClusters();
+    if (!ex.showClusterLabels) return;
+    labelLayer.replaceChildren(...data.clusters.map((c) => el("div", {
+      class: "explore-cluster-label", "data-x": c.x, "data-y": c.y, "data-cluster": c.id, text: c.label,
+      title: `${c.label} (${c.size} points)`,
+    })));
+    if (!data.clusters.length) toast("No clusters found: the map needs more (and more grouped) points.");
+    positionOverlay();
+  } catch (err) {
+    $("explore-cluster-labels").checked = false;
+    ex.showClusterLabels = false;
+    showError($("explore-color-error"), `Could not find clusters. ${err.message}`);
+  }
+}
+
+$("explore-cluster-labels").addEventListener("change", (event) => setClusterLabels(event.target.checked));
+
+// ---------------------------------------------------------------- neighbours ----
+
+function neighborList(listNode, neighbors) {
+  listNode.replaceChildren();
+  for (const n of neighbors) {
+    const sim = typeof n.similarity === "number" ? n.similarity.toFixed(2) : "";
+    const label = `${KIND_NAMES[n.kind] || n.kind}: ${n.label}`;
+    const thumb = n.thumbnail_url
+      ? el("img", { class: "explore-neighbor-thumb", src: n.thumbnail_url, alt: "", loading: "lazy" })
+      : el("span", { class: `explore-neighbor-thumb explore-kind-${KINDS.includes(n.kind) ? n.kind : "generated"}`, "aria-hidden": "true" });
+    const button = el("button", {
+      type: "button", class: "explore-neighbor", "data-item-id": n.id || "",
+      "aria-label": `${label}, similarity ${sim}. Select and centre it.`,
+    }, thumb, el("span", { class: "explore-neighbor-label", text: n.label }),
+    el("span", { class: "explore-neighbor-sim mono", text: sim, title: "cosine similarity" }));
+    button.addEventListener("click", () => goToItem(n));
+    listNode.append(el("li", {}, button));
+  }
+}
+
+async function goToItem(entry) {
+  const m = lm();
+  const item = itemFor(entry);
+  await m.setView({ x: entry.x, y: entry.y, zoom: m.currentView().zoom });
+  if (item && m.select) m.select(item);
+  const digits = digitsForView();
+  await m.decodeAt(round(entry.x, digits), round(entry.y, digits));
+}
+
+let neighborSeq = 0;
+async function loadNeighbors({ x, y }) {
+  const seq = ++neighborSeq;
+  const m = lm();
+  const selected = m.state.selected;
+  const note = $("explore-neighbors-note");
+  showError($("explore-neighbors-error"), "");
+  let query;
+  let heading;
+  const [sx, sy] = selected ? m.dataToScreen(selected.x, selected.y) : [0, 0];
+  const [cx, cy] = m.dataToScreen(x, y);
+  if (selected && selected.id && Math.hypot(sx - cx, sy - cy) < 16) { // the click hit this item
+    query = `item=${encodeURIComponent(selected.id)}`;
+    heading = `Nearest to the selected item “${selected.label}”:`;
+  } else {
+    query = `x=${x}&y=${y}`;
+    heading = `Nearest to x ${x}, y ${y}:`;
+  }
+  note.textContent = "Finding the nearest items…";
+  try {
+    const data = await api(`${base}/neighbors?${query}&k=${NEIGHBORS_K}`);
+    if (seq !== neighborSeq) return;
+    note.textContent = data.neighbors.length ? heading : "No items on this map yet.";
+    neighborList($("explore-neighbors"), data.neighbors);
+  } catch (err) {
+    if (seq !== neighborSeq) return;
+    note.textContent = "";
+    $("explore-neighbors").replaceChildren();
+    showError($("explore-neighbors-error"), `Could not find the nearest items. ${err.message}`);
+  }
+}
+
+document.addEventListener("latentmap:decoded", (event) => {
+  if (!items().length) return;
+  loadNeighbors(event.detail);
+});
+
+// ---------------------------------------------------------------- search ----
+
+let searchSeq = 0;
+async function runSearch(q) {
+  const seq = ++searchSeq;
+  const button = $("explore-search-btn");
+  showError($("explore-search-error"), "");
+  const info = $("explore-search-info");
+  info.hidden = false;
+  info.textContent = "Placing the prompt…";
+  button.disabled = true;
+  try {
+    const data = await api(`${base}/search?q=${encodeURIComponent(q)}&k=${NEIGHBORS_K}`);
+    if (seq !== searchSeq) return;
+    ex.search = { q, x: data.x, y: data.y, similarity: data.similarity || [], neighbors: data.neighbors || [] };
+    searchMarker.querySelector(".explore-search-text").textContent = q;
+    info.textContent = `“${q}” would land at x ${data.x.toFixed(3)}, y ${data.y.toFixed(3)} (not added to the map). Nearest items:`;
+    const results = $("explore-search-results");
+    neighborList(results, ex.search.neighbors);
+    results.hidden = false;
+    $("explore-search-clear").hidden = false;
+    positionOverlay();
+    if (ex.colorMode === "similarity") await applyColors();
+  } catch (err) {
+    if (seq !== searchSeq) return;
+    info.hidden = true;
+    showError($("explore-search-error"), `Could not place the prompt. ${err.message}`);
+  } finally {
+    if (seq === searchSeq) button.disabled = false;
+  }
+}
+
+function clearSearch() {
+  searchSeq += 1;
+  ex.search = null;
+  $("explore-search-info").hidden = true;
+  $("explore-search-results").hidden = true;
+  $("explore-search-results").replaceChildren();
+  $("explore-search-clear").hidden = true;
+  $("explore-search-btn").disabled = false;
+  positionOverlay();
+  if (ex.colorMode === "similarity") setColorMode("kind");
+}
+
+$("explore-search-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const q = $("explore-search-input").value.trim();
+  if (!q) {
+    showError($("explore-search-error"), "Type a prompt to search for.");
+    return;
+  }
+  runSearch(q);
+});
+$("explore-search-clear").addEventListener("click", clearSearch);
+
+// ---------------------------------------------------------------- paths ----
+
+function pathSteps() {
+  const v = Math.trunc(Number($("explore-path-steps").value));
+  const steps = Number.isFinite(v) ? Math.min(24, Math.max(2, v)) : 8;
+  $("explore-path-steps").value = String(steps);
+  return steps;
+}
+
+function renderPathControls() {
+  const n = ex.vertices.length;
+  $("explore-path-make").disabled = n < 2;
+  $("explore-path-undo").disabled = n === 0;
+  $("explore-path-clear").disabled = n === 0 && !ex.path;
+  const btn = $("explore-path-btn");
+  btn.setAttribute("aria-pressed", String(ex.pathMode));
+  btn.textContent = ex.pathMode ? "Stop drawing" : "Draw a path";
+  frame.classList.toggle("explore-path-mode", ex.pathMode);
+  if (ex.pathMode) {
+    $("explore-path-status").textContent = n === 0
+      ? "Click the map where the path starts."
+      : `${n} point${n === 1 ? "" : "s"}. Click to add more; double-click or Enter to decode along the path.`;
+  }
+  positionOverlay();
+}
+
+function setPathMode(on) {
+  if (on && ex.lassoOn) setLasso(false);
+  ex.pathMode = on;
+  if (on && ex.path) {
+    // Start a new path.
+    ex.path = null;
+    ex.vertices = [];
+    renderPath();
+  }
+  if (!on && !ex.path) $("explore-path-status").textContent = ex.vertices.length >= 2 ? "Press “Decode along path”." : "";
+  renderPathControls();
+}
+
+function addVertexAt(px, py) {
+  const m = lm();
+  const last = ex.vertices[ex.vertices.length - 1];
+  if (last) {
+    const [lx, ly] = m.dataToScreen(last[0], last[1]);
+    if (Math.hypot(lx - px, ly - py) < 4) return; // the second click of a double-click
+  }
+  if (ex.vertices.length >= MAX_PATH_POINTS) {
+    toast(`A path has at most ${MAX_PATH_POINTS} points.`, "error");
+    return;
+  }
+  const [x, y] = m.screenToData(px, py);
+  const digits = digitsForView();
+  ex.vertices.push([round(x, digits), round(y, digits)]);
+  renderPathControls();
+}
+
+let pathDown = null;
+let dragMax = 0; // farthest the pointer went from where it was pressed (a lasso may end where it started)
+frame.addEventListener("pointerdown", (event) => {
+  if (event.button === 0) {
+    pathDown = [event.clientX, event.clientY];
+    dragMax = 0;
+  }
+}, true);
+frame.addEventListener("pointermove", (event) => {
+  if (pathDown && event.buttons & 1) dragMax = Math.max(dragMax, Math.hypot(event.clientX - pathDown[0], event.clientY - pathDown[1]));
+}, true);
+frame.addEventListener("click", (event) => {
+  if (ex.lassoOn && event.target === canvas && dragMax > CLICK_SLOP_PX) {
+    // The end of a closed lasso, not a click: no decode, and map.js must not clear the selection.
+    event.stopPropagation();
+    pathDown = null;
+    return;
+  }
+  if (!ex.pathMode || event.target !== canvas) return;
+  // Path mode: clicks add vertices instead of decoding (map.js listens on the canvas, below this capture listener).
+  event.stopPropagation();
+  event.preventDefault();
+  const moved = pathDown ? Math.hypot(event.clientX - pathDown[0], event.clientY - pathDown[1]) : 0;
+  pathDown = null;
+  if (moved > CLICK_SLOP_PX) return; // a pan
+  const [px, py] = canvasPoint(event);
+  addVertexAt(px, py);
+}, true);
+frame.addEventListener("dblclick", (event) => {
+  if (!ex.pathMode || event.target !== canvas) return;
+  event.stopPropagation();
+  event.preventDefault();
+  if (ex.vertices.length >= 2) makePath();
+}, true);
+
+frame.addEventListener("keydown", (event) => {
+  if (event.target !== frame) return;
+  if (ex.lassoOn && event.key === "Escape") setLasso(false);
+  if (ex.pathMode) {
+    const cursor = lm().state.kbdCursor;
+    let handled = true;
+    if (event.key === " ") {
+      if (cursor) addVertexAt(cursor[0], cursor[1]);
+    } else if (event.key === "Enter") {
+      if (ex.vertices.length >= 2) makePath();
+      else if (cursor) addVertexAt(cursor[0], cursor[1]);
+    } else if (event.key === "Escape") {
+      ex.vertices = [];
+      setPathMode(false);
+      renderPath();
+    } else if (event.key === "Backspace") {
+      ex.vertices.pop();
+      renderPathControls();
+    } else {
+      handled = false;
+    }
+    if (handled) {
+      event.preventDefault();
+      event.stopImmediatePropagation();
+    }
+  }
+}, true);
+
+$("explore-path-btn").addEventListener("click", () => setPathMode(!ex.pathMode));
+$("explore-path-undo").addEventListener("click", () => {
+  ex.vertices.pop();
+  renderPathControls();
+});
+$("explore-path-clear").addEventListener("click", () => clearPath());
+$("explore-path-make").addEventListener("click", () => makePath());
+$("explore-path-steps").addEventListener("change", () => {
+  pathSteps();
+  if (ex.path && ex.vertices.length >= 2) makePath();
+});
+
+function clearPath() {
+  pathSeq += 1;
+  ex.vertices = [];
+  ex.path = null;
+  $("explore-path-status").textContent = "";
+  showError($("explore-path-error"), "");
+  setPathUrl();
+  renderPath();
+  renderPathControls();
+  document.dispatchEvent(new CustomEvent("latentmap:path", { detail: { points: [], steps: 0 } }));
+}
+
+function setPathUrl() {
+  const params = lm().state.urlParams || (lm().state.urlParams = {});
+  if (ex.path && ex.vertices.length >= 2) {
+    params.path = ex.vertices.map(([x, y]) => `${x},${y}`).join(";");
+    params.steps = String(ex.path.frames.length);
+  } else {
+    delete params.path;
+    delete params.steps;
+  }
+  if (lm().state.ready) updateUrl();
+}
+
+function renderPath() {
+  const list = $("explore-path-frames");
+  list.replaceChildren();
+  const links = $("explore-path-links");
+  if (!ex.path) {
+    links.hidden = true;
+    positionOverlay();
+    return;
+  }
+  const n = ex.path.frames.length;
+  ex.path.frames.forEach((f, i) => {
+    const label = `Image ${i + 1} of ${n} along the path (x ${f.x.toFixed(3)}, y ${f.y.toFixed(3)}): decode it`;
+    const button = el("button", { type: "button", class: "explore-frame", title: label, "aria-label": label },
+      el("img", { src: f.url, alt: "" }));
+    button.addEventListener("click", () => {
+      const digits = digitsForView();
+      lm().decodeAt(round(f.x, digits), round(f.y, digits));
+    });
+    list.append(el("li", {}, button));
+  });
+  $("explore-strip-link").href = ex.path.strip_url;
+  $("explore-strip-link").download = `latentmap-${mapId}-path.png`;
+  $("explore-gif-link").href = ex.path.gif_url;
+  $("explore-gif-link").download = `latentmap-${mapId}-path.gif`;
+  $("explore-webp-link").href = ex.path.webp_url;
+  $("explore-webp-link").download = `latentmap-${mapId}-path.webp`;
+  links.hidden = false;
+  positionOverlay();
+}
+
+let pathSeq = 0;
+async function makePath() {
+  if (ex.vertices.length < 2) return;
+  const seq = ++pathSeq;
+  const steps = pathSteps();
+  ex.pathMode = false;
+  renderPathControls();
+  showError($("explore-path-error"), "");
+  $("explore-path-status").textContent = `Decoding ${steps} images along the path…`;
+  root.dataset.pathState = "loading";
+  $("explore-path-make").disabled = true;
+  try {
+    const data = await api(`${base}/path`, {
+      method: "POST", json: { points: ex.vertices, steps, seed: lm().state.seed },
+    });
+    if (seq !== pathSeq) return;
+    ex.path = data;
+    $("explore-path-status").textContent = `${data.frames.length} images along the path, seed ${lm().state.seed}. Click one to open it.`;
+    root.dataset.pathState = "done";
+    renderPath();
+    setPathUrl();
+    document.dispatchEvent(new CustomEvent("latentmap:path", { detail: { points: ex.vertices.map((v) => [...v]), steps: data.frames.length } }));
+  } catch (err) {
+    if (seq !== pathSeq) return;
+    root.dataset.pathState = "error";
+    $("explore-path-status").textContent = "";
+    showError($("explore-path-error"), `Could not decode along the path. ${err.message}`);
+  } finally {
+    if (seq === pathSeq) renderPathControls();
+  }
+}
+
+/** For other modules (classroom tours / presenting): show a path, or clear it. */
+ex.setPath = (vertices, steps = 8) => {
+  const clean = (vertices || []).filter((v) => Array.isArray(v) && v.length === 2 && v.every(Number.isFinite))
+    .slice(0, MAX_PATH_POINTS);
+  if (clean.length < 2) { clearPath(); return Promise.resolve(); }
+  $("explore-path-steps").value = String(steps);
+  ex.vertices = clean.map(([x, y]) => [x, y]);
+  return makePath();
+};
+ex.clearPath = () => clearPath();
+
+function restorePath(query) {
+  const text = query.get("path");
+  if (!text) return;
+  const vertices = text.split(";").map((pair) => pair.split(",").map(Number))
+    .filter((v) => v.length === 2 && v.every(Number.isFinite)).slice(0, MAX_PATH_POINTS);
+  if (vertices.length < 2) return;
+  const steps = Math.trunc(Number(query.get("steps")));
+  if (Number.isFinite(steps) && steps >= 2) $("explore-path-steps").value = String(Math.min(24, steps));
+  ex.vertices = vertices;
+  makePath();
+}
+
+// ---------------------------------------------------------------- lasso selection ----
+
+function setLasso(on) {
+  const sp = lm().scatterplot;
+  if (!sp) return;
+  if (on && ex.pathMode) setPathMode(false);
+  ex.lassoOn = on;
+  sp.set({ mouseMode: on ? "lasso" : "panZoom" });
+  const btn = $("explore-lasso-btn");
+  btn.setAttribute("aria-pressed", String(on));
+  btn.textContent = on ? "Lasso on: drag around points" : "Lasso";
+  frame.classList.toggle("explore-lasso-mode", on);
+}
+
+function setSelection(indices) {
+  ex.selection = [...new Set(indices)].filter((i) => i >= 0 && i < items().length).sort((a, b) => a - b);
+  reselect();
+  renderSelection();
+}
+
+function reselect() {
+  const sp = lm().scatterplot;
+  if (!sp || !ex.selection.length) return;
+  try { sp.select(ex.selection, { preventEvent: true }); } catch (_) { /* nothing drawn */ }
+}
+
+function renderSelection() {
+  const n = ex.selection.length;
+  const info = $("explore-selection-info");
+  if (!n) {
+    info.textContent = "Nothing selected.";
+  } else {
+    const names = ex.selection.slice(0, 3).map((i) => items()[i].label).filter((l) => l !== null);
+    const more = n > names.length ? ", …" : ".";
+    info.textContent = `${n} point${n === 1 ? "" : "s"} selected${names.length ? `: ${names.join(", ")}${more}` : "."}`;
+  }
+  info.dataset.count = String(n);
+  for (const id of ["explore-export-csv", "explore-export-json", "explore-export-zip", "explore-selection-clear"]) $(id).disabled = !n;
+}
+
+async function selectionIds() {
+  const list = items();
+  const missing = ex.selection.filter((i) => !list[i].id);
+  // Binary-loaded maps: fetch the ids of the selected points (a few at a time).
+  for (let k = 0; k < missing.length; k += 16) {
+    await Promise.all(missing.slice(k, k + 16).map(async (i) => {
+      const p = await api(`${base}/points/${i}`);
+      Object.assign(list[i], { id: p.id, label: p.label, kind: p.kind });
+    }));
+  }
+  return ex.selection.map((i) => list[i].id);
+}
+
+async function exportSelection(format) {
+  showError($("explore-selection-error"), "");
+  const buttons = ["explore-export-csv", "explore-export-json", "explore-export-zip"].map($);
+  buttons.forEach((b) => { b.disabled = true; });
+  try {
+    const ids = await selectionIds();
+    const response = await api(`${base}/selection`, { method: "POST", json: { item_ids: ids, format }, raw: true });
+    download(await response.blob(), `latentmap-${mapId}-selection.${format}`);
+  } catch (err) {
+    showError($("explore-selection-error"), `Could not export the selection. ${err.message}`);
+  } finally {
+    renderSelection();
+  }
+}
+
+$("explore-lasso-btn").addEventListener("click", () => setLasso(!ex.lassoOn));
+$("explore-selection-clear").addEventListener("click", () => {
+  setSelection([]);
+  try { lm().scatterplot.deselect({ preventEvent: true }); } catch (_) { /* nothing drawn */ }
+});
+$("explore-select-matching").addEventListener("click", () => {
+  const match = matchesFilter();
+  if (match) setSelection(match.map((ok, i) => (ok ? i : -1)).filter((i) => i >= 0));
+});
+$("explore-export-csv").addEventListener("click", () => exportSelection("csv"));
+$("explore-export-json").addEventListener("click", () => exportSelection("json"));
+$("explore-export-zip").addEventListener("click", () => exportSelection("zip"));
+
+// ---------------------------------------------------------------- lifecycle ----
+
+function onPointsChanged() {
+  const key = layoutKey();
+  if (ex.lastCount === null || key === ex.lastCount) return;
+  // Items were added, deleted or re-projected: indices and per-point values are stale.
+  ex.lastCount = key;
+  ex.clusters = null;
+  if (ex.selection.length) setSelection([]);
+  if (ex.showClusterLabels) setClusterLabels(true);
+  if (ex.colorMode === "cluster") setColorMode("cluster");
+  else if (ex.colorMode === "similarity" && ex.search) runSearch(ex.search.q);
+  else if (ex.filter.trim()) applyColors();
+}
+
+function start(query) {
+  const sp = lm().scatterplot;
+  ex.lastCount = layoutKey();
+  $("explore-bundle-link").href = `${base}/bundle`;
+  if (sp) {
+    sp.subscribe("lassoEnd", () => {
+      const chosen = sp.get("selectedPoints") || [];
+      setSelection([...chosen]);
+    });
+  }
+  positionOverlay();
+  restorePath(query || new URLSearchParams(window.location.search));
+}
+
+document.addEventListener("latentmap:points", onPointsChanged);
+document.addEventListener("latentmap:ready", (event) => start(event.detail && event.detail.query));
+if (document.body.dataset.ready === "1") start();

@@ -61,6 +61,35 @@ form.addEventListener("submit", async (event) => {
   }
 });
 
+const importForm = document.getElementById("import-form");
+const importFile = document.getElementById("import-file");
+const importSubmit = document.getElementById("import-submit");
+const importError = document.getElementById("import-error");
+
+importForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const file = importFile.files && importFile.files[0];
+  if (!file) {
+    showError(importError, "Choose a map bundle (.zip) first.");
+    importFile.focus();
+    return;
+  }
+  showError(importError, "");
+  importSubmit.disabled = true;
+  importSubmit.textContent = "Importing…";
+  try {
+    const body = new FormData();
+    body.append("file", file, file.name);
+    const created = await api("/api/bundles", { method: "POST", body });
+    try { localStorage.setItem(`latentmap:key:${created.id}`, created.edit_key); } catch (_) { /* the map page stores it from the fragment too */ }
+    window.location.assign(`/m/${encodeURIComponent(created.id)}#key=${encodeURIComponent(created.edit_key)}`);
+  } catch (err) {
+    showError(importError, `Could not import the bundle. ${err.message}`);
+    importSubmit.disabled = false;
+    importSubmit.textContent = "Import bundle";
+  }
+});
+
 async function loadHealth() {
   try {
     const health = await api("/api/health");

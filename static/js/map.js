@@ -202,6 +202,10 @@ function stateUrl() {
     params.set("at", `${state.current.x},${state.current.y}`);
   }
   params.set("seed", String(state.seed));
+  // Other modules' share-link params (explore.js: path, steps), kept across every URL update.
+  for (const [name, value] of Object.entries(state.urlParams || {})) {
+    if (value !== null && value !== undefined && value !== "") params.set(name, String(value));
+  }
   // URLSearchParams would escape the commas; they are safe in a query and easier to read unescaped.
   return `${window.location.pathname}?${params.toString().replace(/%2C/g, ",")}`;
 }
@@ -237,9 +241,10 @@ function kindIndex(kind) {
 }
 
 function redraw() {
-  const points = state.items.map((p) => {
+  const values = state.colorValues; // optional 4th column (valueB) per point, set by explore.js's "Colour by"
+  const points = state.items.map((p, i) => {
     const [sx, sy] = toScatter(p.x, p.y);
-    return [sx, sy, kindIndex(p.kind), 0];
+    return [sx, sy, kindIndex(p.kind), (values && values[i]) || 0];
   });
   const count = state.items.length;
   $("point-count").textContent = `${count} point${count === 1 ? "" : "s"}`;
@@ -972,6 +977,7 @@ async function main() {
 
 Object.assign(window.latentmap, {
   screenToData, dataToScreen, toScatter, fromScatter, currentView, setView, decodeAt, setSeed, stateUrl, canEdit, redraw,
+  select,
 });
 Object.defineProperty(window.latentmap, "scatterplot", { get: () => scatterplot });
 

@@ -20,12 +20,14 @@ pytestmark = pytest.mark.slow
 def digits(tmp_path_factory):
     """The app on the digits space, first start: it builds the Digits map itself."""
     assert (DIGITS_SPACE_DIR / "space.json").is_file(), "trained digits weights must ship in the package"
-    settings = Settings(data_dir=tmp_path_factory.mktemp("digits"), space="digits", warm_umap=False)
+    data_dir = tmp_path_factory.mktemp("digits")
+    settings = Settings(data_dir=data_dir, space="digits", warm_umap=False)
     with TestClient(create_app(settings)) as client:
         maps = client.get("/api/maps").json()
         assert [m["title"] for m in maps] == ["Digits"]
         map_id = maps[0]["id"]
         points = client.get(f"/api/maps/{map_id}/points").json()["points"]
+        client.data_dir = data_dir
         yield client, map_id, points
 
 
@@ -142,3 +144,14 @@ def test_the_digits_map_ships_a_five_step_tour(digits):
     tours = client.get(f"/api/maps/{map_id}/tours").json()["tours"]
     assert len(tours) == 1 and len(tours[0]["steps"]) == 5
     assert tours[0]["steps"][2]["path"] is not None
+
+
+def test_the_owner_finds_the_demo_maps_edit_link(digits):
+    client, map_id, _ = digits
+    link = (client.data_dir / "digits-edit-link.txt").read_text().strip()
+    assert link.startswith(f"/m/{map_id}#key=")
+    key = {"X-Edit-Key": link.split("#key=")[1]}
+    assert client.get(f"/api/maps/{map_id}", headers=key).json()["can_edit"] is True
+    # the prompts are drawn on top of the images: they come last
+    points = client.get(f"/api/maps/{map_id}/points").json()["points"]
+    assert all(p["kind"] == "text" for p in points[-10:])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -31,13 +32,18 @@ def ensure_demo_map(service: MapService) -> str | None:
     if service.space.name != "digits" or service.store.list_maps():
         return None
     log.info("first start: building the Digits demo map (1,797 images + %d prompts)", len(demo_prompts()))
-    record, _ = service.create_map(DEMO_TITLE)
-    # Prompts first (a small exact PCA map), images placed through it, then a single UMAP fit of everything.
-    service.add_prompts(record.id, demo_prompts())
+    record, key = service.create_map(DEMO_TITLE)
     images, labels = digit_pil_images()
-    service.add_pil_images(record.id, images, [f"digit {int(l)} #{i}" for i, l in enumerate(labels)])
-    service.refit(record.id)
+    # Images first and prompts last, so prompts are drawn on top; one UMAP fit of everything.
+    items = service.image_items(images, [f"digit {int(l)} #{i}" for i, l in enumerate(labels)])
+    items += service.prompt_items(demo_prompts())
+    service.add_items(record.id, items)
     service.store.save_tour(record.id, "What is a latent space?", digits_tour(service, record.id))
+    link_file = Path(service.store.data_dir) / "digits-edit-link.txt"
+    link_file.write_text(f"/m/{record.id}#key={key}\n")
+    link_file.chmod(0o600)
+    # The key itself is not logged: only where the owner finds it.
+    log.info("Digits map ready; its edit link (to add prompts and images) is in %s", link_file)
     return record.id
 
 

@@ -76,13 +76,15 @@ class MapService:
         if too_long:
             raise Rejected(f"prompts must be at most {self.settings.max_prompt_chars} characters "
                            f"({len(too_long)} are longer)")
-        encoded = self.queue.run(lambda: self.space.encode_prompts(cleaned), gone)
+        return self._insert(map_id, self.prompt_items(cleaned, gone))
+
+    def prompt_items(self, prompts: Sequence[str], gone: Callable[[], bool] | None = None) -> list[NewItem]:
+        encoded = self.queue.run(lambda: self.space.encode_prompts(prompts), gone)
         size = self.settings.thumbnail_size
-        items = [NewItem(kind="text", label=p, vector=encoded.vectors[i], decode_vector=encoded.decode_vectors[i],
-                         latent=None if encoded.latents is None else encoded.latents[i],
-                         thumbnail_png=None if encoded.images is None else imaging.thumbnail_png(encoded.images[i], size))
-                 for i, p in enumerate(cleaned)]
-        return self._insert(map_id, items)
+        return [NewItem(kind="text", label=p, vector=encoded.vectors[i], decode_vector=encoded.decode_vectors[i],
+                        latent=None if encoded.latents is None else encoded.latents[i],
+                        thumbnail_png=None if encoded.images is None else imaging.thumbnail_png(encoded.images[i], size))
+                for i, p in enumerate(prompts)]
 
     def add_images(self, map_id: str, uploads: Sequence[Upload], gone: Callable[[], bool] | None = None
                    ) -> list[ItemRecord]:
@@ -104,11 +106,19 @@ class MapService:
 
     def add_pil_images(self, map_id: str, images: Sequence[Image.Image], labels: Sequence[str],
                        gone: Callable[[], bool] | None = None) -> list[ItemRecord]:
+        return self._insert(map_id, self.image_items(images, labels, gone))
+
+    def image_items(self, images: Sequence[Image.Image], labels: Sequence[str],
+                    gone: Callable[[], bool] | None = None) -> list[NewItem]:
         encoded = self.queue.run(lambda: self.space.encode_images(images), gone)
-        items = [NewItem(kind="image", label=label, vector=encoded.vectors[i], decode_vector=encoded.vectors[i],
-                         latent=None if encoded.latents is None else encoded.latents[i],
-                         thumbnail_png=imaging.thumbnail_png(im, self.settings.thumbnail_size))
-                 for i, (im, label) in enumerate(zip(images, labels))]
+        return [NewItem(kind="image", label=label, vector=encoded.vectors[i], decode_vector=encoded.vectors[i],
+                        latent=None if encoded.latents is None else encoded.latents[i],
+                        thumbnail_png=imaging.thumbnail_png(im, self.settings.thumbnail_size))
+                for i, (im, label) in enumerate(zip(images, labels))]
+
+    def add_items(self, map_id: str, items: list[NewItem]) -> list[ItemRecord]:
+        """Items encoded elsewhere (prompt_items / image_items), added in one go: on an empty map, one fit."""
+        self._usable_map(map_id)
         return self._insert(map_id, items)
 
     def _insert(self, map_id: str, items: list[NewItem]) -> list[ItemRecord]:

@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None, space: Space | None = None) -> 
             demo.ensure_demo_map(service)
         if settings.warm_umap:
             # numba compiles UMAP on first use (seconds): do it now, off the request path.
-            threading.Thread(target=demo.warm_umap, daemon=True, name="warm-umap").start()
+            threading.Thread(target=demo.warm_umap, args=(settings,), daemon=True, name="warm-umap").start()
         log.info("latentmap ready: space %s on %s, data in %s", loaded.name, loaded.device, settings.data_dir)
         yield
         store.close()

@@ -60,7 +60,16 @@ class Settings:
     umap_backend: str = "auto"  # "auto" = cuML's UMAP where importable with a CUDA device, else umap-learn; or "umap-learn" / "cuml"
     umap_exact_knn_max_items: int = 30_000  # up to this many items the neighbour graph is exact (blocked matmul), above it NN-descent
     umap_fit_sample: int = 0  # >0: fit at most this many items (deterministic sample) and place the rest; 0 = fit all
-    umap_epochs: int = 0  # optimisation epochs; 0 = umap-learn's default (500 below 10,000 items, 200 above)
+    umap_epochs: int = 0  # layout epochs; 0 = auto: 500 below 4,096 items, 200 from 4,096 (the layout is single-threaded: seeded)
+    # Decoder variants: LoRAs, fine-tunes, upscalers (app/spaces/variants.py, docs/variants.md)
+    max_lora_scale: float = 2.0  # largest LoRA strength a decode may ask for (0 = LoRA off)
+    max_compare_variants: int = 6  # decoders in one /compare request (each one is a decode)
+    max_compare_path_steps: int = 12  # images per decoder along a compared path
+    max_upscale_input_pixels: int = 512 * 512  # larger decoded images are refused by /upscale
+    max_align_items: int = 4000  # shared items two maps may have for /align (k-NN is n x n in memory)
+    # Neighbours in the original space (app/maps/index.py; bench/neighbors.py)
+    neighbor_index_min_items: int = 100_000  # from this many items an approximate faiss index (if installed), below it exact search
+    neighbor_index_nprobe: int = 16  # IVF lists searched per query (recall vs speed)
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":

@@ -19,10 +19,14 @@ def clustered(n: int, dim: int = 512, clusters: int = 20, seed: int = 0, manifol
     centres = unit(rng.normal(size=(clusters, dim)))
     bases = rng.normal(size=(clusters, manifold_dim, dim)) / np.sqrt(dim)
     labels = rng.integers(0, clusters, size=n)
-    z = rng.normal(size=(n, manifold_dim)) * spread
-    x = centres[labels] + np.einsum("nk,nkd->nd", z, bases[labels])
-    x += rng.normal(size=(n, dim)) * (noise / np.sqrt(dim))
-    return unit(x), labels
+    out = np.empty((n, dim), np.float32)
+    for start in range(0, n, 20_000):  # in chunks: 10^6 × 512 fits in memory only as float32
+        lab = labels[start:start + 20_000]
+        z = rng.normal(size=(len(lab), manifold_dim)) * spread
+        x = centres[lab] + np.einsum("nk,nkd->nd", z, bases[lab])
+        x += rng.normal(size=(len(lab), dim)) * (noise / np.sqrt(dim))
+        out[start:start + len(lab)] = unit(x)
+    return out, labels
 
 
 def random_unit(n: int, dim: int = 512, seed: int = 0) -> np.ndarray:

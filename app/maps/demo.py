@@ -72,11 +72,12 @@ def digits_tour(service: MapService, map_id: str) -> list[dict]:
     ]
 
 
-def warm_umap() -> None:
+def warm_umap(settings=None) -> None:
+    """Compile the production UMAP path (numba) once, off the request path."""
     try:
-        import umap
+        from . import projection
 
         data = np.random.default_rng(0).normal(size=(64, 8)).astype(np.float32)
-        umap.UMAP(n_neighbors=5, metric="cosine", n_epochs=5, random_state=0).fit_transform(data)
+        projection.fit(data, umap_min_items=20, revision=0, settings=settings)
     except Exception:  # warm-up is an optimisation only
         log.exception("UMAP warm-up failed")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -17,6 +18,7 @@ from PIL import Image
 
 from ..spaces.base import DecodeRequest, unit
 from . import projection
+from .index import VectorIndex, faiss_available
 from .service import MapService, Rejected
 from .store import MapArrays
 
@@ -50,6 +52,7 @@ class Explorer:
         self.service = service
         self._vocab: tuple[list[str], np.ndarray] | None = None
         self._clusters: dict[str, tuple[object, dict]] = {}
+        self._indexes: dict[int, tuple[np.ndarray, VectorIndex]] = {}
 
     @property
     def settings(self):
@@ -63,15 +66,27 @@ class Explorer:
 
     def nearest(self, map_vectors: np.ndarray, query: np.ndarray, k: int, exclude: int | None = None
                 ) -> list[Neighbor]:
-        sims = map_vectors @ query
-        if exclude is not None:
-            sims[exclude] = -np.inf
-        k = max(0, min(k, len(sims) - (exclude is not None)))
-        if k == 0:
-            return []
-        top = np.argpartition(-sims, k - 1)[:k]
-        top = top[np.argsort(-sims[top], kind="stable")]
-        return [Neighbor(int(i), float(sims[i])) for i in top]
+        ids, sims = self._index_for(map_vectors).nearest(query, k, exclude=exclude)
+        return [Neighbor(int(i), float(s)) for i, s in zip(ids, sims)]
+
+    def _index_for(self, map_vectors: np.ndarray) -> VectorIndex:
+        """Exact search for ordinary maps; for maps past `neighbor_index_min_items` an approximate index, built
+        in the background (minutes at 1M items) while queries stay exact."""
+        key = id(map_vectors)
+        entry = self._indexes.get(key)
+        if entry is not None and entry[0] is map_vectors:
+            return entry[1]
+        exact = VectorIndex(map_vectors, min_items=len(map_vectors) + 1)
+        self._indexes = {key: (map_vectors, exact)}  # one map's index at a time: they are large
+        if len(map_vectors) >= self.settings.neighbor_index_min_items and faiss_available():
+            def build():
+                index = VectorIndex(map_vectors, min_items=self.settings.neighbor_index_min_items,
+                                    nprobe=self.settings.neighbor_index_nprobe)
+                if key in self._indexes and self._indexes[key][0] is map_vectors:
+                    self._indexes[key] = (map_vectors, index)
+
+            threading.Thread(target=build, daemon=True, name="neighbor-index").start()
+        return exact
 
     def neighbors(self, map_id: str, k: int, x: float | None = None, y: float | None = None,
                   item_id: str | None = None) -> list[Neighbor]:

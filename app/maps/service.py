@@ -131,7 +131,8 @@ class MapService:
             state = record.projection
             if len(existing) == 0 or state.get("method") in (None, "none"):
                 # The first items of a map: nobody can move yet, so fit them.
-                fitted = projection.fit(new_map_vectors, self.settings.umap_min_items, state.get("revision", 0) + 1)
+                fitted = projection.fit(new_map_vectors, self.settings.umap_min_items, state.get("revision", 0) + 1,
+                                        settings=self.settings)
                 return self.store.add_items(map_id, items, fitted.xy, projection=fitted.state)
             xy = projection.place(new_map_vectors, existing_map_vectors, existing.xy, state,
                                   self.settings.place_neighbors)
@@ -146,7 +147,8 @@ class MapService:
         with self._write_lock:
             record = self.store.get_map(map_id)
             arrays, map_vectors = self.item_map_vectors(map_id)
-            fitted = projection.fit(map_vectors, self.settings.umap_min_items, record.projection.get("revision", 0) + 1)
+            fitted = projection.fit(map_vectors, self.settings.umap_min_items, record.projection.get("revision", 0) + 1,
+                                    settings=self.settings)
             self.store.set_positions(map_id, arrays.ids, fitted.xy, fitted.state)
         return self.store.get_map(map_id)
 

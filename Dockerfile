@@ -17,6 +17,7 @@ WORKDIR /home/latentmap/app
 RUN python3.11 -m venv /home/latentmap/venv
 ENV PATH=/home/latentmap/venv/bin:$PATH \
     HF_HOME=/home/latentmap/.cache/huggingface \
+    NUMBA_CACHE_DIR=/home/latentmap/.cache/numba \
     LATENTMAP_DATA_DIR=/data
 
 COPY --chown=latentmap pyproject.toml README.md ./

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from .api import classroom_routes, errors, explore_routes, routes
+from .api import classroom_routes, errors, explore_routes, routes, variant_routes
 from .api.limits import RequestSizeLimit
 from .jobs import WorkQueue
 from .maps import demo
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None, space: Space | None = None) -> 
     app.include_router(routes.router)
     app.include_router(explore_routes.router)
     app.include_router(classroom_routes.router)
+    app.include_router(variant_routes.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

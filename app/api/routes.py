@@ -122,7 +122,8 @@ def refit(map_id: str = Depends(require_edit_key), service: MapService = Depends
              responses={200: {"content": {"image/png": {}}, "description": "The decoded image"}})
 def decode(body: schemas.DecodeIn, request: Request, map_id: str = Depends(existing_map_id),
            service: MapService = Depends(get_service)):
-    result = service.decode_at(map_id, body.x, body.y, body.seed, client_gone(request))
+    result = service.decode_at(map_id, body.x, body.y, body.seed, client_gone(request), variant=body.variant,
+                               lora_scale=body.lora_scale)
     return Response(result.png, media_type="image/png",
                     headers={"X-Decode-Cache": "hit" if result.cached else "miss", "X-Decode-Key": result.key,
                              "Cache-Control": "public, max-age=31536000, immutable"})

@@ -61,3 +61,6 @@ class DecodeIn(BaseModel):
     x: float
     y: float
     seed: int = 0
+    variant: str | None = Field(None, description="decoder variant (GET /api/variants); none or 'base' = the "
+                                                   "space's own decoder")
+    lora_scale: float | None = Field(None, description="LoRA strength for a LoRA variant (default: its own)")

@@ -69,6 +69,8 @@ class DecodeRequest:
     latent: np.ndarray | None = None  # optional starting latent (diffusion space)
     strength: float = 1.0  # how much noise is put on `latent` (1.0 = ignore it)
     preview: bool = False  # a fast, rougher picture (fewer steps / TAESD) where the space offers one; else ignored
+    variant: str | None = None  # decoder variant (LoRA / fine-tune name; None = the space's own decoder)
+    lora_scale: float | None = None  # LoRA strength for a LoRA variant (None = its default)
 
 
 class Space(ABC):
@@ -110,3 +112,20 @@ class Space(ABC):
 
     def describe(self) -> dict:
         return {"name": self.name, "dim": self.dim, "device": self.device, **self.info}
+
+    # Decoder variants (LoRAs, fine-tunes, upscalers; see spaces/variants.py). Default: none.
+    def variants(self) -> list[dict]:
+        """Loaded variants with their kind and lineage."""
+        return []
+
+    def resolve_variant(self, variant: str | None, lora_scale: float | None, max_scale: float = 2.0
+                        ) -> tuple[str | None, float | None]:
+        """Canonical (variant, lora_scale) of a decode: (None, None) is the space's own decoder. ValueError
+        for a variant or strength this space cannot decode."""
+        if variant in (None, "", "base") and lora_scale is None:
+            return None, None
+        raise ValueError(f"space '{self.name}' has no decoder variants")
+
+    def upscale(self, image: Image.Image, upscaler: str | None = None) -> Image.Image:
+        """A larger picture of a decoded image through the space's upscaler. ValueError when it has none."""
+        raise ValueError(f"space '{self.name}' has no upscaler")

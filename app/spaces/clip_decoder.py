@@ -27,6 +27,7 @@ from safetensors.torch import save_file as save_torch
 from .base import DecodeRequest, EncodedImages, ModalityStats, Space, unit
 from .loading import check_safetensors_only, choose_device
 from .pipeline import ClipDecoderPipeline
+from .variants import VariantSet, base_lineage
 
 
 class ClipDecoderSpace(Space):
@@ -48,6 +49,9 @@ class ClipDecoderSpace(Space):
                      "decode": self.decode_settings, "provenance": config.get("provenance", {})}
         # diffusers schedulers hold state: one call at a time per pipeline.
         self._lock = threading.Lock()
+        self.info["lineage"] = base_lineage(config)
+        self.variant_set = VariantSet(pipeline, name, self.image_mode, self.info["lineage"])
+        self.info["variants"] = []
 
     # ------------------------------------------------------------------ loading / saving
     @classmethod
@@ -67,7 +71,9 @@ class ClipDecoderSpace(Space):
         raw = load_numpy(str(path / "stats.safetensors"))
         stats = ModalityStats(text_mean=raw["text_mean"], image_mean=raw["image_mean"],
                               image_norm=float(raw["image_norm"][0]))
-        return cls(config["name"], clip_model, preprocess, tokenizer, pipeline, stats, config, device)
+        space = cls(config["name"], clip_model, preprocess, tokenizer, pipeline, stats, config, device)
+        space.load_variants(path / "variants")
+        return space
 
     @staticmethod
     def save_components(path: str | Path, config: dict, clip_model, open_clip_cfg: dict, preprocess_cfg: dict,
@@ -121,11 +127,38 @@ class ClipDecoderSpace(Space):
         if req.latent is not None and req.strength < 1.0:
             init = torch.from_numpy(np.asarray(req.latent, dtype=np.float32)).unsqueeze(0)
         generator = torch.Generator("cpu").manual_seed(int(req.seed))
-        with self._lock:
-            out = self.pipeline(emb, num_inference_steps=int(self.decode_settings["steps"]),
-                                guidance_scale=float(self.decode_settings["guidance"]), generator=generator,
-                                init_latents=init, strength=req.strength)
+        variant, scale = getattr(req, "variant", None), getattr(req, "lora_scale", None)
+        with self._lock, self.variant_set.pipeline_for(variant, scale) as pipeline:
+            out = pipeline(emb, num_inference_steps=int(self.decode_settings["steps"]),
+                           guidance_scale=float(self.decode_settings["guidance"]), generator=generator,
+                           init_latents=init, strength=req.strength)
         return out.images[0]
+
+    # ------------------------------------------------------------------ variants (spaces/variants.py)
+    def load_variants(self, variants_dir: str | Path) -> list[str]:
+        """Attach every variant under `variants_dir` (a space directory's `variants/`); returns their names."""
+        with self._lock:
+            names = self.variant_set.load_dir(variants_dir)
+            self.info["variants"] = self.variant_set.describe()
+        return names
+
+    def load_lora(self, path: str | Path, name: str, scale: float = 1.0, meta: dict | None = None) -> dict:
+        """Load a PEFT/diffusers LoRA (local .safetensors) onto the decoder as variant `name`."""
+        with self._lock:
+            variant = self.variant_set.load_lora(path, name, scale=scale, meta=meta)
+            self.info["variants"] = self.variant_set.describe()
+        return variant.describe()
+
+    def variants(self) -> list[dict]:
+        return self.variant_set.describe()
+
+    def resolve_variant(self, variant: str | None, lora_scale: float | None, max_scale: float = 2.0
+                        ) -> tuple[str | None, float | None]:
+        return self.variant_set.resolve(variant, lora_scale, max_scale)
+
+    def upscale(self, image: Image.Image, upscaler: str | None = None) -> Image.Image:
+        model = self.variant_set.upscaler(upscaler).upscaler
+        return model.upscale(image)
 
 
 def _to_vae_tensor(image: Image.Image, size: int, channels: int) -> torch.Tensor:

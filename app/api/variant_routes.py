@@ -1,0 +1,239 @@
+"""Decoder variants over HTTP: list them, decode one point (or one path) through several side by side, and
+upscale a decoded image. The variants themselves live in app/spaces/variants.py; see docs/variants.md."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from typing import Callable, Sequence
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from .. import imaging
+from ..maps.service import MapService, Rejected
+from ..maps.store import check_key
+from .deps import existing_map_id, get_service
+from .routes import client_gone
+
+router = APIRouter(prefix="/api")
+
+
+class VariantChoice(BaseModel):
+    variant: str | None = Field(None, description="a name from GET /api/variants; none or 'base' = the space's "
+                                                   "own decoder")
+    lora_scale: float | None = Field(None, description="LoRA strength (LoRA variants only; default: its own)")
+
+
+Choices = list[str | VariantChoice]
+
+
+class CompareIn(BaseModel):
+    x: float
+    y: float
+    seed: int = 0
+    variants: Choices = Field(..., description='decoders to compare, e.g. ["base", "thick", '
+                                               '{"variant": "thick", "lora_scale": 0.5}, "italic"]')
+
+
+class ComparePathIn(BaseModel):
+    points: list[list[float]] = Field(..., description="[[x, y], ...] polyline on the map, 2 or more vertices")
+    steps: int = Field(6, description="images along the path, per decoder")
+    seed: int = 0
+    variants: Choices
+
+
+class UpscaleIn(BaseModel):
+    upscaler: str | None = Field(None, description="an upscaler variant's name; default: the space's first")
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def resolve_choices(service: MapService, choices: Choices) -> list[tuple[str | None, float | None]]:
+    """Canonical (variant, lora_scale) pairs, checked against the space and the limits."""
+    limit = service.settings.max_compare_variants
+    if not 1 <= len(choices) <= limit:
+        raise Rejected(f"compare takes 1 to {limit} variants")
+    out = []
+    for c in choices:
+        name, scale = (c, None) if isinstance(c, str) else (c.variant, c.lora_scale)
+        out.append(service.resolve_variant(name, scale))
+    return out
+
+
+def _label(variant: str | None, scale: float | None) -> dict:
+    return {"variant": variant or "base", "lora_scale": scale}
+
+
+def compare_path(service: MapService, map_id: str, points: Sequence[Sequence[float]], steps: int, seed: int,
+                 decoders: list[tuple[str | None, float | None]], gone: Callable[[], bool] | None) -> list[dict]:
+    """The frames of one path (geometry and blending as POST /path) through each decoder. Base frames share
+    /path's cache keys; a variant's key adds its name and strength."""
+    from ..maps.explore import _interpolate
+
+    settings = service.settings
+    record = service._usable_map(map_id)
+    if not 2 <= len(points) <= settings.max_path_points:
+        raise Rejected(f"a path needs 2 to {settings.max_path_points} points")
+    if not 2 <= steps <= settings.max_compare_path_steps:
+        raise Rejected(f"steps must be between 2 and {settings.max_compare_path_steps}")
+    if not 0 <= seed <= settings.max_seed:
+        raise Rejected(f"seed must be between 0 and {settings.max_seed}")
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2 or not np.isfinite(pts).all():
+        raise Rejected("points must be a list of [x, y] pairs of finite numbers")
+    pts = np.round(pts, 6)
+    arrays = service.store.get_arrays(map_id)
+    if len(arrays) == 0:
+        raise Rejected("this map has no items yet: add prompts or images first")
+    anchors = [service.blend_request(arrays, float(x), float(y), seed) for x, y in pts]
+    seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+    total, cum = float(seg.sum()), np.concatenate([[0.0], np.cumsum(seg)])
+    frames = []  # (request, (x, y), base raw key)
+    for i in range(steps):
+        s = total * i / (steps - 1)
+        j = int(np.clip(np.searchsorted(cum, s, side="right") - 1, 0, len(seg) - 1))
+        t = 0.0 if seg[j] == 0 else float((s - cum[j]) / seg[j])
+        where = (1 - t) * pts[j] + t * pts[j + 1]
+        raw = f"path|{service.space.name}|{map_id}|{record.projection.get('revision', 0)}|" \
+              f"{json.dumps(pts.tolist())}|{steps}|{seed}|{i}"
+        frames.append((_interpolate(anchors[j], anchors[j + 1], t, seed), (float(where[0]), float(where[1])), raw))
+    out = []
+    for variant, scale in decoders:
+        rows = []
+        for request, (x, y), raw in frames:
+            if variant is not None:
+                raw += f"|variant={variant}|scale={scale}"
+            key = hashlib.sha256(raw.encode()).hexdigest()
+            request.variant, request.lora_scale = variant, scale
+            service.decode_cached(key, request, gone)
+            rows.append({"url": f"/api/decodes/{key}.png", "key": key, "x": x, "y": y})
+        out.append({**_label(variant, scale), "frames": rows})
+    return out
+
+
+def upscale_decode(service: MapService, key: str, upscaler: str | None,
+                   gone: Callable[[], bool] | None) -> dict:
+    """Upscale a cached decode; the result is cached under its own key (same URL scheme as decodes)."""
+    png = service.store.cached_decode(check_key(key))
+    if png is None:
+        raise Rejected(f"no decoded image {key}: decode it first")
+    image = Image.open(io.BytesIO(png))
+    image.load()
+    if image.width * image.height > service.settings.max_upscale_input_pixels:
+        raise Rejected(f"images larger than {service.settings.max_upscale_input_pixels} pixels are not upscaled")
+    names = [v["name"] for v in service.space.variants() if v["kind"] == "upscaler"]
+    if not names:
+        raise Rejected(f"space '{service.space.name}' has no upscaler")
+    name = upscaler or names[0]
+    if name not in names:
+        raise Rejected(f"unknown upscaler {name!r}; choose one of {', '.join(names)}")
+    out_key = hashlib.sha256(f"upscale|{service.space.name}|{name}|{key}".encode()).hexdigest()
+    cached = service.store.cached_decode(out_key)
+    if cached is None:
+        big = service.queue.run(lambda: service.space.upscale(image, name), gone)
+        cached = imaging.to_png(big)
+        service.store.store_decode(out_key, cached)
+        hit = False
+    else:
+        hit = True
+    size = Image.open(io.BytesIO(cached)).size
+    return {"url": f"/api/decodes/{out_key}.png", "key": out_key, "cached": hit, "upscaler": name,
+            "source_url": f"/api/decodes/{key}.png", "source_size": list(image.size), "size": list(size)}
+
+
+def align_maps(store, map_a: str, map_b: str, k: int, max_items: int) -> dict:
+    """Two maps of the same items (matched by label; e.g. one prompt list mapped in two CLIP spaces): map B's
+    2D positions rotated/scaled/shifted onto map A's (orthogonal Procrustes), and per item the share of its k
+    nearest neighbours (cosine, in each map's own CLIP vectors) that the two spaces agree on. Reads stored
+    vectors only: neither space needs to be loaded."""
+    a, b = store.get_arrays(map_a), store.get_arrays(map_b)
+    first_b = {}
+    for i, label in enumerate(b.labels):
+        first_b.setdefault(label, i)
+    seen, pairs = set(), []
+    for i, label in enumerate(a.labels):
+        if label in first_b and label not in seen:
+            seen.add(label)
+            pairs.append((i, first_b[label]))
+    if not k >= 1:
+        raise Rejected("k must be at least 1")
+    if len(pairs) < max(3, k + 1):
+        raise Rejected(f"the maps share {len(pairs)} item labels; aligning needs at least {max(3, k + 1)}")
+    if len(pairs) > max_items:
+        raise Rejected(f"at most {max_items} shared items can be aligned")
+    ia, ib = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    xa, xb = a.xy[ia].astype(np.float64), b.xy[ib].astype(np.float64)
+    ma, mb = xa.mean(0), xb.mean(0)
+    ca, cb = xa - ma, xb - mb
+    u, sv, vt = np.linalg.svd(cb.T @ ca)
+    rot = u @ vt  # may include a reflection: a map's handedness means nothing
+    scale = float(sv.sum() / max((cb ** 2).sum(), 1e-12))
+    aligned = cb @ rot * scale + ma
+    disparity = float(((aligned - xa) ** 2).sum() / max((ca ** 2).sum(), 1e-12))
+
+    def knn(vectors: np.ndarray) -> np.ndarray:
+        u_ = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        sim = u_ @ u_.T
+        np.fill_diagonal(sim, -np.inf)
+        return np.argsort(-sim, axis=1, kind="stable")[:, :k]
+
+    na, nb = knn(a.vectors[ia].astype(np.float32)), knn(b.vectors[ib].astype(np.float32))
+    agreement = np.array([len(set(x) & set(y)) / k for x, y in zip(na.tolist(), nb.tolist())])
+    items = [{"label": a.labels[i], "a_id": a.ids[i], "b_id": b.ids[j], "a": [float(xa[n, 0]), float(xa[n, 1])],
+              "b_aligned": [float(aligned[n, 0]), float(aligned[n, 1])], "agreement": round(float(agreement[n]), 4)}
+             for n, (i, j) in enumerate(pairs)]
+    return {"a": map_a, "b": map_b, "matched": len(pairs), "k": k, "scale": round(scale, 6),
+            "disparity": round(disparity, 6), "mean_agreement": round(float(agreement.mean()), 4), "items": items}
+
+
+# ---------------------------------------------------------------------------------------------- routes
+@router.get("/variants")
+def variants(service: MapService = Depends(get_service)) -> dict:
+    """The loaded space's decoder variants (LoRAs, fine-tunes, upscalers) with their lineage."""
+    space = service.space
+    return {"space": space.name, "lineage": space.info.get("lineage"), "variants": space.variants()}
+
+
+@router.post("/maps/{map_id}/compare")
+def compare(body: CompareIn, request: Request, map_id: str = Depends(existing_map_id),
+            service: MapService = Depends(get_service)) -> dict:
+    """One clicked point decoded by each of `variants` (same blend, same seed); images served from the decode
+    cache at /api/decodes/{key}.png."""
+    decoders = resolve_choices(service, body.variants)
+    gone = client_gone(request)
+    images = []
+    for variant, scale in decoders:
+        result = service.decode_at(map_id, body.x, body.y, body.seed, gone, variant=variant, lora_scale=scale)
+        images.append({**_label(variant, scale), "url": f"/api/decodes/{result.key}.png", "key": result.key,
+                       "cached": result.cached})
+    return {"x": body.x, "y": body.y, "seed": body.seed, "images": images}
+
+
+@router.post("/maps/{map_id}/compare/path")
+def compare_path_route(body: ComparePathIn, request: Request, map_id: str = Depends(existing_map_id),
+                       service: MapService = Depends(get_service)) -> dict:
+    """One drawn path decoded by each of `variants`: `paths[i].frames` are the i-th decoder's images."""
+    decoders = resolve_choices(service, body.variants)
+    return {"paths": compare_path(service, map_id, body.points, body.steps, body.seed, decoders,
+                                  client_gone(request))}
+
+
+@router.post("/decodes/{key}/upscale")
+def upscale(key: str, request: Request, body: UpscaleIn | None = None,
+            service: MapService = Depends(get_service)) -> dict:
+    """A decoded image (from /decode, /compare or /path) through the space's upscaler, to show beside it."""
+    return upscale_decode(service, key, body.upscaler if body else None, client_gone(request))
+
+
+@router.get("/maps/{map_id}/align/{other_id}")
+def align(other_id: str, request: Request, k: int = 10, map_id: str = Depends(existing_map_id),
+          service: MapService = Depends(get_service)) -> dict:
+    """Side-by-side maps of the same items in two spaces: `other_id`'s positions Procrustes-aligned onto
+    `map_id`'s, with per-item neighbourhood agreement between the two spaces (items matched by label)."""
+    existing_map_id(other_id, request)
+    if not 1 <= k <= service.settings.max_neighbors:
+        raise Rejected(f"k must be between 1 and {service.settings.max_neighbors}")
+    return align_maps(service.store, map_id, other_id, k, service.settings.max_align_items)

@@ -20,7 +20,8 @@ def add_images(client, map_id, headers, files):
 
 
 def test_health_and_spaces(client):
-    assert client.get("/api/health").json() == {"status": "ok", "space": "tiny-random", "device": "cpu"}
+    assert client.get("/api/health").json() == {"status": "ok", "space": "tiny-random", "device": "cpu",
+                                                "preview": True}
     spaces = {s["name"]: s for s in client.get("/api/spaces").json()}
     assert spaces["tiny-random"]["loaded"] is True
     assert spaces["digits"]["loaded"] is False
@@ -248,3 +249,16 @@ def test_binary_points_match_json_points(client, new_map):
     assert list(kinds) == [0, 0, 0, 1]
     assert client.get(f"/api/maps/{map_id}/points/3").json() == points[3]
     assert client.get(f"/api/maps/{map_id}/points/4").status_code == 404
+
+
+def test_preview_decode_is_fast_path_cached_apart(client, new_map):
+    map_id, key = new_map
+    add_prompts(client, map_id, key, ["a", "b", "c"])
+    body = {"x": 0.1, "y": 0.1, "seed": 2}
+    preview = client.post(f"/api/maps/{map_id}/decode", json={**body, "preview": True})
+    assert preview.status_code == 200 and preview.headers["x-decode-preview"] == "1"
+    full = client.post(f"/api/maps/{map_id}/decode", json=body)
+    assert full.headers["x-decode-cache"] == "miss", "a preview never stands in for the full picture"
+    assert full.content != preview.content
+    again = client.post(f"/api/maps/{map_id}/decode", json={**body, "preview": True})
+    assert again.headers["x-decode-cache"] == "hit" and again.content == preview.content

@@ -358,3 +358,28 @@ def test_owner_controls_keyboard_refit_delete(live_server, browser):
         assert items  # created through the API above
     finally:
         context.close()
+
+
+def test_slow_decodes_show_a_preview_first(live_server, browser):
+    created = live_server.create_map("Preview")
+    live_server.add_prompts(created["id"], created["edit_key"], ["a lighthouse", "a harbour", "a gull"])
+    context, page, problems = new_page(browser)
+    decode_bodies = []
+    page.on("request", lambda r: decode_bodies.append(r.post_data_json) if r.url.endswith("/decode") else None)
+    try:
+        page.goto(live_server.url(f"/m/{created['id']}"))
+        wait_ready(page)
+        wait_point_count(page, 3)
+        page.wait_for_function("window.latentmap.state.previewAvailable === true")
+        # As if the last full decode had taken 5 s (tiny-random decodes in milliseconds).
+        page.evaluate("window.latentmap.state.lastDecodeMs = 5000")
+        page.mouse.click(*empty_spot(page))
+        page.wait_for_function("window.latentmap.state.decodeState === 'done'")
+        assert [b.get("preview", False) for b in decode_bodies] == [True, False]
+        assert not page.eval_on_selector("#decode-img", "img => img.classList.contains('is-preview')")
+        full = live_server.http.post(f"/api/maps/{created['id']}/decode", json={
+            k: decode_bodies[1][k] for k in ("x", "y", "seed")})
+        assert full.headers["x-decode-cache"] == "hit"  # the page ended on the full, cached picture
+        assert not problems.errors
+    finally:
+        context.close()

@@ -39,7 +39,8 @@ def _points(items) -> list[dict]:
 
 @router.get("/health", response_model=schemas.Health)
 def health(service: MapService = Depends(get_service)):
-    return {"status": "ok", "space": service.space.name, "device": service.space.device}
+    return {"status": "ok", "space": service.space.name, "device": service.space.device,
+            "preview": bool(service.space.info.get("preview"))}
 
 
 @router.get("/spaces")
@@ -123,9 +124,10 @@ def refit(map_id: str = Depends(require_edit_key), service: MapService = Depends
 def decode(body: schemas.DecodeIn, request: Request, map_id: str = Depends(existing_map_id),
            service: MapService = Depends(get_service)):
     result = service.decode_at(map_id, body.x, body.y, body.seed, client_gone(request), variant=body.variant,
-                               lora_scale=body.lora_scale)
+                               lora_scale=body.lora_scale, preview=body.preview)
     return Response(result.png, media_type="image/png",
                     headers={"X-Decode-Cache": "hit" if result.cached else "miss", "X-Decode-Key": result.key,
+                             "X-Decode-Preview": "1" if body.preview else "0",
                              "Cache-Control": "public, max-age=31536000, immutable"})
 
 

@@ -9,6 +9,7 @@ class Health(BaseModel):
     status: str
     space: str
     device: str
+    preview: bool = Field(False, description="the space offers fast previews (POST /decode with preview: true)")
 
 
 class MapCreate(BaseModel):
@@ -64,3 +65,5 @@ class DecodeIn(BaseModel):
     variant: str | None = Field(None, description="decoder variant (GET /api/variants); none or 'base' = the "
                                                    "space's own decoder")
     lora_scale: float | None = Field(None, description="LoRA strength for a LoRA variant (default: its own)")
+    preview: bool = Field(False, description="a fast, rougher picture (fewer steps or a tiny autoencoder) to show "
+                                             "while the full decode runs; cached separately")

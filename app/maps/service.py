@@ -154,11 +154,13 @@ class MapService:
 
     # ------------------------------------------------------------------ decoding
     def decode_key(self, record: MapRecord, x: float, y: float, seed: int, variant: str | None = None,
-                   lora_scale: float | None = None) -> str:
+                   lora_scale: float | None = None, preview: bool = False) -> str:
         revision = record.projection.get("revision", 0)
         raw = f"{self.space.name}|{record.id}|{revision}|{x:.6f}|{y:.6f}|{seed}"
         if variant is not None:  # decoder variants (spaces/variants.py); the base decoder keeps its old keys
             raw += f"|variant={variant}|scale={lora_scale}"
+        if preview:
+            raw += "|preview"
         return hashlib.sha256(raw.encode()).hexdigest()
 
     def resolve_variant(self, variant: str | None, lora_scale: float | None) -> tuple[str | None, float | None]:
@@ -169,10 +171,12 @@ class MapService:
             raise Rejected(str(e)) from None
 
     def decode_at(self, map_id: str, x: float, y: float, seed: int, gone: Callable[[], bool] | None = None,
-                  variant: str | None = None, lora_scale: float | None = None) -> DecodeResult:
+                  variant: str | None = None, lora_scale: float | None = None, preview: bool = False
+                  ) -> DecodeResult:
         """Pixels for a 2D point. The same (space, map, projection revision, x, y, seed) gives the same bytes:
         the first decode is cached, so adding items later does not change a shared link's picture.
-        `variant`/`lora_scale` pick a decoder variant (LoRA, fine-tune) that shares the space's CLIP space."""
+        `variant`/`lora_scale` pick a decoder variant (LoRA, fine-tune) that shares the space's CLIP space;
+        `preview` asks for the space's fast, rougher picture (cached under its own key)."""
         record = self._usable_map(map_id)
         variant, lora_scale = self.resolve_variant(variant, lora_scale)
         if not (np.isfinite(x) and np.isfinite(y)):
@@ -180,7 +184,7 @@ class MapService:
         if not 0 <= seed <= self.settings.max_seed:
             raise Rejected(f"seed must be between 0 and {self.settings.max_seed}")
         x, y = round(float(x), 6), round(float(y), 6)
-        key = self.decode_key(record, x, y, seed, variant, lora_scale)
+        key = self.decode_key(record, x, y, seed, variant, lora_scale, preview)
         cached = self.store.cached_decode(key)
         if cached is not None:  # before loading arrays: a shared link's image costs one file read
             return DecodeResult(cached, True, key)
@@ -188,7 +192,7 @@ class MapService:
         if len(arrays) == 0:
             raise Rejected("this map has no items yet: add prompts or images first")
         request = self.blend_request(arrays, x, y, seed)
-        request.variant, request.lora_scale = variant, lora_scale
+        request.variant, request.lora_scale, request.preview = variant, lora_scale, preview
         return self.decode_cached(key, request, gone)
 
     def decode_cached(self, key: str, request: DecodeRequest, gone: Callable[[], bool] | None = None

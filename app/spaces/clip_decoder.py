@@ -30,6 +30,9 @@ from .pipeline import ClipDecoderPipeline
 from .variants import VariantSet, base_lineage
 
 
+PREVIEW_MIN_STEPS = 3
+
+
 class ClipDecoderSpace(Space):
     def __init__(self, name: str, clip_model, preprocess, tokenizer, pipeline: ClipDecoderPipeline,
                  stats: ModalityStats, config: dict, device: str):
@@ -46,7 +49,8 @@ class ClipDecoderSpace(Space):
         self.image_mode = config.get("image_mode", "RGB")
         self.decode_settings = {"steps": 20, "guidance": 2.0, **config.get("decode", {})}
         self.info = {"family": "clip-decoder", "image_mode": self.image_mode,
-                     "decode": self.decode_settings, "provenance": config.get("provenance", {})}
+                     "decode": self.decode_settings, "provenance": config.get("provenance", {}),
+                     "preview": {"steps": max(PREVIEW_MIN_STEPS, int(self.decode_settings["steps"]) // 4)}}
         # diffusers schedulers hold state: one call at a time per pipeline.
         self._lock = threading.Lock()
         self.info["lineage"] = base_lineage(config)
@@ -128,8 +132,11 @@ class ClipDecoderSpace(Space):
             init = torch.from_numpy(np.asarray(req.latent, dtype=np.float32)).unsqueeze(0)
         generator = torch.Generator("cpu").manual_seed(int(req.seed))
         variant, scale = getattr(req, "variant", None), getattr(req, "lora_scale", None)
+        steps = int(self.decode_settings["steps"])
+        if req.preview:  # a rough first look: a quarter of the steps
+            steps = max(PREVIEW_MIN_STEPS, steps // 4)
         with self._lock, self.variant_set.pipeline_for(variant, scale) as pipeline:
-            out = pipeline(emb, num_inference_steps=int(self.decode_settings["steps"]),
+            out = pipeline(emb, num_inference_steps=steps,
                            guidance_scale=float(self.decode_settings["guidance"]), generator=generator,
                            init_latents=init, strength=req.strength)
         return out.images[0]

@@ -14,6 +14,7 @@ const PROMPT_CHUNK = 50;
 const BINARY_POINTS_FROM = 20000; // maps this large load /points.bin (9 bytes a point) instead of JSON
 const MAX_SEED = 2147483647;
 const CLICK_SLOP_PX = 5;
+const PREVIEW_AFTER_MS = 700; // when full decodes take longer than this, a quick preview is shown first
 
 const $ = (id) => document.getElementById(id);
 const root = $("map-root");
@@ -36,6 +37,8 @@ const state = {
   decodeState: "idle",
   ready: false,
   kbdCursor: null, // [px, py] in CSS pixels, for keyboard use
+  previewAvailable: false, // the space offers quick previews (GET /api/health)
+  lastDecodeMs: 0, // how long the last full decode took
 };
 window.latentmap = { state }; // the page's public surface: browser tests and the explore/classroom modules
 
@@ -455,9 +458,24 @@ async function decodeAt(x, y, { seed = state.seed, fromHistory = false } = {}) {
     setDecodeState("loading");
     $("decode-img").classList.add("is-stale");
     try {
-      const response = await api(`/api/maps/${encodeURIComponent(state.mapId)}/decode`, {
+      const decodeUrl = `/api/maps/${encodeURIComponent(state.mapId)}/decode`;
+      if (state.previewAvailable && state.lastDecodeMs > PREVIEW_AFTER_MS) {
+        // Decodes are slow here: show the space's quick, rough picture first, then the full one.
+        const preview = await api(decodeUrl, {
+          method: "POST", json: { x, y, seed, preview: true }, raw: true, signal: controller.signal,
+        });
+        const previewUrl = URL.createObjectURL(await preview.blob());
+        if (state.current && cacheKey(state.current.x, state.current.y, state.current.seed) === key) {
+          showImage(previewUrl, x, y, seed);
+          $("decode-img").classList.add("is-preview");
+          $("decode-coords").textContent = `x ${x}, y ${y} · seed ${seed} · preview, full image coming`;
+        }
+      }
+      const started = performance.now();
+      const response = await api(decodeUrl, {
         method: "POST", json: { x, y, seed }, raw: true, signal: controller.signal,
       });
+      if (response.headers.get("X-Decode-Cache") !== "hit") state.lastDecodeMs = performance.now() - started;
       const blob = await response.blob();
       entry = { blob, url: URL.createObjectURL(blob), cache: response.headers.get("X-Decode-Cache") };
       decodeCache.set(key, entry);
@@ -484,7 +502,7 @@ async function decodeAt(x, y, { seed = state.seed, fromHistory = false } = {}) {
 
 function showImage(url, x, y, seed) {
   const img = $("decode-img");
-  img.classList.remove("is-stale");
+  img.classList.remove("is-stale", "is-preview");
   img.src = url;
   img.alt = `Decoded image at x ${x}, y ${y}, seed ${seed}`;
   img.hidden = false;
@@ -937,6 +955,7 @@ async function main() {
   state.seed = Number.isInteger(seedParam) && seedParam >= 0 ? Math.min(seedParam, MAX_SEED) : 0;
   $("seed-input").value = String(state.seed);
 
+  api("/api/health").then((health) => { state.previewAvailable = Boolean(health.preview); }).catch(() => {});
   try {
     state.meta = await api(`/api/maps/${encodeURIComponent(state.mapId)}`, { editKey: state.editKey });
   } catch (err) {

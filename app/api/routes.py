@@ -21,9 +21,7 @@ def client_gone(request: Request):
 
 
 def map_info(record: MapRecord, store: Store, can_edit: bool = False) -> dict:
-    xy = store.get_arrays(record.id).xy if record.count else None
-    bounds = None if xy is None or not len(xy) else [float(xy[:, 0].min()), float(xy[:, 1].min()),
-                                                   float(xy[:, 0].max()), float(xy[:, 1].max())]
+    bounds = store.bounds(record.id) if record.count else None
     proj = record.projection
     fitted = proj.get("fitted_count", 0)
     return {"id": record.id, "title": record.title, "space": record.space, "count": record.count,

@@ -335,6 +335,13 @@ class Store:
         kinds = np.array([KIND_CODES.get(r[2], 255) for r in rows], dtype=np.uint8)
         return xy, kinds
 
+    def bounds(self, map_id: str) -> list[float] | None:
+        """[xmin, ymin, xmax, ymax] of the map's points (None when empty), without loading them."""
+        with self._lock:
+            row = self._db.execute("SELECT MIN(x), MIN(y), MAX(x), MAX(y) FROM items WHERE map_id = ?",
+                                   (map_id,)).fetchone()
+        return None if row is None or row[0] is None else [float(v) for v in row]
+
     def item_at(self, map_id: str, index: int) -> ItemRecord:
         with self._lock:
             row = self._db.execute("SELECT id, map_id, kind, label, x, y, has_thumbnail FROM items WHERE map_id = ? "

@@ -1,10 +1,8 @@
 """Classroom mode: presentations over SSE, tours (incl. bundles), and the quiz."""
 
-import io
 import json
 import threading
 import time
-import zipfile
 
 import httpx
 import pytest

@@ -1,7 +1,6 @@
 """Hostile input, limits and overload: clear 4xx errors, nothing stored lost or corrupted."""
 
 import io
-import os
 import threading
 import time
 

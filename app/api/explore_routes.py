@@ -39,8 +39,7 @@ class SelectionIn(BaseModel):
 
 
 def _neighbors_out(store_arrays, found: list[Neighbor]) -> list[dict]:
-    ids, kinds, labels, xy, latents = (store_arrays.ids, store_arrays.kinds, store_arrays.labels, store_arrays.xy,
-                                       store_arrays.latents)
+    ids, kinds, labels, xy = store_arrays.ids, store_arrays.kinds, store_arrays.labels, store_arrays.xy
     return [{"id": ids[n.index], "kind": kinds[n.index], "label": labels[n.index], "x": float(xy[n.index, 0]),
              "y": float(xy[n.index, 1]), "similarity": round(n.similarity, 4),
              "thumbnail_url": f"/api/items/{ids[n.index]}/thumbnail" if kinds[n.index] == "image" else None}

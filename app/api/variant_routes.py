@@ -3,9 +3,10 @@ upscale a decoded image. The variants themselves live in app/spaces/variants.py;
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import io
-import json
 from typing import Callable, Sequence
 
 import numpy as np
@@ -71,45 +72,18 @@ def compare_path(service: MapService, map_id: str, points: Sequence[Sequence[flo
                  decoders: list[tuple[str | None, float | None]], gone: Callable[[], bool] | None) -> list[dict]:
     """The frames of one path (geometry and blending as POST /path) through each decoder. Base frames share
     /path's cache keys; a variant's key adds its name and strength."""
-    from ..maps.explore import _interpolate
+    from ..maps.explore import path_frames
 
-    settings = service.settings
-    record = service._usable_map(map_id)
-    if not 2 <= len(points) <= settings.max_path_points:
-        raise Rejected(f"a path needs 2 to {settings.max_path_points} points")
-    if not 2 <= steps <= settings.max_compare_path_steps:
-        raise Rejected(f"steps must be between 2 and {settings.max_compare_path_steps}")
-    if not 0 <= seed <= settings.max_seed:
-        raise Rejected(f"seed must be between 0 and {settings.max_seed}")
-    pts = np.asarray(points, dtype=np.float64)
-    if pts.ndim != 2 or pts.shape[1] != 2 or not np.isfinite(pts).all():
-        raise Rejected("points must be a list of [x, y] pairs of finite numbers")
-    pts = np.round(pts, 6)
-    arrays = service.store.get_arrays(map_id)
-    if len(arrays) == 0:
-        raise Rejected("this map has no items yet: add prompts or images first")
-    anchors = [service.blend_request(arrays, float(x), float(y), seed) for x, y in pts]
-    seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
-    total, cum = float(seg.sum()), np.concatenate([[0.0], np.cumsum(seg)])
-    frames = []  # (request, (x, y), base raw key)
-    for i in range(steps):
-        s = total * i / (steps - 1)
-        j = int(np.clip(np.searchsorted(cum, s, side="right") - 1, 0, len(seg) - 1))
-        t = 0.0 if seg[j] == 0 else float((s - cum[j]) / seg[j])
-        where = (1 - t) * pts[j] + t * pts[j + 1]
-        raw = f"path|{service.space.name}|{map_id}|{record.projection.get('revision', 0)}|" \
-              f"{json.dumps(pts.tolist())}|{steps}|{seed}|{i}"
-        frames.append((_interpolate(anchors[j], anchors[j + 1], t, seed), (float(where[0]), float(where[1])), raw))
+    frames = path_frames(service, map_id, points, steps, seed, service.settings.max_compare_path_steps)
     out = []
     for variant, scale in decoders:
         rows = []
-        for request, (x, y), raw in frames:
-            if variant is not None:
-                raw += f"|variant={variant}|scale={scale}"
+        for frame in frames:
+            raw = frame.key_text if variant is None else f"{frame.key_text}|variant={variant}|scale={scale}"
             key = hashlib.sha256(raw.encode()).hexdigest()
-            request.variant, request.lora_scale = variant, scale
+            request = dataclasses.replace(frame.request, variant=variant, lora_scale=scale)
             service.decode_cached(key, request, gone)
-            rows.append({"url": f"/api/decodes/{key}.png", "key": key, "x": x, "y": y})
+            rows.append({"url": f"/api/decodes/{key}.png", "key": key, "x": frame.point[0], "y": frame.point[1]})
         out.append({**_label(variant, scale), "frames": rows})
     return out
 

@@ -131,42 +131,15 @@ class Explorer:
     def path(self, map_id: str, points: Sequence[Sequence[float]], steps: int, seed: int,
              gone: Callable[[], bool] | None = None) -> PathResult:
         """`steps` images along a polyline: endpoints blended as clicks are, slerp between them."""
-        svc = self.service
-        record = svc._usable_map(map_id)
-        if not 2 <= len(points) <= self.settings.max_path_points:
-            raise Rejected(f"a path needs 2 to {self.settings.max_path_points} points")
-        if not 2 <= steps <= self.settings.max_path_steps:
-            raise Rejected(f"steps must be between 2 and {self.settings.max_path_steps}")
-        if not 0 <= seed <= self.settings.max_seed:
-            raise Rejected(f"seed must be between 0 and {self.settings.max_seed}")
-        pts = np.asarray(points, dtype=np.float64)
-        if pts.ndim != 2 or pts.shape[1] != 2 or not np.isfinite(pts).all():
-            raise Rejected("points must be a list of [x, y] pairs of finite numbers")
-        pts = np.round(pts, 6)
-        arrays = svc.store.get_arrays(map_id)
-        if len(arrays) == 0:
-            raise Rejected("this map has no items yet: add prompts or images first")
-        anchors = [svc.blend_request(arrays, float(x), float(y), seed) for x, y in pts]
-        seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
-        total = float(seg.sum())
-        cum = np.concatenate([[0.0], np.cumsum(seg)])
-        frame_keys, frame_points = [], []
-        for i in range(steps):
-            s = total * i / (steps - 1)
-            j = int(np.clip(np.searchsorted(cum, s, side="right") - 1, 0, len(seg) - 1))
-            t = 0.0 if seg[j] == 0 else float((s - cum[j]) / seg[j])
-            a, b = anchors[j], anchors[j + 1]
-            request = _interpolate(a, b, t, seed)
-            where = (1 - t) * pts[j] + t * pts[j + 1]
-            raw = f"path|{svc.space.name}|{map_id}|{record.projection.get('revision', 0)}|" \
-                  f"{json.dumps(pts.tolist())}|{steps}|{seed}|{i}"
-            key = hashlib.sha256(raw.encode()).hexdigest()
-            svc.decode_cached(key, request, gone)
+        frames = path_frames(self.service, map_id, points, steps, seed, self.settings.max_path_steps)
+        frame_keys = []
+        for frame in frames:
+            key = hashlib.sha256(frame.key_text.encode()).hexdigest()
+            self.service.decode_cached(key, frame.request, gone)
             frame_keys.append(key)
-            frame_points.append((float(where[0]), float(where[1])))
         path_key = hashlib.sha256("|".join(frame_keys).encode()).hexdigest()
-        svc.store.store_decode_meta(path_key, {"frames": frame_keys})
-        return PathResult(path_key, frame_keys, frame_points)
+        self.service.store.store_decode_meta(path_key, {"frames": frame_keys})
+        return PathResult(path_key, frame_keys, [f.point for f in frames])
 
     def path_media(self, path_key: str, fmt: str) -> bytes:
         """The frames of a decoded path as one strip (png) or an animation (gif, webp)."""
@@ -225,6 +198,48 @@ class Explorer:
             vectors = self.service.queue.run(lambda: space.encode_text(words), gone)
             self._vocab = (words, space.map_vectors(vectors, ["text"] * len(words)))
         return self._vocab
+
+
+@dataclass
+class PathFrame:
+    request: DecodeRequest
+    point: tuple[float, float]  # where on the map this frame lies
+    key_text: str  # what its decode-cache key is hashed from (a variant appends its name)
+
+
+def path_frames(service: MapService, map_id: str, points: Sequence[Sequence[float]], steps: int, seed: int,
+                max_steps: int) -> list[PathFrame]:
+    """Checked path geometry: `steps` frames evenly spaced along the polyline by length, each a slerp between
+    the blended vectors at the segment's ends."""
+    settings = service.settings
+    record = service._usable_map(map_id)
+    if not 2 <= len(points) <= settings.max_path_points:
+        raise Rejected(f"a path needs 2 to {settings.max_path_points} points")
+    if not 2 <= steps <= max_steps:
+        raise Rejected(f"steps must be between 2 and {max_steps}")
+    if not 0 <= seed <= settings.max_seed:
+        raise Rejected(f"seed must be between 0 and {settings.max_seed}")
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2 or not np.isfinite(pts).all():
+        raise Rejected("points must be a list of [x, y] pairs of finite numbers")
+    pts = np.round(pts, 6)
+    arrays = service.store.get_arrays(map_id)
+    if len(arrays) == 0:
+        raise Rejected("this map has no items yet: add prompts or images first")
+    anchors = [service.blend_request(arrays, float(x), float(y), seed) for x, y in pts]
+    seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+    total, cum = float(seg.sum()), np.concatenate([[0.0], np.cumsum(seg)])
+    prefix = f"path|{service.space.name}|{map_id}|{record.projection.get('revision', 0)}|" \
+             f"{json.dumps(pts.tolist())}|{steps}|{seed}"
+    frames = []
+    for i in range(steps):
+        s = total * i / (steps - 1)
+        j = int(np.clip(np.searchsorted(cum, s, side="right") - 1, 0, len(seg) - 1))
+        t = 0.0 if seg[j] == 0 else float((s - cum[j]) / seg[j])
+        where = (1 - t) * pts[j] + t * pts[j + 1]
+        frames.append(PathFrame(_interpolate(anchors[j], anchors[j + 1], t, seed),
+                                (float(where[0]), float(where[1])), f"{prefix}|{i}"))
+    return frames
 
 
 def _interpolate(a: DecodeRequest, b: DecodeRequest, t: float, seed: int) -> DecodeRequest:

@@ -24,6 +24,7 @@ class Settings:
     space: str = "auto"  # space name; "auto" = digits (CPU) unless configured otherwise
     device: str = "auto"  # "auto" = cuda if available, else cpu
     cors_origins: str = ""  # comma-separated origins; empty = CORS off
+    list_maps: bool = True  # GET /api/maps lists every map; off = only people holding a map's link find it
 
     # Limits (HTTP 4xx beyond them)
     max_prompts_per_request: int = 200

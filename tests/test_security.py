@@ -239,3 +239,11 @@ def test_overload_answers_429_with_retry_after(tiny_space, tmp_path):
         assert 200 in codes and 429 in codes and set(codes) <= {200, 429}
         busy = next(r for r in responses if r.status_code == 429)
         assert int(busy.headers["retry-after"]) >= 1 and "busy" in busy.json()["detail"]
+
+
+def test_map_listing_can_be_turned_off(make_client, tmp_path):
+    client = make_client(tmp_path / "private", list_maps=False)
+    made = client.post("/api/maps", json={"title": "unlisted"}).json()
+    r = client.get("/api/maps")
+    assert r.status_code == 403 and "link" in r.json()["detail"]
+    assert client.get(f"/api/maps/{made['id']}").json()["title"] == "unlisted"  # the link still works

@@ -53,7 +53,9 @@ def create_map(body: schemas.MapCreate, service: MapService = Depends(get_servic
 
 
 @router.get("/maps", response_model=list[schemas.MapInfo])
-def list_maps(store: Store = Depends(get_store)):
+def list_maps(request: Request, store: Store = Depends(get_store)):
+    if not request.app.state.settings.list_maps:
+        raise HTTPException(403, "this server does not list its maps (LATENTMAP_LIST_MAPS=0): open a map by its link")
     return [map_info(r, store) for r in store.list_maps()]
 
 

@@ -10,9 +10,31 @@ const titleInput = document.getElementById("create-title");
 const submit = document.getElementById("create-submit");
 const formError = document.getElementById("create-error");
 
+/** Maps whose edit key this browser holds (when the server does not list its maps). */
+async function mapsWithStoredKeys() {
+  const ids = [];
+  try {
+    for (let i = 0; i < localStorage.length; i += 1) {
+      const name = localStorage.key(i);
+      if (name && name.startsWith("latentmap:key:")) ids.push(name.slice("latentmap:key:".length));
+    }
+  } catch (_) { /* private mode: none */ }
+  const found = await Promise.all(ids.map((id) => api(`/api/maps/${encodeURIComponent(id)}`).catch(() => null)));
+  return found.filter(Boolean);
+}
+
+async function fetchMaps() {
+  try {
+    return await api("/api/maps");
+  } catch (err) {
+    if (err.status !== 403) throw err;
+    return mapsWithStoredKeys();  // listing is off here: show the maps this browser owns
+  }
+}
+
 async function loadMaps() {
   try {
-    const maps = await api("/api/maps");
+    const maps = await fetchMaps();
     list.replaceChildren();
     if (!maps.length) {
       status.textContent = "No maps yet. Create the first one above.";

@@ -65,9 +65,8 @@ def new_map(client):
     return body["id"], {"X-Edit-Key": body["edit_key"]}
 
 
-@pytest.fixture
-def live_url(tiny_space, tmp_path):
-    """The real app served by uvicorn on a free loopback port, in this process (for streaming/SSE tests)."""
+def serve_live(app):
+    """Serve an app with uvicorn on a free loopback port in this process; returns (url, stop)."""
     import socket
     import threading
     import time
@@ -77,7 +76,6 @@ def live_url(tiny_space, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = create_app(make_settings(tmp_path / "live"), space=tiny_space)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -85,6 +83,17 @@ def live_url(tiny_space, tmp_path):
     while not server.started:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+
+    def stop():
+        server.should_exit = True
+        thread.join(10)
+
+    return f"http://127.0.0.1:{port}", stop
+
+
+@pytest.fixture
+def live_url(tiny_space, tmp_path):
+    """The real app served by uvicorn on a free loopback port, in this process (for streaming/SSE tests)."""
+    url, stop = serve_live(create_app(make_settings(tmp_path / "live"), space=tiny_space))
+    yield url
+    stop()

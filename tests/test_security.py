@@ -247,3 +247,31 @@ def test_map_listing_can_be_turned_off(make_client, tmp_path):
     r = client.get("/api/maps")
     assert r.status_code == 403 and "link" in r.json()["detail"]
     assert client.get(f"/api/maps/{made['id']}").json()["title"] == "unlisted"  # the link still works
+
+
+def test_a_client_that_disconnects_while_queued_frees_its_slot(tiny_space, tmp_path):
+    import httpx
+
+    from conftest import serve_live
+
+    slow = SlowSpace(tiny_space, 1.5)
+    decoded = []
+    inner_decode = slow.decode
+    slow.decode = lambda requests: decoded.append(requests[0].seed) or inner_decode(requests)
+    url, stop = serve_live(create_app(make_settings(tmp_path / "gone", max_queued_jobs=4), space=slow))
+    try:
+        made = httpx.post(f"{url}/api/maps", json={"title": "gone"}).json()
+        httpx.post(f"{url}/api/maps/{made['id']}/prompts", json={"prompts": ["a", "b"]},
+                   headers={"X-Edit-Key": made["edit_key"]})
+        busy = threading.Thread(target=lambda: httpx.post(f"{url}/api/maps/{made['id']}/decode",
+                                                          json={"x": 0, "y": 0, "seed": 1}, timeout=30))
+        busy.start()
+        time.sleep(0.3)  # seed 1 holds the model
+        with pytest.raises(httpx.TimeoutException):  # seed 2 waits behind it, then its client gives up
+            httpx.post(f"{url}/api/maps/{made['id']}/decode", json={"x": 0, "y": 0, "seed": 2}, timeout=0.5)
+        busy.join(30)
+        r = httpx.post(f"{url}/api/maps/{made['id']}/decode", json={"x": 0, "y": 0, "seed": 3}, timeout=30)
+        assert r.status_code == 200
+        assert decoded == [1, 3], "the abandoned request never ran"
+    finally:
+        stop()

@@ -128,11 +128,10 @@ def import_bundle(service: MapService, data: bytes, title: str | None = None) ->
         projection = meta.get("projection") if isinstance(meta.get("projection"), dict) else {}
         projection = {**projection, "method": projection.get("method", "none")}
         tours = meta.get("tours") or []
-        if not isinstance(tours, list):
-            raise Rejected("bundle tours must be a list")
+        if not isinstance(tours, list) or not all(isinstance(t, dict) for t in tours):
+            raise Rejected("bundle tours must be a list of objects")
         try:
-            tours = [check_tour(t.get("title"), t.get("steps"), settings) if isinstance(t, dict) else
-                     check_tour("", [], settings) for t in tours]
+            tours = [check_tour(t.get("title"), t.get("steps"), settings) for t in tours]
         except ValueError as e:
             raise Rejected(f"bundle tour: {e}") from None
 

@@ -74,39 +74,51 @@ class LiveServer:
         return self.base_url + path
 
 
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("latentmap-data")
-    log_path = data_dir.parent / f"server-{data_dir.name}.log"
+def start_server(data_dir: Path, space: str = "tiny-random", extra_env: dict | None = None) -> LiveServer:
+    """`latentmap serve` as a subprocess on a free loopback port, returned once /api/health answers."""
+    log_path = data_dir.parent / f"server-{data_dir.name}-{time.monotonic_ns()}.log"
     port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LATENTMAP_WARM_UMAP": "0", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LATENTMAP_WARM_UMAP": "0", "PYTHONUNBUFFERED": "1",
+           **(extra_env or {})}
     cmd = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--data-dir", str(data_dir), "--space", "tiny-random"]
+           "--data-dir", str(data_dir), "--space", space]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     server = LiveServer(f"http://127.0.0.1:{port}", process, log_path)
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while True:
+        if process.poll() is not None:
+            stop_server(server)
+            pytest.fail(f"server exited with {process.returncode} before answering:\n{server.log_tail()}")
+        try:
+            if server.http.get("/api/health", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            stop_server(server)
+            pytest.fail(f"server did not answer /api/health within {SERVER_START_TIMEOUT_S}s:\n{server.log_tail()}")
+        time.sleep(0.3)
+
+
+def stop_server(server: LiveServer) -> None:
+    server.http.close()
+    if server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory):
+    server = start_server(tmp_path_factory.mktemp("latentmap-data"))
     try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"server exited with {process.returncode} before answering:\n{server.log_tail()}")
-            try:
-                if server.http.get("/api/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server did not answer /api/health within {SERVER_START_TIMEOUT_S}s:\n{server.log_tail()}")
-            time.sleep(0.3)
         yield server
     finally:
-        server.http.close()
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_server(server)
 
 
 @pytest.fixture(scope="module")

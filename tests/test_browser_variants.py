@@ -9,22 +9,16 @@ Run: pytest -m browser tests/test_browser_variants.py   (screenshots: test-outpu
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 
 from browser_util import (  # noqa: F401  (fixtures are used by name)
-    REPO_ROOT,
-    LiveServer,
     browser,
-    free_port,
     new_page,
     screenshot,
+    start_server,
+    stop_server,
     wait_point_count,
     wait_ready,
 )
@@ -32,44 +26,17 @@ from browser_util import (  # noqa: F401  (fixtures are used by name)
 pytestmark = pytest.mark.browser
 
 PROMPTS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-START_TIMEOUT_S = 120
 
 
 @pytest.fixture(scope="module")
 def digits_server(tmp_path_factory):
-    """`latentmap serve --space digits` without its demo map (the live_server pattern of browser_util.py)."""
-    data_dir = tmp_path_factory.mktemp("latentmap-variants")
-    log_path = data_dir.parent / f"server-{data_dir.name}.log"
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LATENTMAP_WARM_UMAP": "0", "PYTHONUNBUFFERED": "1",
-           "LATENTMAP_CREATE_DEMO_MAP": "0"}
-    cmd = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--data-dir", str(data_dir), "--space", "digits"]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    server = LiveServer(f"http://127.0.0.1:{port}", process, log_path)
+    """`latentmap serve --space digits` without its demo map."""
+    server = start_server(tmp_path_factory.mktemp("latentmap-variants"), space="digits",
+                          extra_env={"LATENTMAP_CREATE_DEMO_MAP": "0"})
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"server exited with {process.returncode} before answering:\n{server.log_tail()}")
-            try:
-                if server.http.get("/api/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server did not answer /api/health within {START_TIMEOUT_S}s:\n{server.log_tail()}")
-            time.sleep(0.3)
         yield server
     finally:
-        server.http.close()
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_server(server)
 
 
 @pytest.fixture(scope="module")

@@ -3,46 +3,18 @@
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
-import pytest
 
+from browser_util import start_server, stop_server
 from conftest import png_bytes
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def start_server(data_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LATENTMAP_WARM_UMAP": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--data-dir", str(data_dir),
-                             "--space", "tiny-random"], cwd=REPO_ROOT, env=env, stdout=log.open("ab"),
-                            stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        try:
-            if httpx.get(base + "/api/health", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            time.sleep(0.3)
-    proc.kill()
-    pytest.fail("server did not start:\n" + log.read_text()[-3000:])
-
-
 def test_kill_9_during_ingest_loses_nothing_acknowledged(tmp_path):
-    data, log = tmp_path / "data", tmp_path / "server.log"
-    proc, base = start_server(data, log)
+    data = tmp_path / "data"
+    server = start_server(data)
+    proc, base = server.process, server.base_url
     try:
         made = httpx.post(base + "/api/maps", json={"title": "crash"}).json()
         map_id, key = made["id"], {"X-Edit-Key": made["edit_key"]}
@@ -73,8 +45,7 @@ def test_kill_9_during_ingest_loses_nothing_acknowledged(tmp_path):
         stop.set()
         worker.join(30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        stop_server(server)
     assert len(acknowledged) >= 24
 
     # The database is intact and every row points at a file that exists.
@@ -86,7 +57,8 @@ def test_kill_9_during_ingest_loses_nothing_acknowledged(tmp_path):
         assert vector_len > 0
         assert not has_thumb or (data / "thumbnails" / f"{item_id}.png").is_file()
 
-    proc, base = start_server(data, log)
+    server = start_server(data)
+    base = server.base_url
     try:
         kept = {p.stem for p in (data / "thumbnails").iterdir()}
         assert kept == {item_id for item_id, has_thumb, _ in rows if has_thumb}, "orphans are swept at start"
@@ -101,5 +73,4 @@ def test_kill_9_during_ingest_loses_nothing_acknowledged(tmp_path):
                        files=[("files", ("after.png", png_bytes(), "image/png"))])
         assert r.status_code == 201
     finally:
-        proc.terminate()
-        proc.wait(15)
+        stop_server(server)

@@ -115,7 +115,7 @@ class Explorer:
         if not text or len(text) > self.settings.max_prompt_chars:
             raise Rejected(f"search text must be 1 to {self.settings.max_prompt_chars} characters")
         self._check_k(k)
-        self.service._usable_map(map_id)
+        self.service.usable_map(map_id)
         record = self.service.store.get_map(map_id)
         arrays, mv = self.service.item_map_vectors(map_id)
         vector = self.service.queue.run(lambda: self.service.space.encode_text([text]), gone)
@@ -212,7 +212,7 @@ def path_frames(service: MapService, map_id: str, points: Sequence[Sequence[floa
     """Checked path geometry: `steps` frames evenly spaced along the polyline by length, each a slerp between
     the blended vectors at the segment's ends."""
     settings = service.settings
-    record = service._usable_map(map_id)
+    record = service.usable_map(map_id)
     if not 2 <= len(points) <= settings.max_path_points:
         raise Rejected(f"a path needs 2 to {settings.max_path_points} points")
     if not 2 <= steps <= max_steps:

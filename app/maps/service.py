@@ -56,7 +56,8 @@ class MapService:
             raise Rejected(f"title is longer than {self.settings.max_title_chars} characters")
         return self.store.create_map(title, self.space.name)
 
-    def _usable_map(self, map_id: str) -> MapRecord:
+    def usable_map(self, map_id: str) -> MapRecord:
+        """The map, if this server's space can change or decode it (SpaceMismatch otherwise)."""
         record = self.store.get_map(map_id)
         if record.space != self.space.name:
             raise SpaceMismatch(f"map {map_id} was made with space '{record.space}', but this server runs "
@@ -66,7 +67,7 @@ class MapService:
     # ------------------------------------------------------------------ adding
     def add_prompts(self, map_id: str, prompts: Sequence[str], gone: Callable[[], bool] | None = None
                     ) -> list[ItemRecord]:
-        self._usable_map(map_id)
+        self.usable_map(map_id)
         cleaned = [p.strip() for p in prompts]
         if not cleaned or any(not p for p in cleaned):
             raise Rejected("prompts must be a non-empty list of non-empty strings")
@@ -89,7 +90,7 @@ class MapService:
     def add_images(self, map_id: str, uploads: Sequence[Upload], gone: Callable[[], bool] | None = None
                    ) -> list[ItemRecord]:
         """All-or-nothing: one unreadable file rejects the request (naming it) and nothing is added."""
-        self._usable_map(map_id)
+        self.usable_map(map_id)
         if not uploads:
             raise Rejected("no files were uploaded (multipart field 'files')")
         if len(uploads) > self.settings.max_files_per_request:
@@ -118,7 +119,7 @@ class MapService:
 
     def add_items(self, map_id: str, items: list[NewItem]) -> list[ItemRecord]:
         """Items encoded elsewhere (prompt_items / image_items), added in one go: on an empty map, one fit."""
-        self._usable_map(map_id)
+        self.usable_map(map_id)
         return self._insert(map_id, items)
 
     def _insert(self, map_id: str, items: list[NewItem]) -> list[ItemRecord]:
@@ -143,7 +144,7 @@ class MapService:
 
     # ------------------------------------------------------------------ refit
     def refit(self, map_id: str) -> MapRecord:
-        self._usable_map(map_id)
+        self.usable_map(map_id)
         with self._write_lock:
             record = self.store.get_map(map_id)
             arrays, map_vectors = self.item_map_vectors(map_id)
@@ -177,7 +178,7 @@ class MapService:
         the first decode is cached, so adding items later does not change a shared link's picture.
         `variant`/`lora_scale` pick a decoder variant (LoRA, fine-tune) that shares the space's CLIP space;
         `preview` asks for the space's fast, rougher picture (cached under its own key)."""
-        record = self._usable_map(map_id)
+        record = self.usable_map(map_id)
         variant, lora_scale = self.resolve_variant(variant, lora_scale)
         if not (np.isfinite(x) and np.isfinite(y)):
             raise Rejected("x and y must be finite numbers")

@@ -236,9 +236,10 @@ class Store:
         return row is not None and hmac.compare_digest(row[0], hash_key(key))
 
     def delete_map(self, map_id: str) -> None:
-        ids = self.get_arrays(map_id).ids
         with self._lock:
+            ids = [r[0] for r in self._db.execute("SELECT id FROM items WHERE map_id = ?", (map_id,))]
             self._db.execute("DELETE FROM maps WHERE id = ?", (map_id,))
+        self._arrays_cache.pop(map_id, None)
         for item_id in ids:
             (self.thumb_dir / f"{item_id}.png").unlink(missing_ok=True)
 

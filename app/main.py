@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None, space: Space | None = None) -> 
             threading.Thread(target=demo.warm_umap, args=(settings,), daemon=True, name="warm-umap").start()
         log.info("latentmap ready: space %s on %s, data in %s", loaded.name, loaded.device, settings.data_dir)
         yield
+        service.close()
         store.close()
 
     app = FastAPI(title="latentmap", description="Map a latent space; decode any point to pixels.",

@@ -1,7 +1,8 @@
 """Encode throughput: our ingest path ÷ the bare model calls, same batch size, same process.
 
 - baseline: `clip.encode_image` + `vae.encode` on tensors already prepared (no decoding, no resizing).
-- service: `MapService.add_images` with PNG bytes (open + preprocess + encode + thumbnail + SQLite + place).
+- service: `MapService.add_images` with PNG bytes (open + preprocess + encode + thumbnail + SQLite + place),
+  with the default image workers and with one (image work beside the model call vs none).
 - http: `POST /api/maps/{id}/images` (multipart) on a real server started by this script.
 Rounds are interleaved (baseline, service, http, baseline, ...) so machine noise hits all three alike.
 
@@ -31,13 +32,12 @@ def main(args):
     import io
 
     from app.maps.service import Upload
-    from app.spaces.clip_decoder import _to_vae_tensor
 
     images = [Image.open(io.BytesIO(b)).convert("RGB") for b in pngs]
-    clip_in = space._prepare(images)
+    prepared = [space.prepare_image(im) for im in images]
+    clip_in = torch.stack([p.clip for p in prepared]).to(space.device)
     vae = space.pipeline.vae
-    size = space.pipeline.latent_shape[1] * (2 ** (len(vae.config.block_out_channels) - 1))
-    vae_in = torch.stack([_to_vae_tensor(im, size, vae.config.in_channels) for im in images]).to(space.device, vae.dtype)
+    vae_in = torch.stack([p.vae for p in prepared]).to(space.device, vae.dtype)
 
     def sync():
         if torch.cuda.is_available():
@@ -50,12 +50,17 @@ def main(args):
         sync()
 
     record, _ = service.create_map("encode bench")
+    serial = make_service(space, image_workers=1)  # the same path with no image work beside the model
+    serial_record, _ = serial.create_map("encode bench, 1 image worker")
     uploads = [Upload(f"im{i}.png", b) for i, b in enumerate(pngs)]
 
     def ours():
         service.add_images(record.id, uploads)
 
-    times = {"bare": [], "service": [], "http": []}
+    def ours_serial():
+        serial.add_images(serial_record.id, uploads)
+
+    times = {"bare": [], "service": [], "serial": [], "http": []}
     with running_server(args.space, extra_env=env) as (base, _proc):
         made = httpx.post(base + "/api/maps", json={"title": "encode"}).json()
         files = [("files", (f"im{i}.png", b, "image/png")) for i, b in enumerate(pngs)]
@@ -65,10 +70,10 @@ def main(args):
             r = httpx.post(f"{base}/api/maps/{made['id']}/images", files=files, headers=headers, timeout=300)
             r.raise_for_status()
 
-        for fn in (bare, ours, http):  # warm-up: first calls allocate, first insert fits the projection
+        for fn in (bare, ours, ours_serial, http):  # warm-up: first calls allocate, first insert fits the projection
             fn()
         for _ in range(args.rounds):
-            for name, fn in (("bare", bare), ("service", ours), ("http", http)):
+            for name, fn in (("bare", bare), ("service", ours), ("serial", ours_serial), ("http", http)):
                 t = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - t)
@@ -78,7 +83,8 @@ def main(args):
           f"threads={args.threads} ({machine()})")
     print("| path | items/s (median round) | ÷ bare |\n|---|---|---|")
     for name, label in (("bare", "bare encode_image + VAE encode, prepared tensors"),
-                        ("service", "MapService.add_images (PNG bytes in)"),
+                        ("service", f"MapService.add_images (PNG bytes in), {service.image_workers} image workers"),
+                        ("serial", "MapService.add_images, 1 image worker"),
                         ("http", "POST /images (multipart, real server)")):
         print(f"| {label} | {rate[name]:.1f} | {rate[name] / rate['bare']:.2f} |")
 

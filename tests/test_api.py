@@ -1,7 +1,10 @@
 """The HTTP API through the real app and lifespan, on the tiny-random space."""
 
+import io
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import png_bytes
 
@@ -262,3 +265,35 @@ def test_preview_decode_is_fast_path_cached_apart(client, new_map):
     assert full.content != preview.content
     again = client.post(f"/api/maps/{map_id}/decode", json={**body, "preview": True})
     assert again.headers["x-decode-cache"] == "hit" and again.content == preview.content
+
+
+def test_parallel_ingest_keeps_every_image_with_its_own_vector_and_thumbnail(make_client, tiny_space):
+    """Uploads are opened, prepared and thumbnailed in worker threads; nothing may be swapped or reordered."""
+    client = make_client(image_workers=4)
+    made = client.post("/api/maps", json={"title": "many"}).json()
+    key = {"X-Edit-Key": made["edit_key"]}
+    colours = [(20 * i, 255 - 20 * i, (70 * i) % 256) for i in range(12)]
+    files = [("files", (f"c{i}.png", png_bytes(c, size=(30 + i, 24)), "image/png")) for i, c in enumerate(colours)]
+    r = client.post(f"/api/maps/{made['id']}/images", headers=key, files=files)
+    assert r.status_code == 201
+    items = r.json()["items"]
+    assert [it["label"] for it in items] == [f"c{i}.png" for i in range(12)]
+
+    arrays = client.app.state.service.store.get_arrays(made["id"])
+    expected = tiny_space.encode_images([Image.new("RGB", (30 + i, 24), c) for i, c in enumerate(colours)])
+    np.testing.assert_allclose(arrays.vectors, expected.vectors, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.stack(arrays.latents), expected.latents, rtol=1e-5, atol=1e-6)
+    for i, it in enumerate(items):
+        thumb = Image.open(io.BytesIO(client.get(f"/api/items/{it['id']}/thumbnail").content))
+        assert thumb.convert("RGB").getpixel((0, 0)) == colours[i]
+
+
+def test_first_bad_file_in_upload_order_is_named(make_client):
+    client = make_client(image_workers=4)
+    made = client.post("/api/maps", json={"title": "bad"}).json()
+    files = [("files", (f"ok{i}.png", png_bytes(), "image/png")) for i in range(6)]
+    files[2] = ("files", ("first-bad.png", b"not an image", "image/png"))
+    files[5] = ("files", ("second-bad.png", png_bytes()[:30], "image/png"))
+    r = client.post(f"/api/maps/{made['id']}/images", headers={"X-Edit-Key": made["edit_key"]}, files=files)
+    assert r.status_code == 422 and "first-bad.png" in r.json()["detail"]
+    assert client.get(f"/api/maps/{made['id']}").json()["count"] == 0

@@ -37,6 +37,37 @@ def test_umap_keeps_clusters_and_placement_lands_in_the_right_cluster():
     assert (nearest == labels[-4:]).all()
 
 
+def test_refined_placement_lands_beside_items_not_in_the_gap_between_clusters():
+    """A new item half like cluster 0, half like cluster 1: the weighted mean of its neighbours' positions is
+    empty space between the two islands; the UMAP refinement puts it at the edge of one of them."""
+    vecs, labels = clusters(n_per=40, k=4)
+    fit = projection.fit(vecs, umap_min_items=20, revision=1)
+    xy_before = fit.xy.copy()
+    c0, c1 = (unit(vecs[labels == i].mean(0, keepdims=True))[0] for i in (0, 1))
+    rng = np.random.default_rng(3)
+    new = unit(np.stack([0.5 * c0 + 0.5 * c1 + 0.02 * rng.normal(size=vecs.shape[1]) for _ in range(10)]))
+
+    def gap(xy):  # median distance from a placed point to the nearest existing item
+        return float(np.median(np.linalg.norm(xy[:, None] - fit.xy[None], axis=2).min(1)))
+
+    spacing = float(np.median(np.sort(np.linalg.norm(fit.xy[:, None] - fit.xy[None], axis=2), axis=1)[:, 1]))
+    mean_only = projection.place(new, vecs, fit.xy, fit.state, k=8, refine_epochs=0)
+    refined = projection.place(new, vecs, fit.xy, fit.state, k=8, refine_epochs=500)
+    assert gap(mean_only) > 10 * spacing  # the problem is real on this data
+    assert gap(refined) < gap(mean_only) / 3
+    assert np.array_equal(refined, projection.place(new, vecs, fit.xy, fit.state, k=8, refine_epochs=500))
+    assert np.array_equal(fit.xy, xy_before)
+
+
+def test_maps_fitted_without_a_recorded_scale_still_place():
+    """Maps stored before the layout scale was recorded fall back to the weighted mean."""
+    vecs, labels = clusters()
+    fit = projection.fit(vecs[:-4], umap_min_items=20, revision=1)
+    legacy = {k: v for k, v in fit.state.items() if k != "scale"}
+    placed = projection.place(vecs[-4:], vecs[:-4], fit.xy, legacy, k=8, refine_epochs=500)
+    assert np.array_equal(placed, projection.place(vecs[-4:], vecs[:-4], fit.xy, fit.state, k=8, refine_epochs=0))
+
+
 def test_blend_weights():
     xy = np.array([[0, 0], [1, 0], [0, 1], [5, 5]], dtype=np.float32)
     idx, w = projection.blend_weights((0, 0), xy, k=3, power=2)

@@ -78,6 +78,8 @@ def warm_umap(settings=None) -> None:
         from . import projection
 
         data = np.random.default_rng(0).normal(size=(64, 8)).astype(np.float32)
-        projection.fit(data, umap_min_items=20, revision=0, settings=settings)
+        data /= np.linalg.norm(data, axis=1, keepdims=True)
+        fitted = projection.fit(data[:48], umap_min_items=20, revision=0, settings=settings)
+        projection.place(data[48:], data[:48], fitted.xy, fitted.state, k=8, refine_epochs=10)
     except Exception:  # warm-up is an optimisation only
         log.exception("UMAP warm-up failed")

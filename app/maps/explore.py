@@ -122,7 +122,8 @@ class Explorer:
         query = self.service.space.map_vectors(vector, ["text"])
         if len(arrays) == 0:
             return {"x": 0.0, "y": 0.0, "neighbors": [], "similarity": []}
-        xy = projection.place(query, mv, arrays.xy, record.projection, self.settings.place_neighbors)[0]
+        xy = projection.place(query, mv, arrays.xy, record.projection, self.settings.place_neighbors,
+                              self.settings.place_refine_epochs)[0]
         sims = mv @ query[0]
         return {"x": float(xy[0]), "y": float(xy[1]), "neighbors": self.nearest(mv, query[0], k),
                 "similarity": np.round(sims, 4).tolist()}

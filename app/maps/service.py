@@ -4,7 +4,9 @@ space; every model call goes through the work queue."""
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -46,6 +48,12 @@ class MapService:
         # Adding and refitting read positions, then write new ones: one map change at a time.
         self._write_lock = threading.Lock()
         self._map_vector_cache: dict[str, tuple[MapArrays, np.ndarray]] = {}  # per map, dropped with its arrays
+        # CPU image work (PIL releases the GIL) runs here, beside the model call in the queue.
+        self.image_workers = settings.image_workers or min(8, os.cpu_count() or 1)
+        self._image_pool = ThreadPoolExecutor(self.image_workers, thread_name_prefix="images")
+
+    def close(self) -> None:
+        self._image_pool.shutdown(wait=True, cancel_futures=True)
 
     # ------------------------------------------------------------------ maps
     def create_map(self, title: str) -> tuple[MapRecord, str]:
@@ -82,9 +90,10 @@ class MapService:
     def prompt_items(self, prompts: Sequence[str], gone: Callable[[], bool] | None = None) -> list[NewItem]:
         encoded = self.queue.run(lambda: self.space.encode_prompts(prompts), gone)
         size = self.settings.thumbnail_size
+        thumbnails = ([None] * len(prompts) if encoded.images is None else
+                      list(self._image_pool.map(lambda im: imaging.thumbnail_png(im, size), encoded.images)))
         return [NewItem(kind="text", label=p, vector=encoded.vectors[i], decode_vector=encoded.decode_vectors[i],
-                        latent=None if encoded.latents is None else encoded.latents[i],
-                        thumbnail_png=None if encoded.images is None else imaging.thumbnail_png(encoded.images[i], size))
+                        latent=None if encoded.latents is None else encoded.latents[i], thumbnail_png=thumbnails[i])
                 for i, p in enumerate(prompts)]
 
     def add_images(self, map_id: str, uploads: Sequence[Upload], gone: Callable[[], bool] | None = None
@@ -95,15 +104,20 @@ class MapService:
             raise Rejected("no files were uploaded (multipart field 'files')")
         if len(uploads) > self.settings.max_files_per_request:
             raise Rejected(f"at most {self.settings.max_files_per_request} files per request")
-        images: list[Image.Image] = []
         for up in uploads:
             if len(up.data) > self.settings.max_file_bytes:
                 raise Rejected(f"{up.filename}: larger than {self.settings.max_file_bytes} bytes")
-            try:
-                images.append(imaging.open_image(up.data, self.settings.max_image_pixels))
-            except imaging.ImageRejected as e:
-                raise Rejected(f"{up.filename}: {e}") from None
-        return self.add_pil_images(map_id, images, [_label(u.filename) for u in uploads], gone)
+        opened = list(self._image_pool.map(self._open_upload, uploads))
+        for result in opened:  # the first bad file, in upload order, names the rejection
+            if isinstance(result, Rejected):
+                raise result
+        return self.add_pil_images(map_id, opened, [_label(u.filename) for u in uploads], gone)
+
+    def _open_upload(self, upload: Upload) -> Image.Image | Rejected:
+        try:
+            return imaging.open_image(upload.data, self.settings.max_image_pixels)
+        except imaging.ImageRejected as e:
+            return Rejected(f"{upload.filename}: {e}")
 
     def add_pil_images(self, map_id: str, images: Sequence[Image.Image], labels: Sequence[str],
                        gone: Callable[[], bool] | None = None) -> list[ItemRecord]:
@@ -111,11 +125,20 @@ class MapService:
 
     def image_items(self, images: Sequence[Image.Image], labels: Sequence[str],
                     gone: Callable[[], bool] | None = None) -> list[NewItem]:
-        encoded = self.queue.run(lambda: self.space.encode_images(images), gone)
+        """Model inputs are prepared in the image pool; thumbnails are made there while the model runs."""
+        size = self.settings.thumbnail_size
+        prepared = list(self._image_pool.map(self.space.prepare_image, images))
+        thumbnails = [self._image_pool.submit(imaging.thumbnail_png, im, size) for im in images]
+        try:
+            encoded = self.queue.run(lambda: self.space.encode_prepared(prepared), gone)
+        except BaseException:
+            for t in thumbnails:
+                t.cancel()
+            raise
         return [NewItem(kind="image", label=label, vector=encoded.vectors[i], decode_vector=encoded.vectors[i],
                         latent=None if encoded.latents is None else encoded.latents[i],
-                        thumbnail_png=imaging.thumbnail_png(im, self.settings.thumbnail_size))
-                for i, (im, label) in enumerate(zip(images, labels))]
+                        thumbnail_png=thumbnails[i].result())
+                for i, label in enumerate(labels)]
 
     def add_items(self, map_id: str, items: list[NewItem]) -> list[ItemRecord]:
         """Items encoded elsewhere (prompt_items / image_items), added in one go: on an empty map, one fit."""
@@ -136,7 +159,7 @@ class MapService:
                                         settings=self.settings)
                 return self.store.add_items(map_id, items, fitted.xy, projection=fitted.state)
             xy = projection.place(new_map_vectors, existing_map_vectors, existing.xy, state,
-                                  self.settings.place_neighbors)
+                                  self.settings.place_neighbors, self.settings.place_refine_epochs)
             return self.store.add_items(map_id, items, xy)
 
     def _map_vectors(self, vectors: np.ndarray, kinds: Sequence[str]) -> np.ndarray:

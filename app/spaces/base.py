@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -21,6 +24,17 @@ class EncodedImages:
 
     vectors: np.ndarray  # (n, dim) float32, raw (unnormalised) CLIP image embeddings
     latents: np.ndarray | None  # (n, *latent_shape) float32 diffusion-space latents, or None
+
+
+@dataclass
+class PreparedImage:
+    """One image as model-ready tensors, made on the CPU without touching a model (`Space.prepare_image`).
+
+    Preparing is thread-safe and runs in worker threads outside the device queue, so decoding and resizing
+    images overlaps the model work (bench/encode.py)."""
+
+    clip: "torch.Tensor"  # (3, h, w) encoder input, after the encoder's own transform
+    vae: "torch.Tensor | None" = None  # (c, h, w) in [-1, 1] at the decoder's size, for spaces with a VAE
 
 
 @dataclass
@@ -91,9 +105,17 @@ class Space(ABC):
         vectors = self.encode_text(texts)
         return EncodedPrompts(vectors=vectors, decode_vectors=self.text_to_image_side(vectors))
 
-    @abstractmethod
     def encode_images(self, images: Sequence[Image.Image]) -> EncodedImages:
         """CLIP image embeddings and VAE latents for decoded PIL images."""
+        return self.encode_prepared([self.prepare_image(im) for im in images])
+
+    @abstractmethod
+    def prepare_image(self, image: Image.Image) -> PreparedImage:
+        """The CPU part of encoding one image (colour conversion, resizing, tensors); no model is touched."""
+
+    @abstractmethod
+    def encode_prepared(self, prepared: Sequence[PreparedImage]) -> EncodedImages:
+        """The model part of encoding: one batch through the image encoder and the VAE."""
 
     @abstractmethod
     def decode(self, requests: Sequence[DecodeRequest]) -> list[Image.Image]:

@@ -24,7 +24,7 @@ from PIL import Image
 from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
 from safetensors.torch import save_file as save_torch
 
-from .base import DecodeRequest, EncodedImages, ModalityStats, Space, unit
+from .base import DecodeRequest, EncodedImages, ModalityStats, PreparedImage, Space, unit
 from .loading import check_safetensors_only, choose_device
 from .pipeline import ClipDecoderPipeline
 from .variants import VariantSet, base_lineage
@@ -96,10 +96,12 @@ class ClipDecoderSpace(Space):
         return path
 
     # ------------------------------------------------------------------ encoding
-    def _prepare(self, images: Sequence[Image.Image]) -> torch.Tensor:
+    def prepare_image(self, image: Image.Image) -> PreparedImage:
         # The space's own colour convention first (digits are single-channel), then open_clip's transform.
-        prepared = [self.preprocess(im.convert(self.image_mode).convert("RGB")) for im in images]
-        return torch.stack(prepared).to(self.device)
+        vae = self.pipeline.vae
+        size = self.pipeline.latent_shape[1] * (2 ** (len(vae.config.block_out_channels) - 1))
+        return PreparedImage(clip=self.preprocess(image.convert(self.image_mode).convert("RGB")),
+                             vae=_to_vae_tensor(image, size, vae.config.in_channels))
 
     @torch.inference_mode()
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
@@ -107,13 +109,11 @@ class ClipDecoderSpace(Space):
         return self.clip.encode_text(tokens, normalize=False).float().cpu().numpy()
 
     @torch.inference_mode()
-    def encode_images(self, images: Sequence[Image.Image]) -> EncodedImages:
-        clip_in = self._prepare(images)
+    def encode_prepared(self, prepared: Sequence[PreparedImage]) -> EncodedImages:
+        clip_in = torch.stack([p.clip for p in prepared]).to(self.device)
         vectors = self.clip.encode_image(clip_in, normalize=False).float().cpu().numpy()
         vae = self.pipeline.vae
-        size = self.pipeline.latent_shape[1] * (2 ** (len(vae.config.block_out_channels) - 1))
-        channels = vae.config.in_channels
-        vae_in = torch.stack([_to_vae_tensor(im, size, channels) for im in images]).to(self.device, vae.dtype)
+        vae_in = torch.stack([p.vae for p in prepared]).to(self.device, vae.dtype)
         latents = vae.encode(vae_in).latent_dist.mean * vae.config.scaling_factor
         return EncodedImages(vectors=vectors, latents=latents.float().cpu().numpy())
 

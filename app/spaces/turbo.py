@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -25,7 +24,7 @@ from . import hub
 from .base import DecodeRequest
 from .loading import choose_device
 from .vith import (VitH, VitHSpace, build_clip_dir, clip_tokenizer, dtype_kwargs, fingerprint, reference_prompts,
-                   space_config, to_vae_batch, torch_dtype)
+                   space_config, torch_dtype)
 
 log = logging.getLogger(__name__)
 NAME = "turbo-h"
@@ -117,9 +116,8 @@ class TurboSpace(VitHSpace):
                 for text in texts]
 
     @torch.inference_mode()
-    def _latents(self, images: Sequence[Image.Image]) -> np.ndarray:
+    def _latents(self, batch: torch.Tensor) -> np.ndarray:
         vae = self.pipe.vae  # TAESD
-        batch = to_vae_batch(images, int(self.config["height"]), int(self.config["width"]))
         out = []
         with self._lock:
             for i in range(0, len(batch), 8):

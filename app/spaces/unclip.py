@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -26,7 +25,7 @@ from . import hub
 from .base import DecodeRequest
 from .loading import choose_device
 from .vith import (VitH, VitHSpace, build_clip_dir, clip_tokenizer, fingerprint, reference_prompts, space_config,
-                   dtype_kwargs, to_pil, to_vae_batch, torch_dtype)
+                   dtype_kwargs, to_pil, torch_dtype)
 
 log = logging.getLogger(__name__)
 NAME = "unclip-h"
@@ -138,9 +137,8 @@ class UnclipSpace(VitHSpace):
                           float(cfg.get("guidance", self.config["guidance"])), 0) for text in texts]
 
     @torch.inference_mode()
-    def _latents(self, images: Sequence[Image.Image]) -> np.ndarray:
+    def _latents(self, batch: torch.Tensor) -> np.ndarray:
         vae = self.pipe.vae
-        batch = to_vae_batch(images, int(self.config["height"]), int(self.config["width"]))
         out = []
         with self._lock:
             for i in range(0, len(batch), 8):

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .base import DecodeRequest, EncodedImages, EncodedPrompts, ModalityStats, Space, unit
+from .base import DecodeRequest, EncodedImages, EncodedPrompts, ModalityStats, PreparedImage, Space, unit
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +70,14 @@ class VitH:
             out = self.model.encode_text(tokens, normalize=False)
         return out.float().cpu().numpy()
 
-    @torch.inference_mode()
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        batch = torch.stack([self.preprocess(im.convert("RGB")) for im in images]).to(self.device, self.dtype)
+        return self.encode_prepared(torch.stack([self.preprocess(im.convert("RGB")) for im in images]))
+
+    @torch.inference_mode()
+    def encode_prepared(self, batch: torch.Tensor) -> np.ndarray:
+        """(n, dim) raw image embeddings of a batch already through `preprocess`."""
         with self.lock:
-            out = self.model.encode_image(batch, normalize=False)
+            out = self.model.encode_image(batch.to(self.device, self.dtype), normalize=False)
         return out.float().cpu().numpy()
 
 
@@ -154,8 +157,13 @@ class VitHSpace(Space):
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         return self.clip.encode_text(texts)
 
-    def encode_images(self, images: Sequence[Image.Image]) -> EncodedImages:
-        return EncodedImages(vectors=self.clip.encode_images(images), latents=self._latents(images))
+    def prepare_image(self, image: Image.Image) -> PreparedImage:
+        return PreparedImage(clip=self.clip.preprocess(image.convert("RGB")),
+                             vae=to_vae_batch([image], int(self.config["height"]), int(self.config["width"]))[0])
+
+    def encode_prepared(self, prepared: Sequence[PreparedImage]) -> EncodedImages:
+        return EncodedImages(vectors=self.clip.encode_prepared(torch.stack([p.clip for p in prepared])),
+                             latents=self._latents(torch.stack([p.vae for p in prepared])))
 
     def encode_prompts(self, texts: Sequence[str]) -> EncodedPrompts:
         """Text vector for the map position; a generated image per prompt for the thumbnail and for decoding
@@ -176,7 +184,8 @@ class VitHSpace(Space):
     def _generate(self, texts: list[str]) -> list[Image.Image]:
         raise NotImplementedError
 
-    def _latents(self, images: Sequence[Image.Image]) -> np.ndarray | None:
+    def _latents(self, batch: torch.Tensor) -> np.ndarray:
+        """VAE latents of a (n, 3, h, w) batch in [-1, 1] at the decoder's size."""
         raise NotImplementedError
 
     def _decode_one(self, req: DecodeRequest) -> Image.Image:

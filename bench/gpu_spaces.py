@@ -3,6 +3,8 @@
     python bench/gpu_spaces.py                          # the real downloaded weights (`latentmap download ...`)
     python bench/gpu_spaces.py --random-weights         # real-size architectures, random weights (no download)
     python bench/gpu_spaces.py --random-weights --tiny  # toy size: checks the script itself on any CPU
+    python bench/gpu_spaces.py --random-weights --device cpu --n 1 --steps 1 --preview-steps 1
+                                                        # real size on a CPU: proves the shapes, not the speed
 
 Random-weight architectures come from app/spaces/configs/arch/{real,tiny}.json; they are written to a temp
 folder in the hub's layout and loaded through the same loader the app uses. Pictures from random weights mean
@@ -31,7 +33,7 @@ from PIL import Image  # noqa: E402
 from app.spaces import hub  # noqa: E402
 from app.spaces.base import DecodeRequest  # noqa: E402
 from app.spaces.loading import choose_device  # noqa: E402
-from app.spaces.vith import CONFIG_DIR  # noqa: E402
+from app.spaces.vith import CONFIG_DIR, space_config  # noqa: E402
 
 SPACES = ("unclip-h", "turbo-h")
 
@@ -94,8 +96,12 @@ def bench_space(space: str, args, device: str, workdir: Path) -> dict:
         build_s = 0.0
         weights = "pretrained: " + ", ".join(f"{k}={v}" for k, v in hub.provenance(space, paths).items())
         provenance = {"weights": "pretrained", **hub.provenance(space, paths)}
-    if args.steps:
+    defaults = space_config(space)
+    if args.steps:  # decodes and the per-prompt images alike (a quick smoke run on a CPU)
         config["steps"] = args.steps
+        config["prompt_images"] = {**defaults.get("prompt_images", {}), "steps": args.steps}
+    if args.preview_steps:
+        config["preview"] = {**(defaults.get("preview") or {}), "steps": args.preview_steps}
     t = time.perf_counter()
     sp = cls.from_paths(paths, device, cache_dir=workdir / "stats" / space, config=config,
                         n_reference=args.reference_prompts, provenance=provenance)
@@ -141,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tiny", action="store_true", help="toy-size architectures (implies --random-weights)")
     p.add_argument("--device", default="auto")
     p.add_argument("--n", type=int, default=10, help="timed decodes per measurement")
-    p.add_argument("--steps", type=int, help="override the decode steps")
+    p.add_argument("--steps", type=int, help="override the steps of decodes and of per-prompt images")
+    p.add_argument("--preview-steps", type=int, help="override the preview's steps")
     p.add_argument("--reference-prompts", type=int, default=4,
                    help="reference prompts for the modality statistics measured at load (the app uses 32)")
     p.add_argument("--out", help="also write the results to this JSON file")

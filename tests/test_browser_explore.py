@@ -302,6 +302,32 @@ def test_lasso_selection_and_export(live_server, browser, filled_map):
         context.close()
 
 
+def test_filter_and_export_on_a_map_loaded_without_labels(live_server, browser, filled_map):
+    """Large maps load /points.bin (no ids, no labels): the label filter and the selection export go to the
+    server by index instead of fetching every point's label."""
+    map_id, _, n = filled_map
+    context, page, problems = new_page(browser, accept_downloads=True)
+    per_point = []
+    page.on("request", lambda r: per_point.append(r.url) if re.search(r"/points/\d+$", r.url) else None)
+    try:
+        open_map(page, live_server, map_id, n, "?points=bin")
+        assert page.evaluate("window.latentmap.state.pointsFormat") == "binary"
+        assert page.evaluate("window.latentmap.state.items.every((p) => p.label === null)")
+        page.fill("#explore-filter-input", "Bicycle")
+        page.wait_for_function("!document.getElementById('explore-filter-info').hidden")
+        assert page.inner_text("#explore-filter-info") == f"3 of {n} points match “Bicycle”."
+        page.click("#explore-select-matching")
+        page.wait_for_function("document.getElementById('explore-selection-info').dataset.count === '3'")
+        with page.expect_download() as info:
+            page.click("#explore-export-csv")
+        rows = list(csv.DictReader(io.StringIO(open(info.value.path(), encoding="utf-8").read())))
+        assert sorted(r["label"] for r in rows) == ["a blue bicycle", "a green bicycle", "a red bicycle"]
+        assert not per_point, per_point  # nothing fetched point by point
+        check_clean(page, problems)
+    finally:
+        context.close()
+
+
 def test_bundle_round_trip_through_the_pages(live_server, browser, filled_map, tmp_path):
     map_id, _, n = filled_map
     context, page, problems = new_page(browser, accept_downloads=True)

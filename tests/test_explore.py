@@ -111,6 +111,51 @@ def test_selection_export(client, filled_map):
     assert r.status_code == 422
 
 
+def _version(client, map_id) -> int:
+    return int(client.get(f"/api/maps/{map_id}/points.bin").headers["X-Map-Version"])
+
+
+def _match_bits(response) -> list[bool]:
+    body = response.content
+    assert body[:4] == b"LMM1"
+    n = int(np.frombuffer(body[4:8], "<u4")[0])
+    return np.unpackbits(np.frombuffer(body[8:], np.uint8), bitorder="little")[:n].astype(bool).tolist()
+
+
+def test_label_match_for_maps_loaded_without_labels(client, filled_map):
+    map_id, key = filled_map
+    points = client.get(f"/api/maps/{map_id}/points").json()["points"]
+    version = _version(client, map_id)
+    r = client.get(f"/api/maps/{map_id}/labels/match", params={"q": "PROMPT 1", "version": version})
+    assert r.status_code == 200 and r.headers["X-Map-Version"] == str(version)
+    # "prompt 1", "prompt 10", "prompt 11": case-insensitive substring, in points order
+    assert _match_bits(r) == ["prompt 1" in p["label"] for p in points]
+    assert sum(_match_bits(r)) == 3
+    assert sum(_match_bits(client.get(f"/api/maps/{map_id}/labels/match", params={"q": ".png"}))) == 4
+    assert client.get(f"/api/maps/{map_id}/labels/match", params={"q": ""}).status_code == 422
+    assert client.get(f"/api/maps/{map_id}/labels/match", params={"q": "x" * 301}).status_code == 422
+
+    client.post(f"/api/maps/{map_id}/prompts", json={"prompts": ["prompt 12"]}, headers=key)
+    stale = client.get(f"/api/maps/{map_id}/labels/match", params={"q": "prompt", "version": version})
+    assert stale.status_code == 409 and "reload" in stale.json()["detail"]
+
+
+def test_selection_by_index_for_maps_loaded_without_ids(client, filled_map):
+    map_id, key = filled_map
+    points = client.get(f"/api/maps/{map_id}/points").json()["points"]
+    version = _version(client, map_id)
+    url = f"/api/maps/{map_id}/selection"
+    r = client.post(url, json={"indices": [2, 0, 15], "version": version})
+    assert r.status_code == 200
+    assert [i["id"] for i in r.json()["items"]] == [points[0]["id"], points[2]["id"], points[15]["id"]]
+    assert client.post(url, json={"indices": [0]}).status_code == 422  # no version
+    assert client.post(url, json={"indices": [0], "item_ids": [points[0]["id"]], "version": version}).status_code == 422
+    assert client.post(url, json={"indices": [16], "version": version}).status_code == 404
+    client.delete(f"/api/maps/{map_id}/items/{points[0]['id']}", headers=key)
+    stale = client.post(url, json={"indices": [0], "version": version})
+    assert stale.status_code == 409  # index 0 is another item now: refused, not silently exported
+
+
 def test_bundle_round_trip(client, filled_map):
     map_id, _ = filled_map
     data = client.get(f"/api/maps/{map_id}/bundle").content

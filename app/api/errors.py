@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from ..jobs import ClientGone, QueueFull
 from ..maps.service import Rejected, SpaceMismatch
-from ..maps.store import InvalidId, NotFound
+from ..maps.store import InvalidId, NotFound, StaleVersion
 
 
 def install(app: FastAPI) -> None:
@@ -18,6 +18,7 @@ def install(app: FastAPI) -> None:
 
     app.add_exception_handler(Rejected, handler(422))
     app.add_exception_handler(SpaceMismatch, handler(409))
+    app.add_exception_handler(StaleVersion, handler(409))
     app.add_exception_handler(NotFound, handler(404))
     app.add_exception_handler(InvalidId, handler(404))
     app.add_exception_handler(ClientGone, handler(408))

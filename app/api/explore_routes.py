@@ -8,15 +8,16 @@ import json
 import zipfile
 from typing import Literal
 
+import numpy as np
 from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
 from pydantic import BaseModel, Field
 
 from ..maps import bundle
 from ..maps.explore import Explorer, Neighbor
 from ..maps.service import MapService, Rejected
-from ..maps.store import Store, check_key
+from ..maps.store import StaleVersion, Store, check_key
 from .deps import existing_map_id, get_service, get_store
-from .routes import client_gone, map_info
+from .routes import MAP_VERSION_HEADER, client_gone, map_info
 from .schemas import MapCreated
 
 router = APIRouter(prefix="/api")
@@ -34,7 +35,10 @@ class PathIn(BaseModel):
 
 
 class SelectionIn(BaseModel):
-    item_ids: list[str]
+    item_ids: list[str] | None = Field(None, description="the selected items' ids")
+    indices: list[int] | None = Field(None, description="or their positions in points order (maps loaded from "
+                                      "/points.bin, which carry no ids); needs `version`")
+    version: int | None = Field(None, description="the X-Map-Version the indices refer to (409 if the map changed)")
     format: Literal["json", "csv", "zip"] = "json"
 
 
@@ -97,7 +101,14 @@ def clusters(request: Request, map_id: str = Depends(existing_map_id), explorer:
 @router.post("/maps/{map_id}/selection", response_class=Response)
 def export_selection(body: SelectionIn, map_id: str = Depends(existing_map_id), store: Store = Depends(get_store)):
     """Items picked with the lasso, as JSON, CSV, or a zip of the list and the images' thumbnails."""
-    wanted = set(body.item_ids)
+    if (body.item_ids is None) == (body.indices is None):
+        raise Rejected("give either item_ids or indices (with version)")
+    if body.indices is not None:
+        if body.version is None:
+            raise Rejected("indices need the map version they refer to (the X-Map-Version of /points.bin)")
+        wanted = set(store.ids_at(map_id, body.indices, body.version))
+    else:
+        wanted = set(body.item_ids)
     chosen = [p for p in store.points(map_id) if p.id in wanted]
     if len(chosen) != len(wanted):
         raise Rejected(f"{len(wanted) - len(chosen)} of the selected items are not on this map")
@@ -119,6 +130,25 @@ def export_selection(body: SelectionIn, map_id: str = Depends(existing_map_id), 
                 z.writestr(f"images/{p.id}.png", store.read_thumbnail(p.id))
     return Response(buf.getvalue(), media_type="application/zip",
                     headers={"Content-Disposition": 'attachment; filename="selection.zip"'})
+
+
+@router.get("/maps/{map_id}/labels/match", response_class=Response,
+            responses={200: {"content": {"application/octet-stream": {}}}})
+def label_match(request: Request, q: str = Query(..., min_length=1), version: int | None = None,
+                map_id: str = Depends(existing_map_id), store: Store = Depends(get_store)):
+    """Which points' labels contain `q` (case-insensitive), for maps loaded from /points.bin without labels:
+    b"LMM1", uint32 n, then n bits, point i in bit i % 8 of byte i // 8 (least significant first).
+    With `version` (the X-Map-Version the client holds) a changed map answers 409 instead."""
+    limit = request.app.state.settings.max_prompt_chars
+    if len(q) > limit:
+        raise Rejected(f"q must be at most {limit} characters")
+    labels, current = store.labels(map_id)
+    if version is not None and version != current:
+        raise StaleVersion(f"map {map_id} changed since it was loaded (version {version}, now {current}): reload it")
+    needle = q.strip().casefold()
+    matches = np.fromiter((needle in label.casefold() for label in labels), dtype=bool, count=len(labels))
+    body = b"LMM1" + np.uint32(len(labels)).tobytes() + np.packbits(matches, bitorder="little").tobytes()
+    return Response(body, media_type="application/octet-stream", headers={MAP_VERSION_HEADER: str(current)})
 
 
 @router.get("/maps/{map_id}/bundle", response_class=Response,

@@ -31,6 +31,9 @@ def map_info(record: MapRecord, store: Store, can_edit: bool = False) -> dict:
             "refit_recommended": record.count >= 2 * max(fitted, 10)}
 
 
+MAP_VERSION_HEADER = "X-Map-Version"
+
+
 def _points(items) -> list[dict]:
     return [{"id": i.id, "kind": i.kind, "label": i.label, "x": i.x, "y": i.y} for i in items]
 
@@ -94,12 +97,14 @@ def points(map_id: str = Depends(existing_map_id), store: Store = Depends(get_st
 def points_binary(map_id: str = Depends(existing_map_id), store: Store = Depends(get_store)):
     """Positions and kinds for large maps, 9 bytes a point, little-endian:
     b"LMP1", uint32 n, float32 x[n], float32 y[n], uint8 kind[n] (0 text, 1 image, 2 generated).
-    The i-th point is the i-th of `/points`; `/points/{i}` gives its id and label."""
-    xy, kinds = store.positions(map_id)
+    The i-th point is the i-th of `/points`; `/points/{i}` gives its id and label. The `X-Map-Version` header
+    names the map version the points belong to (see `/labels/match` and `/selection` by index)."""
+    xy, kinds, version = store.positions(map_id)
     n = len(kinds)
     body = b"LMP1" + np.uint32(n).tobytes() + np.ascontiguousarray(xy[:, 0], "<f4").tobytes() + \
         np.ascontiguousarray(xy[:, 1], "<f4").tobytes() + kinds.tobytes()
-    return Response(body, media_type="application/octet-stream")
+    # The version lets a client that holds only indices ask by index later (label match, selection export).
+    return Response(body, media_type="application/octet-stream", headers={MAP_VERSION_HEADER: str(version)})
 
 
 @router.get("/maps/{map_id}/points/{index}", response_model=schemas.Point)

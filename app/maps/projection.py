@@ -20,6 +20,7 @@ automatically where it is importable and a CUDA device is present (`umap_backend
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -202,7 +203,7 @@ def _refine(sims: np.ndarray, existing_raw: np.ndarray, init_raw: np.ndarray, n_
     at 500 epochs (bench/placement.py)."""
     import scipy.sparse
     from umap.layouts import optimize_layout_euclidean
-    from umap.umap_ import compute_membership_strengths, find_ab_params, make_epochs_per_sample, smooth_knn_dist
+    from umap.umap_ import compute_membership_strengths, make_epochs_per_sample, smooth_knn_dist
 
     k = min(UMAP_NEIGHBORS, sims.shape[1])
     idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
@@ -214,12 +215,22 @@ def _refine(sims: np.ndarray, existing_raw: np.ndarray, init_raw: np.ndarray, n_
     graph = scipy.sparse.coo_matrix((vals, (rows, cols)), shape=(len(sims), len(existing_raw)))
     graph.data[graph.data < graph.data.max() / float(n_epochs)] = 0.0
     graph.eliminate_zeros()
-    a, b = find_ab_params(1.0, 0.1)  # umap-learn's defaults (spread 1, min_dist 0.1), as in every fit
+    a, b = _umap_ab()
     rng_state = np.array([12345, 67890, 13579], dtype=np.int64)  # fixed: the same input gives the same place
     return optimize_layout_euclidean(
         np.ascontiguousarray(init_raw, dtype=np.float32), np.ascontiguousarray(existing_raw, dtype=np.float32),
         graph.row, graph.col, n_epochs, len(existing_raw), make_epochs_per_sample(graph.data, n_epochs), a, b,
         rng_state, 1.0, 0.25, 5.0, False, move_other=False).astype(np.float64)
+
+
+@functools.cache
+def _umap_ab() -> tuple[float, float]:
+    """umap-learn's curve parameters for its defaults (spread 1, min_dist 0.1), as in every fit (a curve fit:
+    computed once)."""
+    from umap.umap_ import find_ab_params
+
+    a, b = find_ab_params(1.0, 0.1)
+    return float(a), float(b)
 
 
 def blend_weights(point: tuple[float, float], xy: np.ndarray, k: int, power: float) -> tuple[np.ndarray,

@@ -68,6 +68,10 @@ class NotFound(LookupError):
     pass
 
 
+class StaleVersion(RuntimeError):
+    """A request refers to points by index, but the map's items changed since the client loaded them."""
+
+
 class InvalidId(ValueError):
     pass
 
@@ -328,13 +332,41 @@ class Store:
         return [ItemRecord(id=r[0], map_id=r[1], kind=r[2], label=r[3], x=r[4], y=r[5], has_thumbnail=bool(r[6]))
                 for r in rows]
 
-    def positions(self, map_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """(n, 2) float32 positions and (n,) kind codes (see KIND_CODES) without loading any vectors."""
-        with self._lock:
+    def positions(self, map_id: str) -> tuple[np.ndarray, np.ndarray, int]:
+        """(n, 2) float32 positions, (n,) kind codes (see KIND_CODES) and the map's version they belong to,
+        without loading any vectors."""
+        with self._lock:  # every write holds the lock: rows and version are of one moment
             rows = self._db.execute("SELECT x, y, kind FROM items WHERE map_id = ? ORDER BY seq", (map_id,)).fetchall()
+            version = self._map_version(map_id)
         xy = np.array([(r[0], r[1]) for r in rows], dtype=np.float32).reshape(-1, 2)
         kinds = np.array([KIND_CODES.get(r[2], 255) for r in rows], dtype=np.uint8)
-        return xy, kinds
+        return xy, kinds, version
+
+    def labels(self, map_id: str) -> tuple[list[str], int]:
+        """Every item's label in points order, and the map's version they belong to."""
+        with self._lock:
+            rows = self._db.execute("SELECT label FROM items WHERE map_id = ? ORDER BY seq", (map_id,)).fetchall()
+            version = self._map_version(map_id)
+        return [r[0] for r in rows], version
+
+    def ids_at(self, map_id: str, indices: Sequence[int], version: int) -> list[str]:
+        """Item ids at positions in points order, as of `version`; StaleVersion when the map changed since."""
+        with self._lock:
+            current = self._map_version(map_id)
+            if current != version:
+                raise StaleVersion(f"map {map_id} changed since it was loaded (version {version}, now {current}): "
+                                   "reload it and select again")
+            ids = [r[0] for r in self._db.execute("SELECT id FROM items WHERE map_id = ? ORDER BY seq", (map_id,))]
+        bad = [i for i in indices if not 0 <= i < len(ids)]
+        if bad:
+            raise NotFound(f"map {map_id} has {len(ids)} items; no item at index {bad[0]}")
+        return [ids[i] for i in indices]
+
+    def _map_version(self, map_id: str) -> int:
+        row = self._db.execute("SELECT version FROM maps WHERE id = ?", (map_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"map {map_id} not found")
+        return int(row[0])
 
     def bounds(self, map_id: str) -> list[float] | None:
         """[xmin, ymin, xmax, ymax] of the map's points (None when empty), without loading them."""

@@ -37,6 +37,7 @@ const ex = {
   path: null, // server answer
   selection: [], // indices into state.items
   lastCount: null,
+  serverMatch: null, // {text, bits, version}: label filter answered by the server (maps loaded without labels)
 };
 window.latentmap = Object.assign(window.latentmap || {}, { explore: ex });
 
@@ -185,7 +186,40 @@ if (legend) legend.after(legendExtra);
 function matchesFilter() {
   const text = ex.filter.trim().toLowerCase();
   if (!text) return null;
-  return items().map((p) => p.label !== null && p.label.toLowerCase().includes(text));
+  if (!labelsOnServer()) return items().map((p) => p.label !== null && p.label.toLowerCase().includes(text));
+  const found = ex.serverMatch;
+  const current = found && found.text === text && found.version === lm().state.pointsVersion;
+  return current && found.bits.length === items().length ? found.bits : null;
+}
+
+/** Maps loaded from /points.bin hold no labels in the page: the server matches them (one bit a point). */
+function labelsOnServer() {
+  return lm().state.pointsFormat === "binary";
+}
+
+async function fetchServerMatch() {
+  const text = ex.filter.trim().toLowerCase();
+  if (!text || !labelsOnServer()) return;
+  const version = lm().state.pointsVersion;
+  const query = new URLSearchParams({ q: text, version: String(version) });
+  const response = await api(`${base}/labels/match?${query}`, { raw: true });
+  const buffer = await response.arrayBuffer();
+  const n = new DataView(buffer).getUint32(4, true);
+  const bytes = new Uint8Array(buffer, 8);
+  const bits = new Array(n);
+  for (let i = 0; i < n; i += 1) bits[i] = (bytes[i >> 3] >> (i & 7)) & 1 ? true : false;
+  if (ex.filter.trim().toLowerCase() === text) ex.serverMatch = { text, bits, version };
+}
+
+/** The filter changed (or the points did): on binary-loaded maps ask the server first, then recolour. */
+async function refilter() {
+  showError($("explore-color-error"), "");
+  try {
+    await fetchServerMatch();
+  } catch (err) {
+    showError($("explore-color-error"), `Could not match labels. ${err.message}`);
+  }
+  return applyColors();
 }
 
 let applying = Promise.resolve();
@@ -286,9 +320,7 @@ function renderFilterInfo(match) {
     return;
   }
   const n = match.filter(Boolean).length;
-  const unknown = items().filter((p) => p.label === null).length;
-  info.textContent = `${n} of ${items().length} point${items().length === 1 ? "" : "s"} match “${ex.filter.trim()}”.`
-    + (unknown ? ` ${unknown} labels are not loaded on this large map and count as not matching.` : "");
+  info.textContent = `${n} of ${items().length} point${items().length === 1 ? "" : "s"} match “${ex.filter.trim()}”.`;
   info.hidden = false;
 }
 
@@ -342,7 +374,7 @@ $("explore-filter-input").addEventListener("input", (event) => {
   clearTimeout(filterTimer);
   filterTimer = setTimeout(() => {
     ex.filter = event.target.value;
-    applyColors();
+    refilter();
   }, 150);
 });
 
@@ -771,17 +803,11 @@ function renderSelection() {
   for (const id of ["explore-export-csv", "explore-export-json", "explore-export-zip", "explore-selection-clear"]) $(id).disabled = !n;
 }
 
-async function selectionIds() {
+/** The selection as the export request names it: ids, or (binary-loaded maps, no ids) indices + version. */
+function selectionRequest() {
   const list = items();
-  const missing = ex.selection.filter((i) => !list[i].id);
-  // Binary-loaded maps: fetch the ids of the selected points (a few at a time).
-  for (let k = 0; k < missing.length; k += 16) {
-    await Promise.all(missing.slice(k, k + 16).map(async (i) => {
-      const p = await api(`${base}/points/${i}`);
-      Object.assign(list[i], { id: p.id, label: p.label, kind: p.kind });
-    }));
-  }
-  return ex.selection.map((i) => list[i].id);
+  if (ex.selection.every((i) => list[i].id)) return { item_ids: ex.selection.map((i) => list[i].id) };
+  return { indices: ex.selection, version: lm().state.pointsVersion };
 }
 
 async function exportSelection(format) {
@@ -789,8 +815,7 @@ async function exportSelection(format) {
   const buttons = ["explore-export-csv", "explore-export-json", "explore-export-zip"].map($);
   buttons.forEach((b) => { b.disabled = true; });
   try {
-    const ids = await selectionIds();
-    const response = await api(`${base}/selection`, { method: "POST", json: { item_ids: ids, format }, raw: true });
+    const response = await api(`${base}/selection`, { method: "POST", json: { ...selectionRequest(), format }, raw: true });
     download(await response.blob(), `latentmap-${mapId}-selection.${format}`);
   } catch (err) {
     showError($("explore-selection-error"), `Could not export the selection. ${err.message}`);
@@ -824,7 +849,7 @@ function onPointsChanged() {
   if (ex.showClusterLabels) setClusterLabels(true);
   if (ex.colorMode === "cluster") setColorMode("cluster");
   else if (ex.colorMode === "similarity" && ex.search) runSearch(ex.search.q);
-  else if (ex.filter.trim()) applyColors();
+  else if (ex.filter.trim()) refilter();
 }
 
 function start(query) {

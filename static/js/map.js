@@ -911,7 +911,10 @@ async function fetchItems() {
   state.pointsFormat = binary ? "binary" : "json";
   if (binary) {
     const response = await api(`${base}/points.bin`, { raw: true });
-    return parseBinaryPoints(await response.arrayBuffer());
+    const items = parseBinaryPoints(await response.arrayBuffer());
+    // Binary points carry no ids or labels: later requests name them by index, as of this version.
+    state.pointsVersion = Number(response.headers.get("X-Map-Version"));
+    return items;
   }
   const data = await api(`${base}/points`);
   return (data.points || []).filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));

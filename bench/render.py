@@ -2,7 +2,9 @@
 panning and zooming (from requestAnimationFrame), against a real server whose map is written straight into
 its store (synthetic positions; only positions are read by the page).
 
-Baseline in the same run: the same page with a 1,000-point map. Prints one table, exits 0.
+Baseline in the same run: the same page with a 1,000-point map. Large maps are measured in both render modes
+(`?render=full`: round, alpha-blended points; `?render=fast`: regl-scatterplot's performanceMode, squares
+without blending, the page's default from 200,000 points). Prints one table, exits 0.
 
     python bench/render.py --sizes 100000
     python bench/render.py --sizes 100000,1000000
@@ -43,17 +45,18 @@ FRAME_PROBE = """async (ms) => {
 }"""
 
 
-def measure(browser, base: str, map_id: str, seconds: float) -> dict:
+def measure(browser, base: str, map_id: str, seconds: float, render: str | None = None) -> dict:
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     try:
         start = time.perf_counter()
-        page.goto(f"{base}/m/{map_id}")
+        page.goto(f"{base}/m/{map_id}" + (f"?render={render}" if render else ""))
         page.wait_for_selector("body[data-ready='1']", timeout=120_000)
         page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
         first_frame = time.perf_counter() - start
         times = sorted(page.evaluate(FRAME_PROBE, int(seconds * 1000)))
         fmt = page.evaluate("window.latentmap.state.pointsFormat || 'json'")
-        return {"first_frame_s": first_frame, "format": fmt,
+        mode = page.evaluate("window.latentmap.state.renderMode")
+        return {"first_frame_s": first_frame, "format": fmt, "render": mode,
                 "frame_p50_ms": statistics.median(times) if times else float("nan"),
                 "frame_p95_ms": times[int(0.95 * (len(times) - 1))] if times else float("nan"),
                 "frames": len(times)}
@@ -83,15 +86,18 @@ def main() -> None:
                                      args=CHROMIUM_ARGS + ([] if args.gpu else ["--disable-gpu"]))
         try:
             for n in sizes:
-                rows.append((n, measure(browser, base, maps[n], args.seconds)))
+                # The page's own choice, and for the large maps both render modes side by side.
+                for render in ((None,) if n == args.baseline else ("full", "fast")):
+                    rows.append((n, measure(browser, base, maps[n], args.seconds, render)))
         finally:
             browser.close()
     print(f"render: headless Chromium {'(GPU)' if args.gpu else '(software GL)'}, 1280x800; {machine()}")
-    print("| points | payload | first frame (s) | ÷ 1k-point page | frame p50 / p95 while zooming (ms) | frames |")
-    print("|---|---|---|---|---|---|")
+    print("| points | payload | render | first frame (s) | ÷ 1k-point page | frame p50 / p95 while zooming (ms) "
+          "| frames |")
+    print("|---|---|---|---|---|---|---|")
     base_first = rows[0][1]["first_frame_s"]
     for n, r in rows:
-        print(f"| {n:,} | {r['format']} | {r['first_frame_s']:.2f} | {r['first_frame_s'] / base_first:.2f} | "
+        print(f"| {n:,} | {r['format']} | {r['render']} | {r['first_frame_s']:.2f} | {r['first_frame_s'] / base_first:.2f} | "
               f"{r['frame_p50_ms']:.1f} / {r['frame_p95_ms']:.1f} | {r['frames']} |")
 
 

@@ -310,12 +310,19 @@ def test_filter_and_export_on_a_map_loaded_without_labels(live_server, browser, 
     per_point = []
     page.on("request", lambda r: per_point.append(r.url) if re.search(r"/points/\d+$", r.url) else None)
     try:
-        open_map(page, live_server, map_id, n, "?points=bin")
+        # ... and very large maps draw in regl-scatterplot's performance mode (forced here like points=bin).
+        open_map(page, live_server, map_id, n, "?points=bin&render=fast")
         assert page.evaluate("window.latentmap.state.pointsFormat") == "binary"
+        assert page.evaluate("window.latentmap.scatterplot.get('performanceMode')") is True
         assert page.evaluate("window.latentmap.state.items.every((p) => p.label === null)")
         page.fill("#explore-filter-input", "Bicycle")
         page.wait_for_function("!document.getElementById('explore-filter-info').hidden")
         assert page.inner_text("#explore-filter-info") == f"3 of {n} points match “Bicycle”."
+        colours = page.evaluate("window.latentmap.scatterplot.get('pointColor')")
+        dimmed = colours[len(colours) // 2:]
+        assert all(c[3] == 1 for c in dimmed)  # no blending in this mode: dimmed by mixing, not by alpha
+        assert all(max(c[:3]) < 0.25 for c in dimmed)
+        screenshot(page, "explore-filter-fast-render")
         page.click("#explore-select-matching")
         page.wait_for_function("document.getElementById('explore-selection-info').dataset.count === '3'")
         with page.expect_download() as info:

@@ -18,6 +18,7 @@ const KIND_NAMES = { text: "Prompt", image: "Image", generated: "Generated" };
 const CLUSTER_COLORS = ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
   "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#aaffc3", "#808000"];
 const NO_CLUSTER = "#5d6470";
+const BACKGROUND = hexToRgba("#14171c"); // the map's background (map.js)
 const HEAT_BINS = 16;
 // Low -> high similarity; both ends stay visible on the dark map.
 const HEAT_STOPS = ["#4a5bd4", "#2ab0e3", "#3cf08a", "#c7ef34", "#fca50a", "#f0501e"];
@@ -264,7 +265,10 @@ async function applyColorsNow() {
       values[i] = match && !match[i] ? c + palette.length : c;
     }
     m.state.colorValues = values;
-    const dimmed = palette.map(([r, g, b]) => [r, g, b, 0.12]);
+    // Fast rendering (very large maps) draws without alpha blending: dim by mixing with the background instead.
+    const fast = m.state.renderMode === "fast";
+    const dimmed = palette.map(([r, g, b]) => (fast ? [r, g, b].map((c, k) => c * 0.12 + BACKGROUND[k] * 0.88).concat(1)
+      : [r, g, b, 0.12]));
     sp.set({ colorBy: "valueB", pointColor: [...palette, ...dimmed] });
   }
   ex.lastCount = layoutKey();

@@ -12,6 +12,9 @@ const HISTORY_LENGTH = 8;
 const UPLOAD_CHUNK = 8;
 const PROMPT_CHUNK = 50;
 const BINARY_POINTS_FROM = 20000; // maps this large load /points.bin (9 bytes a point) instead of JSON
+// Maps this large draw points as squares without alpha blending (regl-scatterplot's performanceMode): measured
+// in bench/render.py. `?render=fast|full` overrides it.
+const FAST_RENDER_FROM = 200000;
 const MAX_SEED = 2147483647;
 const CLICK_SLOP_PX = 5;
 const PREVIEW_AFTER_MS = 700; // when full decodes take longer than this, a quick preview is shown first
@@ -270,9 +273,17 @@ function pointOpacity() {
   return n < 5000 ? 0.95 : n < 50000 ? 0.75 : 0.55;
 }
 
+function fastRender() {
+  const forced = new URLSearchParams(window.location.search).get("render");
+  if (forced === "fast" || forced === "full") return forced === "fast";
+  return (state.meta.count || 0) >= FAST_RENDER_FROM;
+}
+
 function createPlot() {
+  state.renderMode = fastRender() ? "fast" : "full";
   scatterplot = createScatterplot({
     canvas,
+    performanceMode: state.renderMode === "fast",
     width: "auto",
     height: "auto",
     backgroundColor: "#14171c",

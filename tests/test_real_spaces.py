@@ -7,8 +7,11 @@ back through the real loader (`registry.load_space` → `hub.resolve` → env ov
 
 import io
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -346,3 +349,17 @@ def test_download_fetches_only_safetensors_json_txt(monkeypatch, tmp_path):
     for _, _, allow, ignore in calls:
         assert all(p.endswith((".safetensors", ".json", ".txt")) for p in allow)
         assert "*.bin" in ignore and "*.ckpt" in ignore
+
+
+def test_gpu_benchmark_script_runs_at_toy_size(tmp_path):
+    """bench/gpu_spaces.py is what runs on a GPU machine (one prepared command): it must not rot here."""
+    out = tmp_path / "gpu.json"
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / "gpu_spaces.py"), "--tiny", "--device", "cpu",
+                           "--n", "2", "--reference-prompts", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert [r["space"] for r in rows] == ["unclip-h", "turbo-h"]
+    for r in rows:
+        assert r["weights"].startswith("RANDOM") and r["device"] == "cpu"
+        assert r["decode_p50_s"] > 0 and r["preview_p50_s"] > 0 and r["encode_images_per_s"] > 0

@@ -50,6 +50,7 @@ class Settings:
     # Threads that decode uploads, prepare model inputs and make thumbnails beside the model work
     # (0 = one per CPU core, at most 8).
     image_workers: int = 0
+    encode_batch_size: int = 16  # images a model call encodes; the next batch is prepared meanwhile
 
     # Projection and decoding
     umap_min_items: int = 20  # below this a map is projected with PCA (exact, deterministic)
@@ -88,12 +89,26 @@ class Settings:
             values["data_dir"] = Path(values["data_dir"])
         return cls(**values)
 
+    def __post_init__(self):
+        # Fail at start with the setting's name rather than deep inside a request.
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("int", "float") and value < (1 if f.name in _AT_LEAST_ONE else 0):
+                floor = "at least 1" if f.name in _AT_LEAST_ONE else "0 or more"
+                raise ValueError(f"setting {f.name} (LATENTMAP_{f.name.upper()}) must be {floor}, got {value}")
+
     def with_(self, **changes) -> "Settings":
         return replace(self, **changes)
 
     @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+
+# Settings where 0 means nothing sensible (everything else that is a number must not be negative).
+_AT_LEAST_ONE = {"port", "max_queued_jobs", "thumbnail_size", "encode_batch_size", "place_neighbors",
+                 "blend_neighbors", "umap_min_items", "max_items_per_map", "max_file_bytes", "max_request_bytes",
+                 "max_image_pixels", "neighbor_index_nprobe"}
 
 
 def _parse(type_name: str, raw: str):

@@ -94,3 +94,9 @@ def test_export_import_round_trip(tmp_path, tiny_space):
     assert r.returncode == 1 and ("tiny-random" in r.stderr or "not available" in r.stderr)
     r = run_cli("export", "nosuchmap", "--data-dir", str(data))
     assert r.returncode == 1 and "not found" in r.stderr
+
+
+def test_a_nonsense_setting_is_refused_at_start_by_name(monkeypatch, capsys):
+    monkeypatch.setenv("LATENTMAP_ENCODE_BATCH_SIZE", "0")
+    assert main(["serve", "--port", "1"]) == 1
+    assert "encode_batch_size (LATENTMAP_ENCODE_BATCH_SIZE) must be at least 1, got 0" in capsys.readouterr().err

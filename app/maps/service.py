@@ -125,18 +125,23 @@ class MapService:
 
     def image_items(self, images: Sequence[Image.Image], labels: Sequence[str],
                     gone: Callable[[], bool] | None = None) -> list[NewItem]:
-        """Model inputs are prepared in the image pool; thumbnails are made there while the model runs."""
-        size = self.settings.thumbnail_size
-        prepared = list(self._image_pool.map(self.space.prepare_image, images))
+        """A pipeline: the image pool prepares model inputs (then thumbnails) while the model encodes the
+        batches already prepared, `encode_batch_size` images a model call."""
+        size, batch = self.settings.thumbnail_size, self.settings.encode_batch_size
+        prepared = [self._image_pool.submit(self.space.prepare_image, im) for im in images]
         thumbnails = [self._image_pool.submit(imaging.thumbnail_png, im, size) for im in images]
+        vectors, latents = [], []
         try:
-            encoded = self.queue.run(lambda: self.space.encode_prepared(prepared), gone)
+            for start in range(0, len(images), batch):
+                ready = [f.result() for f in prepared[start:start + batch]]
+                encoded = self.queue.run(lambda: self.space.encode_prepared(ready), gone)
+                vectors.extend(encoded.vectors)
+                latents.extend([None] * len(ready) if encoded.latents is None else encoded.latents)
         except BaseException:
-            for t in thumbnails:
-                t.cancel()
+            for f in prepared + thumbnails:
+                f.cancel()
             raise
-        return [NewItem(kind="image", label=label, vector=encoded.vectors[i], decode_vector=encoded.vectors[i],
-                        latent=None if encoded.latents is None else encoded.latents[i],
+        return [NewItem(kind="image", label=label, vector=vectors[i], decode_vector=vectors[i], latent=latents[i],
                         thumbnail_png=thumbnails[i].result())
                 for i, label in enumerate(labels)]
 

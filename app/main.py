@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None, space: Space | None = None) -> 
                   version="0.1.0", lifespan=lifespan)
     if settings.cors_origin_list:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list, allow_methods=["*"],
-                           allow_headers=["*"])
+                           allow_headers=["*"], expose_headers=[routes.MAP_VERSION_HEADER, "Retry-After"])
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
     errors.install(app)
     app.include_router(routes.router)

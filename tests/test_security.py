@@ -151,6 +151,16 @@ def test_no_cors_by_default(client):
     assert "access-control-allow-origin" not in r.headers
 
 
+def test_cors_when_asked_for_exposes_the_headers_pages_read(make_client, tmp_path):
+    client = make_client(tmp_path / "cors", cors_origins="https://class.example")
+    made = client.post("/api/maps", json={"title": "cors"}).json()
+    r = client.get(f"/api/maps/{made['id']}/points.bin", headers={"Origin": "https://class.example"})
+    assert r.headers["access-control-allow-origin"] == "https://class.example"
+    assert "x-map-version" in r.headers["access-control-expose-headers"].lower()
+    other = client.get("/api/maps", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
+
+
 # ---------------------------------------------------------------- data directory
 def test_unusable_data_dir_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"

@@ -139,6 +139,11 @@ def test_latent_start_and_preview(space):
     assert _bytes(preview) != _bytes(full)
     with pytest.raises(ValueError):
         space.decode([DecodeRequest(vector=v, seed=1, latent=np.zeros((4, 3, 3), np.float32), strength=0.5)])
+    # Less noise than one step's worth (2 steps x 0.2; the 1-step preview x 0.8): still one denoising step.
+    # (Found by the real-size CPU run of bench/gpu_spaces.py: turbo-h's img2img ran zero steps and crashed.)
+    for preview_flag, strength in ((False, 0.2), (True, 0.8), (False, 0.0)):
+        low = space.decode([DecodeRequest(vector=v, seed=1, latent=lat, strength=strength, preview=preview_flag)])[0]
+        assert low.size == (SIZE, SIZE)
 
 
 def test_unclip_gets_unnormalised_embeds_and_zero_negative(unclip_space, monkeypatch):

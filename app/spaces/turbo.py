@@ -88,7 +88,10 @@ class TurboSpace(VitHSpace):
             self.pipe.set_ip_adapter_scale(float(ip_scale))
             if init_latent is not None and strength < 1.0:
                 latent = torch.from_numpy(np.asarray(init_latent, dtype=np.float32)).unsqueeze(0)
-                out = self.img2img(image=latent.to(self.device, self.dtype), strength=float(strength), **common)
+                # diffusers runs int(steps * strength) steps: below one step's worth it would run none (and
+                # fail on an empty batch). At least one, as the unclip-h loop does.
+                strength = min(1.0, max(float(strength), (1.0 + 1e-6) / int(steps)))
+                out = self.img2img(image=latent.to(self.device, self.dtype), strength=strength, **common)
             else:
                 out = self.pipe(height=int(self.config["height"]), width=int(self.config["width"]), **common)
         return out.images[0]

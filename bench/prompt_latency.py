@@ -9,20 +9,22 @@ placed through the kNN path, which is what a user of a real map waits for). Call
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import httpx
 import torch
 
 from serve_util import running_server
-from space_util import set_threads, load_space, machine, pct
+from space_util import set_threads, load_space, machine, make_service, pct
 
 
 def main(args):
     env = set_threads(args.threads)
     space = load_space(args.space)
-    bare_t, http_t = [], []
+    service = make_service(space)
+    record, _ = service.create_map("prompt latency, in-process")
+    service.add_prompts(record.id, [f"seed prompt {i}" for i in range(args.seed_items)])
+    bare_t, service_t, floor_t, http_t = [], [], [], []
     with running_server(args.space, extra_env=env) as (base, _proc):
         made = httpx.post(base + "/api/maps", json={"title": "prompt latency"}).json()
         headers = {"X-Edit-Key": made["edit_key"]}
@@ -33,6 +35,7 @@ def main(args):
             method = http.get(f"{base}/api/maps/{made['id']}").json().get("projection", {})
             for i in range(3):  # warm-up
                 space.encode_text([f"warm {i}"])
+                service.add_prompts(record.id, [f"warm {i}"])
                 http.post(url, headers=headers, json={"prompts": [f"warm {i}"]}).raise_for_status()
             for i in range(args.requests):
                 prompt = f"a photo of thing number {i}"
@@ -41,6 +44,12 @@ def main(args):
                     space.encode_text([prompt])
                 bare_t.append(time.perf_counter() - t)
                 t = time.perf_counter()
+                service.add_prompts(record.id, [prompt + " (service)"])
+                service_t.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                http.get(f"{base}/api/health").raise_for_status()
+                floor_t.append(time.perf_counter() - t)
+                t = time.perf_counter()
                 http.post(url, headers=headers, json={"prompts": [prompt + " (http)"]}).raise_for_status()
                 http_t.append(time.perf_counter() - t)
     ms = lambda v: f"{1000 * v:.1f}"  # noqa: E731
@@ -48,7 +57,10 @@ def main(args):
           f"(projection {method.get('method', '?') if isinstance(method, dict) else method}) threads={args.threads} ({machine()})")
     print("| path | p50 ms | p95 ms | p50 ÷ bare p50 |\n|---|---|---|---|")
     b50 = pct(bare_t, .5)
-    for name, v in (("bare encode_text (1 prompt)", bare_t), ("POST /prompts (1 prompt, real server)", http_t)):
+    for name, v in (("bare encode_text (1 prompt)", bare_t),
+                    ("MapService.add_prompts (in-process: encode + place + SQLite)", service_t),
+                    ("for scale: GET /api/health round trip (HTTP floor)", floor_t),
+                    ("POST /prompts (1 prompt, real server)", http_t)):
         print(f"| {name} | {ms(pct(v, .5))} | {ms(pct(v, .95))} | {pct(v, .5) / b50:.2f} |")
 
 

@@ -80,7 +80,8 @@ def cmd_build(args) -> int:
             print(f"latentmap build: images directory {folder} does not exist", file=sys.stderr)
             return 2
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".gif"))
-    settings = _settings(args)
+    # A finished map when the command returns: prompt pictures are generated in line, not in the background.
+    settings = _settings(args).with_(defer_prompt_images=False)
     service = MapService(Store(settings.data_dir), load_space(settings), settings, WorkQueue(1))
     record, key = service.create_map(args.title)
     batch = settings.max_prompts_per_request

@@ -60,6 +60,9 @@ class Settings:
     blend_power: float = 2.0  # inverse-distance weight exponent
     latent_strength: float = 0.8  # noise put on the blended VAE latent (1.0 = ignore latents)
     thumbnail_size: int = 128
+    # Spaces that generate an image per prompt (unclip-h, turbo-h): add the prompt at once and generate its image
+    # in the background (off = the request waits for every image)
+    defer_prompt_images: bool = True
     create_demo_map: bool = True  # create the "Digits" map on first start of the digits space
     warm_umap: bool = True  # compile UMAP's numba code in the background at start
     # UMAP fit speed (bench/projection.py; figures in bench/README.md)

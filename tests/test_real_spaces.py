@@ -225,7 +225,16 @@ def test_stats_cached_on_second_load(unclip_space, unclip_paths, tmp_path):
     assert again.clip is unclip_space.clip  # one ViT-H per process and device
 
 
-def test_map_service_with_turbo(turbo_space, tmp_path):
+def test_map_service_with_turbo(turbo_space, tmp_path, monkeypatch):
+    """Prompts appear at once; their generated images (thumbnail, decode vector, latent) follow in the background,
+    exactly what the synchronous path would have stored."""
+    import threading
+
+    from app.maps.prompt_images import PromptImageWorker
+
+    release = threading.Event()  # the images wait until the test has decoded from the provisional vectors
+    real = PromptImageWorker._complete
+    monkeypatch.setattr(PromptImageWorker, "_complete", lambda self, item: (release.wait(60), real(self, item))[1])
     settings = Settings(data_dir=tmp_path / "data", space="turbo-h", warm_umap=False, create_demo_map=False)
     with TestClient(create_app(settings, space=turbo_space)) as client:
         made = client.post("/api/maps", json={"title": "turbo"}).json()
@@ -233,12 +242,71 @@ def test_map_service_with_turbo(turbo_space, tmp_path):
         r = client.post(f"/api/maps/{made['id']}/prompts", json={"prompts": ["a cat", "a dog"]}, headers=headers)
         assert r.status_code == 201, r.text
         item = r.json()["items"][0]
+        assert item["pending"] is True and item["thumbnail"] is False
+        at = {"x": item["x"], "y": item["y"], "seed": 1}
+        early = client.post(f"/api/maps/{made['id']}/decode", json=at)  # from the provisional vector
+        assert early.status_code == 200 and Image.open(io.BytesIO(early.content)).size == (SIZE, SIZE)
+        assert client.get(f"/api/items/{item['id']}/thumbnail").status_code == 404  # not yet
+        release.set()
+
+        service = client.app.state.service
+        assert service.prompt_images.wait_idle(120)
+        points = client.get(f"/api/maps/{made['id']}/points").json()["points"]
+        assert [(p["pending"], p["thumbnail"]) for p in points] == [(False, True), (False, True)]
         thumb = client.get(f"/api/items/{item['id']}/thumbnail")
         assert thumb.status_code == 200 and Image.open(io.BytesIO(thumb.content)).size[0] > 0
-        d = client.post(f"/api/maps/{made['id']}/decode", json={"x": item["x"], "y": item["y"], "seed": 1})
-        assert d.status_code == 200 and Image.open(io.BytesIO(d.content)).size == (SIZE, SIZE)
+        stored = service.store.get_arrays(made["id"])
+        expected = turbo_space.encode_prompts(["a cat", "a dog"])
+        np.testing.assert_allclose(stored.decode_vectors, expected.decode_vectors, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(np.stack(stored.latents), expected.latents, rtol=1e-4, atol=1e-5)
+
+        late = client.post(f"/api/maps/{made['id']}/decode", json=at)
+        assert late.status_code == 200 and late.content != early.content  # not the provisional picture again
+        assert client.post(f"/api/maps/{made['id']}/decode", json=at).content == late.content
         rows = {r["name"]: r for r in client.get("/api/spaces").json()}
         assert rows["turbo-h"]["loaded"] is True
+
+
+def test_prompt_images_can_be_waited_for(turbo_space, tmp_path):
+    settings = Settings(data_dir=tmp_path / "data", space="turbo-h", warm_umap=False, create_demo_map=False,
+                        defer_prompt_images=False)
+    with TestClient(create_app(settings, space=turbo_space)) as client:
+        made = client.post("/api/maps", json={"title": "turbo"}).json()
+        r = client.post(f"/api/maps/{made['id']}/prompts", json={"prompts": ["a cat"]},
+                        headers={"X-Edit-Key": made["edit_key"]})
+        assert r.json()["items"][0]["thumbnail"] is True and r.json()["items"][0]["pending"] is False
+        assert client.app.state.service.prompt_images is None
+
+
+def test_pending_prompt_images_survive_a_restart_and_failures(turbo_space, tmp_path, monkeypatch):
+    from app.maps.store import NewItem, Store
+
+    data = tmp_path / "data"
+    store = Store(data)
+    record, _ = store.create_map("left pending", "turbo-h")
+    vectors = turbo_space.encode_text(["a cat", "a dog", "a cow"])
+    provisional = turbo_space.text_to_image_side(vectors)
+    items = [NewItem(kind="text", label=t, vector=vectors[i], decode_vector=provisional[i], pending_image=True)
+             for i, t in enumerate(["a cat", "a dog", "a cow"])]
+    ids = [r.id for r in store.add_items(record.id, items, np.zeros((3, 2), np.float32))]
+    store.delete_item(record.id, ids[2])
+    assert store.complete_image(ids[2], provisional[2], None, b"png") is False  # deleted: nothing written
+    assert not (data / "thumbnails" / f"{ids[2]}.png").exists()
+    store.close()
+
+    real = turbo_space.prompt_images
+    monkeypatch.setattr(turbo_space, "prompt_images",
+                        lambda texts: (_ for _ in ()).throw(RuntimeError("boom")) if texts == ["a dog"] else real(texts))
+    settings = Settings(data_dir=data, space="turbo-h", warm_umap=False, create_demo_map=False)
+    with TestClient(create_app(settings, space=turbo_space)) as client:  # picks up what was left pending
+        service = client.app.state.service
+        assert service.prompt_images.wait_idle(120)
+        cat, dog = service.store.points(record.id)
+        assert (cat.pending_image, cat.has_thumbnail) == (False, True)
+        assert (dog.pending_image, dog.has_thumbnail) == (False, False)  # failed: keeps its text-side vector
+        arrays = service.store.get_arrays(record.id)
+        np.testing.assert_allclose(arrays.decode_vectors[1], provisional[1], rtol=1e-6)
+        assert not np.allclose(arrays.decode_vectors[0], provisional[0])
 
 
 # ---------------------------------------------------------------------------------------------- model management

@@ -35,7 +35,12 @@ MAP_VERSION_HEADER = "X-Map-Version"
 
 
 def _points(items) -> list[dict]:
-    return [{"id": i.id, "kind": i.kind, "label": i.label, "x": i.x, "y": i.y} for i in items]
+    return [_point(i) for i in items]
+
+
+def _point(item) -> dict:
+    return {"id": item.id, "kind": item.kind, "label": item.label, "x": item.x, "y": item.y,
+            "thumbnail": item.has_thumbnail, "pending": item.pending_image}
 
 
 @router.get("/health", response_model=schemas.Health)
@@ -109,8 +114,7 @@ def points_binary(map_id: str = Depends(existing_map_id), store: Store = Depends
 
 @router.get("/maps/{map_id}/points/{index}", response_model=schemas.Point)
 def point_at(index: int, map_id: str = Depends(existing_map_id), store: Store = Depends(get_store)):
-    item = store.item_at(map_id, index)
-    return {"id": item.id, "kind": item.kind, "label": item.label, "x": item.x, "y": item.y}
+    return _point(store.item_at(map_id, index))
 
 
 @router.delete("/maps/{map_id}/items/{item_id}", status_code=204)

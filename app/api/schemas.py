@@ -48,6 +48,9 @@ class Point(BaseModel):
     label: str
     x: float
     y: float
+    thumbnail: bool = Field(False, description="GET /api/items/{id}/thumbnail has a picture (images, and prompts "
+                                               "of spaces that generate one)")
+    pending: bool = Field(False, description="a prompt whose generated image is still being made")
 
 
 class ItemsOut(BaseModel):

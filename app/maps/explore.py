@@ -231,7 +231,7 @@ def path_frames(service: MapService, map_id: str, points: Sequence[Sequence[floa
     seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
     total, cum = float(seg.sum()), np.concatenate([[0.0], np.cumsum(seg)])
     prefix = f"path|{service.space.name}|{map_id}|{record.projection.get('revision', 0)}|" \
-             f"{json.dumps(pts.tolist())}|{steps}|{seed}"
+             f"{json.dumps(pts.tolist())}|{steps}|{seed}{service.pending_mark(map_id)}"
     frames = []
     for i in range(steps):
         s = total * i / (steps - 1)

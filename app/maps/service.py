@@ -18,6 +18,7 @@ from ..jobs import WorkQueue
 from ..settings import Settings
 from ..spaces.base import DecodeRequest, Space, unit
 from . import projection
+from .prompt_images import PromptImageWorker
 from .store import ItemRecord, MapArrays, MapRecord, NewItem, Store
 
 
@@ -51,8 +52,13 @@ class MapService:
         # CPU image work (PIL releases the GIL) runs here, beside the model call in the queue.
         self.image_workers = settings.image_workers or min(8, os.cpu_count() or 1)
         self._image_pool = ThreadPoolExecutor(self.image_workers, thread_name_prefix="images")
+        self.prompt_images = None  # generates prompt images after the prompts are on the map (prompt_images.py)
+        if space.generates_prompt_images and settings.defer_prompt_images:
+            self.prompt_images = PromptImageWorker(store, space, queue, settings.thumbnail_size)
 
     def close(self) -> None:
+        if self.prompt_images is not None:
+            self.prompt_images.close()
         self._image_pool.shutdown(wait=True, cancel_futures=True)
 
     # ------------------------------------------------------------------ maps
@@ -85,7 +91,16 @@ class MapService:
         if too_long:
             raise Rejected(f"prompts must be at most {self.settings.max_prompt_chars} characters "
                            f"({len(too_long)} are longer)")
-        return self._insert(map_id, self.prompt_items(cleaned, gone))
+        if self.prompt_images is None:
+            return self._insert(map_id, self.prompt_items(cleaned, gone))
+        # On the map now, from the text vector; the generated image (thumbnail, decode vector) comes later.
+        vectors = self.queue.run(lambda: self.space.encode_text(cleaned), gone)
+        provisional = self.space.text_to_image_side(vectors)
+        records = self._insert(map_id, [NewItem(kind="text", label=p, vector=vectors[i],
+                                                decode_vector=provisional[i], pending_image=True)
+                                        for i, p in enumerate(cleaned)])
+        self.prompt_images.wake()
+        return records
 
     def prompt_items(self, prompts: Sequence[str], gone: Callable[[], bool] | None = None) -> list[NewItem]:
         encoded = self.queue.run(lambda: self.space.encode_prompts(prompts), gone)
@@ -185,12 +200,20 @@ class MapService:
     def decode_key(self, record: MapRecord, x: float, y: float, seed: int, variant: str | None = None,
                    lora_scale: float | None = None, preview: bool = False) -> str:
         revision = record.projection.get("revision", 0)
-        raw = f"{self.space.name}|{record.id}|{revision}|{x:.6f}|{y:.6f}|{seed}"
+        raw = f"{self.space.name}|{record.id}|{revision}|{x:.6f}|{y:.6f}|{seed}{self.pending_mark(record.id)}"
         if variant is not None:  # decoder variants (spaces/variants.py); the base decoder keeps its old keys
             raw += f"|variant={variant}|scale={lora_scale}"
         if preview:
             raw += "|preview"
         return hashlib.sha256(raw.encode()).hexdigest()
+
+    def pending_mark(self, map_id: str) -> str:
+        """Part of a decode's cache key while some of the map's prompts still wait for their image: what is
+        decoded meanwhile (from provisional vectors) is never served again once the images are in."""
+        if self.prompt_images is None:
+            return ""
+        pending = self.store.pending_image_ids(map_id)
+        return "|pending=" + hashlib.sha256(",".join(pending).encode()).hexdigest()[:16] if pending else ""
 
     def resolve_variant(self, variant: str | None, lora_scale: float | None) -> tuple[str | None, float | None]:
         """A decode's canonical (variant, lora_scale); Rejected for ones this space cannot decode."""

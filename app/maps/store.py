@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS items (
     latent BLOB,                   -- VAE latent (diffusion space), float32, or NULL
     latent_shape TEXT,
     has_thumbnail INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    pending_image INTEGER NOT NULL DEFAULT 0  -- a prompt whose image (thumbnail, decode vector) is still to come
 );
 CREATE INDEX IF NOT EXISTS items_by_map ON items(map_id, seq);
 CREATE TABLE IF NOT EXISTS tours (
@@ -125,6 +126,7 @@ class NewItem:
     decode_vector: np.ndarray
     latent: np.ndarray | None = None
     thumbnail_png: bytes | None = None
+    pending_image: bool = False  # decode_vector is provisional until its generated image arrives
 
 
 @dataclass
@@ -136,6 +138,14 @@ class ItemRecord:
     x: float
     y: float
     has_thumbnail: bool
+    pending_image: bool = False
+
+    _COLUMNS = "id, map_id, kind, label, x, y, has_thumbnail, pending_image"
+
+    @classmethod
+    def from_row(cls, r) -> "ItemRecord":
+        return cls(id=r[0], map_id=r[1], kind=r[2], label=r[3], x=r[4], y=r[5], has_thumbnail=bool(r[6]),
+                   pending_image=bool(r[7]))
 
 
 @dataclass
@@ -173,8 +183,12 @@ class Store:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(items)")}
+        if "pending_image" not in columns:  # data directories made before the column existed
+            self._db.execute("ALTER TABLE items ADD COLUMN pending_image INTEGER NOT NULL DEFAULT 0")
         # The most recently used maps' arrays stay in memory (clicks need them); older ones are dropped.
-        self._arrays_cache: OrderedDict[str, tuple[int, MapArrays]] = OrderedDict()
+        self._arrays_cache: OrderedDict[str, tuple[tuple[int, int], MapArrays]] = OrderedDict()
+        self._images_done: dict[str, int] = {}  # per map: prompt images completed (part of the arrays' cache key)
         self._sweep_orphans()
 
     def _sweep_orphans(self) -> None:
@@ -263,12 +277,12 @@ class Store:
                                         (map_id,)).fetchone()[0]
                 self._db.executemany(
                     "INSERT INTO items(id, map_id, seq, kind, label, x, y, vector, decode_vector, latent, "
-                    "latent_shape, has_thumbnail, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "latent_shape, has_thumbnail, created_at, pending_image) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [(item_id, map_id, seq0 + i, it.kind, it.label, float(xy[i, 0]), float(xy[i, 1]),
                       _blob(it.vector), _blob(it.decode_vector),
                       None if it.latent is None else _blob(it.latent),
                       None if it.latent is None else json.dumps(list(it.latent.shape)),
-                      int(it.thumbnail_png is not None), now)
+                      int(it.thumbnail_png is not None), now, int(it.pending_image))
                      for i, (item_id, it) in enumerate(zip(ids, items))])
                 self._bump(map_id, projection)
                 self._db.execute("COMMIT")
@@ -278,7 +292,8 @@ class Store:
                     (self.thumb_dir / f"{item_id}.png").unlink(missing_ok=True)
                 raise
         return [ItemRecord(id=i, map_id=map_id, kind=it.kind, label=it.label, x=float(xy[k, 0]),
-                           y=float(xy[k, 1]), has_thumbnail=it.thumbnail_png is not None)
+                           y=float(xy[k, 1]), has_thumbnail=it.thumbnail_png is not None,
+                           pending_image=it.pending_image)
                 for k, (i, it) in enumerate(zip(ids, items))]
 
     def set_positions(self, map_id: str, ids: Sequence[str], xy: np.ndarray, projection: dict) -> None:
@@ -308,6 +323,46 @@ class Store:
                 raise
         (self.thumb_dir / f"{item_id}.png").unlink(missing_ok=True)
 
+    # ------------------------------------------------------------------ prompt images that come later
+    def pending_images(self, space: str, limit: int) -> list[ItemRecord]:
+        """Prompts of `space`'s maps still waiting for their generated image, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join('i.' + c for c in ItemRecord._COLUMNS.split(', '))} FROM items i "
+                "JOIN maps m ON m.id = i.map_id WHERE i.pending_image = 1 AND m.space = ? "
+                "ORDER BY i.created_at, i.seq LIMIT ?", (space, limit)).fetchall()
+        return [ItemRecord.from_row(r) for r in rows]
+
+    def pending_image_ids(self, map_id: str) -> list[str]:
+        with self._lock:
+            return sorted(r[0] for r in self._db.execute(
+                "SELECT id FROM items WHERE map_id = ? AND pending_image = 1", (map_id,)))
+
+    def complete_image(self, item_id: str, decode_vector: np.ndarray | None, latent: np.ndarray | None,
+                       thumbnail_png: bytes | None) -> bool:
+        """A pending prompt's generated image arrived: its thumbnail, decode vector and latent replace the
+        provisional ones (None: generation failed; keep the provisional vector, stop waiting). Positions and the
+        map's version do not change (nothing moved, indices stay valid). False if the item is gone."""
+        if thumbnail_png is not None:
+            self._write_atomic(self.thumb_dir / f"{item_id}.png", thumbnail_png)
+        with self._lock:
+            if decode_vector is None:
+                cur = self._db.execute("UPDATE items SET pending_image = 0 WHERE id = ? AND pending_image = 1",
+                                       (item_id,))
+            else:
+                cur = self._db.execute(
+                    "UPDATE items SET decode_vector = ?, latent = ?, latent_shape = ?, has_thumbnail = ?, "
+                    "pending_image = 0 WHERE id = ? AND pending_image = 1",
+                    (_blob(decode_vector), None if latent is None else _blob(latent),
+                     None if latent is None else json.dumps(list(latent.shape)), int(thumbnail_png is not None),
+                     item_id))
+            row = self._db.execute("SELECT map_id FROM items WHERE id = ?", (item_id,)).fetchone()
+            if row is not None:  # decode vectors changed: cached arrays of this map are stale
+                self._images_done[row[0]] = self._images_done.get(row[0], 0) + 1
+        if cur.rowcount == 0 and thumbnail_png is not None:  # deleted meanwhile
+            (self.thumb_dir / f"{item_id}.png").unlink(missing_ok=True)
+        return cur.rowcount == 1
+
     def _bump(self, map_id: str, projection: dict | None) -> None:
         if projection is None:
             self._db.execute("UPDATE maps SET version = version + 1 WHERE id = ?", (map_id,))
@@ -318,19 +373,16 @@ class Store:
     def get_item(self, item_id: str) -> ItemRecord:
         check_id(item_id, "item id")
         with self._lock:
-            row = self._db.execute("SELECT id, map_id, kind, label, x, y, has_thumbnail FROM items WHERE id = ?",
-                                   (item_id,)).fetchone()
+            row = self._db.execute(f"SELECT {ItemRecord._COLUMNS} FROM items WHERE id = ?", (item_id,)).fetchone()
         if row is None:
             raise NotFound(f"item {item_id} not found")
-        return ItemRecord(id=row[0], map_id=row[1], kind=row[2], label=row[3], x=row[4], y=row[5],
-                          has_thumbnail=bool(row[6]))
+        return ItemRecord.from_row(row)
 
     def points(self, map_id: str) -> list[ItemRecord]:
         with self._lock:
-            rows = self._db.execute("SELECT id, map_id, kind, label, x, y, has_thumbnail FROM items "
-                                    "WHERE map_id = ? ORDER BY seq", (map_id,)).fetchall()
-        return [ItemRecord(id=r[0], map_id=r[1], kind=r[2], label=r[3], x=r[4], y=r[5], has_thumbnail=bool(r[6]))
-                for r in rows]
+            rows = self._db.execute(f"SELECT {ItemRecord._COLUMNS} FROM items WHERE map_id = ? ORDER BY seq",
+                                    (map_id,)).fetchall()
+        return [ItemRecord.from_row(r) for r in rows]
 
     def positions(self, map_id: str) -> tuple[np.ndarray, np.ndarray, int]:
         """(n, 2) float32 positions, (n,) kind codes (see KIND_CODES) and the map's version they belong to,
@@ -377,12 +429,11 @@ class Store:
 
     def item_at(self, map_id: str, index: int) -> ItemRecord:
         with self._lock:
-            row = self._db.execute("SELECT id, map_id, kind, label, x, y, has_thumbnail FROM items WHERE map_id = ? "
+            row = self._db.execute(f"SELECT {ItemRecord._COLUMNS} FROM items WHERE map_id = ? "
                                    "ORDER BY seq LIMIT 1 OFFSET ?", (map_id, index)).fetchone()
         if row is None or index < 0:
             raise NotFound(f"map {map_id} has no item at index {index}")
-        return ItemRecord(id=row[0], map_id=row[1], kind=row[2], label=row[3], x=row[4], y=row[5],
-                          has_thumbnail=bool(row[6]))
+        return ItemRecord.from_row(row)
 
     def has_cached_arrays(self, map_id: str, arrays: MapArrays) -> bool:
         cached = self._arrays_cache.get(map_id)
@@ -390,12 +441,13 @@ class Store:
 
     def get_arrays(self, map_id: str) -> MapArrays:
         """The map's vectors and positions, cached in memory until the map changes."""
-        version = self.get_map(map_id).version
-        cached = self._arrays_cache.get(map_id)
-        if cached and cached[0] == version:
-            self._arrays_cache.move_to_end(map_id)
-            return cached[1]
         with self._lock:
+            # Items change with the version; decode vectors also when a prompt's image arrives.
+            key = (self.get_map(map_id).version, self._images_done.get(map_id, 0))
+            cached = self._arrays_cache.get(map_id)
+            if cached and cached[0] == key:
+                self._arrays_cache.move_to_end(map_id)
+                return cached[1]
             rows = self._db.execute("SELECT id, kind, label, x, y, vector, decode_vector, latent, latent_shape "
                                     "FROM items WHERE map_id = ? ORDER BY seq", (map_id,)).fetchall()
         arrays = MapArrays(
@@ -404,7 +456,7 @@ class Store:
             vectors=_stack([r[5] for r in rows]), decode_vectors=_stack([r[6] for r in rows]),
             latents=[None if r[7] is None else np.frombuffer(r[7], dtype=np.float32).reshape(json.loads(r[8]))
                      for r in rows])
-        self._arrays_cache[map_id] = (version, arrays)
+        self._arrays_cache[map_id] = (key, arrays)
         self._arrays_cache.move_to_end(map_id)
         while len(self._arrays_cache) > ARRAY_CACHE_MAPS:
             self._arrays_cache.popitem(last=False)

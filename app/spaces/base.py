@@ -100,6 +100,14 @@ class Space(ABC):
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         """(n, dim) float32 raw CLIP text embeddings."""
 
+    # True where encode_prompts generates an image per prompt (seconds on a GPU): maps then add the prompt at
+    # once with its text vector moved across the gap and fill in the image later (app/maps/prompt_images.py).
+    generates_prompt_images: bool = False
+
+    def prompt_images(self, texts: Sequence[str]) -> tuple[list[Image.Image], EncodedImages]:
+        """The images generated from prompts and their encodings (spaces with generates_prompt_images)."""
+        raise NotImplementedError(f"space '{self.name}' does not generate prompt images")
+
     def encode_prompts(self, texts: Sequence[str]) -> EncodedPrompts:
         """Everything a prompt item needs. Default: the text vector moved across the modality gap."""
         vectors = self.encode_text(texts)

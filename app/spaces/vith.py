@@ -136,9 +136,11 @@ def to_vae_batch(images: Sequence[Image.Image], height: int, width: int) -> torc
 class VitHSpace(Space):
     """What unclip-h and turbo-h share: the ViT-H encoder, prompt images, cached modality statistics, one lock.
 
-    Subclasses implement `_generate(texts)` (text-to-image for prompt thumbnails), `_latents(images)` and
+    Subclasses implement `_generate(texts)` (text-to-image for prompt thumbnails), `_latents(batch)` and
     `_decode_one(request)`.
     """
+
+    generates_prompt_images = True
 
     def __init__(self, name: str, clip: VitH, config: dict, device: str, provenance: dict):
         self.name = name
@@ -169,9 +171,12 @@ class VitHSpace(Space):
         """Text vector for the map position; a generated image per prompt for the thumbnail and for decoding
         (its CLIP *image* embedding sits on the decoder's side of the modality gap)."""
         vectors = self.encode_text(texts)
-        images = self._generate(list(texts))
-        encoded = self.encode_images(images)
+        images, encoded = self.prompt_images(texts)
         return EncodedPrompts(vectors=vectors, decode_vectors=encoded.vectors, images=images, latents=encoded.latents)
+
+    def prompt_images(self, texts: Sequence[str]) -> tuple[list[Image.Image], EncodedImages]:
+        images = self._generate(list(texts))
+        return images, self.encode_images(images)
 
     def decode(self, requests: Sequence[DecodeRequest]) -> list[Image.Image]:
         out = []

@@ -15,6 +15,8 @@ const BINARY_POINTS_FROM = 20000; // maps this large load /points.bin (9 bytes a
 // Maps this large draw points as squares without alpha blending (regl-scatterplot's performanceMode): measured
 // in bench/render.py. `?render=fast|full` overrides it.
 const FAST_RENDER_FROM = 200000;
+const PENDING_POLL_MS = 2500; // while prompts wait for their generated picture
+const PENDING_TEXT = "picture being generated…";
 const MAX_SEED = 2147483647;
 const CLICK_SLOP_PX = 5;
 const PREVIEW_AFTER_MS = 700; // when full decodes take longer than this, a quick preview is shown first
@@ -363,7 +365,7 @@ function showTooltipFor(item, pos) {
   state.tooltipFor = item;
   tip.replaceChildren();
   tip.dataset.itemId = item.id;
-  if (item.kind !== "text") {
+  if (hasThumbnail(item)) {
     const img = el("img", { class: "tooltip-thumb", alt: "", src: `/api/items/${encodeURIComponent(item.id)}/thumbnail` });
     img.addEventListener("error", () => img.remove());
     tip.append(img);
@@ -372,6 +374,7 @@ function showTooltipFor(item, pos) {
     el("span", { class: "tooltip-kind", text: KIND_NAMES[item.kind] || item.kind }),
     el("span", { class: "tooltip-label", text: item.label }),
   );
+  if (item.pending) tip.append(el("span", { class: "tooltip-pending", text: PENDING_TEXT }));
   const [w] = canvasSize();
   tip.hidden = false;
   const left = Math.min(Math.max(pos[0] + 12, 4), w - tip.offsetWidth - 4);
@@ -417,9 +420,10 @@ function select(item) {
     });
     return;
   }
-  $("selected-label").textContent = `${KIND_NAMES[item.kind] || item.kind}: ${item.label}`;
+  $("selected-label").textContent = `${KIND_NAMES[item.kind] || item.kind}: ${item.label}`
+    + (item.pending ? ` (${PENDING_TEXT})` : "");
   const thumb = $("selected-thumb");
-  if (item.kind !== "text") {
+  if (hasThumbnail(item)) {
     thumb.src = `/api/items/${encodeURIComponent(item.id)}/thumbnail`;
     thumb.alt = item.label;
     thumb.hidden = false;
@@ -696,7 +700,31 @@ function addItems(newItems) {
     state.norm = computeNorm(null, newItems);
   }
   state.items.push(...newItems);
+  watchPending();
   return redraw();
+}
+
+/** Images (and prompts of spaces that generate a picture for each) have a thumbnail; JSON says which. */
+function hasThumbnail(item) {
+  return item.thumbnail === undefined ? item.kind !== "text" : Boolean(item.thumbnail);
+}
+
+/** Prompts whose generated picture is still being made: ask again until every one has arrived. */
+function watchPending() {
+  if (state.pendingTimer || state.pointsFormat === "binary" || !state.items.some((p) => p.pending)) return;
+  state.pendingTimer = setTimeout(async () => {
+    state.pendingTimer = null;
+    try {
+      const data = await api(`/api/maps/${encodeURIComponent(state.mapId)}/points`);
+      const byId = new Map((data.points || []).map((p) => [p.id, p]));
+      for (const item of state.items) {
+        const now = byId.get(item.id);
+        if (item.pending && now) Object.assign(item, { pending: now.pending, thumbnail: now.thumbnail });
+      }
+      if (state.selected && !state.selected.pending) select(state.selected);
+    } catch (_) { /* try again on the next round */ }
+    watchPending();
+  }, PENDING_POLL_MS);
 }
 
 async function addPrompts(text) {
@@ -937,7 +965,7 @@ async function itemDetails(item) {
   if (!item.pending) {
     const index = state.items.indexOf(item);
     item.pending = api(`/api/maps/${encodeURIComponent(state.mapId)}/points/${index}`)
-      .then((p) => Object.assign(item, { id: p.id, label: p.label, kind: p.kind }))
+      .then((p) => Object.assign(item, { id: p.id, label: p.label, kind: p.kind, thumbnail: p.thumbnail, pending: p.pending }))
       .finally(() => { delete item.pending; });
   }
   return item.pending;
@@ -947,6 +975,7 @@ async function loadPoints({ renormalize = false } = {}) {
   state.items = await fetchItems();
   if (renormalize) state.norm = computeNorm(state.meta.bounds, state.items);
   select(null);
+  watchPending();
   await redraw();
 }
 

@@ -1,6 +1,7 @@
 """Encode throughput: our ingest path ÷ the bare model calls, same batch size, same process.
 
-- baseline: `clip.encode_image` + `vae.encode` on tensors already prepared (no decoding, no resizing).
+- baseline: `Space.encode_prepared` (image encoder + VAE encoder) on tensors already prepared (no decoding,
+  no resizing), any space.
 - service: `MapService.add_images` with PNG bytes (open + preprocess + encode + thumbnail + SQLite + place),
   with the default image workers and with one (image work beside the model call vs none).
 - http: `POST /api/maps/{id}/images` (multipart) on a real server started by this script.
@@ -34,19 +35,15 @@ def main(args):
     from app.maps.service import Upload
 
     images = [Image.open(io.BytesIO(b)).convert("RGB") for b in pngs]
-    prepared = [space.prepare_image(im) for im in images]
-    clip_in = torch.stack([p.clip for p in prepared]).to(space.device)
-    vae = space.pipeline.vae
-    vae_in = torch.stack([p.vae for p in prepared]).to(space.device, vae.dtype)
+    prepared = [space.prepare_image(im) for im in images]  # decoded, resized, tensors: outside the timing
 
     def sync():
         if torch.cuda.is_available():
             torch.cuda.synchronize()
 
     @torch.inference_mode()
-    def bare():
-        space.clip.encode_image(clip_in, normalize=False).float().cpu()
-        (vae.encode(vae_in).latent_dist.mean * vae.config.scaling_factor).float().cpu()
+    def bare():  # the model part only: image encoder + VAE encoder on the prepared batch
+        space.encode_prepared(prepared)
         sync()
 
     record, _ = service.create_map("encode bench")

@@ -22,7 +22,7 @@ def load_space(name: str, data_dir: str | None = None):
     from app.spaces.registry import load_space as registry_load
 
     data_dir = data_dir or tempfile.mkdtemp(prefix="latentmap-bench-space-")
-    return registry_load(Settings(data_dir=Path(data_dir), space=name, device="auto"))
+    return registry_load(Settings.from_env(data_dir=Path(data_dir), space=name))  # LATENTMAP_DEVICE etc.
 
 
 def make_service(space, data_dir: str | None = None, **settings_overrides):

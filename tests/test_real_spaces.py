@@ -436,3 +436,16 @@ def test_gpu_benchmark_script_runs_at_toy_size(tmp_path):
     for r in rows:
         assert r["weights"].startswith("RANDOM") and r["device"] == "cpu"
         assert r["decode_p50_s"] > 0 and r["preview_p50_s"] > 0 and r["encode_images_per_s"] > 0
+
+
+def test_gpu_suite_runs_at_toy_size(tmp_path):
+    """bench/gpu_suite.py is the one prepared command for a GPU session (encode, prompt and decode ratios on the
+    real spaces): it must run end to end here, on toy sizes."""
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / "gpu_suite.py"), "--tiny", "--space", "turbo-h",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    tables = {p.name: p.read_text() for p in tmp_path.glob("*.md")}
+    assert set(tables) == {f"{b}-turbo-h.md" for b in ("gpu_spaces", "encode", "prompt_latency", "decode")}
+    assert all(t.startswith("RANDOM WEIGHTS") for t in tables.values())
+    assert "| POST /decode (cache miss, real server) |" in tables["decode-turbo-h.md"]

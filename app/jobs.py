@@ -27,16 +27,29 @@ class ClientGone(RuntimeError):
 class WorkQueue:
     def __init__(self, capacity: int):
         self._slots = threading.BoundedSemaphore(capacity)
-        self._device = threading.Lock()
+        self._device = threading.Condition()
+        self._busy = False
+        self._people_waiting = 0  # foreground jobs waiting for the device: background work lets them go first
         self._recent: list[float] = []  # durations of recent jobs, for Retry-After
 
-    def run(self, fn: Callable[[], T], gone: Callable[[], bool] | None = None) -> T:
+    def run(self, fn: Callable[[], T], gone: Callable[[], bool] | None = None, background: bool = False) -> T:
         """Run `fn` when the device is free. `gone()` is asked just before: a client that disconnected while
-        waiting gives its slot back without its job running."""
+        waiting gives its slot back without its job running. `background` jobs (prompt pictures) start only
+        when no one's request is waiting, so a click waits for at most the one background job already running."""
         if not self._slots.acquire(blocking=False):
             raise QueueFull(self.retry_after())
         try:
             with self._device:
+                if not background:
+                    self._people_waiting += 1
+                try:
+                    while self._busy or (background and self._people_waiting):
+                        self._device.wait()
+                finally:
+                    if not background:
+                        self._people_waiting -= 1
+                self._busy = True
+            try:
                 if gone is not None and gone():
                     raise ClientGone("client disconnected before its job ran")
                 start = time.perf_counter()
@@ -44,6 +57,10 @@ class WorkQueue:
                     return fn()
                 finally:
                     self._recent = (self._recent + [time.perf_counter() - start])[-20:]
+            finally:
+                with self._device:
+                    self._busy = False
+                    self._device.notify_all()
         finally:
             self._slots.release()
 

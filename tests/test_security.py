@@ -204,6 +204,33 @@ def test_work_queue_refuses_beyond_capacity():
     assert queue.run(lambda: "free again") == "free again"
 
 
+def test_background_jobs_let_waiting_requests_go_first():
+    """Prompt pictures are generated as background jobs: a click queued behind them runs before any of them."""
+    queue = WorkQueue(capacity=8)
+    started, release = threading.Event(), threading.Event()
+    order = []
+
+    def first():
+        started.set()
+        release.wait(5)
+        order.append("running")
+
+    threads = [threading.Thread(target=lambda: queue.run(first))]
+    threads[0].start()
+    started.wait(5)
+    for i in range(3):  # queued while the device is busy: background work first, then a person's click
+        threads.append(threading.Thread(target=lambda i=i: queue.run(lambda: order.append(f"bg{i}"), background=True)))
+        threads[-1].start()
+    time.sleep(0.05)
+    threads.append(threading.Thread(target=lambda: queue.run(lambda: order.append("click"))))
+    threads[-1].start()
+    time.sleep(0.05)
+    release.set()
+    for t in threads:
+        t.join(5)
+    assert order[:2] == ["running", "click"] and sorted(order[2:]) == ["bg0", "bg1", "bg2"]
+
+
 def test_a_job_whose_client_left_does_not_run():
     from app.jobs import ClientGone
 

@@ -3,9 +3,9 @@
 Spaces that generate an image per prompt (unclip-h, turbo-h: a text-to-image run each, seconds on a GPU) would
 make a user wait for every image before a prompt appears on the map. Instead the map stores the prompt at once
 (position from its text vector, decode vector = the text vector moved across the modality gap, flagged
-`pending_image`), and this worker generates the images one by one through the same work queue as decodes — a
-click waits for at most one prompt image — and stores each thumbnail, decode vector and latent as it arrives.
-Pending prompts are in SQLite, so a restart picks up where the last run stopped.
+`pending_image`), and this worker generates the images one by one through the same work queue as decodes, as
+background jobs (a click or a new prompt goes first and waits for at most the one image being made), and
+stores each thumbnail, decode vector and latent as it arrives. Pending prompts are in SQLite, so a restart picks up where the last run stopped.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class PromptImageWorker:
 
     def _complete(self, item: ItemRecord) -> None:
         try:
-            images, encoded = self.queue.run(lambda: self.space.prompt_images([item.label]))
+            images, encoded = self.queue.run(lambda: self.space.prompt_images([item.label]), background=True)
         except QueueFull:  # users' clicks first: try again shortly
             self._stop.wait(self.busy_retry_seconds)
             return

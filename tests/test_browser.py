@@ -383,3 +383,43 @@ def test_slow_decodes_show_a_preview_first(live_server, browser):
         assert not problems.errors
     finally:
         context.close()
+
+
+def test_vary_a_selected_image(live_server, browser):
+    created = live_server.create_map("Variations")
+    map_id, key = created["id"], created["edit_key"]
+    files = [("files", (f"c{i}.png", png_bytes((200 - 60 * i, 80, 60 * i)), "image/png")) for i in range(3)]
+    assert live_server.http.post(f"/api/maps/{map_id}/images", files=files, headers={"X-Edit-Key": key}).status_code == 201
+    live_server.add_prompts(map_id, key, ["a prompt has no picture to vary here"])
+    context, page, problems = new_page(browser)
+    try:
+        page.goto(live_server.url(f"/m/{map_id}"))  # a visitor may vary: like decoding, it changes nothing
+        wait_ready(page)
+        wait_point_count(page, 4)
+        by_label = {p["label"]: p for p in point_screen_positions(page)}
+        prompt = by_label["a prompt has no picture to vary here"]
+        page.mouse.click(prompt["x"], prompt["y"])
+        page.wait_for_function("document.getElementById('selected-label').textContent.startsWith('Prompt:')")
+        assert page.is_hidden("#vary-controls")  # tiny-random prompts have no picture
+
+        image = by_label["c1.png"]
+        page.mouse.click(image["x"], image["y"])
+        page.wait_for_function("document.getElementById('selected-label').textContent === 'Image: c1.png'")
+        assert page.is_visible("#vary-controls")
+        page.fill("#vary-strength", "0.4")
+        assert page.inner_text("#vary-strength-value") == "0.40"
+        for n in (1, 2):
+            page.click("#vary-btn")
+            page.wait_for_function(f"document.querySelectorAll('#variations li img').length === {n}")
+        page.wait_for_function("[...document.querySelectorAll('#variations img')].every((i) => i.complete && i.naturalWidth > 0)")
+        seeds = page.eval_on_selector_all("#variations li", "(els) => els.map((e) => e.dataset.seed)")
+        assert len(set(seeds)) == 2
+        assert "change 0.40" in page.get_attribute("#variations li img", "alt")
+        screenshot(page, "11-variations")
+
+        page.mouse.click(by_label["c0.png"]["x"], by_label["c0.png"]["y"])  # another item: its own list
+        page.wait_for_function("document.getElementById('selected-label').textContent === 'Image: c0.png'")
+        assert page.eval_on_selector_all("#variations li", "(els) => els.length") == 0
+        assert not problems.errors, problems.errors
+    finally:
+        context.close()

@@ -107,6 +107,34 @@ def test_same_seed_same_bytes_other_seed_same_digit(digits, classifier):
     assert same_digit >= 7
 
 
+def test_varying_an_image_keeps_its_digit_and_changes_the_drawing(digits, classifier):
+    """Image-to-image from the panel: a variation of a drawn digit is another drawing of the same digit; the
+    lower the strength, the closer to the original."""
+    client, map_id, points = digits
+    firsts = [next(p for p in points if p["kind"] == "image" and p["label"].split()[1] == str(d)) for d in range(10)]
+    url = lambda p: f"/api/maps/{map_id}/items/{p['id']}/vary"  # noqa: E731
+    varied = [client.post(url(p), json={"seed": 3, "strength": 0.6}) for p in firsts]
+    assert all(r.status_code == 200 and r.headers["content-type"] == "image/png" for r in varied)
+    assert client.post(url(firsts[0]), json={"seed": 3, "strength": 0.6}).content == varied[0].content
+    assert client.post(url(firsts[0]), json={"seed": 4, "strength": 0.6}).content != varied[0].content
+    kept = int((predict(classifier, [r.content for r in varied]) == np.arange(10)).sum())
+    print(f"variations keep their digit: {kept}/10")
+    assert kept >= 8
+
+    def distance(png, item):  # mean absolute pixel difference to the item's own thumbnail
+        a = image_to_digit(Image.open(io.BytesIO(png)))
+        b = image_to_digit(Image.open(io.BytesIO(client.get(f"/api/items/{item['id']}/thumbnail").content)))
+        return float(np.abs(a - b).mean())
+
+    near = np.mean([distance(client.post(url(p), json={"seed": 3, "strength": 0.3}).content, p) for p in firsts])
+    far = np.mean([distance(client.post(url(p), json={"seed": 3, "strength": 1.0}).content, p) for p in firsts])
+    print(f"distance to the original: strength 0.3 {near:.3f}, strength 1.0 {far:.3f}")
+    assert near < far
+    for bad in ({"strength": 0}, {"strength": 1.5}, {"seed": -1}):
+        assert client.post(url(firsts[0]), json=bad).status_code == 422
+    assert client.post(f"/api/maps/{map_id}/items/notAnItem123/vary", json={}).status_code == 404
+
+
 def test_path_from_one_to_seven(digits, classifier):
     client, map_id, points = digits
     c = centroids(points)

@@ -140,6 +140,18 @@ def decode(body: schemas.DecodeIn, request: Request, map_id: str = Depends(exist
                              "Cache-Control": "public, max-age=31536000, immutable"})
 
 
+@router.post("/maps/{map_id}/items/{item_id}/vary", response_class=Response,
+             responses={200: {"content": {"image/png": {}}, "description": "A variation of the item's image"}})
+def vary(item_id: str, body: schemas.VaryIn, request: Request, map_id: str = Depends(existing_map_id),
+         service: MapService = Depends(get_service)):
+    """Image-to-image: the item's own vector, starting from its VAE latent noised to `strength`. Same inputs,
+    same bytes (cached)."""
+    result = service.vary_item(map_id, item_id, body.seed, body.strength, client_gone(request))
+    return Response(result.png, media_type="image/png",
+                    headers={"X-Decode-Cache": "hit" if result.cached else "miss", "X-Decode-Key": result.key,
+                             "Cache-Control": "public, max-age=31536000, immutable"})
+
+
 @router.get("/items/{item_id}/thumbnail", response_class=Response,
             responses={200: {"content": {"image/png": {}}}})
 def thumbnail(item_id: str, store: Store = Depends(get_store)):

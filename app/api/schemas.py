@@ -61,6 +61,12 @@ class PointsOut(BaseModel):
     points: list[Point]
 
 
+class VaryIn(BaseModel):
+    seed: int = 0
+    strength: float = Field(0.6, description="how far the variation may stray from the item: the noise put on "
+                                             "its VAE latent, in (0, 1]; 1 = only its CLIP vector is kept")
+
+
 class DecodeIn(BaseModel):
     x: float
     y: float

@@ -19,7 +19,7 @@ from ..settings import Settings
 from ..spaces.base import DecodeRequest, Space, unit
 from . import projection
 from .prompt_images import PromptImageWorker
-from .store import ItemRecord, MapArrays, MapRecord, NewItem, Store
+from .store import ItemRecord, MapArrays, MapRecord, NewItem, NotFound, Store, check_id
 
 
 class SpaceMismatch(RuntimeError):
@@ -246,6 +246,28 @@ class MapService:
         request = self.blend_request(arrays, x, y, seed)
         request.variant, request.lora_scale, request.preview = variant, lora_scale, preview
         return self.decode_cached(key, request, gone)
+
+    def vary_item(self, map_id: str, item_id: str, seed: int, strength: float,
+                  gone: Callable[[], bool] | None = None) -> DecodeResult:
+        """A variation of one item: its own decode vector, starting from its VAE latent noised to `strength`
+        (items without a latent: a fresh picture of the vector with this seed)."""
+        self.usable_map(map_id)
+        check_id(item_id, "item id")
+        if not 0 <= seed <= self.settings.max_seed:
+            raise Rejected(f"seed must be between 0 and {self.settings.max_seed}")
+        if not (np.isfinite(strength) and 0 < strength <= 1):
+            raise Rejected("strength must be more than 0 and at most 1")
+        arrays = self.store.get_arrays(map_id)
+        try:
+            i = arrays.ids.index(item_id)
+        except ValueError:
+            raise NotFound(f"item {item_id} not found in map {map_id}") from None
+        strength = round(float(strength), 4)
+        raw = f"vary|{self.space.name}|{map_id}|{item_id}|{seed}|{strength}{self.pending_mark(map_id)}"
+        latent = arrays.latents[i]
+        request = DecodeRequest(vector=arrays.decode_vectors[i], seed=seed, latent=latent,
+                                strength=strength if latent is not None else 1.0)
+        return self.decode_cached(hashlib.sha256(raw.encode()).hexdigest(), request, gone)
 
     def decode_cached(self, key: str, request: DecodeRequest, gone: Callable[[], bool] | None = None
                       ) -> DecodeResult:

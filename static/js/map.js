@@ -411,6 +411,7 @@ function select(item) {
   section.hidden = false;
   if (item.label === null || item.id === null) {
     $("selected-label").textContent = "Loading…";
+    $("vary-controls").hidden = true;
     $("selected-thumb").hidden = true;
     applyEditMode();
     itemDetails(item).then(() => {
@@ -422,6 +423,10 @@ function select(item) {
   }
   $("selected-label").textContent = `${KIND_NAMES[item.kind] || item.kind}: ${item.label}`
     + (item.pending ? ` (${PENDING_TEXT})` : "");
+  const canVary = hasThumbnail(item) && !item.pending;
+  if ($("vary-controls").dataset.itemId !== item.id) $("variations").replaceChildren();
+  $("vary-controls").dataset.itemId = item.id;
+  $("vary-controls").hidden = !canVary;
   const thumb = $("selected-thumb");
   if (hasThumbnail(item)) {
     thumb.src = `/api/items/${encodeURIComponent(item.id)}/thumbnail`;
@@ -704,6 +709,36 @@ function addItems(newItems) {
   return redraw();
 }
 
+const MAX_VARIATIONS = 6;
+
+/** Image-to-image from the selected item: each click a new seed, shown newest first beside its download. */
+async function varySelected() {
+  const item = state.selected;
+  if (!item || !item.id) return;
+  const strength = Number($("vary-strength").value);
+  const seed = (state.seed + (state.variationCount = (state.variationCount || 0) + 1)) % (MAX_SEED + 1);
+  const button = $("vary-btn");
+  showError($("vary-error"), "");
+  button.disabled = true;
+  try {
+    const response = await api(`/api/maps/${encodeURIComponent(state.mapId)}/items/${encodeURIComponent(item.id)}/vary`, {
+      method: "POST", json: { seed, strength }, raw: true,
+    });
+    if (state.selected !== item) return;
+    const url = URL.createObjectURL(await response.blob());
+    const text = `Variation of “${item.label}”, change ${strength.toFixed(2)}, seed ${seed}`;
+    const link = el("a", { href: url, download: `latentmap-variation-${item.id}-seed${seed}.png`, title: `${text}: download` },
+      el("img", { src: url, alt: text }));
+    const list = $("variations");
+    list.prepend(el("li", { class: "variation", "data-seed": String(seed) }, link));
+    while (list.children.length > MAX_VARIATIONS) list.lastElementChild.remove();
+  } catch (err) {
+    showError($("vary-error"), `Could not vary this image. ${err.message}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
 /** Images (and prompts of spaces that generate a picture for each) have a thumbnail; JSON says which. */
 function hasThumbnail(item) {
   return item.thumbnail === undefined ? item.kind !== "text" : Boolean(item.thumbnail);
@@ -847,6 +882,10 @@ frame.addEventListener("drop", (event) => {
 
 // ---------------------------------------------------------------- delete + refit ----
 
+$("vary-btn").addEventListener("click", varySelected);
+$("vary-strength").addEventListener("input", (event) => {
+  $("vary-strength-value").textContent = Number(event.target.value).toFixed(2);
+});
 $("delete-btn").addEventListener("click", async () => {
   const item = state.selected;
   if (!item || !canEdit()) return;

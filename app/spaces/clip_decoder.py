@@ -126,10 +126,10 @@ class ClipDecoderSpace(Space):
     def _decode_one(self, req: DecodeRequest) -> Image.Image:
         if req.vector.shape != (self.dim,):
             raise ValueError(f"decode vector must have shape ({self.dim},), got {req.vector.shape}")
-        emb = torch.from_numpy(np.asarray(req.vector, dtype=np.float32)).unsqueeze(0)
+        emb = torch.from_numpy(np.array(req.vector, dtype=np.float32)).unsqueeze(0)
         init = None
         if req.latent is not None and req.strength < 1.0:
-            init = torch.from_numpy(np.asarray(req.latent, dtype=np.float32)).unsqueeze(0)
+            init = torch.from_numpy(np.array(req.latent, dtype=np.float32)).unsqueeze(0)
         generator = torch.Generator("cpu").manual_seed(int(req.seed))
         variant, scale = getattr(req, "variant", None), getattr(req, "lora_scale", None)
         steps = int(self.decode_settings["steps"])

@@ -87,7 +87,7 @@ class TurboSpace(VitHSpace):
         with self._lock:
             self.pipe.set_ip_adapter_scale(float(ip_scale))
             if init_latent is not None and strength < 1.0:
-                latent = torch.from_numpy(np.asarray(init_latent, dtype=np.float32)).unsqueeze(0)
+                latent = torch.from_numpy(np.array(init_latent, dtype=np.float32)).unsqueeze(0)
                 # diffusers runs int(steps * strength) steps: below one step's worth it would run none (and
                 # fail on an empty batch). At least one, as the unclip-h loop does.
                 strength = min(1.0, max(float(strength), (1.0 + 1e-6) / int(steps)))

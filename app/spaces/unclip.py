@@ -116,10 +116,10 @@ class UnclipSpace(VitHSpace):
 
     # ------------------------------------------------------------------ Space hooks
     def _decode_one(self, req: DecodeRequest) -> Image.Image:
-        emb = torch.from_numpy(np.asarray(req.vector, dtype=np.float32)).unsqueeze(0)
+        emb = torch.from_numpy(np.array(req.vector, dtype=np.float32)).unsqueeze(0)
         init = None
         if req.latent is not None and req.strength < 1.0:
-            init = torch.from_numpy(np.asarray(req.latent, dtype=np.float32)).unsqueeze(0)
+            init = torch.from_numpy(np.array(req.latent, dtype=np.float32)).unsqueeze(0)
             expected = (self.pipe.unet.config.in_channels, int(self.config["height"]) // self.vae_scale,
                         int(self.config["width"]) // self.vae_scale)
             if tuple(init.shape[1:]) != expected:

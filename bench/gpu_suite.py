@@ -1,6 +1,7 @@
 """Every GPU measurement the real-space issues ask for, as one prepared command for a machine with a GPU.
 
-    python bench/gpu_suite.py --out DIR          # real-size architectures, random weights (~10 min on an H100)
+    python bench/gpu_suite.py --space unclip-h --out DIR   # real size, random weights; one space per call
+    python bench/gpu_suite.py --space turbo-h --out DIR    # (a device call may run 10 min; each takes ~3-7)
     python bench/gpu_suite.py --tiny --out DIR   # toy size on a CPU: checks the suite itself (a test runs it)
 
 No hub is needed: the real-size unclip-h and turbo-h architectures (configs/arch/real.json) are built with random
@@ -36,6 +37,9 @@ from app.spaces.vith import CONFIG_DIR  # noqa: E402
 MODULES = {"unclip-h": unclip, "turbo-h": turbo}
 # A toy run only has to go through every path quickly.
 TINY_CONFIG = {"steps": 2, "preview": {"steps": 1}, "reference_prompts": 2, "prompt_images": {"steps": 2, "seed": 0}}
+# Real size: the real decode settings; only the modality statistics (one generated picture per reference prompt,
+# measured again by every server the benches start) use 4 prompts instead of 32 — they do not affect timings.
+REAL_CONFIG = {"reference_prompts": 4}
 
 
 def space_env(space: str, paths: dict, config_file: Path | None) -> dict:
@@ -74,15 +78,15 @@ def main() -> int:
     base_env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     if args.tiny:
         base_env["LATENTMAP_DEVICE"] = "cpu"
-    small = ["--requests", "3", "--prompts", "4", "--images", "2"] if args.tiny else ["--requests", "10"]
+    small = ["--requests", "3", "--prompts", "4", "--images", "2"] if args.tiny else \
+        ["--requests", "10", "--prompts", "8", "--images", "8"]
     ok = True
     with tempfile.TemporaryDirectory(prefix="latentmap-gpu-suite-") as tmp:
         for space in args.space:
-            config_file = None
-            if args.tiny:
-                size = arch["image_size"]
-                config_file = Path(tmp) / f"{space}-config.json"
-                config_file.write_text(json.dumps({**TINY_CONFIG, "height": size, "width": size}))
+            config_file = Path(tmp) / f"{space}-config.json"
+            size = arch["image_size"]
+            config_file.write_text(json.dumps({**TINY_CONFIG, "height": size, "width": size} if args.tiny
+                                              else REAL_CONFIG))
             paths = MODULES[space].build_random(Path(tmp) / space, arch)
             env = {**base_env, **space_env(space, paths, config_file)}
             threads = ["--threads", "1" if args.tiny else "0"]
@@ -93,7 +97,8 @@ def main() -> int:
                                         *(["--rounds", "2", "--batch", "4"] if args.tiny else [])],
                       env, out, args.timeout)
             ok &= run("prompt_latency", space, ["prompt_latency.py", "--space", space, *threads,
-                                                *(["--requests", "5", "--seed-items", "2"] if args.tiny else [])],
+                                                "--requests", "5" if args.tiny else "20",
+                                                "--seed-items", "2" if args.tiny else "20"],
                       env, out, args.timeout)
             ok &= run("decode", space, ["decode.py", "--space", space, *threads, *small], env, out, args.timeout)
     return 0 if ok else 1

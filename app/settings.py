@@ -55,7 +55,7 @@ class Settings:
     # Projection and decoding
     umap_min_items: int = 20  # below this a map is projected with PCA (exact, deterministic)
     place_neighbors: int = 8  # existing items used to place a new one without a refit
-    place_refine_epochs: int = 200  # UMAP layout epochs for new points against the fixed map (0 = weighted mean only)
+    place_refine_epochs: int = 50  # UMAP layout epochs for new points against the fixed map (0 = weighted mean only)
     blend_neighbors: int = 8  # items blended to turn a clicked 2D point into a vector
     blend_power: float = 2.0  # inverse-distance weight exponent
     latent_strength: float = 0.8  # noise put on the blended VAE latent (1.0 = ignore latents)

@@ -121,6 +121,7 @@ def _service_check(old, new, settings) -> float:
 
     class VectorSpace:  # just enough of Space for inserting prompt-kind items directly
         name, device = "bench-vectors", "cpu"
+        generates_prompt_images = False
         dim = old.shape[1]
         stats = ModalityStats(text_mean=np.zeros(dim, np.float32), image_mean=np.zeros(dim, np.float32),
                               image_norm=1.0)

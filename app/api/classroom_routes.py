@@ -12,14 +12,10 @@ from pydantic import BaseModel, Field
 from ..maps.classroom import Classroom, Forbidden, Gone, check_tour
 from ..maps.service import MapService, Rejected
 from ..maps.store import Store
-from .deps import existing_map_id, get_service, get_store, require_edit_key
+from .deps import existing_map_id, get_classroom, get_service, get_store, require_edit_key
 from .routes import client_gone
 
 router = APIRouter()
-
-
-def get_classroom(request: Request) -> Classroom:
-    return request.app.state.classroom
 
 
 def _guard(fn, *args):

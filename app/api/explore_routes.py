@@ -16,16 +16,12 @@ from ..maps import bundle
 from ..maps.explore import Explorer, Neighbor
 from ..maps.service import MapService, Rejected
 from ..maps.store import StaleVersion, Store, check_key
-from .deps import existing_map_id, get_service, get_store
+from .deps import existing_map_id, get_explorer, get_service, get_store
 from .routes import MAP_VERSION_HEADER, client_gone, map_info
 from .schemas import MapCreated
 
 router = APIRouter(prefix="/api")
 PNG = {200: {"content": {"image/png": {}}}}
-
-
-def get_explorer(request: Request) -> Explorer:
-    return request.app.state.explorer
 
 
 class PathIn(BaseModel):

@@ -297,3 +297,30 @@ def test_first_bad_file_in_upload_order_is_named(make_client):
     r = client.post(f"/api/maps/{made['id']}/images", headers={"X-Edit-Key": made["edit_key"]}, files=files)
     assert r.status_code == 422 and "first-bad.png" in r.json()["detail"]
     assert client.get(f"/api/maps/{made['id']}").json()["count"] == 0
+
+
+def test_a_data_dir_from_before_pending_images_is_migrated_in_place(make_client, tmp_path):
+    """Data directories written before the `pending_image` column existed open, keep their items, and gain it."""
+    import sqlite3
+
+    from app.maps.store import SCHEMA, Store
+
+    data = tmp_path / "old"
+    client = make_client(data)
+    made = client.post("/api/maps", json={"title": "old"}).json()
+    add_prompts(client, made["id"], {"X-Edit-Key": made["edit_key"]}, ["an old prompt"])
+    client.__exit__(None, None, None)
+    db = sqlite3.connect(data / "latentmap.sqlite3")  # rebuild the items table as it was, without the column
+    items_table = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS items"):SCHEMA.index("CREATE INDEX")]
+    old_schema = "\n".join(line for line in items_table.splitlines() if "pending_image" not in line).replace(
+        "created_at REAL NOT NULL,\n)", "created_at REAL NOT NULL\n)")
+    db.executescript("DROP INDEX IF EXISTS items_pending; ALTER TABLE items RENAME TO items_new;" + old_schema +
+                     "INSERT INTO items SELECT id, map_id, seq, kind, label, x, y, vector, decode_vector, latent, "
+                     "latent_shape, has_thumbnail, created_at FROM items_new; DROP TABLE items_new;")
+    assert "pending_image" not in {r[1] for r in db.execute("PRAGMA table_info(items)")}
+    db.close()
+
+    store = Store(data)
+    assert [p.label for p in store.points(made["id"])] == ["an old prompt"]
+    assert store.points(made["id"])[0].pending_image is False and store.pending_image_ids(made["id"]) == []
+    store.close()

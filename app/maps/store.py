@@ -186,9 +186,11 @@ class Store:
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(items)")}
         if "pending_image" not in columns:  # data directories made before the column existed
             self._db.execute("ALTER TABLE items ADD COLUMN pending_image INTEGER NOT NULL DEFAULT 0")
+        self._db.execute("CREATE INDEX IF NOT EXISTS items_pending ON items(map_id) WHERE pending_image = 1")
         # The most recently used maps' arrays stay in memory (clicks need them); older ones are dropped.
         self._arrays_cache: OrderedDict[str, tuple[tuple[int, int], MapArrays]] = OrderedDict()
         self._images_done: dict[str, int] = {}  # per map: prompt images completed (part of the arrays' cache key)
+        self._counts: dict[str, tuple[int, int]] = {}  # per map: (version, item count)
         self._sweep_orphans()
 
     def _sweep_orphans(self) -> None:
@@ -234,12 +236,19 @@ class Store:
                    "(SELECT COUNT(*) FROM items i WHERE i.map_id = m.id) FROM maps m")
 
     def get_map(self, map_id: str) -> MapRecord:
+        """Every request asks this, several times: the item count (a scan of the map's index, ms at 100k items)
+        is remembered per map version — every change to a map's items bumps its version under this lock."""
         check_id(map_id, "map id")
         with self._lock:
-            row = self._db.execute(self._MAP_SELECT + " WHERE m.id = ?", (map_id,)).fetchone()
-        if row is None:
-            raise NotFound(f"map {map_id} not found")
-        return self._map_from_row(row)
+            row = self._db.execute("SELECT id, title, space, created_at, version, projection FROM maps WHERE id = ?",
+                                   (map_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"map {map_id} not found")
+            counted = self._counts.get(map_id)
+            if counted is None or counted[0] != row[4]:
+                count = self._db.execute("SELECT COUNT(*) FROM items WHERE map_id = ?", (map_id,)).fetchone()[0]
+                counted = self._counts[map_id] = (row[4], count)
+        return self._map_from_row((*row, counted[1]))
 
     def list_maps(self) -> list[MapRecord]:
         with self._lock:
@@ -257,6 +266,7 @@ class Store:
         with self._lock:
             ids = [r[0] for r in self._db.execute("SELECT id FROM items WHERE map_id = ?", (map_id,))]
             self._db.execute("DELETE FROM maps WHERE id = ?", (map_id,))
+            self._counts.pop(map_id, None)
         self._arrays_cache.pop(map_id, None)
         for item_id in ids:
             (self.thumb_dir / f"{item_id}.png").unlink(missing_ok=True)

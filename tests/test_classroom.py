@@ -130,3 +130,26 @@ def test_quiz_scoring_and_reveal(client, new_map):
     assert result["answer"]["seed"] == 4
     late = client.post(f"/api/quiz/{round_['id']}/guess", json={"player": "late", "x": 0, "y": 0})
     assert late.status_code == 403
+
+
+def test_a_follower_busy_sending_a_state_still_gets_the_end():
+    """The presenter ends right after a change, while a follower's stream is still sending that change: the
+    follower must still receive "end" (it was lost when the loop re-checked `ended` before the queue)."""
+    import asyncio
+
+    async def scenario():
+        classroom = Classroom(max_presentation_seconds=60, max_followers=5)
+        p, key = classroom.start("mapid123")
+
+        async def connected():
+            return False
+
+        stream = classroom.follow(p, connected, heartbeat=5)
+        events = [await stream.__anext__()]  # the current state at once
+        classroom.update(p.code, key, {"seed": 1})
+        events.append(await stream.__anext__())  # the change: the stream is now suspended sending it...
+        classroom.end(p.code, key)  # ...when the presentation ends
+        events += [e async for e in stream]
+        return [e.split("\n", 1)[0] for e in events]
+
+    assert asyncio.run(scenario()) == ["event: state", "event: state", "event: end"]

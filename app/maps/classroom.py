@@ -123,7 +123,10 @@ class Classroom:
         p.followers.add(queue)
         try:
             yield self._event("state", p)
-            while not p.ended:
+            while True:
+                if p.ended and queue.empty():  # ended, and its "end" is not waiting in the queue: say it now
+                    yield self._event("end", p)
+                    break
                 try:
                     event = await asyncio.wait_for(queue.get(), timeout=heartbeat)
                 except asyncio.TimeoutError:

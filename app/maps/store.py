@@ -369,7 +369,7 @@ class Store:
             row = self._db.execute("SELECT map_id FROM items WHERE id = ?", (item_id,)).fetchone()
             if row is not None:  # decode vectors changed: cached arrays of this map are stale
                 self._images_done[row[0]] = self._images_done.get(row[0], 0) + 1
-        if cur.rowcount == 0 and thumbnail_png is not None:  # deleted meanwhile
+        if row is None and thumbnail_png is not None:  # deleted meanwhile (not: completed by someone else)
             (self.thumb_dir / f"{item_id}.png").unlink(missing_ok=True)
         return cur.rowcount == 1
 

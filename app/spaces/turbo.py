@@ -118,16 +118,6 @@ class TurboSpace(VitHSpace):
                            float(cfg.get("guidance", self.config["guidance"])), float(cfg.get("ip_adapter_scale", 0.0)))
                 for text in texts]
 
-    @torch.inference_mode()
-    def _latents(self, batch: torch.Tensor) -> np.ndarray:
-        vae = self.pipe.vae  # TAESD
-        out = []
-        with self._lock:
-            for i in range(0, len(batch), 8):
-                x = batch[i:i + 8].to(self.device, self.dtype)
-                out.append((vae.encode(x).latents * vae.config.scaling_factor).float().cpu())
-        return torch.cat(out).numpy()
-
 
 def load(settings) -> TurboSpace:
     device = choose_device(settings.device)

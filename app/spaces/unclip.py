@@ -136,16 +136,6 @@ class UnclipSpace(VitHSpace):
         return [self._run(zeros, text, int(cfg.get("seed", 0)), int(cfg.get("steps", self.config["steps"])),
                           float(cfg.get("guidance", self.config["guidance"])), 0) for text in texts]
 
-    @torch.inference_mode()
-    def _latents(self, batch: torch.Tensor) -> np.ndarray:
-        vae = self.pipe.vae
-        out = []
-        with self._lock:
-            for i in range(0, len(batch), 8):
-                x = batch[i:i + 8].to(self.device, self.dtype)
-                out.append((vae.encode(x).latent_dist.mean * vae.config.scaling_factor).float().cpu())
-        return torch.cat(out).numpy()
-
 
 def load(settings) -> UnclipSpace:
     device = choose_device(settings.device)

@@ -136,8 +136,8 @@ def to_vae_batch(images: Sequence[Image.Image], height: int, width: int) -> torc
 class VitHSpace(Space):
     """What unclip-h and turbo-h share: the ViT-H encoder, prompt images, cached modality statistics, one lock.
 
-    Subclasses implement `_generate(texts)` (text-to-image for prompt thumbnails), `_latents(batch)` and
-    `_decode_one(request)`.
+    Subclasses set `pipe` (its `vae` encodes latents) and implement `_generate(texts)` (text-to-image for prompt
+    thumbnails) and `_decode_one(request)`.
     """
 
     generates_prompt_images = True
@@ -189,9 +189,18 @@ class VitHSpace(Space):
     def _generate(self, texts: list[str]) -> list[Image.Image]:
         raise NotImplementedError
 
+    @torch.inference_mode()
     def _latents(self, batch: torch.Tensor) -> np.ndarray:
-        """VAE latents of a (n, 3, h, w) batch in [-1, 1] at the decoder's size."""
-        raise NotImplementedError
+        """Latents of a (n, 3, h, w) batch in [-1, 1] at the decoder's size, from the pipeline's own autoencoder
+        (unclip-h: AutoencoderKL, its distribution's mean; turbo-h: TAESD, AutoencoderTiny), 8 images a call."""
+        vae = self.pipe.vae
+        out = []
+        with self._lock:
+            for i in range(0, len(batch), 8):
+                encoded = vae.encode(batch[i:i + 8].to(self.device, self.dtype))
+                z = encoded.latent_dist.mean if hasattr(encoded, "latent_dist") else encoded.latents
+                out.append((z * vae.config.scaling_factor).float().cpu())
+        return torch.cat(out).numpy()
 
     def _decode_one(self, req: DecodeRequest) -> Image.Image:
         raise NotImplementedError

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from ..maps import bundle
 from ..maps.explore import Explorer, Neighbor
 from ..maps.service import MapService, Rejected
-from ..maps.store import StaleVersion, Store, check_key
+from ..maps.store import Store, check_key
 from .deps import existing_map_id, get_explorer, get_service, get_store
 from .routes import MAP_VERSION_HEADER, client_gone, map_info
 from .schemas import MapCreated
@@ -138,9 +138,7 @@ def label_match(request: Request, q: str = Query(..., min_length=1), version: in
     limit = request.app.state.settings.max_prompt_chars
     if len(q) > limit:
         raise Rejected(f"q must be at most {limit} characters")
-    labels, current = store.labels(map_id)
-    if version is not None and version != current:
-        raise StaleVersion(f"map {map_id} changed since it was loaded (version {version}, now {current}): reload it")
+    labels, current = store.labels(map_id, version)
     needle = q.strip().casefold()
     matches = np.fromiter((needle in label.casefold() for label in labels), dtype=bool, count=len(labels))
     body = b"LMM1" + np.uint32(len(labels)).tobytes() + np.packbits(matches, bitorder="little").tobytes()

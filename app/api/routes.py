@@ -134,10 +134,14 @@ def decode(body: schemas.DecodeIn, request: Request, map_id: str = Depends(exist
            service: MapService = Depends(get_service)):
     result = service.decode_at(map_id, body.x, body.y, body.seed, client_gone(request), variant=body.variant,
                                lora_scale=body.lora_scale, preview=body.preview)
+    return _decoded_png(result, {"X-Decode-Preview": "1" if body.preview else "0"})
+
+
+def _decoded_png(result, extra: dict | None = None) -> Response:
+    """A decoded picture: immutable (its key names everything that made it), cache hit or miss said."""
     return Response(result.png, media_type="image/png",
                     headers={"X-Decode-Cache": "hit" if result.cached else "miss", "X-Decode-Key": result.key,
-                             "X-Decode-Preview": "1" if body.preview else "0",
-                             "Cache-Control": "public, max-age=31536000, immutable"})
+                             "Cache-Control": "public, max-age=31536000, immutable", **(extra or {})})
 
 
 @router.post("/maps/{map_id}/items/{item_id}/vary", response_class=Response,
@@ -146,10 +150,7 @@ def vary(item_id: str, body: schemas.VaryIn, request: Request, map_id: str = Dep
          service: MapService = Depends(get_service)):
     """Image-to-image: the item's own vector, starting from its VAE latent noised to `strength`. Same inputs,
     same bytes (cached)."""
-    result = service.vary_item(map_id, item_id, body.seed, body.strength, client_gone(request))
-    return Response(result.png, media_type="image/png",
-                    headers={"X-Decode-Cache": "hit" if result.cached else "miss", "X-Decode-Key": result.key,
-                             "Cache-Control": "public, max-age=31536000, immutable"})
+    return _decoded_png(service.vary_item(map_id, item_id, body.seed, body.strength, client_gone(request)))
 
 
 @router.get("/items/{item_id}/thumbnail", response_class=Response,

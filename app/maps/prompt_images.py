@@ -5,7 +5,8 @@ make a user wait for every image before a prompt appears on the map. Instead the
 (position from its text vector, decode vector = the text vector moved across the modality gap, flagged
 `pending_image`), and this worker generates the images one by one through the same work queue as decodes, as
 background jobs (a click or a new prompt goes first and waits for at most the one image being made), and
-stores each thumbnail, decode vector and latent as it arrives. Pending prompts are in SQLite, so a restart picks up where the last run stopped.
+stores each thumbnail, decode vector and latent as it arrives. Pending prompts are in SQLite, so a restart
+picks up where the last run stopped.
 """
 
 from __future__ import annotations

@@ -404,30 +404,32 @@ class Store:
         kinds = np.array([KIND_CODES.get(r[2], 255) for r in rows], dtype=np.uint8)
         return xy, kinds, version
 
-    def labels(self, map_id: str) -> tuple[list[str], int]:
-        """Every item's label in points order, and the map's version they belong to."""
+    def labels(self, map_id: str, version: int | None = None) -> tuple[list[str], int]:
+        """Every item's label in points order, and the map's version they belong to; with `version`,
+        StaleVersion when the map changed since."""
         with self._lock:
+            current = self._map_version(map_id, expected=version)
             rows = self._db.execute("SELECT label FROM items WHERE map_id = ? ORDER BY seq", (map_id,)).fetchall()
-            version = self._map_version(map_id)
-        return [r[0] for r in rows], version
+        return [r[0] for r in rows], current
 
     def ids_at(self, map_id: str, indices: Sequence[int], version: int) -> list[str]:
         """Item ids at positions in points order, as of `version`; StaleVersion when the map changed since."""
         with self._lock:
-            current = self._map_version(map_id)
-            if current != version:
-                raise StaleVersion(f"map {map_id} changed since it was loaded (version {version}, now {current}): "
-                                   "reload it and select again")
+            self._map_version(map_id, expected=version)
             ids = [r[0] for r in self._db.execute("SELECT id FROM items WHERE map_id = ? ORDER BY seq", (map_id,))]
         bad = [i for i in indices if not 0 <= i < len(ids)]
         if bad:
             raise NotFound(f"map {map_id} has {len(ids)} items; no item at index {bad[0]}")
         return [ids[i] for i in indices]
 
-    def _map_version(self, map_id: str) -> int:
+    def _map_version(self, map_id: str, expected: int | None = None) -> int:
+        """The map's version (call under the lock); StaleVersion if it is not `expected` (when given)."""
         row = self._db.execute("SELECT version FROM maps WHERE id = ?", (map_id,)).fetchone()
         if row is None:
             raise NotFound(f"map {map_id} not found")
+        if expected is not None and int(row[0]) != expected:
+            raise StaleVersion(f"map {map_id} changed since it was loaded (version {expected}, now {row[0]}): "
+                               "reload it")
         return int(row[0])
 
     def bounds(self, map_id: str) -> list[float] | None:

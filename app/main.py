@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from .api import classroom_routes, errors, explore_routes, routes, variant_routes
+from .api import classroom_routes, errors, explore_routes, routes, tile_routes, variant_routes
 from .api.limits import RequestSizeLimit
 from .jobs import WorkQueue
 from .maps import demo
@@ -18,6 +18,7 @@ from .maps.classroom import Classroom
 from .maps.explore import Explorer
 from .maps.service import MapService
 from .maps.store import Store
+from .maps.tiles import PointTiles
 from .settings import STATIC_DIR, Settings
 from .spaces.base import Space
 from .spaces.registry import load_space
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None, space: Space | None = None) -> 
         loaded = space or load_space(settings)
         service = MapService(store, loaded, settings, WorkQueue(settings.max_queued_jobs))
         app.state.settings, app.state.service, app.state.explorer = settings, service, Explorer(service)
+        app.state.tiles = PointTiles(store, settings)
         app.state.classroom = Classroom(settings.max_presentation_seconds, settings.max_followers)
         if settings.create_demo_map:
             demo.ensure_demo_map(service)
@@ -57,6 +59,7 @@ def create_app(settings: Settings | None = None, space: Space | None = None) -> 
     app.include_router(explore_routes.router)
     app.include_router(classroom_routes.router)
     app.include_router(variant_routes.router)
+    app.include_router(tile_routes.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

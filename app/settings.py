@@ -76,6 +76,15 @@ class Settings:
     max_compare_path_steps: int = 12  # images per decoder along a compared path
     max_upscale_input_pixels: int = 512 * 512  # larger decoded images are refused by /upscale
     max_align_items: int = 4000  # shared items two maps may have for /align (k-NN is n x n in memory)
+    # Point tiles and thumbnail atlases (app/maps/tiles.py): what the map page draws of big maps
+    tile_points: int = 4096  # most points in one point tile (the page draws about 4-9 tiles at once)
+    tile_cells_log2: int = 5  # a tile's points are spread over 2^5 x 2^5 cells (round-robin) so no cluster vanishes
+    tile_max_zoom: int = 16  # deepest tile zoom; points beyond tile_points in one tile at this zoom are not drawn
+    tile_thumbs_side: int = 8  # at most 8 x 8 pictures per tile (one per cell): they never pile up
+    tile_thumb_px: int = 64  # a picture's cell in a tile's atlas, pixels
+    tile_index_maps: int = 4  # maps whose tile index (Morton order + levels, ~30 B/point) stays in memory
+    tile_cache_bytes: int = 256 * 1024 * 1024  # made tiles and atlases kept in memory (oldest dropped first)
+    max_selection_polygon_vertices: int = 2000  # vertices of a lasso sent to POST /selection
     # Neighbours in the original space (app/maps/index.py; bench/neighbors.py)
     neighbor_index_min_items: int = 100_000  # from this many items an approximate faiss index (if installed), below it exact search
     neighbor_index_nprobe: int = 16  # IVF lists searched per query (recall vs speed)
@@ -111,7 +120,8 @@ class Settings:
 # Settings where 0 means nothing sensible (everything else that is a number must not be negative).
 _AT_LEAST_ONE = {"port", "max_queued_jobs", "thumbnail_size", "encode_batch_size", "place_neighbors",
                  "blend_neighbors", "umap_min_items", "max_items_per_map", "max_file_bytes", "max_request_bytes",
-                 "max_image_pixels", "neighbor_index_nprobe"}
+                 "max_image_pixels", "neighbor_index_nprobe", "tile_points", "tile_thumbs_side",
+                 "tile_thumb_px", "tile_index_maps", "max_selection_polygon_vertices"}
 
 
 def _parse(type_name: str, raw: str):

@@ -12,7 +12,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
 from pydantic import BaseModel, Field
 
-from ..maps import bundle
+from ..maps import bundle, selection
 from ..maps.explore import Explorer, Neighbor
 from ..maps.service import MapService, Rejected
 from ..maps.store import Store, check_key
@@ -34,8 +34,12 @@ class SelectionIn(BaseModel):
     item_ids: list[str] | None = Field(None, description="the selected items' ids")
     indices: list[int] | None = Field(None, description="or their positions in points order (maps loaded from "
                                       "/points.bin, which carry no ids); needs `version`")
-    version: int | None = Field(None, description="the X-Map-Version the indices refer to (409 if the map changed)")
-    format: Literal["json", "csv", "zip"] = "json"
+    polygon: list[list[float]] | None = Field(None, description="or a lasso: [[x, y], ...] in map coordinates, "
+                                              "every item inside it (even-odd rule); with `version`, 409 if the "
+                                              "map changed")
+    version: int | None = Field(None, description="the X-Map-Version the indices or polygon refer to (409 if the "
+                                                  "map changed)")
+    format: Literal["json", "csv", "zip", "count"] = Field("json", description="count: only how many were chosen")
 
 
 def _neighbors_out(store_arrays, found: list[Neighbor]) -> list[dict]:
@@ -95,22 +99,35 @@ def clusters(request: Request, map_id: str = Depends(existing_map_id), explorer:
 
 
 @router.post("/maps/{map_id}/selection", response_class=Response)
-def export_selection(body: SelectionIn, map_id: str = Depends(existing_map_id), store: Store = Depends(get_store)):
-    """Items picked with the lasso, as JSON, CSV, or a zip of the list and the images' thumbnails."""
-    if (body.item_ids is None) == (body.indices is None):
-        raise Rejected("give either item_ids or indices (with version)")
+def export_selection(body: SelectionIn, request: Request, map_id: str = Depends(existing_map_id),
+                     store: Store = Depends(get_store)):
+    """Items picked with the lasso (by id, by index or by the lasso's polygon), as JSON (with their count), CSV, a
+    zip of the list and the images' thumbnails, or only the count."""
+    if sum(v is not None for v in (body.item_ids, body.indices, body.polygon)) != 1:
+        raise Rejected("give one of item_ids, indices (with version) or polygon")
     if body.indices is not None:
         if body.version is None:
             raise Rejected("indices need the map version they refer to (the X-Map-Version of /points.bin)")
         wanted = set(store.ids_at(map_id, body.indices, body.version))
+    elif body.polygon is not None:
+        poly = selection.check_polygon(body.polygon, request.app.state.settings.max_selection_polygon_vertices)
+        xy, _, version = store.positions(map_id)
+        if body.version is not None and body.version != version:
+            store.ids_at(map_id, [], body.version)  # raises the one stale-version error (409)
+        inside = np.flatnonzero(selection.inside_polygon(xy, poly))
+        if body.format == "count":
+            return Response(json.dumps({"count": len(inside), "version": version}),
+                            media_type="application/json")
+        wanted = set(store.ids_at(map_id, inside.tolist(), version))
     else:
         wanted = set(body.item_ids)
     chosen = [p for p in store.points(map_id) if p.id in wanted]
     if len(chosen) != len(wanted):
         raise Rejected(f"{len(wanted) - len(chosen)} of the selected items are not on this map")
     rows = [{"id": p.id, "kind": p.kind, "label": p.label, "x": p.x, "y": p.y} for p in chosen]
-    if body.format == "json":
-        return Response(json.dumps({"items": rows}, ensure_ascii=False), media_type="application/json")
+    if body.format in ("json", "count"):
+        out = {"count": len(rows)} if body.format == "count" else {"count": len(rows), "items": rows}
+        return Response(json.dumps(out, ensure_ascii=False), media_type="application/json")
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=["id", "kind", "label", "x", "y"])
     writer.writeheader()

@@ -76,3 +76,15 @@ class DecodeIn(BaseModel):
     lora_scale: float | None = Field(None, description="LoRA strength for a LoRA variant (default: its own)")
     preview: bool = Field(False, description="a fast, rougher picture (fewer steps or a tiny autoencoder) to show "
                                              "while the full decode runs; cached separately")
+
+
+class TileInfo(BaseModel):
+    version: int = Field(..., description="map version the tiles belong to: pass as ?v= for immutable tile URLs")
+    count: int
+    origin: list[float] = Field(..., description="[x0, y0]: the tiles cut the square [x0, x0+size] x [y0, y0+size]")
+    size: float
+    max_zoom: int = Field(..., description="deepest tile zoom; tile (z, x, y) is column x, row y from the top")
+    tile_points: int = Field(..., description="most points in one tile")
+    thumbs_side: int = Field(..., description="pictures per tile are at most thumbs_side², one per cell")
+    thumb_px: int = Field(..., description="side of one picture's cell in a tile atlas")
+    pictures: int = Field(..., description="items that have a picture")

@@ -404,6 +404,19 @@ class Store:
         kinds = np.array([KIND_CODES.get(r[2], 255) for r in rows], dtype=np.uint8)
         return xy, kinds, version
 
+    def tile_source(self, map_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+        """What point tiles are made of, in points order, of one moment: (n, 2) float32 positions, kind codes,
+        has-thumbnail flags, item ids (fixed-width bytes: 1M ids in ~16 MB, not 1M str objects), map version."""
+        with self._lock:
+            rows = self._db.execute("SELECT x, y, kind, has_thumbnail, id FROM items WHERE map_id = ? ORDER BY seq",
+                                    (map_id,)).fetchall()
+            version = self._map_version(map_id)
+        xy = np.array([(r[0], r[1]) for r in rows], dtype=np.float32).reshape(-1, 2)
+        kinds = np.array([KIND_CODES.get(r[2], 255) for r in rows], dtype=np.uint8)
+        thumbs = np.array([bool(r[3]) for r in rows], dtype=bool)
+        ids = np.array([r[4] for r in rows], dtype="S") if rows else np.zeros(0, dtype="S1")  # ids are ASCII
+        return xy, kinds, thumbs, ids, version
+
     def labels(self, map_id: str, version: int | None = None) -> tuple[list[str], int]:
         """Every item's label in points order, and the map's version they belong to; with `version`,
         StaleVersion when the map changed since."""

@@ -56,52 +56,67 @@ def cmd_spaces(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from tqdm import tqdm
-
+    from .ingest import local, sources
     from .jobs import WorkQueue
-    from .maps.service import MapService, Rejected, Upload
+    from .maps.service import MapService, Rejected
     from .maps.store import Store
     from .spaces.registry import load_space
 
-    if not args.prompts and not args.images:
-        print("latentmap build: give --prompts FILE and/or --images DIR", file=sys.stderr)
+    if not (args.prompts or args.images or args.table):
+        print("latentmap build: give --prompts FILE, --images DIR and/or --table FILE", file=sys.stderr)
         return 2
-    prompts: list[str] = []
-    if args.prompts:
-        path = Path(args.prompts)
-        if not path.is_file():
-            print(f"latentmap build: prompts file {path} does not exist", file=sys.stderr)
-            return 2
-        prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    files: list[Path] = []
-    if args.images:
-        folder = Path(args.images)
-        if not folder.is_dir():
-            print(f"latentmap build: images directory {folder} does not exist", file=sys.stderr)
-            return 2
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".gif"))
+    if not args.table and (args.image or args.text or args.label or args.vector):
+        print("latentmap build: --image/--text/--label/--vector name columns of --table FILE", file=sys.stderr)
+        return 2
+    if args.prompts and not Path(args.prompts).is_file():
+        print(f"latentmap build: prompts file {args.prompts} does not exist", file=sys.stderr)
+        return 2
+    if args.images and not Path(args.images).is_dir():
+        print(f"latentmap build: images directory {args.images} does not exist", file=sys.stderr)
+        return 2
     # A finished map when the command returns: prompt pictures are generated in line, not in the background.
+    # Items are placed without layout epochs while building: the final fit places everything anyway.
     settings = _settings(args).with_(defer_prompt_images=False)
-    service = MapService(Store(settings.data_dir), load_space(settings), settings, WorkQueue(1))
-    record, key = service.create_map(args.title)
-    batch = settings.max_prompts_per_request
+    if not args.no_refit:
+        settings = settings.with_(place_refine_epochs=0)
+    space = load_space(settings)
     try:
-        with tqdm(total=len(prompts) + len(files), desc="adding", unit="item") as bar:
-            for i in range(0, len(prompts), batch):
-                service.add_prompts(record.id, prompts[i:i + batch])
-                bar.update(len(prompts[i:i + batch]))
-            for i in range(0, len(files), 32):
-                chunk = files[i:i + 32]
-                service.add_images(record.id, [Upload(p.name, p.read_bytes()) for p in chunk])
-                bar.update(len(chunk))
+        parts = []
+        if args.prompts:
+            parts.append(sources.prompts_source(args.prompts, settings))
+        if args.images:
+            parts.append(sources.folder_source(args.images, settings))
+        if args.table:
+            parts.append(sources.table_source(args.table, settings, image=args.image, text=args.text,
+                                              label=args.label, vector=args.vector, any_path=args.any_path,
+                                              dim=space.dim))
+        source = sources.combine(parts)
+    except sources.SourceError as e:
+        print(f"latentmap build: {e}", file=sys.stderr)
+        return 2
+    service = MapService(Store(settings.data_dir), space, settings, WorkQueue(1))
+    try:
+        result = local.build(service, source, args.title, map_id=args.map, strict=args.strict,
+                             progress=not args.quiet, refit=not args.no_refit)
+    except KeyboardInterrupt:
+        print("latentmap build: interrupted; what was added is kept: run the same command again to continue",
+              file=sys.stderr)
+        return 130
     except Rejected as e:
         print(f"latentmap build: {e}", file=sys.stderr)
         return 1
-    if not args.no_refit and service.store.get_map(record.id).count:
-        service.refit(record.id)
-    print(json.dumps({"id": record.id, "title": record.title, "edit_key": key,
-                      "count": service.store.get_map(record.id).count,
-                      "url": f"/m/{record.id}#key={key}"}, indent=2))
+    finally:
+        service.close()
+    for skip in result.skipped:
+        print(f"skipped {skip.name}: {skip.reason}", file=sys.stderr)
+    if result.ignored:
+        print(f"ignored {result.ignored} files that are not pictures", file=sys.stderr)
+    count = service.store.get_map(result.map_id).count
+    url = f"/m/{result.map_id}" + (f"#key={result.edit_key}" if result.edit_key else "")
+    print(json.dumps({"id": result.map_id, "title": result.title, "edit_key": result.edit_key, "count": count,
+                      "added": result.added, "skipped": len(result.skipped), "present": result.present,
+                      "continued": result.continued, "url": url}, indent=2))
+    print(result.summary(), file=sys.stderr)
     return 0
 
 
@@ -191,11 +206,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(fn=cmd_spaces)
 
-    p = sub.add_parser("build", help="create a map from a prompts file and/or an images folder")
+    p = sub.add_parser("build", help="create (or continue) a map from prompts, a folder tree or a table",
+                       description="Create a map, or continue an interrupted build: run the same command again "
+                                   "(or give --map ID) and what is already on the map is skipped.")
     _add_common(p)
     p.add_argument("--title", default="Untitled map")
     p.add_argument("--prompts", help="text file, one prompt per line")
-    p.add_argument("--images", help="folder of PNG/JPEG/WebP/GIF images")
+    p.add_argument("--images", help="folder of PNG/JPEG/WebP/GIF images, read recursively; the relative folder "
+                                    "becomes the 'folder' column (symlinks are followed only inside it)")
+    p.add_argument("--table", help="CSV, Parquet or JSON Lines file, one item per row; other columns become "
+                                   "metadata (number, category or text)")
+    p.add_argument("--image", metavar="COL", help="table column of image paths (relative to the table's folder)")
+    p.add_argument("--text", metavar="COL", help="table column of prompts (with --image: searchable metadata)")
+    p.add_argument("--label", metavar="COL", help="table column shown as the item's label")
+    p.add_argument("--vector", metavar="COL", help="table column of precomputed vectors of this space (a list "
+                                                   "of numbers): no model call")
+    p.add_argument("--any-path", action="store_true",
+                   help="allow --image paths outside the table's folder (absolute or with ..)")
+    p.add_argument("--map", metavar="ID", help="add to this map (default: the map of the same title and source, "
+                                               "else a new one)")
+    p.add_argument("--strict", action="store_true", help="any file or row that would be skipped is an error: "
+                                                         "exit 1 and add nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--no-refit", action="store_true", help="keep the incremental placement; skip the final fit")
     p.set_defaults(fn=cmd_build)
 

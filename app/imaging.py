@@ -19,7 +19,9 @@ class ImageRejected(ValueError):
     """The upload is not an image we accept; the message says why."""
 
 
-def open_image(data: bytes, max_pixels: int) -> Image.Image:
+def open_image(data: bytes, max_pixels: int, keep_alpha: bool = False) -> Image.Image:
+    """RGB, or with `keep_alpha` RGBA where the image has transparency (alpha channel or a palette's
+    transparent colour); without it transparent pixels are composited onto white (see `on_white`)."""
     if not data:
         raise ImageRejected("empty file")
     try:
@@ -27,17 +29,36 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
             if im.width * im.height > max_pixels:
-                raise ImageRejected(f"image is {im.width}x{im.height} pixels; the limit is {max_pixels} pixels")
+                raise ImageRejected(f"image is {im.width}x{im.height} pixels; the limit is {max_pixels:,} pixels")
             im.seek(0)  # GIF/WebP animations: first frame
             im.load()
     except ImageRejected:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageRejected(f"image too large: {e}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # Pillow's own guard (past ~89 million pixels) fires before our check can read the size: our message.
+        raise ImageRejected(f"image has more than {max_pixels:,} pixels (the limit)") from None
     except Exception as e:  # PIL raises many types for corrupt/truncated/unknown files
         raise ImageRejected(f"not a readable PNG, JPEG, WebP or GIF image ({type(e).__name__})") from None
     im = ImageOps.exif_transpose(im)
-    return im.convert("RGBA").convert("RGB") if im.mode in ("P", "LA", "RGBA") else im.convert("RGB")
+    if has_alpha(im):
+        rgba = im.convert("RGBA")
+        return rgba if keep_alpha else on_white(rgba)
+    return im.convert("RGB")
+
+
+def has_alpha(im: Image.Image) -> bool:
+    return im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info)
+
+
+def on_white(im: Image.Image) -> Image.Image:
+    """RGB with transparent pixels composited onto white: what CLIP's training pictures look like. Dropping
+    the alpha instead shows whatever colour the transparent pixels hold (mostly black), and black line art
+    on a transparent background vanishes."""
+    if not has_alpha(im):
+        return im.convert("RGB")
+    rgba = im.convert("RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rgba).convert("RGB")
 
 
 def to_png(im: Image.Image) -> bytes:

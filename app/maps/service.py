@@ -130,7 +130,7 @@ class MapService:
 
     def _open_upload(self, upload: Upload) -> Image.Image | Rejected:
         try:
-            return imaging.open_image(upload.data, self.settings.max_image_pixels)
+            return imaging.open_image(upload.data, self.settings.max_image_pixels, keep_alpha=True)
         except imaging.ImageRejected as e:
             return Rejected(f"{upload.filename}: {e}")
 
@@ -143,7 +143,9 @@ class MapService:
         """A pipeline: the image pool prepares model inputs (then thumbnails) while the model encodes the
         batches already prepared, `encode_batch_size` images a model call."""
         size, batch = self.settings.thumbnail_size, self.settings.encode_batch_size
-        prepared = [self._image_pool.submit(self.space.prepare_image, im) for im in images]
+        # The model sees transparent pixels on white; the thumbnail keeps the alpha (imaging.on_white).
+        prepared = [self._image_pool.submit(lambda im: self.space.prepare_image(imaging.on_white(im)), im)
+                    for im in images]
         thumbnails = [self._image_pool.submit(imaging.thumbnail_png, im, size) for im in images]
         vectors, latents = [], []
         try:

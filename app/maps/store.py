@@ -62,7 +62,17 @@ CREATE TABLE IF NOT EXISTS tours (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tours_by_map ON tours(map_id, created_at);
+CREATE TABLE IF NOT EXISTS map_columns (      -- metadata columns of a map's items (app/ingest)
+    map_id TEXT NOT NULL REFERENCES maps(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,                -- index into items.meta
+    name TEXT NOT NULL,
+    type TEXT NOT NULL,                       -- number, category or text
+    PRIMARY KEY (map_id, position),
+    UNIQUE (map_id, name)
+);
 """
+
+COLUMN_TYPES = ("number", "category", "text")
 
 
 class NotFound(LookupError):
@@ -127,6 +137,15 @@ class NewItem:
     latent: np.ndarray | None = None
     thumbnail_png: bytes | None = None
     pending_image: bool = False  # decode_vector is provisional until its generated image arrives
+    content_hash: str | None = None  # what the item was made from (app/ingest): a rerun skips what is present
+    meta: dict | None = None  # metadata column name -> number, string or None (columns declared first)
+
+
+@dataclass
+class Column:
+    name: str
+    type: str  # number, category or text
+    position: int
 
 
 @dataclass
@@ -187,6 +206,12 @@ class Store:
         if "pending_image" not in columns:  # data directories made before the column existed
             self._db.execute("ALTER TABLE items ADD COLUMN pending_image INTEGER NOT NULL DEFAULT 0")
         self._db.execute("CREATE INDEX IF NOT EXISTS items_pending ON items(map_id) WHERE pending_image = 1")
+        for table, column, decl in (("items", "content_hash", "TEXT"), ("items", "meta", "TEXT"),
+                                    ("maps", "source", "TEXT")):  # data directories made before ingest
+            if column not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+        self._db.execute("CREATE INDEX IF NOT EXISTS items_by_hash ON items(map_id, content_hash) "
+                         "WHERE content_hash IS NOT NULL")
         # The most recently used maps' arrays stay in memory (clicks need them); older ones are dropped.
         self._arrays_cache: OrderedDict[str, tuple[tuple[int, int], MapArrays]] = OrderedDict()
         self._images_done: dict[str, int] = {}  # per map: prompt images completed (part of the arrays' cache key)
@@ -218,15 +243,99 @@ class Store:
             self._db.close()
 
     # ------------------------------------------------------------------ maps
-    def create_map(self, title: str, space: str) -> tuple[MapRecord, str]:
+    def create_map(self, title: str, space: str, source: str | None = None) -> tuple[MapRecord, str]:
+        """`source` names what a build reads (app/ingest): the same title and source find the map again."""
         map_id, edit_key = new_id(), secrets.token_urlsafe(24)  # 192-bit edit key
         now = time.time()
         with self._lock:
-            self._db.execute("INSERT INTO maps(id, title, space, edit_key_hash, created_at, projection) "
-                             "VALUES (?, ?, ?, ?, ?, ?)",
+            self._db.execute("INSERT INTO maps(id, title, space, edit_key_hash, created_at, projection, source) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?)",
                              (map_id, title, space, hash_key(edit_key), now, json.dumps({"method": "none",
-                                                                                          "revision": 0})))
+                                                                                          "revision": 0}), source))
         return self.get_map(map_id), edit_key
+
+    def find_map(self, title: str, space: str, source: str) -> MapRecord | None:
+        """The newest map built with this title from this source in this space (a build to continue)."""
+        with self._lock:
+            row = self._db.execute("SELECT id FROM maps WHERE title = ? AND space = ? AND source = ? "
+                                   "ORDER BY created_at DESC LIMIT 1", (title, space, source)).fetchone()
+        return None if row is None else self.get_map(row[0])
+
+    # ------------------------------------------------------------------ metadata columns
+    def declare_columns(self, map_id: str, types: dict[str, str]) -> list[Column]:
+        """Add the columns the map does not have yet (a column keeps the type it was first declared with)."""
+        bad = [t for t in types.values() if t not in COLUMN_TYPES]
+        if bad:
+            raise ValueError(f"column type must be one of {', '.join(COLUMN_TYPES)}, not {bad[0]}")
+        with self._lock:
+            have = {c.name for c in self.columns(map_id)}
+            start = self._db.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM map_columns WHERE map_id = ?",
+                                     (map_id,)).fetchone()[0]
+            new = [n for n in types if n not in have]
+            self._db.executemany("INSERT INTO map_columns(map_id, position, name, type) VALUES (?, ?, ?, ?)",
+                                 [(map_id, start + k, n, types[n]) for k, n in enumerate(new)])
+            return self.columns(map_id)
+
+    def columns(self, map_id: str) -> list[Column]:
+        with self._lock:
+            rows = self._db.execute("SELECT name, type, position FROM map_columns WHERE map_id = ? ORDER BY position",
+                                    (map_id,)).fetchall()
+        return [Column(*r) for r in rows]
+
+    def column(self, map_id: str, name: str) -> Column:
+        for c in self.columns(map_id):
+            if c.name == name:
+                return c
+        raise NotFound(f"map {map_id} has no column '{name}'")
+
+    def column_summary(self, column: Column, map_id: str, max_categories: int) -> dict:
+        """Counts of a category's values (most frequent first, at most `max_categories`), a number's range."""
+        path = f"$[{int(column.position)}]"
+        with self._lock:
+            if column.type == "number":
+                lo, hi, n = self._db.execute(
+                    "SELECT MIN(v), MAX(v), COUNT(v) FROM (SELECT json_extract(meta, ?) AS v FROM items "
+                    "WHERE map_id = ?)", (path, map_id)).fetchone()
+                return {"min": lo, "max": hi, "count": n}
+            if column.type == "category":
+                rows = self._db.execute(
+                    "SELECT json_extract(meta, ?) AS v, COUNT(*) AS c FROM items WHERE map_id = ? AND v IS NOT NULL "
+                    "GROUP BY v ORDER BY c DESC, v LIMIT ?", (path, map_id, max_categories + 1)).fetchall()
+                return {"categories": [{"value": str(v), "count": c} for v, c in rows[:max_categories]],
+                        "more_categories": len(rows) > max_categories,
+                        "count": sum(c for _, c in rows)}
+            n = self._db.execute("SELECT COUNT(*) FROM items WHERE map_id = ? AND json_extract(meta, ?) IS NOT NULL",
+                                 (map_id, path)).fetchone()[0]
+            return {"count": n}
+
+    def column_values(self, map_id: str, column: Column, version: int | None = None) -> tuple[list, int]:
+        """One column's value for every item in points order (None where missing), and the map's version."""
+        with self._lock:
+            current = self._map_version(map_id, expected=version)
+            rows = self._db.execute("SELECT json_extract(meta, ?) FROM items WHERE map_id = ? ORDER BY seq",
+                                    (f"$[{int(column.position)}]", map_id)).fetchall()
+        return [r[0] for r in rows], current
+
+    def item_meta(self, map_id: str, item_ids: Sequence[str]) -> dict[str, dict]:
+        """Metadata of some items: item id -> {column name: value} (only the columns an item has a value in)."""
+        names = [c.name for c in self.columns(map_id)]
+        if not names or not item_ids:
+            return {}
+        out: dict[str, dict] = {}
+        with self._lock:
+            for start in range(0, len(item_ids), 500):  # SQLite's bound-parameter limit
+                chunk = list(item_ids[start:start + 500])
+                rows = self._db.execute(f"SELECT id, meta FROM items WHERE map_id = ? AND meta IS NOT NULL AND id IN "
+                                        f"({','.join('?' * len(chunk))})", (map_id, *chunk)).fetchall()
+                for item_id, meta in rows:
+                    values = json.loads(meta)
+                    out[item_id] = {n: v for n, v in zip(names, values) if v is not None}
+        return out
+
+    def content_hashes(self, map_id: str) -> set[str]:
+        with self._lock:
+            return {r[0] for r in self._db.execute(
+                "SELECT content_hash FROM items WHERE map_id = ? AND content_hash IS NOT NULL", (map_id,))}
 
     def _map_from_row(self, row) -> MapRecord:
         return MapRecord(id=row[0], title=row[1], space=row[2], created_at=row[3], version=row[4],
@@ -281,18 +390,20 @@ class Store:
                 self._write_atomic(self.thumb_dir / f"{item_id}.png", item.thumbnail_png)
         now = time.time()
         with self._lock:
+            metas = self._meta_rows(map_id, items)
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 seq0 = self._db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM items WHERE map_id = ?",
                                         (map_id,)).fetchone()[0]
                 self._db.executemany(
                     "INSERT INTO items(id, map_id, seq, kind, label, x, y, vector, decode_vector, latent, "
-                    "latent_shape, has_thumbnail, created_at, pending_image) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "latent_shape, has_thumbnail, created_at, pending_image, content_hash, meta) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [(item_id, map_id, seq0 + i, it.kind, it.label, float(xy[i, 0]), float(xy[i, 1]),
                       _blob(it.vector), _blob(it.decode_vector),
                       None if it.latent is None else _blob(it.latent),
                       None if it.latent is None else json.dumps(list(it.latent.shape)),
-                      int(it.thumbnail_png is not None), now, int(it.pending_image))
+                      int(it.thumbnail_png is not None), now, int(it.pending_image), it.content_hash, metas[i])
                      for i, (item_id, it) in enumerate(zip(ids, items))])
                 self._bump(map_id, projection)
                 self._db.execute("COMMIT")
@@ -305,6 +416,23 @@ class Store:
                            y=float(xy[k, 1]), has_thumbnail=it.thumbnail_png is not None,
                            pending_image=it.pending_image)
                 for k, (i, it) in enumerate(zip(ids, items))]
+
+    def _meta_rows(self, map_id: str, items: Sequence[NewItem]) -> list[str | None]:
+        """items.meta: a JSON array in column position order (names live once, in map_columns)."""
+        if not any(it.meta for it in items):
+            return [None] * len(items)
+        positions = {c.name: c.position for c in self.columns(map_id)}
+        unknown = {n for it in items for n in (it.meta or {}) if n not in positions}
+        if unknown:
+            raise ValueError(f"undeclared columns {sorted(unknown)}: declare_columns first")
+        width = max(positions.values()) + 1
+        rows = []
+        for it in items:
+            values = [None] * width
+            for name, value in (it.meta or {}).items():
+                values[positions[name]] = value
+            rows.append(json.dumps(values, allow_nan=False) if it.meta else None)
+        return rows
 
     def set_positions(self, map_id: str, ids: Sequence[str], xy: np.ndarray, projection: dict) -> None:
         with self._lock:

@@ -1,0 +1,114 @@
+"""The stage functions of an ingest, shared by the local pipeline (local.py) and the Ray one (ray_pipeline.py):
+
+    read_image (CPU: bytes -> checked, decoded, reduced picture + thumbnail)
+    encode_images (model: prepared pictures -> CLIP vectors and VAE latents)
+    image_items / text_items / vector_items (-> NewItem rows for the store)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from .. import imaging
+from ..maps.store import NewItem
+from ..settings import Settings
+from ..spaces.base import Space
+from .sources import Record, Skip
+
+
+@dataclass
+class Decoded:
+    """A record's picture after the CPU stage: RGB on white for the model, thumbnail PNG with its alpha."""
+
+    record: Record
+    image: Image.Image  # RGB, at most ingest_max_side pixels a side
+    thumbnail_png: bytes
+    content_hash: str
+
+
+def content_hash(record: Record, data: bytes | None = None) -> str:
+    """What makes an item the same on a rerun: its identity in the source (relative path / row content) and
+    the bytes of its picture. A changed file is a new item; a moved collection root is not."""
+    h = hashlib.sha256(record.identity.encode())
+    if data is not None:
+        h.update(b"\0")
+        h.update(hashlib.sha256(data).digest())
+    return h.hexdigest()
+
+
+def read_image(record: Record, settings: Settings, present: frozenset | set = frozenset()) -> Decoded | Skip | None:
+    """Read, check and decode one picture; any problem is a Skip that names the file and says why. None when
+    the map already has it (`present` content hashes): a rerun reads such files but decodes nothing."""
+    path = record.image_path
+    try:
+        size = path.stat().st_size
+        if size > settings.max_ingest_file_bytes:
+            return Skip(record.name, f"file is {size:,} bytes; the limit is {settings.max_ingest_file_bytes:,} "
+                                     "(LATENTMAP_MAX_INGEST_FILE_BYTES)")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return Skip(record.name, "file not found")
+    except OSError as e:
+        return Skip(record.name, f"not readable ({e.strerror or e})")
+    digest = content_hash(record, data)
+    if digest in present:
+        return None
+    try:
+        picture = imaging.open_image(data, settings.max_image_pixels, keep_alpha=True)
+    except imaging.ImageRejected as e:
+        return Skip(record.name, str(e))
+    return decoded(record, picture, digest, settings)
+
+
+def decoded(record: Record, picture: Image.Image, digest: str, settings: Settings) -> Decoded:
+    side = settings.ingest_max_side
+    if max(picture.size) > side:  # model inputs are far smaller: later stages need not carry megapixels
+        picture = picture.copy()
+        picture.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return Decoded(record, imaging.on_white(picture), imaging.thumbnail_png(picture, settings.thumbnail_size), digest)
+
+
+def encode_images(space: Space, images: Sequence[Image.Image], batch_size: int,
+                  prepare_map: Callable = map, run: Callable = lambda f: f()) -> tuple[np.ndarray, list]:
+    """CLIP vectors (n, dim) and VAE latents (or Nones) of RGB pictures. `prepare_map` runs the CPU preparation
+    (a thread pool's map overlaps it with the model); `run` wraps each model call (the work queue)."""
+    vectors, latents = [], []
+    prepared = iter(prepare_map(space.prepare_image, images))
+    for start in range(0, len(images), batch_size):
+        ready = [next(prepared) for _ in range(min(batch_size, len(images) - start))]
+        encoded = run(lambda ready=ready: space.encode_prepared(ready))
+        vectors.append(np.asarray(encoded.vectors, np.float32))
+        latents.extend([None] * len(ready) if encoded.latents is None else list(encoded.latents))
+    return (np.concatenate(vectors) if vectors else np.zeros((0, space.dim), np.float32)), latents
+
+
+def image_items(batch: Sequence[Decoded], vectors: np.ndarray, latents: Sequence) -> list[NewItem]:
+    return [NewItem(kind="image", label=d.record.label, vector=vectors[i], decode_vector=vectors[i],
+                    latent=latents[i], thumbnail_png=d.thumbnail_png, content_hash=d.content_hash,
+                    meta=d.record.meta or None)
+            for i, d in enumerate(batch)]
+
+
+def text_items(space: Space, records: Sequence[Record], run: Callable = lambda f: f(),
+               thumbnail_size: int = 128) -> list[NewItem]:
+    encoded = run(lambda: space.encode_prompts([r.text for r in records]))
+    return [NewItem(kind="text", label=r.label, vector=encoded.vectors[i], decode_vector=encoded.decode_vectors[i],
+                    latent=None if encoded.latents is None else encoded.latents[i],
+                    thumbnail_png=None if encoded.images is None else
+                    imaging.thumbnail_png(encoded.images[i], thumbnail_size),
+                    content_hash=content_hash(r), meta=r.meta or None)
+            for i, r in enumerate(records)]
+
+
+def vector_items(records: Sequence[Record], thumbnails: Sequence[Decoded | None] | None = None) -> list[NewItem]:
+    """Precomputed image vectors: no model call. With a picture per row its thumbnail is kept."""
+    thumbs = thumbnails or [None] * len(records)
+    return [NewItem(kind="image", label=r.label, vector=r.vector, decode_vector=r.vector,
+                    thumbnail_png=None if t is None else t.thumbnail_png,
+                    content_hash=content_hash(r) if t is None else t.content_hash, meta=r.meta or None)
+            for r, t in zip(records, thumbs)]

@@ -1,0 +1,233 @@
+"""`latentmap build` on real-looking collections: folder trees, tables, transparency, interrupted builds."""
+
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import make_settings
+from PIL import Image
+
+from app import imaging
+from app.ingest import local, sources
+from app.jobs import WorkQueue
+from app.maps.service import MapService
+from app.maps.store import Store
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "app.cli", "build", "--space", "tiny-random", "--quiet", *args],
+                          check=False, capture_output=True, text=True, env={**ENV, **(env or {})}, timeout=300)
+
+
+def _png(color, size=(24, 20), mode="RGB") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, size, color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """animals/mammals/cats, animals/birds, food (with a corrupt file), an oversized picture at the top, a
+    symlink out of the tree, a link back into it (followed, listed once), and a file that is not a picture."""
+    root = tmp_path / "tree"
+    for folder, n, colour in (("animals/mammals/cats", 3, (200, 40, 40)), ("animals/birds", 2, (40, 200, 40)),
+                              ("food", 2, (40, 40, 200))):
+        (root / folder).mkdir(parents=True)
+        for i in range(n):
+            (root / folder / f"{i}.png").write_bytes(_png(tuple(c + 5 * i for c in colour)))
+    (root / "food" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
+    (root / "huge.png").write_bytes(_png((1, 2, 3), size=(2100, 2000)))
+    outside = tmp_path / "private"
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(_png((9, 9, 9)))
+    (root / "food" / "escape.png").symlink_to(outside / "secret.png")
+    (root / "food" / "escape_dir").symlink_to(outside)
+    (root / "birds_again").symlink_to(root / "animals" / "birds")
+    (root / "notes.txt").write_text("not a picture")
+    return root
+
+
+def test_folder_tree_cli(tree, tmp_path):
+    limits = {"LATENTMAP_MAX_IMAGE_PIXELS": "4000000"}
+    r = _cli("--data-dir", str(tmp_path / "data"), "--images", str(tree), "--title", "Tree", env=limits)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert (out["count"], out["added"], out["skipped"]) == (7, 7, 4)
+    skipped = dict(line.removeprefix("skipped ").split(": ", 1) for line in r.stderr.splitlines()
+                   if line.startswith("skipped "))
+    assert set(skipped) == {"food/corrupt.jpg", "huge.png", "food/escape.png", "food/escape_dir"}
+    assert "limit is 4,000,000 pixels" in skipped["huge.png"]  # our message, naming our limit
+    assert "outside the folder" in skipped["food/escape.png"]
+    assert r.stderr.strip().splitlines()[-1].startswith("added 7, skipped 4")
+
+    store = Store(tmp_path / "data")
+    column = store.column(out["id"], "folder")
+    values, _ = store.column_values(out["id"], column)
+    labels = [p.label for p in store.points(out["id"])]
+    assert sorted(zip(values, labels)) == [
+        ("animals/birds", "0.png"), ("animals/birds", "1.png"), ("animals/mammals/cats", "0.png"),
+        ("animals/mammals/cats", "1.png"), ("animals/mammals/cats", "2.png"), ("food", "0.png"), ("food", "1.png")]
+    assert "secret.png" not in labels
+
+    # --strict: the same skips are an error, and nothing is added
+    r = _cli("--data-dir", str(tmp_path / "strict"), "--images", str(tree), "--strict", env=limits)
+    assert r.returncode == 1 and "food/corrupt.jpg" in r.stderr and "nothing was added" in r.stderr
+    assert Store(tmp_path / "strict").list_maps() == []
+
+
+def _service(tiny_space, data_dir, **overrides) -> MapService:
+    settings = make_settings(data_dir, place_refine_epochs=0, defer_prompt_images=False, **overrides)
+    return MapService(Store(data_dir), tiny_space, settings, WorkQueue(1))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_table_with_metadata_columns(fmt, tmp_path, tiny_space):
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    rows = []
+    for i in range(8):
+        (pics / f"p{i}.png").write_bytes(_png((30 * i, 10, 200 - 20 * i)))
+        rows.append({"path": f"pics/p{i}.png", "caption": f"picture number {i} of a colour ramp",
+                     "price": 1.5 * i if i != 3 else None, "shop": ["north", "south"][i % 2]})
+    rows.append({"path": "../elsewhere.png", "caption": "x", "price": 1.0, "shop": "north"})
+    table = tmp_path / f"t.{fmt}"
+    if fmt == "csv":
+        import csv
+
+        with table.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), table)
+    service = _service(tiny_space, tmp_path / "data")
+    settings = service.settings
+    source = sources.table_source(table, settings, image="path", text="caption")
+    assert source.columns == {"price": "number", "shop": "category", "caption": "text"}
+    assert [s.reason for s in source.skipped] == ["image path leads outside the table's folder (--any-path allows it)"]
+    result = local.build(service, source, "Table", progress=False)
+    assert result.added == 8
+    store = service.store
+    values, _ = store.column_values(result.map_id, store.column(result.map_id, "price"))
+    labels = [p.label for p in store.points(result.map_id)]
+    by_label = dict(zip(labels, values))
+    assert by_label["p2.png"] == 3.0 and by_label["p3.png"] is None
+    summary = store.column_summary(store.column(result.map_id, "price"), result.map_id, 10)
+    assert (summary["min"], summary["max"], summary["count"]) == (0.0, 10.5, 7)
+    shops = store.column_summary(store.column(result.map_id, "shop"), result.map_id, 10)["categories"]
+    assert shops == [{"value": "north", "count": 4}, {"value": "south", "count": 4}]
+    service.close()
+
+
+def test_table_of_prompts_and_of_vectors(tmp_path, tiny_space):
+    service = _service(tiny_space, tmp_path / "data")
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("\n".join(json.dumps({"prompt": p, "topic": t}) for p, t in
+                                 [("a red apple", "fruit"), ("a green pear", "fruit"), ("a tall tree", "plant")]))
+    first = local.build(service, sources.table_source(prompts, service.settings, text="prompt"), "P", progress=False)
+    assert first.added == 3
+    assert sorted(p.label for p in service.store.points(first.map_id)) == ["a green pear", "a red apple", "a tall tree"]
+
+    # precomputed vectors: no model call; the item's vector is the row's vector; wrong sizes are named
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(5, tiny_space.dim)).astype(np.float32)
+    rows = [{"id": f"v{i}", "emb": vectors[i].tolist()} for i in range(5)] + [{"id": "bad", "emb": [1.0, 2.0]}]
+    table = tmp_path / "v.jsonl"
+    table.write_text("\n".join(json.dumps(r) for r in rows))
+    source = sources.table_source(table, service.settings, vector="emb", label="id", dim=tiny_space.dim)
+    assert [s.reason for s in source.skipped] == [f"vector has 2 numbers; this space's vectors have {tiny_space.dim}"]
+    calls = []
+    tiny_space.encode_prepared, original = (lambda *a: calls.append(a)), tiny_space.encode_prepared
+    try:
+        result = local.build(service, source, "V", progress=False)
+    finally:
+        tiny_space.encode_prepared = original
+    assert result.added == 5 and not calls
+    arrays = service.store.get_arrays(result.map_id)
+    got = dict(zip(arrays.labels, arrays.vectors))
+    np.testing.assert_allclose(got["v4"], vectors[4])
+    service.close()
+
+
+def test_transparent_pictures_are_encoded_on_white_and_keep_alpha_in_thumbnails(tmp_path, tiny_space):
+    """Black line art on a transparent background: the model sees it on white (as it would be on white paper),
+    the thumbnail keeps the transparency."""
+    art = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    for i in range(32):
+        art.putpixel((i, i), (0, 0, 0, 255))
+    on_paper = Image.new("RGB", (32, 32), (255, 255, 255))
+    for i in range(32):
+        on_paper.putpixel((i, i), (0, 0, 0))
+    folder = tmp_path / "art"
+    folder.mkdir()
+    buf = io.BytesIO()
+    art.save(buf, format="PNG")
+    (folder / "line.png").write_bytes(buf.getvalue())
+    art.convert("P").save(folder / "palette.gif", transparency=0)  # palette with a transparent index
+    service = _service(tiny_space, tmp_path / "data")
+    result = local.build(service, sources.folder_source(folder, service.settings), "Art", progress=False)
+    arrays = service.store.get_arrays(result.map_id)
+    paper = tiny_space.encode_images([on_paper]).vectors[0]
+    black = tiny_space.encode_images([Image.new("RGB", (32, 32))]).vectors[0]
+    line = arrays.vectors[arrays.labels.index("line.png")]
+    np.testing.assert_allclose(line, paper, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(line, black, atol=1e-3)
+    for point in service.store.points(result.map_id):
+        thumb = Image.open(io.BytesIO(service.store.read_thumbnail(point.id)))
+        assert thumb.mode == "RGBA" and thumb.getextrema()[3][0] == 0, point.label  # transparent pixels kept
+    assert imaging.open_image((folder / "line.png").read_bytes(), 10**6).getpixel((0, 5)) == (255, 255, 255)
+    service.close()
+
+
+def test_kill_9_mid_build_then_rerun_completes_without_duplicates(tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    n = 240
+    for i in range(n):
+        (folder / f"{i:03d}.png").write_bytes(_png((i, 255 - i, (7 * i) % 256)))
+    data = tmp_path / "data"
+    args = ["--data-dir", str(data), "--images", str(folder), "--title", "Many"]
+    env = {**ENV, "LATENTMAP_INGEST_BATCH_SIZE": "8"}
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "build", "--space", "tiny-random", "--quiet", *args],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = data / "latentmap.sqlite3"
+    deadline = time.time() + 240
+    count = 0
+    while time.time() < deadline and proc.poll() is None:
+        if db.exists():
+            with sqlite3.connect(db, timeout=5) as con:
+                try:
+                    count = con.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+                except sqlite3.OperationalError:
+                    count = 0
+            if count >= 16:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 0 < count < n, "the build was not caught in the middle"
+    with sqlite3.connect(db) as con:
+        partial = con.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+    assert partial % 8 == 0  # whole batches only
+
+    r = _cli(*args, env={"LATENTMAP_INGEST_BATCH_SIZE": "8"})
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["continued"] and out["count"] == n and out["present"] == partial and out["added"] == n - partial
+    with sqlite3.connect(db) as con:
+        labels = [r[0] for r in con.execute("SELECT label FROM items")]
+        assert con.execute("SELECT COUNT(*) FROM maps").fetchone()[0] == 1
+    assert sorted(labels) == sorted(f"{i:03d}.png" for i in range(n))
+    assert len(os.listdir(data / "thumbnails")) == n  # no orphan thumbnails of the killed batch

@@ -227,7 +227,7 @@ def pack_atlas(store: Store, tile: PointTile, side: int, cell_px: int, max_pixel
     atlas = Image.new("RGBA", (side * cell_px, rows * cell_px), (0, 0, 0, 0))
     for k, item_id in enumerate(tile.thumb_ids):
         try:
-            im = open_image(store.read_thumbnail(item_id), max_pixels).convert("RGBA")
+            im = open_image(store.read_thumbnail(item_id), max_pixels, keep_alpha=True).convert("RGBA")
         except NotFound:  # deleted since: a later map version will not list it; leave the cell empty
             continue
         im.thumbnail((cell_px, cell_px), Image.Resampling.LANCZOS if max(im.size) > cell_px

@@ -10,7 +10,15 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from .api import classroom_routes, errors, explore_routes, routes, tile_routes, variant_routes
+from .api import (
+    classroom_routes,
+    column_routes,
+    errors,
+    explore_routes,
+    routes,
+    tile_routes,
+    variant_routes,
+)
 from .api.limits import RequestSizeLimit
 from .jobs import WorkQueue
 from .maps import demo
@@ -60,6 +68,7 @@ def create_app(settings: Settings | None = None, space: Space | None = None) -> 
     app.include_router(classroom_routes.router)
     app.include_router(variant_routes.router)
     app.include_router(tile_routes.router)
+    app.include_router(column_routes.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -115,7 +115,7 @@ def test_table_with_metadata_columns(fmt, tmp_path, tiny_space):
     service = _service(tiny_space, tmp_path / "data")
     settings = service.settings
     source = sources.table_source(table, settings, image="path", text="caption")
-    assert source.columns == {"price": "number", "shop": "category", "caption": "text"}
+    assert source.columns == {"caption": "text", "price": "number", "shop": "category"}
     assert [s.reason for s in source.skipped] == ["image path leads outside the table's folder (--any-path allows it)"]
     result = local.build(service, source, "Table", progress=False)
     assert result.added == 8
@@ -126,9 +126,51 @@ def test_table_with_metadata_columns(fmt, tmp_path, tiny_space):
     assert by_label["p2.png"] == 3.0 and by_label["p3.png"] is None
     summary = store.column_summary(store.column(result.map_id, "price"), result.map_id, 10)
     assert (summary["min"], summary["max"], summary["count"]) == (0.0, 10.5, 7)
-    shops = store.column_summary(store.column(result.map_id, "shop"), result.map_id, 10)["categories"]
-    assert shops == [{"value": "north", "count": 4}, {"value": "south", "count": 4}]
     service.close()
+
+    # the product API: GET /columns, one column for all points as a binary array, items carry their columns
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    with TestClient(create_app(make_settings(tmp_path / "data"), space=tiny_space)) as client:
+        cols = {c["name"]: c for c in client.get(f"/api/maps/{result.map_id}/columns").json()["columns"]}
+        assert cols["shop"]["type"] == "category"
+        assert cols["shop"]["categories"] == [{"value": "north", "count": 4}, {"value": "south", "count": 4}]
+        assert (cols["price"]["type"], cols["price"]["min"], cols["price"]["max"]) == ("number", 0.0, 10.5)
+        assert cols["caption"]["type"] == "text" and cols["caption"]["count"] == 8
+        points = client.get(f"/api/maps/{result.map_id}/points").json()["points"]
+        assert points[2]["columns"] == {"caption": "picture number 2 of a colour ramp", "price": 3.0, "shop": "north"}
+        assert client.get(f"/api/maps/{result.map_id}/points/3").json()["columns"]["shop"] == "south"
+
+        def values(**params):
+            r = client.get(f"/api/maps/{result.map_id}/columns/values.bin", params=params)
+            assert r.status_code == 200, r.text
+            head_len = int.from_bytes(r.content[4:8], "little")
+            header = json.loads(r.content[8:8 + head_len])
+            dtype = {"float32": "<f4", "uint32": "<u4", "uint8": "u1"}[header["encoding"]]
+            return header, np.frombuffer(r.content[8 + head_len:], dtype=dtype)
+
+        header, shop = values(name="shop")
+        assert [header["categories"][c] for c in shop] == [p["columns"]["shop"] for p in points]
+        _, price = values(name="price")
+        assert np.isnan(price[3]) and price[7] == 10.5
+        _, match = values(name="caption", contains="NUMBER 5")
+        assert match.tolist() == [int(p["label"] == "p5.png") for p in points]
+        assert client.get(f"/api/maps/{result.map_id}/columns/values.bin", params={"name": "caption"}).status_code == 422
+        assert client.get(f"/api/maps/{result.map_id}/columns/values.bin", params={"name": "nope"}).status_code == 404
+        if fmt == "csv":  # selection exports and bundles carry the columns
+            r = client.post(f"/api/maps/{result.map_id}/selection",
+                            json={"item_ids": [points[1]["id"]], "format": "csv"})
+            assert r.text.splitlines()[0] == "id,kind,label,x,y,caption,price,shop"
+            assert r.text.splitlines()[1].endswith("picture number 1 of a colour ramp,1.5,south")
+            from app.maps.bundle import export_bundle, import_bundle
+
+            copy, _ = import_bundle(client.app.state.service, export_bundle(store, result.map_id), title="copy")
+            copied = client.get(f"/api/maps/{copy.id}/points").json()["points"]
+            assert [p["columns"] for p in copied] == [p["columns"] for p in points]
+            assert client.get(f"/api/maps/{copy.id}/columns").json() == client.get(
+                f"/api/maps/{result.map_id}/columns").json()
 
 
 def test_table_of_prompts_and_of_vectors(tmp_path, tiny_space):

@@ -125,11 +125,18 @@ def export_selection(body: SelectionIn, request: Request, map_id: str = Depends(
     if len(chosen) != len(wanted):
         raise Rejected(f"{len(wanted) - len(chosen)} of the selected items are not on this map")
     rows = [{"id": p.id, "kind": p.kind, "label": p.label, "x": p.x, "y": p.y} for p in chosen]
+    meta = store.item_meta(map_id, [p.id for p in chosen])  # metadata columns (app/ingest) go along
     if body.format in ("json", "count"):
+        for row in rows:
+            row["columns"] = meta.get(row["id"], {})
         out = {"count": len(rows)} if body.format == "count" else {"count": len(rows), "items": rows}
         return Response(json.dumps(out, ensure_ascii=False), media_type="application/json")
+    fields = ["id", "kind", "label", "x", "y"]
+    extra = {c.name: (c.name if c.name not in fields else f"column:{c.name}") for c in store.columns(map_id)}
+    for row in rows:
+        row.update({extra[n]: v for n, v in meta.get(row["id"], {}).items()})
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=["id", "kind", "label", "x", "y"])
+    writer = csv.DictWriter(text, fieldnames=fields + list(extra.values()))
     writer.writeheader()
     writer.writerows(rows)
     if body.format == "csv":

@@ -34,13 +34,16 @@ def map_info(record: MapRecord, store: Store, can_edit: bool = False) -> dict:
 MAP_VERSION_HEADER = "X-Map-Version"
 
 
-def _points(items) -> list[dict]:
-    return [_point(i) for i in items]
+def _points(items, meta: dict | None = None) -> list[dict]:
+    return [_point(i, meta) for i in items]
 
 
-def _point(item) -> dict:
-    return {"id": item.id, "kind": item.kind, "label": item.label, "x": item.x, "y": item.y,
-            "thumbnail": item.has_thumbnail, "pending": item.pending_image}
+def _point(item, meta: dict | None = None) -> dict:
+    out = {"id": item.id, "kind": item.kind, "label": item.label, "x": item.x, "y": item.y,
+           "thumbnail": item.has_thumbnail, "pending": item.pending_image}
+    if meta is not None:  # the map's metadata columns (app/ingest): only those the item has a value in
+        out["columns"] = meta.get(item.id, {})
+    return out
 
 
 @router.get("/health", response_model=schemas.Health)
@@ -94,7 +97,9 @@ def add_images(request: Request, files: list[UploadFile] = File(...), map_id: st
 
 @router.get("/maps/{map_id}/points", response_model=schemas.PointsOut)
 def points(map_id: str = Depends(existing_map_id), store: Store = Depends(get_store)):
-    return {"points": _points(store.points(map_id))}
+    items = store.points(map_id)
+    meta = store.item_meta(map_id, [i.id for i in items]) if store.columns(map_id) else None
+    return {"points": _points(items, meta)}
 
 
 @router.get("/maps/{map_id}/points.bin", response_class=Response,
@@ -114,7 +119,8 @@ def points_binary(map_id: str = Depends(existing_map_id), store: Store = Depends
 
 @router.get("/maps/{map_id}/points/{index}", response_model=schemas.Point)
 def point_at(index: int, map_id: str = Depends(existing_map_id), store: Store = Depends(get_store)):
-    return _point(store.item_at(map_id, index))
+    item = store.item_at(map_id, index)
+    return _point(item, store.item_meta(map_id, [item.id]) if store.columns(map_id) else None)
 
 
 @router.delete("/maps/{map_id}/items/{item_id}", status_code=204)

@@ -51,6 +51,9 @@ class Point(BaseModel):
     thumbnail: bool = Field(False, description="GET /api/items/{id}/thumbnail has a picture (images, and prompts "
                                                "of spaces that generate one)")
     pending: bool = Field(False, description="a prompt whose generated image is still being made")
+    columns: dict[str, float | str] | None = Field(
+        None, description="metadata columns the item has a value in (maps built from a folder or table; "
+                          "GET .../columns lists them)")
 
 
 class ItemsOut(BaseModel):
@@ -88,3 +91,24 @@ class TileInfo(BaseModel):
     thumbs_side: int = Field(..., description="pictures per tile are at most thumbs_side², one per cell")
     thumb_px: int = Field(..., description="side of one picture's cell in a tile atlas")
     pictures: int = Field(..., description="items that have a picture")
+
+
+class CategoryCount(BaseModel):
+    value: str
+    count: int
+
+
+class ColumnInfo(BaseModel):
+    name: str
+    type: str = Field(..., description="number, category or text")
+    count: int = Field(..., description="points with a value in this column")
+    min: float | None = Field(None, description="numbers: the smallest value")
+    max: float | None = Field(None, description="numbers: the largest value")
+    categories: list[CategoryCount] | None = Field(
+        None, description="categories: the values with their counts, most frequent first (at most "
+                          "max_category_values)")
+    more_categories: bool | None = Field(None, description="categories: more values exist than are listed")
+
+
+class ColumnsOut(BaseModel):
+    columns: list[ColumnInfo]

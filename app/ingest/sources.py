@@ -179,9 +179,8 @@ def table_source(path: str | Path, settings: Settings, *, image: str | None = No
     for flag, col in roles.items():
         if col is not None and col not in names:
             raise SourceError(f"{flag} {col}: the table has no such column (it has {', '.join(names) or 'none'})")
-    meta_names = [n for n in names if n not in roles.values()]
-    if image and text:
-        meta_names.append(text)  # an image row's text is searchable metadata, the picture is the item
+    # In the table's order; an image row's text is searchable metadata (the picture is the item).
+    meta_names = [n for n in names if n not in roles.values() or (image and n == text)]
     if len(meta_names) > settings.max_columns:
         raise SourceError(f"the table has {len(meta_names)} metadata columns; the limit is {settings.max_columns} "
                           "(LATENTMAP_MAX_COLUMNS)")

@@ -20,7 +20,7 @@ import numpy as np
 from .. import imaging
 from .classroom import check_tour
 from .service import MapService, Rejected, SpaceMismatch
-from .store import MapRecord, NewItem, Store
+from .store import COLUMN_TYPES, MapRecord, NewItem, Store
 
 FORMAT = "latentmap-bundle"
 VERSION = 1
@@ -32,11 +32,14 @@ def export_bundle(store: Store, map_id: str) -> bytes:
     record = store.get_map(map_id)
     arrays = store.get_arrays(map_id)
     points = store.points(map_id)
+    meta = store.item_meta(map_id, [p.id for p in points])
     items = [{"kind": p.kind, "label": p.label, "x": p.x, "y": p.y, "thumbnail": p.has_thumbnail,
-              "latent": arrays.latents[i] is not None} for i, p in enumerate(points)]
+              "latent": arrays.latents[i] is not None, **({"columns": meta[p.id]} if p.id in meta else {})}
+             for i, p in enumerate(points)]
     manifest = {"format": FORMAT, "version": VERSION,
                 "map": {"title": record.title, "space": record.space, "projection": record.projection,
-                        "tours": [{"title": t["title"], "steps": t["steps"]} for t in store.tours(map_id)]},
+                        "tours": [{"title": t["title"], "steps": t["steps"]} for t in store.tours(map_id)],
+                        "columns": [{"name": c.name, "type": c.type} for c in store.columns(map_id)]},
                 "items": items}
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
@@ -94,6 +97,7 @@ def import_bundle(service: MapService, data: bytes, title: str | None = None) ->
                                 f"'{space.name}'; import it into a server started with --space {meta.get('space')}")
         if len(items) > settings.max_items_per_map:
             raise Rejected(f"a map holds at most {settings.max_items_per_map} items")
+        columns = _columns(meta)
         n = len(items)
         # An empty map has no vector width to check: its arrays are (0, anything).
         width = space.dim if n else None
@@ -124,8 +128,10 @@ def import_bundle(service: MapService, data: bytes, title: str | None = None) ->
                 latent, li = latents[li], li + 1
             new_items.append(NewItem(kind=it["kind"], label=it["label"][:settings.max_prompt_chars * 4],
                                      vector=vectors[i], decode_vector=decode_vectors[i], latent=latent,
-                                     thumbnail_png=thumb))
+                                     thumbnail_png=thumb, meta=_item_columns(it, columns, i)))
         projection = meta.get("projection") if isinstance(meta.get("projection"), dict) else {}
+        if len(columns) > settings.max_columns:
+            raise Rejected(f"bundle has {len(columns)} columns; the limit is {settings.max_columns}")
         projection = {**projection, "method": projection.get("method", "none")}
         tours = meta.get("tours") or []
         if not isinstance(tours, list) or not all(isinstance(t, dict) for t in tours):
@@ -137,6 +143,7 @@ def import_bundle(service: MapService, data: bytes, title: str | None = None) ->
 
     record, key = service.create_map(title or str(meta.get("title") or "Imported map"))
     try:
+        service.store.declare_columns(record.id, columns)
         if new_items:
             service.store.add_items(record.id, new_items, xy, projection=projection)
         for tour_title, steps in tours:
@@ -145,6 +152,31 @@ def import_bundle(service: MapService, data: bytes, title: str | None = None) ->
         service.store.delete_map(record.id)  # no half-imported map is left behind
         raise
     return service.store.get_map(record.id), key
+
+
+def _columns(meta: dict) -> dict[str, str]:
+    """The bundle's metadata columns: name -> type (bundles from before columns have none)."""
+    raw = meta.get("columns") or []
+    if not isinstance(raw, list) or not all(isinstance(c, dict) and isinstance(c.get("name"), str) and
+                                            c.get("type") in COLUMN_TYPES for c in raw):
+        raise Rejected("bundle columns must be a list of {name, type: number|category|text}")
+    return {c["name"][:200]: c["type"] for c in raw}
+
+
+def _item_columns(item: dict, columns: dict[str, str], i: int) -> dict | None:
+    values = item.get("columns")
+    if values is None:
+        return None
+    if not isinstance(values, dict) or any(k not in columns for k in values):
+        raise Rejected(f"item {i}: columns must be an object of the bundle's columns")
+    out = {}
+    for name, value in values.items():
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+              if columns[name] == "number" else isinstance(value, str) and len(value) <= 10_000)
+        if not ok:
+            raise Rejected(f"item {i}: column {name} must be a {'number' if columns[name] == 'number' else 'string'}")
+        out[name] = value
+    return out or None
 
 
 def _load_array(raw: bytes, name: str, shape: tuple) -> np.ndarray:

@@ -10,9 +10,8 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from browser_util import browser, live_server, new_page, screenshot  # noqa: F401  (fixtures)
+from PIL import Image
 
 
 def photo_crops(n: int, size: int = 96) -> list[bytes]:

@@ -6,13 +6,12 @@ import io
 
 import numpy as np
 import pytest
+from conftest import png_bytes
 from PIL import Image
 
 from app.maps.store import NewItem, Store
 from app.maps.tiles import build_index, cut_tile
 from app.settings import Settings
-
-from conftest import png_bytes
 
 
 def clustered(seed: int = 0):
@@ -70,7 +69,7 @@ def test_tiles_are_capped_nested_and_keep_every_cluster():
 
 
 def test_thumbnails_one_per_cell_and_stay_when_zooming_in():
-    xy, labels, _ = clustered(1)
+    xy, _, _ = clustered(1)
     settings = Settings(tile_points=300, tile_thumbs_side=4)
     pictured = np.arange(len(xy)) % 3 == 0  # a third of the items have pictures
     index = index_of(xy, settings, pictured)
@@ -124,8 +123,12 @@ def test_tile_api_atlas_etag_and_errors(client, new_map):
     idx, xy, tidx, txy, kinds = _parse_tile(r.content)
     points = client.get(f"/api/maps/{map_id}/points").json()["points"]
     assert sorted(idx.tolist()) == list(range(7))
-    for i, p in zip(idx, xy):
+    codes = {"text": 0, "image": 1, "generated": 2}
+    for i, p, kind in zip(idx, xy, kinds):
         assert points[i]["x"] == pytest.approx(float(p[0]), abs=1e-5)
+        assert kind == codes[points[i]["kind"]]
+    for i, p in zip(tidx, txy):
+        assert points[i]["thumbnail"] and points[i]["y"] == pytest.approx(float(p[1]), abs=1e-5)
     # Five pictures of five colours spread over the map: the atlas holds each picture in its slot.
     atlas = Image.open(io.BytesIO(client.get(f"/api/maps/{map_id}/tiles/0/0/0.webp?v={v}").content)).convert("RGBA")
     side, px = info["thumbs_side"], info["thumb_px"]

@@ -11,17 +11,27 @@ import threading
 import time
 from typing import Callable, TypeVar
 
+from .errors import LatentmapError
+
 T = TypeVar("T")
 
 
-class QueueFull(RuntimeError):
+class QueueFull(LatentmapError, RuntimeError):
+    status = 429
+
     def __init__(self, retry_after: int):
         super().__init__(f"the model is busy; try again in {retry_after} s")
         self.retry_after = retry_after
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
-class ClientGone(RuntimeError):
+
+class ClientGone(LatentmapError, RuntimeError):
     """The client went away while its job waited; the job was not run."""
+
+    status = 408
 
 
 class WorkQueue:

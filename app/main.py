@@ -10,16 +10,10 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from .api import (
-    classroom_routes,
-    column_routes,
-    errors,
-    explore_routes,
-    routes,
-    tile_routes,
-    variant_routes,
-)
+from . import api
+from .api import errors
 from .api.limits import RequestSizeLimit
+from .api.responses import MAP_VERSION_HEADER
 from .jobs import WorkQueue
 from .maps import demo
 from .maps.classroom import Classroom
@@ -60,15 +54,11 @@ def create_app(settings: Settings | None = None, space: Space | None = None) -> 
                   version="0.1.0", lifespan=lifespan)
     if settings.cors_origin_list:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list, allow_methods=["*"],
-                           allow_headers=["*"], expose_headers=[routes.MAP_VERSION_HEADER, "Retry-After"])
+                           allow_headers=["*"], expose_headers=[MAP_VERSION_HEADER, "Retry-After"])
     app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
     errors.install(app)
-    app.include_router(routes.router)
-    app.include_router(explore_routes.router)
-    app.include_router(classroom_routes.router)
-    app.include_router(variant_routes.router)
-    app.include_router(tile_routes.router)
-    app.include_router(column_routes.router)
+    for router in api.ROUTERS:
+        app.include_router(router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

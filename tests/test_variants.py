@@ -1,4 +1,4 @@
-"""Decoder variants: LoRAs, fine-tunes, upscalers (app/spaces/variants.py, app/api/variant_routes.py).
+"""Decoder variants: LoRAs, fine-tunes, upscalers (app/spaces/variants.py, app/api/variants.py, app/maps/compare.py).
 
 Two parts. The mechanics (loading, strengths, caching, HTTP) run on a copy of `tiny-random` given random
 variants here. The meaning runs on the committed `digits` variants (app/spaces/weights/digits/variants/),
@@ -23,7 +23,6 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app.api import variant_routes
 from app.main import create_app
 from app.maps.service import Rejected
 from app.settings import Settings
@@ -184,10 +183,7 @@ def test_upscale_space_method(vspace, tiny_space):
 
 # ---------------------------------------------------------------------------------------------- HTTP
 def _start(space, data_dir):
-    app = create_app(Settings(data_dir=data_dir, space="tiny-random", warm_umap=False), space=space)
-    if not any(getattr(r, "path", "") == "/api/variants" for r in app.routes):
-        app.include_router(variant_routes.router)  # until app.main includes it
-    return TestClient(app)
+    return TestClient(create_app(Settings(data_dir=data_dir, space="tiny-random", warm_umap=False), space=space))
 
 
 @pytest.fixture

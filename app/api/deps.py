@@ -1,13 +1,18 @@
-"""Dependencies in one place: the objects the lifespan created, and the edit-key check."""
+"""Dependencies in one place: the objects the lifespan created, the map and edit-key checks, and the client's
+disconnect check. Routes take them through the `Annotated` aliases at the bottom."""
 
 from __future__ import annotations
 
-from fastapi import Header, HTTPException, Request
+from typing import Annotated, Callable
+
+import anyio
+from fastapi import Depends, Header, HTTPException, Request
 
 from ..maps.classroom import Classroom
 from ..maps.explore import Explorer
 from ..maps.service import MapService
 from ..maps.store import InvalidId, NotFound, Store, check_id
+from ..settings import Settings
 
 
 # Plain lookups are `async`: FastAPI runs sync dependencies in its thread pool, one hand-off each.
@@ -25,6 +30,10 @@ async def get_explorer(request: Request) -> Explorer:
 
 async def get_classroom(request: Request) -> Classroom:
     return request.app.state.classroom
+
+
+async def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
 
 
 def store_of(request: Request) -> Store:
@@ -48,3 +57,21 @@ def require_edit_key(map_id: str, request: Request, x_edit_key: str | None = Hea
     if not store_of(request).check_edit_key(map_id, x_edit_key):
         raise HTTPException(403, "the edit key is not valid for this map")
     return map_id
+
+
+async def client_gone(request: Request) -> Callable[[], bool]:
+    """For sync endpoints (worker threads): ask the event loop whether the client has disconnected."""
+    return lambda: anyio.from_thread.run(request.is_disconnected)
+
+
+ServiceDep = Annotated[MapService, Depends(get_service)]
+StoreDep = Annotated[Store, Depends(get_store)]
+ExplorerDep = Annotated[Explorer, Depends(get_explorer)]
+ClassroomDep = Annotated[Classroom, Depends(get_classroom)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ExistingMap = Annotated[str, Depends(existing_map_id)]
+"""The path's `map_id`, checked to name a map (404 otherwise)."""
+EditableMap = Annotated[str, Depends(require_edit_key)]
+"""The path's `map_id`, checked to exist and to come with its edit key in X-Edit-Key (403 otherwise)."""
+DisconnectCheck = Annotated[Callable[[], bool], Depends(client_gone)]
+"""Asks whether the client has gone away: queued model work for it is then skipped."""

@@ -1,6 +1,8 @@
-"""Request and response models of the HTTP API (what /docs shows)."""
+"""Request and response models of the HTTP API (what /docs shows): every route's body and JSON answer."""
 
 from __future__ import annotations
+
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -112,3 +114,282 @@ class ColumnInfo(BaseModel):
 
 class ColumnsOut(BaseModel):
     columns: list[ColumnInfo]
+
+
+class SpaceRow(BaseModel):
+    name: str
+    loaded: bool
+    available: bool
+    reason: str | None = Field(None, description="why the space cannot be loaded here")
+    description: str
+    dim: int | None = Field(None, description="loaded space only: the vector size")
+    device: str | None = Field(None, description="loaded space only")
+    info: dict[str, Any] | None = Field(None, description="loaded space only: what it offers (preview, ...)")
+
+
+# ---------------------------------------------------------------------------------------------- exploration
+class PathIn(BaseModel):
+    points: list[list[float]] = Field(..., description="[[x, y], ...] polyline on the map, 2 or more vertices")
+    steps: int = Field(8, description="number of images along the path")
+    seed: int = 0
+
+
+class PathFrameOut(BaseModel):
+    url: str
+    x: float
+    y: float
+
+
+class PathOut(BaseModel):
+    key: str = Field(..., description="names the strip and its animations (GET /api/paths/{key}.png|gif|webp)")
+    frames: list[PathFrameOut]
+    strip_url: str
+    gif_url: str
+    webp_url: str
+
+
+class NeighborOut(BaseModel):
+    id: str
+    kind: str
+    label: str
+    x: float
+    y: float
+    similarity: float = Field(..., description="cosine similarity in the space's own vectors")
+    thumbnail_url: str | None = None
+
+
+class NeighborsOut(BaseModel):
+    neighbors: list[NeighborOut]
+
+
+class SearchOut(BaseModel):
+    x: float = Field(..., description="where the prompt would land on the map (it is not stored)")
+    y: float
+    neighbors: list[NeighborOut]
+    similarity: list[float] = Field(..., description="every point's similarity to the prompt, in points order")
+
+
+class Cluster(BaseModel):
+    id: int
+    size: int
+    x: float
+    y: float
+    label: str
+
+
+class ClustersOut(BaseModel):
+    clusters: list[Cluster]
+    assignments: list[int] = Field(..., description="each point's cluster id in points order (-1: none)")
+
+
+class SelectionIn(BaseModel):
+    item_ids: list[str] | None = Field(None, description="the selected items' ids")
+    indices: list[int] | None = Field(None, description="or their positions in points order (maps loaded from "
+                                      "/points.bin, which carry no ids); needs `version`")
+    polygon: list[list[float]] | None = Field(None, description="or a lasso: [[x, y], ...] in map coordinates, "
+                                              "every item inside it (even-odd rule); with `version`, 409 if the "
+                                              "map changed")
+    version: int | None = Field(None, description="the X-Map-Version the indices or polygon refer to (409 if the "
+                                                  "map changed)")
+    format: Literal["json", "csv", "zip", "count"] = Field("json", description="count: only how many were chosen")
+
+
+class SelectedItem(BaseModel):
+    id: str
+    kind: str
+    label: str
+    x: float
+    y: float
+    columns: dict[str, float | str] = Field(..., description="the metadata columns the item has a value in")
+
+
+class SelectionOut(BaseModel):
+    count: int
+    items: list[SelectedItem] | None = Field(None, description="absent for format count")
+    version: int | None = Field(None, description="format count of a polygon: the map version it was counted on")
+
+
+# ---------------------------------------------------------------------------------------------- variants
+class VariantChoice(BaseModel):
+    variant: str | None = Field(None, description="a name from GET /api/variants; none or 'base' = the space's "
+                                                   "own decoder")
+    lora_scale: float | None = Field(None, description="LoRA strength (LoRA variants only; default: its own)")
+
+
+Choices = list[str | VariantChoice]
+
+
+class VariantsOut(BaseModel):
+    space: str
+    lineage: dict[str, Any] | None = Field(None, description="provenance of the space's own decoder")
+    variants: list[dict[str, Any]] = Field(..., description="name, kind (lora, finetune, upscaler), lineage, ...")
+
+
+class CompareIn(BaseModel):
+    x: float
+    y: float
+    seed: int = 0
+    variants: Choices = Field(..., description='decoders to compare, e.g. ["base", "thick", '
+                                               '{"variant": "thick", "lora_scale": 0.5}, "italic"]')
+
+
+class ComparedImage(BaseModel):
+    variant: str
+    lora_scale: float | None
+    url: str = Field(..., description="/api/decodes/{key}.png")
+    key: str
+    cached: bool
+
+
+class CompareOut(BaseModel):
+    x: float
+    y: float
+    seed: int
+    images: list[ComparedImage]
+
+
+class ComparePathIn(BaseModel):
+    points: list[list[float]] = Field(..., description="[[x, y], ...] polyline on the map, 2 or more vertices")
+    steps: int = Field(6, description="images along the path, per decoder")
+    seed: int = 0
+    variants: Choices
+
+
+class ComparedFrame(BaseModel):
+    url: str
+    key: str
+    x: float
+    y: float
+
+
+class ComparedPath(BaseModel):
+    variant: str
+    lora_scale: float | None
+    frames: list[ComparedFrame]
+
+
+class ComparePathOut(BaseModel):
+    paths: list[ComparedPath] = Field(..., description="paths[i].frames: the i-th decoder's images")
+
+
+class UpscaleIn(BaseModel):
+    upscaler: str | None = Field(None, description="an upscaler variant's name; default: the space's first")
+
+
+class UpscaleOut(BaseModel):
+    url: str
+    key: str
+    cached: bool
+    upscaler: str
+    source_url: str
+    source_size: list[int] = Field(..., description="[width, height]")
+    size: list[int] = Field(..., description="[width, height]")
+
+
+class AlignedItem(BaseModel):
+    label: str
+    a_id: str
+    b_id: str
+    a: list[float] = Field(..., description="[x, y] on map A")
+    b_aligned: list[float] = Field(..., description="[x, y] of the same item on map B, aligned onto map A")
+    agreement: float = Field(..., description="share of its k nearest neighbours the two spaces agree on")
+
+
+class AlignOut(BaseModel):
+    a: str
+    b: str
+    matched: int
+    k: int
+    scale: float
+    disparity: float
+    mean_agreement: float
+    items: list[AlignedItem]
+
+
+# ---------------------------------------------------------------------------------------------- classroom
+class PresentationIn(BaseModel):
+    seconds: int | None = Field(None, description="ends by itself after this (capped by max_presentation_seconds)")
+
+
+class PresentationStarted(BaseModel):
+    code: str
+    presenter_key: str = Field(..., description="send as X-Presenter-Key to update or end it. Shown only once.")
+    map_id: str
+    follow_url: str
+    qr_url: str
+    expires_at: float
+
+
+class PresentationOut(BaseModel):
+    code: str
+    map_id: str
+    followers: int
+    state: dict[str, Any]
+    version: int
+    expires_at: float
+
+
+class PresentationUpdated(BaseModel):
+    version: int
+    followers: int
+
+
+class TourStep(BaseModel):
+    caption: str = ""
+    view: list[float] | None = Field(None, description="[x, y, zoom]")
+    at: list[float] | None = Field(None, description="[x, y] of a decoded point")
+    seed: int | None = None
+    path: list[list[float]] | None = Field(None, description="[[x, y], ...] a walk to decode")
+
+
+class TourIn(BaseModel):
+    title: str
+    steps: list[TourStep]
+
+
+class Tour(TourIn):
+    id: str
+    map_id: str
+    created_at: float
+
+
+class ToursOut(BaseModel):
+    tours: list[Tour]
+
+
+class QuizIn(BaseModel):
+    seed: int | None = None
+
+
+class GuessIn(BaseModel):
+    player: str = Field(..., description="a name shown on the scoreboard")
+    x: float
+    y: float
+
+
+class QuizAnswer(BaseModel):
+    x: float
+    y: float
+    seed: int
+
+
+class QuizGuess(BaseModel):
+    player: str
+    x: float
+    y: float
+    distance: float
+    score: int
+
+
+class QuizRound(BaseModel):
+    id: str
+    map_id: str
+    image_url: str = Field(..., description="the decoded hidden point")
+    revealed: bool
+    players: int
+    answer: QuizAnswer | None = Field(None, description="once revealed")
+    ranking: list[QuizGuess] | None = Field(None, description="once revealed, best first")
+
+
+class QuizStarted(QuizRound):
+    presenter_key: str = Field(..., description="send as X-Presenter-Key to reveal. Shown only once.")

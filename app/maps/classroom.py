@@ -12,21 +12,19 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import random
 import secrets
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import Forbidden, NotFound, Rejected
 from .store import hash_key
 
 
-class Gone(LookupError):
+class Gone(NotFound):
     """The presentation or quiz round does not exist (any more)."""
-
-
-class Forbidden(PermissionError):
-    pass
 
 
 @dataclass
@@ -144,6 +142,19 @@ class Classroom:
             p.followers.discard(queue)
 
     # ------------------------------------------------------------------ quiz
+    @staticmethod
+    def pick_target(points: np.ndarray, seed: int | None = None, rng: random.Random | None = None
+                    ) -> tuple[float, float, int]:
+        """Where a round's hidden picture comes from: part way from one item towards another (so not always on
+        an item), and the seed to decode it with (`seed` if given)."""
+        if not len(points):
+            raise Rejected("this map has no items yet: add prompts or images first")
+        rng = rng or random.Random()
+        a, b = points[rng.randrange(len(points))], points[rng.randrange(len(points))]
+        t = rng.uniform(0.0, 0.5)
+        x, y = round(float(a[0] + t * (b[0] - a[0])), 6), round(float(a[1] + t * (b[1] - a[1])), 6)
+        return x, y, seed if seed is not None else rng.randrange(1 << 20)
+
     def new_round(self, map_id: str, x: float, y: float, seed: int, image_key: str) -> tuple[QuizRound, str]:
         key = secrets.token_urlsafe(24)
         r = QuizRound(id=new_code(), map_id=map_id, key_hash=hash_key(key), x=x, y=y, seed=seed, image_key=image_key)
@@ -160,18 +171,21 @@ class Classroom:
         return r
 
     def guess(self, round_id: str, player: str, x: float, y: float) -> None:
+        player = player.strip()
+        if not 1 <= len(player) <= 40:
+            raise Rejected("player names are 1 to 40 characters")
         r = self.round(round_id)
         if r.revealed:
             raise Forbidden("this round has been revealed; guesses are closed")
         if not (np.isfinite(x) and np.isfinite(y)):
-            raise ValueError("x and y must be finite numbers")
+            raise Rejected("x and y must be finite numbers")
         r.guesses[player] = (float(x), float(y))
 
-    def reveal(self, round_id: str, key: str | None) -> dict:
+    def reveal(self, round_id: str, key: str | None) -> QuizRound:
         r = self.round(round_id)
         _check_key(r.key_hash, key)
         r.revealed = True
-        return self.result(r)
+        return r
 
     @staticmethod
     def score(distance: float) -> int:
@@ -179,7 +193,9 @@ class Classroom:
         return int(round(100 * max(0.0, 1.0 - distance / 0.5)))
 
     def result(self, r: QuizRound) -> dict:
-        out = {"id": r.id, "map_id": r.map_id, "image_url": f"/api/decodes/{r.image_key}.png", "revealed": r.revealed,
+        """What players may see of a round (the hidden point and the ranking once revealed). The picture is
+        named by its decode key, `image_key`."""
+        out = {"id": r.id, "map_id": r.map_id, "image_key": r.image_key, "revealed": r.revealed,
                "players": len(r.guesses)}
         if r.revealed:
             ranking = []
@@ -192,29 +208,29 @@ class Classroom:
 
 
 def check_tour(title: str, steps: list, settings) -> tuple[str, list[dict]]:
-    """A tour's title and steps, validated (from the API or a bundle). Raises ValueError with the reason."""
+    """A tour's title and steps, validated (from the API or a bundle). Raises Rejected with the reason."""
     title = title.strip() if isinstance(title, str) else ""
     if not title or len(title) > settings.max_title_chars:
-        raise ValueError(f"a tour needs a title of 1 to {settings.max_title_chars} characters")
+        raise Rejected(f"a tour needs a title of 1 to {settings.max_title_chars} characters")
     if not isinstance(steps, list) or not 1 <= len(steps) <= settings.max_tour_steps:
-        raise ValueError(f"a tour has 1 to {settings.max_tour_steps} steps")
+        raise Rejected(f"a tour has 1 to {settings.max_tour_steps} steps")
     clean = []
     for i, step in enumerate(steps, 1):
         if not isinstance(step, dict):
-            raise ValueError(f"step {i}: must be an object")
+            raise Rejected(f"step {i}: must be an object")
         caption = step.get("caption") or ""
         if not isinstance(caption, str) or len(caption) > settings.max_caption_chars:
-            raise ValueError(f"step {i}: captions are text of at most {settings.max_caption_chars} characters")
+            raise Rejected(f"step {i}: captions are text of at most {settings.max_caption_chars} characters")
         out = {"caption": caption, "view": _numbers(step.get("view"), 3, f"step {i}: view is [x, y, zoom]"),
                "at": _numbers(step.get("at"), 2, f"step {i}: at is [x, y]"), "seed": None, "path": None}
         if step.get("seed") is not None:
             if not isinstance(step["seed"], int) or not 0 <= step["seed"] <= settings.max_seed:
-                raise ValueError(f"step {i}: seed must be an integer from 0 to {settings.max_seed}")
+                raise Rejected(f"step {i}: seed must be an integer from 0 to {settings.max_seed}")
             out["seed"] = step["seed"]
         if step.get("path") is not None:
             path = step["path"]
             if not isinstance(path, list) or not 2 <= len(path) <= settings.max_path_points:
-                raise ValueError(f"step {i}: path is 2 to {settings.max_path_points} [x, y] points")
+                raise Rejected(f"step {i}: path is 2 to {settings.max_path_points} [x, y] points")
             out["path"] = [_numbers(p, 2, f"step {i}: path points are [x, y]") for p in path]
         clean.append(out)
     return title, clean
@@ -225,7 +241,7 @@ def _numbers(value, n: int, message: str) -> list[float] | None:
         return None
     if not isinstance(value, (list, tuple)) or len(value) != n or not all(
             isinstance(v, (int, float)) and np.isfinite(v) for v in value):
-        raise ValueError(message)
+        raise Rejected(message)
     return [float(v) for v in value]
 
 

@@ -201,6 +201,12 @@ class Explorer:
         return self._vocab
 
 
+def match_labels(labels: Sequence[str], query: str) -> np.ndarray:
+    """Which labels contain `query` (case-insensitive, surrounding spaces ignored), as one bool per label."""
+    needle = query.strip().casefold()
+    return np.fromiter((needle in label.casefold() for label in labels), dtype=bool, count=len(labels))
+
+
 @dataclass
 class PathFrame:
     request: DecodeRequest

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from .. import imaging
+from ..errors import Conflict, Rejected
 from ..jobs import WorkQueue
 from ..settings import Settings
 from ..spaces.base import DecodeRequest, Space, unit
@@ -22,12 +23,8 @@ from .prompt_images import PromptImageWorker
 from .store import ItemRecord, MapArrays, MapRecord, NewItem, NotFound, Store, check_id
 
 
-class SpaceMismatch(RuntimeError):
-    pass
-
-
-class Rejected(ValueError):
-    """Input that breaks a limit or rule; the message is shown to the user."""
+class SpaceMismatch(Conflict):
+    """The map was made with another space than the one this server runs."""
 
 
 @dataclass

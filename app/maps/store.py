@@ -25,6 +25,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import Conflict, LatentmapError, NotFound
+
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
 
 SCHEMA = """
@@ -75,16 +77,14 @@ CREATE TABLE IF NOT EXISTS map_columns (      -- metadata columns of a map's ite
 COLUMN_TYPES = ("number", "category", "text")
 
 
-class NotFound(LookupError):
-    pass
-
-
-class StaleVersion(RuntimeError):
+class StaleVersion(Conflict):
     """A request refers to points by index, but the map's items changed since the client loaded them."""
 
 
-class InvalidId(ValueError):
-    pass
+class InvalidId(LatentmapError, ValueError):
+    """An id or key that cannot exist: answered like a missing one (404), never looked up."""
+
+    status = 404
 
 
 class DataDirError(RuntimeError):

@@ -1,0 +1,34 @@
+"""Maps: create, list, read, refit."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Header, HTTPException
+
+from . import schemas
+from .deps import EditableMap, ExistingMap, ServiceDep, SettingsDep, StoreDep
+from .responses import map_info
+
+router = APIRouter(prefix="/api", tags=["maps"])
+
+
+@router.post("/maps", status_code=201, response_model=schemas.MapCreated)
+def create_map(body: schemas.MapCreate, service: ServiceDep):
+    record, key = service.create_map(body.title)
+    return {**map_info(record, service.store, can_edit=True), "edit_key": key}
+
+
+@router.get("/maps", response_model=list[schemas.MapInfo])
+def list_maps(store: StoreDep, settings: SettingsDep):
+    if not settings.list_maps:
+        raise HTTPException(403, "this server does not list its maps (LATENTMAP_LIST_MAPS=0): open a map by its link")
+    return [map_info(r, store) for r in store.list_maps()]
+
+
+@router.get("/maps/{map_id}", response_model=schemas.MapInfo)
+def get_map(map_id: ExistingMap, store: StoreDep, x_edit_key: str | None = Header(None)):
+    return map_info(store.get_map(map_id), store, can_edit=store.check_edit_key(map_id, x_edit_key))
+
+
+@router.post("/maps/{map_id}/refit", response_model=schemas.MapInfo)
+def refit(map_id: EditableMap, service: ServiceDep):
+    return map_info(service.refit(map_id), service.store, can_edit=True)

@@ -236,3 +236,50 @@ def decoded_image_base64(page) -> str:
         for (const b of new Uint8Array(buf)) s += String.fromCharCode(b);
         return btoa(s);
     }""")
+
+
+def data_to_page(page, x: float, y: float) -> tuple[float, float]:
+    """The page position of a map point (data coordinates), as the page itself computes it."""
+    return tuple(page.evaluate("""([x, y]) => {
+        const rect = document.getElementById('map-canvas').getBoundingClientRect();
+        const [px, py] = window.latentmap.dataToScreen(x, y);
+        return [rect.left + px, rect.top + py];
+    }""", [x, y]))
+
+
+def draw_path(page, points: list[tuple[float, float]], steps: int | None = None, decode: bool = True) -> None:
+    """Draw a path as a user does: "Draw a path", a click per point, then "Decode along path" (or stop drawing)."""
+    if steps is not None:
+        page.fill("#explore-path-steps", str(steps))
+    page.click("#explore-path-btn")
+    page.wait_for_function("window.latentmap.mode === 'path'")
+    for x, y in points:
+        before = page.evaluate("window.latentmap.explore.vertices.length")
+        px, py = data_to_page(page, x, y)
+        under = page.evaluate("([x, y]) => document.elementFromPoint(x, y).id", [px, py])
+        assert under == "map-canvas", f"({x}, {y}) is at ({px}, {py}) on the page, under #{under}, not on the map"
+        page.mouse.click(px, py)
+        page.wait_for_function(f"window.latentmap.explore.vertices.length === {before + 1}")
+    if decode:
+        page.click("#explore-path-make")
+        page.wait_for_function("document.getElementById('map-root').dataset.pathState === 'done'")
+    else:
+        page.click("#explore-path-btn")
+        page.wait_for_function("window.latentmap.mode === 'decode'")
+
+
+def click_item(page, label: str) -> dict:
+    """Click a drawn item as a user does: point at it, wait for its tooltip (the page sees it under the pointer,
+    wherever layout or camera settled), click, and wait until it is the selected item. Returns the point."""
+    def locate():
+        return next(p for p in point_screen_positions(page) if p["inside"] and p["label"] == label)
+
+    target = locate()
+    page.mouse.move(target["x"] - 20, target["y"] - 20)
+    page.mouse.move(target["x"], target["y"], steps=3)
+    page.wait_for_function("(id) => document.getElementById('tooltip').dataset.itemId === id", arg=target["id"])
+    target = locate()
+    page.mouse.click(target["x"], target["y"])
+    page.wait_for_function("(id) => { const s = window.latentmap.state.selected; return s && s.id === id; }",
+                           arg=target["id"])
+    return target

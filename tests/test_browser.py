@@ -6,11 +6,12 @@ Run: pytest -m browser tests/test_browser.py   (screenshots land in test-output/
 from __future__ import annotations
 
 import base64
+import io
 import re
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-
 from browser_util import (  # noqa: F401  (fixtures are used by name)
     browser,
     decoded_image_base64,
@@ -24,6 +25,7 @@ from browser_util import (  # noqa: F401  (fixtures are used by name)
     wait_point_count,
     wait_ready,
 )
+from PIL import Image
 
 pytestmark = pytest.mark.browser
 
@@ -131,16 +133,14 @@ def test_owner_adds_decodes_and_shares(live_server, browser):
         page.mouse.wheel(0, -400)
         page.wait_for_function(f"window.latentmap.currentView().zoom > {view_before['zoom']} * 1.2")
         page.mouse.move(5, 5)
-        # Our data <-> pixel conversion agrees with where the library draws each point under this camera.
-        mismatch = page.evaluate("""() => {
-            const lm = window.latentmap;
-            return Math.max(...lm.state.items.map((item, i) => {
-                const [ax, ay] = lm.dataToScreen(item.x, item.y);
-                const [bx, by] = lm.scatterplot.getScreenPosition(i);
-                return Math.hypot(ax - bx, ay - by);
-            }));
-        }""")
-        assert mismatch < 0.5, mismatch
+        # Our data -> pixel conversion agrees with where the renderer draws each point under this camera: the
+        # screen pixel at every point's computed position shows a point, not the map's background.
+        shot = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
+        drawn = [p for p in point_screen_positions(page) if p["inside"]]
+        assert drawn
+        for p in drawn:
+            r, g, b = shot.getpixel((round(p["x"]), round(p["y"])))
+            assert max(abs(r - 0x14), abs(g - 0x17), abs(b - 0x1C)) > 60, (p, (r, g, b))
 
         # Click empty space: crosshair, spinner, then the decoded image.
         x, y = empty_spot(page)
@@ -371,14 +371,27 @@ def test_slow_decodes_show_a_preview_first(live_server, browser):
         wait_ready(page)
         wait_point_count(page, 3)
         page.wait_for_function("window.latentmap.state.previewAvailable === true")
-        # As if the last full decode had taken 5 s (tiny-random decodes in milliseconds).
-        page.evaluate("window.latentmap.state.lastDecodeMs = 5000")
-        page.mouse.click(*empty_spot(page))
+
+        # A slow server (tiny-random decodes in milliseconds: full decodes held back for a second here).
+        def slow_full_decode(route):
+            if not (route.request.post_data_json or {}).get("preview"):
+                time.sleep(1.0)
+            route.continue_()
+
+        page.route("**/decode", slow_full_decode)
+        # The first decode has nothing to go by: no preview.
+        x, y = empty_spot(page)
+        page.mouse.click(x, y)
         page.wait_for_function("window.latentmap.state.decodeState === 'done'")
-        assert [b.get("preview", False) for b in decode_bodies] == [True, False]
+        assert [b.get("preview", False) for b in decode_bodies] == [False]
+        # It took over the preview threshold: the next one shows a quick preview first, then the full image.
+        page.mouse.click(x + 25, y + 10)
+        page.wait_for_selector("#decode-img.is-preview")
+        page.wait_for_function("window.latentmap.state.decodeState === 'done'")
+        assert [b.get("preview", False) for b in decode_bodies] == [False, True, False]
         assert not page.eval_on_selector("#decode-img", "img => img.classList.contains('is-preview')")
         full = live_server.http.post(f"/api/maps/{created['id']}/decode", json={
-            k: decode_bodies[1][k] for k in ("x", "y", "seed")})
+            k: decode_bodies[2][k] for k in ("x", "y", "seed")})
         assert full.headers["x-decode-cache"] == "hit"  # the page ended on the full, cached picture
         assert not problems.errors
     finally:

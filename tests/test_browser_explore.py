@@ -15,9 +15,9 @@ import zipfile
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-
 from browser_util import (  # noqa: F401  (fixtures are used by name)
     browser,
+    click_item,
     live_server,
     new_page,
     png_bytes,
@@ -148,8 +148,7 @@ def test_neighbours_of_clicked_point(live_server, browser, filled_map):
     context, page, problems = new_page(browser)
     try:
         open_map(page, live_server, map_id, n)
-        target = next(p for p in point_screen_positions(page) if p["inside"] and p["label"] == "a red bicycle")
-        page.mouse.click(target["x"], target["y"])
+        target = click_item(page, "a red bicycle")
         page.wait_for_function("document.querySelectorAll('#explore-neighbors li').length === 8")
         assert "selected item" in page.inner_text("#explore-neighbors-note")
         ids = page.eval_on_selector_all("#explore-neighbors button", "bs => bs.map((b) => b.dataset.itemId)")
@@ -203,9 +202,9 @@ def test_search_similarity_filter_and_clusters(live_server, browser, filled_map)
 
         page.select_option("#explore-color-by", "similarity")
         page.wait_for_function("document.getElementById('map-root').dataset.colorBy === 'similarity'")
-        values = page.evaluate("window.latentmap.state.colorValues")
+        values = page.evaluate("window.latentmap.state.colors.values")
         assert len(values) == n and len(set(values)) > 2
-        assert page.evaluate("window.latentmap.scatterplot.get('colorBy')") == "valueW"
+        assert page.evaluate("window.latentmap.renderer().colorBy") == "value"
         assert page.is_visible(".explore-heat-bar")
         assert not page.is_visible(".legend .swatch-text")  # the kind legend is not shown for the heat map
         legend = page.inner_text("#explore-legend")
@@ -217,9 +216,9 @@ def test_search_similarity_filter_and_clusters(live_server, browser, filled_map)
         page.fill("#explore-filter-input", "bicycle")
         page.wait_for_function("!document.getElementById('explore-filter-info').hidden")
         assert page.inner_text("#explore-filter-info").startswith(f"3 of {n} points")
-        values = page.evaluate("window.latentmap.state.colorValues")
+        values = page.evaluate("window.latentmap.state.colors.values")
         labels = page.evaluate("window.latentmap.state.items.map((p) => p.label)")
-        palette = page.evaluate("window.latentmap.scatterplot.get('pointColor').length") // 2
+        palette = page.evaluate("window.latentmap.renderer().palette.length") // 2
         for value, label in zip(values, labels):
             assert (value < palette) == ("bicycle" in label), (value, label)
 
@@ -228,8 +227,8 @@ def test_search_similarity_filter_and_clusters(live_server, browser, filled_map)
         page.wait_for_function("document.getElementById('map-root').dataset.colorBy === 'kind'")
         assert page.is_visible(".legend .swatch-text")
         page.fill("#explore-filter-input", "")
-        page.wait_for_function("window.latentmap.state.colorValues === null")
-        assert page.evaluate("window.latentmap.scatterplot.get('colorBy')") == "valueZ"
+        page.wait_for_function("window.latentmap.state.colors.by === 'kind'")
+        assert page.evaluate("window.latentmap.renderer().colorBy") == "kind"
 
         # Clusters: colour by cluster and label them on the map.
         page.select_option("#explore-color-by", "cluster")
@@ -271,7 +270,7 @@ def test_lasso_selection_and_export(live_server, browser, filled_map):
         inside = [p for p in point_screen_positions(page) if p["x"] < mid and p["inside"]]
         assert inside, "no points in the left half"
         page.wait_for_function("Number(document.getElementById('explore-selection-info').dataset.count) > 0")
-        selected = page.evaluate("window.latentmap.explore.selection.map((i) => window.latentmap.state.items[i].id)")
+        selected = page.evaluate("window.latentmap.state.selection.map((i) => window.latentmap.state.items[i].id)")
         assert set(selected) == {p["id"] for p in inside}
         assert page.evaluate("window.latentmap.state.current") is None  # the lasso drag did not decode
         screenshot(page, "explore-lasso")
@@ -313,12 +312,12 @@ def test_filter_and_export_on_a_map_loaded_without_labels(live_server, browser, 
         # ... and very large maps draw in regl-scatterplot's performance mode (forced here like points=bin).
         open_map(page, live_server, map_id, n, "?points=bin&render=fast")
         assert page.evaluate("window.latentmap.state.pointsFormat") == "binary"
-        assert page.evaluate("window.latentmap.scatterplot.get('performanceMode')") is True
+        assert page.evaluate("window.latentmap.renderer().mode") == "fast"
         assert page.evaluate("window.latentmap.state.items.every((p) => p.label === null)")
         page.fill("#explore-filter-input", "Bicycle")
         page.wait_for_function("!document.getElementById('explore-filter-info').hidden")
         assert page.inner_text("#explore-filter-info") == f"3 of {n} points match “Bicycle”."
-        colours = page.evaluate("window.latentmap.scatterplot.get('pointColor')")
+        colours = page.evaluate("window.latentmap.renderer().palette")
         dimmed = colours[len(colours) // 2:]
         assert all(c[3] == 1 for c in dimmed)  # no blending in this mode: dimmed by mixing, not by alpha
         assert all(max(c[:3]) < 0.25 for c in dimmed)
@@ -406,7 +405,7 @@ def test_colours_follow_new_points(live_server, browser):
         wait_point_count(page, 10)
         # The new points get their clusters and the filter counts them.
         page.wait_for_function("document.getElementById('explore-filter-info').textContent.startsWith('4 of 10')")
-        page.wait_for_function("(window.latentmap.state.colorValues || []).length === 10")
+        page.wait_for_function("(window.latentmap.state.colors.values || []).length === 10")
         assignments = live_server.http.get(f"/api/maps/{map_id}/clusters").json()["assignments"]
         assert page.evaluate("window.latentmap.explore.clusters.assignments") == assignments
         check_clean(page, problems)

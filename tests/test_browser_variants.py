@@ -12,9 +12,9 @@ import json
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-
 from browser_util import (  # noqa: F401  (fixtures are used by name)
     browser,
+    draw_path,
     new_page,
     screenshot,
     start_server,
@@ -241,11 +241,12 @@ def test_compare_along_a_drawn_path(digits_server, browser, digits_map):
         open_map(page, digits_server, digits_map)
         page.wait_for_selector("#map-root[data-variants='ready']")
         assert page.is_disabled("#variants-path-btn")
-        page.evaluate("""() => {
+        ends = page.evaluate("""() => {
             const items = window.latentmap.state.items;
             const a = items.find((p) => p.label === 'one'), b = items.find((p) => p.label === 'seven');
-            return window.latentmap.explore.setPath([[a.x, a.y], [b.x, b.y]], 4);
+            return [[a.x, a.y], [b.x, b.y]];
         }""")
+        draw_path(page, ends, steps=4)
         page.wait_for_selector("#variants-path-btn:not([disabled])")
         page.click("#variants-path-btn")
         page.wait_for_selector("#map-root[data-variants-path-state='done']")

@@ -1,30 +1,28 @@
-// Exploration tools on the map page (paths, neighbours, search, colour by, clusters, lasso, bundles).
-// Builds on window.latentmap and the latentmap:* events that map.js emits. All user text goes in via textContent.
+// The Explore panel: paths (drawn in the pointer's path mode), neighbours, search, colour by, clusters, lasso
+// selection (the pointer's lasso mode) and export, the map bundle. All user text goes in via textContent.
 
-import { api } from "./api.js";
-import { el, showError, toast } from "./common.js";
+import { api } from "../api.js";
+import { el, showError, toast } from "../common.js";
+import { DOUBLE_CLICK_PX, KIND_COLORS, KIND_NAMES, KINDS, MAP_BACKGROUND, MAX_PATH_POINTS, MAX_PATH_STEPS }
+  from "../core/constants.js";
+import { actions, canvasSize, dataToScreen, decimals, emit, on, provide, register, renderer, roundTo, setView,
+  shareStateChanged, state } from "../core/page.js";
+import { handle, mode, setMode, toggleMode } from "../core/pointer.js";
 
 const $ = (id) => document.getElementById(id);
 const frame = $("map-frame");
-const canvas = $("map-canvas");
 const root = $("map-root");
 const mapId = root.dataset.mapId;
 const base = `/api/maps/${encodeURIComponent(mapId)}`;
-const lm = () => window.latentmap;
 
-const KINDS = ["text", "image", "generated"];
-const KIND_COLORS = ["#f2b84b", "#4cc3d9", "#d77be0"];
-const KIND_NAMES = { text: "Prompt", image: "Image", generated: "Generated" };
 const CLUSTER_COLORS = ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
   "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8", "#aaffc3", "#808000"];
 const NO_CLUSTER = "#5d6470";
-const BACKGROUND = hexToRgba("#14171c"); // the map's background (map.js)
+const BACKGROUND = hexToRgba(MAP_BACKGROUND);
 const HEAT_BINS = 16;
 // Low -> high similarity; both ends stay visible on the dark map.
 const HEAT_STOPS = ["#4a5bd4", "#2ab0e3", "#3cf08a", "#c7ef34", "#fca50a", "#f0501e"];
 const NEIGHBORS_K = 8;
-const MAX_PATH_POINTS = 32;
-const CLICK_SLOP_PX = 5;
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 const ex = {
@@ -33,14 +31,11 @@ const ex = {
   search: null, // {q, x, y, similarity, neighbors}
   clusters: null, // {clusters, assignments, count}
   showClusterLabels: false,
-  pathMode: false,
   vertices: [], // [[x, y], ...] data coordinates
   path: null, // server answer
-  selection: [], // indices into state.items
   lastCount: null,
   serverMatch: null, // {text, bits, version}: label filter answered by the server (maps loaded without labels)
 };
-window.latentmap = Object.assign(window.latentmap || {}, { explore: ex });
 
 // ---------------------------------------------------------------- helpers ----
 
@@ -61,35 +56,8 @@ function heatColor(t) {
   return lerpColor(HEAT_STOPS[i], HEAT_STOPS[i + 1], pos - i);
 }
 
-function rgbaCss([r, g, b, a = 1]) {
-  return `rgba(${Math.round(r * 255)}, ${Math.round(g * 255)}, ${Math.round(b * 255)}, ${a})`;
-}
-
 function items() {
-  return lm().state.items;
-}
-
-/** Decimals worth keeping for a data coordinate at the current zoom (as map.js does for clicks). */
-function digitsForView() {
-  const h = canvas.getBoundingClientRect().height || 1;
-  const perPixel = 1 / (lm().currentView().zoom * h);
-  return Math.min(6, Math.max(2, Math.ceil(-Math.log10(perPixel)) + 1));
-}
-
-function round(value, digits) {
-  return Number(value.toFixed(digits));
-}
-
-function canvasPoint(event) {
-  const rect = canvas.getBoundingClientRect();
-  return [event.clientX - rect.left, event.clientY - rect.top];
-}
-
-function updateUrl() {
-  const url = lm().stateUrl();
-  history.replaceState(null, "", url);
-  const share = $("share-url");
-  if (share) share.value = window.location.origin + url;
+  return state.items;
 }
 
 function itemFor(entry) {
@@ -142,25 +110,24 @@ function svgCircle(cx, cy, r, cls) {
 }
 
 function positionOverlay() {
-  if (!lm().scatterplot) return;
-  const m = lm();
-  const rect = canvas.getBoundingClientRect();
-  svg.setAttribute("width", String(rect.width));
-  svg.setAttribute("height", String(rect.height));
+  if (!renderer()) return;
+  const [width, height] = canvasSize();
+  svg.setAttribute("width", String(width));
+  svg.setAttribute("height", String(height));
   // Path: the drawn vertices, then (once decoded) a dot per frame.
-  const screen = ex.vertices.map(([x, y]) => m.dataToScreen(x, y));
+  const screen = ex.vertices.map(([x, y]) => dataToScreen(x, y));
   pathLine.setAttribute("points", screen.map(([px, py]) => `${px.toFixed(1)},${py.toFixed(1)}`).join(" "));
   pathDots.replaceChildren();
   if (ex.path) {
     for (const f of ex.path.frames) {
-      const [px, py] = m.dataToScreen(f.x, f.y);
+      const [px, py] = dataToScreen(f.x, f.y);
       pathDots.append(svgCircle(px, py, 3, "explore-path-frame"));
     }
   }
   screen.forEach(([px, py], i) => pathDots.append(svgCircle(px, py, i === 0 ? 6 : 5, i === 0 ? "explore-path-start" : "explore-path-vertex")));
   // Search marker.
   if (ex.search) {
-    const [px, py] = m.dataToScreen(ex.search.x, ex.search.y);
+    const [px, py] = dataToScreen(ex.search.x, ex.search.y);
     searchMarker.hidden = false;
     searchMarker.style.transform = `translate(${px}px, ${py}px)`;
   } else {
@@ -168,15 +135,14 @@ function positionOverlay() {
   }
   // Cluster labels.
   for (const node of labelLayer.children) {
-    const [px, py] = m.dataToScreen(Number(node.dataset.x), Number(node.dataset.y));
-    const inside = px > -40 && py > -20 && px < rect.width + 40 && py < rect.height + 20;
+    const [px, py] = dataToScreen(Number(node.dataset.x), Number(node.dataset.y));
+    const inside = px > -40 && py > -20 && px < width + 40 && py < height + 20;
     node.hidden = !inside;
     node.style.transform = `translate(${px}px, ${py}px) translate(-50%, -50%)`;
   }
 }
 
-new ResizeObserver(() => positionOverlay()).observe(canvas);
-document.addEventListener("latentmap:view", () => positionOverlay());
+on("view", positionOverlay);
 
 // ---------------------------------------------------------------- colour by + filter + legend ----
 
@@ -189,19 +155,19 @@ function matchesFilter() {
   if (!text) return null;
   if (!labelsOnServer()) return items().map((p) => p.label !== null && p.label.toLowerCase().includes(text));
   const found = ex.serverMatch;
-  const current = found && found.text === text && found.version === lm().state.pointsVersion;
+  const current = found && found.text === text && found.version === state.pointsVersion;
   return current && found.bits.length === items().length ? found.bits : null;
 }
 
 /** Maps loaded from /points.bin hold no labels in the page: the server matches them (one bit a point). */
 function labelsOnServer() {
-  return lm().state.pointsFormat === "binary";
+  return state.pointsFormat === "binary";
 }
 
 async function fetchServerMatch() {
   const text = ex.filter.trim().toLowerCase();
   if (!text || !labelsOnServer()) return;
-  const version = lm().state.pointsVersion;
+  const version = state.pointsVersion;
   const query = new URLSearchParams({ q: text, version: String(version) });
   const response = await api(`${base}/labels/match?${query}`, { raw: true });
   const buffer = await response.arrayBuffer();
@@ -225,16 +191,14 @@ async function refilter() {
 
 let applying = Promise.resolve();
 
-/** Recolour the points: categorical valueB per point (map.js draws state.colorValues), dimmed when filtered out. */
+/** Recolour the points: a palette index per point (state.colors), dimmed when filtered out. */
 function applyColors() {
   applying = applying.then(applyColorsNow).catch((err) => showError($("explore-color-error"), `Could not colour the map. ${err.message}`));
   return applying;
 }
 
 async function applyColorsNow() {
-  const m = lm();
-  const sp = m.scatterplot;
-  if (!sp) return;
+  if (!renderer()) return;
   const list = items();
   const match = matchesFilter();
   renderFilterInfo(match);
@@ -256,24 +220,20 @@ async function applyColorsNow() {
   }
   const kindPlain = palette.length === KIND_COLORS.length && !match && ex.colorMode === "kind";
   if (kindPlain) {
-    m.state.colorValues = null;
-    sp.set({ colorBy: "valueA", pointColor: KIND_COLORS });
+    await actions.setColors({ by: "kind" });
   } else {
     const values = new Array(list.length);
     for (let i = 0; i < list.length; i += 1) {
       const c = Math.min(Math.max(category(i) | 0, 0), palette.length - 1);
       values[i] = match && !match[i] ? c + palette.length : c;
     }
-    m.state.colorValues = values;
     // Fast rendering (very large maps) draws without alpha blending: dim by mixing with the background instead.
-    const fast = m.state.renderMode === "fast";
+    const fast = state.renderMode === "fast";
     const dimmed = palette.map(([r, g, b]) => (fast ? [r, g, b].map((c, k) => c * 0.12 + BACKGROUND[k] * 0.88).concat(1)
       : [r, g, b, 0.12]));
-    sp.set({ colorBy: "valueB", pointColor: [...palette, ...dimmed] });
+    await actions.setColors({ by: "value", values, palette: [...palette, ...dimmed] });
   }
   ex.lastCount = layoutKey();
-  await m.redraw();
-  reselect();
   renderLegend(ex.colorMode, match);
   root.dataset.colorBy = ex.colorMode; // last: tests wait on it
 }
@@ -330,7 +290,7 @@ function renderFilterInfo(match) {
 
 function layoutKey() {
   // Clusters are of the 2D layout: stale after items come or go, or after a re-projection.
-  const meta = lm().state.meta;
+  const meta = state.meta;
   return `${items().length}|${meta && meta.projection ? meta.projection.revision : 0}`;
 }
 
@@ -427,28 +387,24 @@ function neighborList(listNode, neighbors) {
 }
 
 async function goToItem(entry) {
-  const m = lm();
   const item = itemFor(entry);
-  await m.setView({ x: entry.x, y: entry.y, zoom: m.currentView().zoom });
-  if (item && m.select) m.select(item);
-  const digits = digitsForView();
-  await m.decodeAt(round(entry.x, digits), round(entry.y, digits));
+  await setView({ x: entry.x, y: entry.y, zoom: renderer().view().zoom });
+  if (item) actions.select(item);
+  const digits = decimals();
+  await actions.decodeAt(roundTo(entry.x, digits), roundTo(entry.y, digits), { item });
 }
 
 let neighborSeq = 0;
-async function loadNeighbors({ x, y }) {
+/** After a decode: the items nearest the clicked item (when the click hit one), else nearest the spot. */
+async function loadNeighbors({ x, y, item }) {
   const seq = ++neighborSeq;
-  const m = lm();
-  const selected = m.state.selected;
   const note = $("explore-neighbors-note");
   showError($("explore-neighbors-error"), "");
   let query;
   let heading;
-  const [sx, sy] = selected ? m.dataToScreen(selected.x, selected.y) : [0, 0];
-  const [cx, cy] = m.dataToScreen(x, y);
-  if (selected && selected.id && Math.hypot(sx - cx, sy - cy) < 16) { // the click hit this item
-    query = `item=${encodeURIComponent(selected.id)}`;
-    heading = `Nearest to the selected item “${selected.label}”:`;
+  if (item && item.id) {
+    query = `item=${encodeURIComponent(item.id)}`;
+    heading = `Nearest to the selected item “${item.label}”:`;
   } else {
     query = `x=${x}&y=${y}`;
     heading = `Nearest to x ${x}, y ${y}:`;
@@ -467,9 +423,8 @@ async function loadNeighbors({ x, y }) {
   }
 }
 
-document.addEventListener("latentmap:decoded", (event) => {
-  if (!items().length) return;
-  loadNeighbors(event.detail);
+on("decoded", (detail) => {
+  if (items().length) loadNeighbors(detail);
 });
 
 // ---------------------------------------------------------------- search ----
@@ -531,122 +486,85 @@ $("explore-search-clear").addEventListener("click", clearSearch);
 
 function pathSteps() {
   const v = Math.trunc(Number($("explore-path-steps").value));
-  const steps = Number.isFinite(v) ? Math.min(24, Math.max(2, v)) : 8;
+  const steps = Number.isFinite(v) ? Math.min(MAX_PATH_STEPS, Math.max(2, v)) : 8;
   $("explore-path-steps").value = String(steps);
   return steps;
 }
 
 function renderPathControls() {
   const n = ex.vertices.length;
+  const drawing = mode() === "path";
   $("explore-path-make").disabled = n < 2;
   $("explore-path-undo").disabled = n === 0;
   $("explore-path-clear").disabled = n === 0 && !ex.path;
   const btn = $("explore-path-btn");
-  btn.setAttribute("aria-pressed", String(ex.pathMode));
-  btn.textContent = ex.pathMode ? "Stop drawing" : "Draw a path";
-  frame.classList.toggle("explore-path-mode", ex.pathMode);
-  if (ex.pathMode) {
+  btn.setAttribute("aria-pressed", String(drawing));
+  btn.textContent = drawing ? "Stop drawing" : "Draw a path";
+  frame.classList.toggle("explore-path-mode", drawing);
+  if (drawing) {
     $("explore-path-status").textContent = n === 0
       ? "Click the map where the path starts."
       : `${n} point${n === 1 ? "" : "s"}. Click to add more; double-click or Enter to decode along the path.`;
+  } else if (!ex.path) {
+    $("explore-path-status").textContent = n >= 2 ? "Press “Decode along path”." : "";
   }
   positionOverlay();
 }
 
-function setPathMode(on) {
-  if (on && ex.lassoOn) setLasso(false);
-  ex.pathMode = on;
-  if (on && ex.path) {
-    // Start a new path.
+function startDrawing() {
+  if (ex.path) {
+    // A new path.
     ex.path = null;
     ex.vertices = [];
     renderPath();
   }
-  if (!on && !ex.path) $("explore-path-status").textContent = ex.vertices.length >= 2 ? "Press “Decode along path”." : "";
-  renderPathControls();
+  setMode("path");
 }
 
 function addVertexAt(px, py) {
-  const m = lm();
   const last = ex.vertices[ex.vertices.length - 1];
   if (last) {
-    const [lx, ly] = m.dataToScreen(last[0], last[1]);
-    if (Math.hypot(lx - px, ly - py) < 4) return; // the second click of a double-click
+    const [lx, ly] = dataToScreen(last[0], last[1]);
+    if (Math.hypot(lx - px, ly - py) < DOUBLE_CLICK_PX) return; // the second click of a double-click
   }
   if (ex.vertices.length >= MAX_PATH_POINTS) {
     toast(`A path has at most ${MAX_PATH_POINTS} points.`, "error");
     return;
   }
-  const [x, y] = m.screenToData(px, py);
-  const digits = digitsForView();
-  ex.vertices.push([round(x, digits), round(y, digits)]);
+  const digits = decimals();
+  const [x, y] = renderer().screenToData(px, py);
+  ex.vertices.push([roundTo(x, digits), roundTo(y, digits)]);
   renderPathControls();
 }
 
-let pathDown = null;
-let dragMax = 0; // farthest the pointer went from where it was pressed (a lasso may end where it started)
-frame.addEventListener("pointerdown", (event) => {
-  if (event.button === 0) {
-    pathDown = [event.clientX, event.clientY];
-    dragMax = 0;
-  }
-}, true);
-frame.addEventListener("pointermove", (event) => {
-  if (pathDown && event.buttons & 1) dragMax = Math.max(dragMax, Math.hypot(event.clientX - pathDown[0], event.clientY - pathDown[1]));
-}, true);
-frame.addEventListener("click", (event) => {
-  if (ex.lassoOn && event.target === canvas && dragMax > CLICK_SLOP_PX) {
-    // The end of a closed lasso, not a click: no decode, and map.js must not clear the selection.
-    event.stopPropagation();
-    pathDown = null;
-    return;
-  }
-  if (!ex.pathMode || event.target !== canvas) return;
-  // Path mode: clicks add vertices instead of decoding (map.js listens on the canvas, below this capture listener).
-  event.stopPropagation();
-  event.preventDefault();
-  const moved = pathDown ? Math.hypot(event.clientX - pathDown[0], event.clientY - pathDown[1]) : 0;
-  pathDown = null;
-  if (moved > CLICK_SLOP_PX) return; // a pan
-  const [px, py] = canvasPoint(event);
-  addVertexAt(px, py);
-}, true);
-frame.addEventListener("dblclick", (event) => {
-  if (!ex.pathMode || event.target !== canvas) return;
-  event.stopPropagation();
-  event.preventDefault();
-  if (ex.vertices.length >= 2) makePath();
-}, true);
-
-frame.addEventListener("keydown", (event) => {
-  if (event.target !== frame) return;
-  if (ex.lassoOn && event.key === "Escape") setLasso(false);
-  if (ex.pathMode) {
-    const cursor = lm().state.kbdCursor;
-    let handled = true;
+handle("path", {
+  click: ({ px, py }) => addVertexAt(px, py),
+  dblclick: () => { if (ex.vertices.length >= 2) makePath(); },
+  key(event, cursor) {
     if (event.key === " ") {
-      if (cursor) addVertexAt(cursor[0], cursor[1]);
+      addVertexAt(cursor[0], cursor[1]);
     } else if (event.key === "Enter") {
       if (ex.vertices.length >= 2) makePath();
-      else if (cursor) addVertexAt(cursor[0], cursor[1]);
+      else addVertexAt(cursor[0], cursor[1]);
     } else if (event.key === "Escape") {
       ex.vertices = [];
-      setPathMode(false);
+      setMode("decode");
       renderPath();
     } else if (event.key === "Backspace") {
       ex.vertices.pop();
       renderPathControls();
     } else {
-      handled = false;
+      return false;
     }
-    if (handled) {
-      event.preventDefault();
-      event.stopImmediatePropagation();
-    }
-  }
-}, true);
+    return true;
+  },
+  leave: () => renderPathControls(),
+});
 
-$("explore-path-btn").addEventListener("click", () => setPathMode(!ex.pathMode));
+$("explore-path-btn").addEventListener("click", () => {
+  if (mode() === "path") setMode("decode");
+  else startDrawing();
+});
 $("explore-path-undo").addEventListener("click", () => {
   ex.vertices.pop();
   renderPathControls();
@@ -664,22 +582,10 @@ function clearPath() {
   ex.path = null;
   $("explore-path-status").textContent = "";
   showError($("explore-path-error"), "");
-  setPathUrl();
+  shareStateChanged();
   renderPath();
   renderPathControls();
-  document.dispatchEvent(new CustomEvent("latentmap:path", { detail: { points: [], steps: 0 } }));
-}
-
-function setPathUrl() {
-  const params = lm().state.urlParams || (lm().state.urlParams = {});
-  if (ex.path && ex.vertices.length >= 2) {
-    params.path = ex.vertices.map(([x, y]) => `${x},${y}`).join(";");
-    params.steps = String(ex.path.frames.length);
-  } else {
-    delete params.path;
-    delete params.steps;
-  }
-  if (lm().state.ready) updateUrl();
+  emit("path", { points: [], steps: 0 });
 }
 
 function renderPath() {
@@ -697,8 +603,8 @@ function renderPath() {
     const button = el("button", { type: "button", class: "explore-frame", title: label, "aria-label": label },
       el("img", { src: f.url, alt: "" }));
     button.addEventListener("click", () => {
-      const digits = digitsForView();
-      lm().decodeAt(round(f.x, digits), round(f.y, digits));
+      const digits = decimals();
+      actions.decodeAt(roundTo(f.x, digits), roundTo(f.y, digits));
     });
     list.append(el("li", {}, button));
   });
@@ -717,23 +623,21 @@ async function makePath() {
   if (ex.vertices.length < 2) return;
   const seq = ++pathSeq;
   const steps = pathSteps();
-  ex.pathMode = false;
+  if (mode() === "path") setMode("decode");
   renderPathControls();
   showError($("explore-path-error"), "");
   $("explore-path-status").textContent = `Decoding ${steps} images along the path…`;
   root.dataset.pathState = "loading";
   $("explore-path-make").disabled = true;
   try {
-    const data = await api(`${base}/path`, {
-      method: "POST", json: { points: ex.vertices, steps, seed: lm().state.seed },
-    });
+    const data = await api(`${base}/path`, { method: "POST", json: { points: ex.vertices, steps, seed: state.seed } });
     if (seq !== pathSeq) return;
     ex.path = data;
-    $("explore-path-status").textContent = `${data.frames.length} images along the path, seed ${lm().state.seed}. Click one to open it.`;
+    $("explore-path-status").textContent = `${data.frames.length} images along the path, seed ${state.seed}. Click one to open it.`;
     root.dataset.pathState = "done";
     renderPath();
-    setPathUrl();
-    document.dispatchEvent(new CustomEvent("latentmap:path", { detail: { points: ex.vertices.map((v) => [...v]), steps: data.frames.length } }));
+    shareStateChanged();
+    emit("path", { points: ex.vertices.map((v) => [...v]), steps: data.frames.length });
   } catch (err) {
     if (seq !== pathSeq) return;
     root.dataset.pathState = "error";
@@ -744,37 +648,63 @@ async function makePath() {
   }
 }
 
-/** For other modules (classroom tours / presenting): show a path, or clear it. */
-ex.setPath = (vertices, steps = 8) => {
-  const clean = (vertices || []).filter((v) => Array.isArray(v) && v.length === 2 && v.every(Number.isFinite))
-    .slice(0, MAX_PATH_POINTS);
-  if (clean.length < 2) { clearPath(); return Promise.resolve(); }
+function cleanVertices(vertices) {
+  return (vertices || []).filter((v) => Array.isArray(v) && v.length === 2 && v.every(Number.isFinite))
+    .slice(0, MAX_PATH_POINTS).map(([x, y]) => [x, y]);
+}
+
+/** For other modules (tours, presenting): show a path and decode along it, or clear it (fewer than 2 points). */
+function showPath(vertices, steps = 8) {
+  const clean = cleanVertices(vertices);
+  if (clean.length < 2) {
+    clearPath();
+    return Promise.resolve();
+  }
   $("explore-path-steps").value = String(steps);
-  ex.vertices = clean.map(([x, y]) => [x, y]);
+  ex.vertices = clean;
   return makePath();
-};
-ex.clearPath = () => clearPath();
+}
 
 function restorePath(query) {
   const text = query.get("path");
   if (!text) return;
-  const vertices = text.split(";").map((pair) => pair.split(",").map(Number))
-    .filter((v) => v.length === 2 && v.every(Number.isFinite)).slice(0, MAX_PATH_POINTS);
+  const vertices = cleanVertices(text.split(";").map((pair) => pair.split(",").map(Number)));
   if (vertices.length < 2) return;
   const steps = Math.trunc(Number(query.get("steps")));
-  if (Number.isFinite(steps) && steps >= 2) $("explore-path-steps").value = String(Math.min(24, steps));
+  if (Number.isFinite(steps) && steps >= 2) $("explore-path-steps").value = String(Math.min(MAX_PATH_STEPS, steps));
   ex.vertices = vertices;
   makePath();
 }
 
 // ---------------------------------------------------------------- lasso selection ----
 
-function setLasso(on) {
-  const sp = lm().scatterplot;
-  if (!sp) return;
-  if (on && ex.pathMode) setPathMode(false);
-  ex.lassoOn = on;
-  sp.set({ mouseMode: on ? "lasso" : "panZoom" });
+/** Even-odd rule: is (x, y) inside the polygon? */
+function insidePolygon(x, y, polygon) {
+  let inside = false;
+  for (let i = 0, j = polygon.length - 1; i < polygon.length; j = i, i += 1) {
+    const [xi, yi] = polygon[i];
+    const [xj, yj] = polygon[j];
+    if ((yi > y) !== (yj > y) && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) inside = !inside;
+  }
+  return inside;
+}
+
+handle("lasso", {
+  lasso(polygon) {
+    const chosen = [];
+    items().forEach((p, i) => { if (insidePolygon(p.x, p.y, polygon)) chosen.push(i); });
+    setSelection(chosen);
+  },
+  key(event) {
+    if (event.key !== "Escape") return false;
+    setMode("decode");
+    return true;
+  },
+  leave: () => renderLassoButton(),
+});
+
+function renderLassoButton() {
+  const on = mode() === "lasso";
   const btn = $("explore-lasso-btn");
   btn.setAttribute("aria-pressed", String(on));
   btn.textContent = on ? "Lasso on: drag around points" : "Lasso";
@@ -782,24 +712,18 @@ function setLasso(on) {
 }
 
 function setSelection(indices) {
-  ex.selection = [...new Set(indices)].filter((i) => i >= 0 && i < items().length).sort((a, b) => a - b);
-  reselect();
+  state.selection = [...new Set(indices)].filter((i) => i >= 0 && i < items().length).sort((a, b) => a - b);
+  emit("selection", { indices: state.selection });
   renderSelection();
 }
 
-function reselect() {
-  const sp = lm().scatterplot;
-  if (!sp || !ex.selection.length) return;
-  try { sp.select(ex.selection, { preventEvent: true }); } catch (_) { /* nothing drawn */ }
-}
-
 function renderSelection() {
-  const n = ex.selection.length;
+  const n = state.selection.length;
   const info = $("explore-selection-info");
   if (!n) {
     info.textContent = "Nothing selected.";
   } else {
-    const names = ex.selection.slice(0, 3).map((i) => items()[i].label).filter((l) => l !== null);
+    const names = state.selection.slice(0, 3).map((i) => items()[i].label).filter((l) => l !== null);
     const more = n > names.length ? ", …" : ".";
     info.textContent = `${n} point${n === 1 ? "" : "s"} selected${names.length ? `: ${names.join(", ")}${more}` : "."}`;
   }
@@ -810,8 +734,8 @@ function renderSelection() {
 /** The selection as the export request names it: ids, or (binary-loaded maps, no ids) indices + version. */
 function selectionRequest() {
   const list = items();
-  if (ex.selection.every((i) => list[i].id)) return { item_ids: ex.selection.map((i) => list[i].id) };
-  return { indices: ex.selection, version: lm().state.pointsVersion };
+  if (state.selection.every((i) => list[i].id)) return { item_ids: state.selection.map((i) => list[i].id) };
+  return { indices: state.selection, version: state.pointsVersion };
 }
 
 async function exportSelection(format) {
@@ -828,11 +752,8 @@ async function exportSelection(format) {
   }
 }
 
-$("explore-lasso-btn").addEventListener("click", () => setLasso(!ex.lassoOn));
-$("explore-selection-clear").addEventListener("click", () => {
-  setSelection([]);
-  try { lm().scatterplot.deselect({ preventEvent: true }); } catch (_) { /* nothing drawn */ }
-});
+$("explore-lasso-btn").addEventListener("click", () => toggleMode("lasso"));
+$("explore-selection-clear").addEventListener("click", () => setSelection([]));
 $("explore-select-matching").addEventListener("click", () => {
   const match = matchesFilter();
   if (match) setSelection(match.map((ok, i) => (ok ? i : -1)).filter((i) => i >= 0));
@@ -849,27 +770,33 @@ function onPointsChanged() {
   // Items were added, deleted or re-projected: indices and per-point values are stale.
   ex.lastCount = key;
   ex.clusters = null;
-  if (ex.selection.length) setSelection([]);
+  if (state.selection.length) setSelection([]);
   if (ex.showClusterLabels) setClusterLabels(true);
   if (ex.colorMode === "cluster") setColorMode("cluster");
   else if (ex.colorMode === "similarity" && ex.search) runSearch(ex.search.q);
   else if (ex.filter.trim()) refilter();
 }
 
-function start(query) {
-  const sp = lm().scatterplot;
-  ex.lastCount = layoutKey();
-  $("explore-bundle-link").href = `${base}/bundle`;
-  if (sp) {
-    sp.subscribe("lassoEnd", () => {
-      const chosen = sp.get("selectedPoints") || [];
-      setSelection([...chosen]);
-    });
-  }
-  positionOverlay();
-  restorePath(query || new URLSearchParams(window.location.search));
-}
+on("points", onPointsChanged);
+on("mode", () => {
+  renderPathControls();
+  renderLassoButton();
+});
+provide("showPath", showPath);
+provide("clearPath", clearPath);
+provide("drawnPath", () => ex.vertices.map((v) => [...v]));
 
-document.addEventListener("latentmap:points", onPointsChanged);
-document.addEventListener("latentmap:ready", (event) => start(event.detail && event.detail.query));
-if (document.body.dataset.ready === "1") start();
+register({
+  name: "explore",
+  mirror: ex,
+  start(query) {
+    ex.lastCount = layoutKey();
+    $("explore-bundle-link").href = `${base}/bundle`;
+    positionOverlay();
+    restorePath(query);
+  },
+  urlParams() {
+    if (!ex.path || ex.vertices.length < 2) return {};
+    return { path: ex.vertices.map(([x, y]) => `${x},${y}`).join(";"), steps: String(ex.path.frames.length) };
+  },
+});

@@ -1,19 +1,18 @@
-// Decoder variants on the map page: decode the clicked spot through several decoders side by side (base, LoRAs at
-// a chosen strength, fine-tunes), show each variant's lineage, and upscale a decoded image beside the original.
-// Builds on window.latentmap and the latentmap:* events that map.js emits; map.js is not changed.
-// Share-link params (via state.urlParams): compare=base,thick (decoders compared) and lora=0.8 (LoRA strength).
-// All text from the server goes in via textContent, never as HTML.
+// The Decoders panel: decode the clicked spot through several decoders side by side (base, LoRAs at a chosen
+// strength, fine-tunes), compare along a drawn path, show each variant's lineage, upscale a decoded image beside
+// the original, and align this map with another. Share-link params: compare=base,thick (decoders compared) and
+// lora=0.8 (LoRA strength). All text from the server goes in via textContent, never as HTML.
 
-import { api } from "./api.js";
-import { el, showError } from "./common.js";
+import { api } from "../api.js";
+import { el, showError } from "../common.js";
+import { MAX_COMPARE_PATH_STEPS, MAX_LORA_SCALE } from "../core/constants.js";
+import { on, register, shareStateChanged, state } from "../core/page.js";
 
 const $ = (id) => document.getElementById(id);
 const enc = encodeURIComponent;
 const root = $("map-root");
-const mapId = root ? root.dataset.mapId : null;
-const lm = () => window.latentmap;
+const mapId = root.dataset.mapId;
 
-const MAX_LORA_SCALE = 2; // the server's max_lora_scale (default)
 const KIND_NAMES = { base: "base decoder", lora: "LoRA", finetune: "fine-tune", upscaler: "upscaler" };
 const LINEAGE_ROWS = [
   ["base_model", "Base model"],
@@ -38,7 +37,6 @@ const vs = {
   enabled: false, // the panel is shown (the space has variants and the map was made with it)
   running: 0, // compare requests in flight (tests wait for 0)
 };
-if (window.latentmap) window.latentmap.variants = vs;
 
 let compareAbort = null;
 let upscaleAbort = null;
@@ -71,21 +69,13 @@ function clampScale(value) {
   return Math.min(MAX_LORA_SCALE, Math.max(0, Math.round(n * 10) / 10));
 }
 
+function urlParams() {
+  if (!vs.compareOn || !vs.chosen.length) return {};
+  return { compare: vs.chosen.join(","), lora: vs.chosen.some(isLora) ? formatScale(vs.loraScale) : null };
+}
+
 function syncUrl() {
-  const state = lm().state;
-  const params = state.urlParams || (state.urlParams = {});
-  if (vs.compareOn && vs.chosen.length) {
-    params.compare = vs.chosen.join(",");
-    params.lora = vs.chosen.some(isLora) ? formatScale(vs.loraScale) : null;
-  } else {
-    params.compare = null;
-    params.lora = null;
-  }
-  if (!state.ready) return;
-  const url = lm().stateUrl();
-  history.replaceState(null, "", url);
-  const share = $("share-url");
-  if (share) share.value = window.location.origin + url;
+  shareStateChanged();
 }
 
 // ---------------------------------------------------------------- lineage ----
@@ -180,7 +170,7 @@ function choicesForRequest() {
 }
 
 async function runCompare() {
-  const current = lm().state.current;
+  const current = state.current;
   if (!vs.enabled || !vs.compareOn) return;
   showError($("variants-error"), "");
   if (!current || !current.url) {
@@ -246,7 +236,6 @@ function renderGrid(answer) {
 
 // ---------------------------------------------------------------- compare along a path ----
 
-const MAX_PATH_STEPS = 12; // the server's max_compare_path_steps
 let drawnPath = null; // {points, steps} from explore.js's latentmap:path
 let pathAbort = null;
 
@@ -260,8 +249,8 @@ async function runComparePath() {
   if (pathAbort) pathAbort.abort();
   const controller = new AbortController();
   pathAbort = controller;
-  const steps = Math.min(MAX_PATH_STEPS, Math.max(2, drawnPath.steps || 6));
-  const seed = lm().state.seed;
+  const steps = Math.min(MAX_COMPARE_PATH_STEPS, Math.max(2, drawnPath.steps || 6));
+  const seed = state.seed;
   showError($("variants-path-error"), "");
   root.dataset.variantsPathState = "loading";
   $("variants-path-rows").setAttribute("aria-busy", "true");
@@ -304,8 +293,7 @@ function renderPathRows(paths) {
   }
 }
 
-document.addEventListener("latentmap:path", (event) => {
-  const detail = event.detail || {};
+on("path", (detail) => {
   drawnPath = Array.isArray(detail.points) && detail.points.length >= 2 ? { points: detail.points, steps: detail.steps } : null;
   if (!drawnPath) {
     $("variants-path-rows").replaceChildren();
@@ -317,7 +305,7 @@ document.addEventListener("latentmap:path", (event) => {
 // ---------------------------------------------------------------- upscale ----
 
 async function upscaleCurrent() {
-  const current = lm().state.current;
+  const current = state.current;
   if (!current || !current.url) return;
   setUpscaleStatus("Upscaling the decoded image…");
   try {
@@ -381,7 +369,7 @@ async function upscaleKey(key, sourceUrl, label) {
 }
 
 function addUpscaleButton() {
-  // Next to "Download PNG" under the decoded image (added here so map.js stays as it is).
+  // Next to "Download PNG" under the decoded image.
   const download = $("download-btn");
   if (!download || $("variants-upscale-btn")) return;
   const button = el("button", { type: "button", class: "btn btn-small", id: "variants-upscale-btn", text: "Upscale", hidden: true,
@@ -534,7 +522,7 @@ async function start(query) {
   } catch (_) {
     return; // no variants to show: the panel stays hidden
   }
-  const meta = lm().state.meta || {};
+  const meta = state.meta || {};
   const variants = Array.isArray(answer.variants) ? answer.variants : [];
   if (!variants.length || (meta.space && answer.space && meta.space !== answer.space)) return;
   vs.space = answer.space;
@@ -560,18 +548,18 @@ async function start(query) {
   syncPathButton();
   root.dataset.variants = "ready";
   // A decode that finished before the variants arrived (e.g. the share link's `at`).
-  if (vs.compareOn && lm().state.current && lm().state.current.url) runCompare();
+  if (vs.compareOn && state.current && state.current.url) runCompare();
 }
 
 function syncUpscaleButton() {
   const button = $("variants-upscale-btn");
   if (!button) return;
-  const current = lm().state.current;
-  button.hidden = !(vs.upscalers.length && current && current.url && lm().state.decodeState === "done");
+  const current = state.current;
+  button.hidden = !(vs.upscalers.length && current && current.url && state.decodeState === "done");
 }
 
-// Hide "Upscale" while a new decode is loading or failed (map.js mirrors its decode state on #map-root).
-new MutationObserver(syncUpscaleButton).observe(root, { attributes: true, attributeFilter: ["data-decode-state"] });
+// Hide "Upscale" while a new decode is loading or failed.
+on("decode-state", syncUpscaleButton);
 
 $("variants-compare-btn").addEventListener("click", () => setCompareOn(!vs.compareOn));
 $("variants-path-btn").addEventListener("click", runComparePath);
@@ -591,13 +579,9 @@ $("variants-lora").addEventListener("change", (event) => {
   if (vs.compareOn && vs.chosen.some(isLora)) runCompare();
 });
 
-document.addEventListener("latentmap:decoded", () => {
+on("decoded", () => {
   syncUpscaleButton();
   if (vs.enabled && vs.compareOn) runCompare();
 });
 
-if (window.latentmap && window.latentmap.state && window.latentmap.state.ready) {
-  start(new URLSearchParams(window.location.search));
-} else {
-  document.addEventListener("latentmap:ready", (event) => start(event.detail && event.detail.query), { once: true });
-}
+register({ name: "variants", mirror: vs, start, urlParams });

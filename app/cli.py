@@ -1,4 +1,4 @@
-"""The `latentmap` command: serve, spaces, build, download, train-digits."""
+"""The `latentmap` command: serve, spaces, build, download, inspect, export, import, train-digits."""
 
 from __future__ import annotations
 
@@ -13,14 +13,27 @@ from .settings import DIGITS_SPACE_DIR, Settings
 
 
 def _settings(args) -> Settings:
+    loras = getattr(args, "lora", None)
     return Settings.from_env(host=getattr(args, "host", None), port=getattr(args, "port", None),
                              data_dir=getattr(args, "data_dir", None), space=getattr(args, "space", None),
-                             device=getattr(args, "device", None))
+                             device=getattr(args, "device", None), checkpoint=getattr(args, "checkpoint", None),
+                             base=getattr(args, "base", None), loras="|".join(loras) if loras else None)
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", help="single-file .safetensors checkpoint of the space's family (turbo-h: SD 1.x) "
+                                        "replacing its base weights (env LATENTMAP_CHECKPOINT)")
+    p.add_argument("--base", help="hub id (already downloaded) or diffusers folder replacing the space's base "
+                                  "pipeline (env LATENTMAP_BASE)")
+    p.add_argument("--lora", action="append", metavar="FILE[:STRENGTH]",
+                   help="a LoRA (.safetensors file or cached hub id) decoded as a variant beside the base, at a default "
+                        "strength (1.0); repeatable (env LATENTMAP_LORAS, entries separated by |)")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="where maps, thumbnails and caches live (env LATENTMAP_DATA_DIR; ./data)")
-    p.add_argument("--space", help="space name or local space directory (env LATENTMAP_SPACE; auto = digits)")
+    p.add_argument("--space", help="space name, local space directory or space file .toml/.json (env LATENTMAP_SPACE; "
+                                   "auto = digits)")
     p.add_argument("--device", help="auto, cpu or cuda (env LATENTMAP_DEVICE)")
 
 
@@ -28,11 +41,12 @@ def cmd_serve(args) -> int:
     import uvicorn
 
     from .main import create_app
-
     from .maps.store import Store
+    from .spaces.own_models import precheck
 
     settings = _settings(args)
     Store.check_writable(settings.data_dir)  # a clear error now rather than a traceback from the lifespan
+    precheck(settings)  # a checkpoint / LoRA of another family: one line now, before any model loads
     print(f"latentmap: serving on http://{settings.host}:{settings.port} (space: {settings.space}, "
           f"data: {settings.data_dir})", file=sys.stderr)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
@@ -191,6 +205,19 @@ def cmd_download(args) -> int:
     return 0
 
 
+def cmd_inspect(args) -> int:
+    from .spaces.model_files import ModelFileError, format_report, inspect
+
+    settings = Settings.from_env()
+    try:
+        row = inspect(Path(args.file), hashes=not args.no_hash, max_header_bytes=settings.max_model_header_bytes)
+    except ModelFileError as e:
+        print(f"latentmap inspect: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(row, indent=2) if args.json else format_report(row))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latentmap", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -199,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="bind address (env LATENTMAP_HOST; default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (env LATENTMAP_PORT; default 8000)")
     _add_common(p)
+    _add_model_options(p)
     p.set_defaults(fn=cmd_serve)
 
     p = sub.add_parser("spaces", help="list the latent spaces and whether they can run here")
@@ -236,6 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list repos, revisions and files; download nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(fn=cmd_download)
+
+    p = sub.add_parser("inspect", help="what a .safetensors model file is: kind, family, lineage, sha256 (header "
+                       "only for kind and family; pickles are refused unopened)")
+    p.add_argument("file", help="a .safetensors file (checkpoint, LoRA/LyCORIS, VAE, embedding)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--no-hash", action="store_true", help="skip the sha256 (which reads the whole file)")
+    p.set_defaults(fn=cmd_inspect)
 
     p = sub.add_parser("export", help="write a map as one bundle file (zip of JSON, npy, PNG)")
     p.add_argument("map_id")

@@ -91,6 +91,11 @@ class Settings:
     tile_index_maps: int = 4  # maps whose tile index (Morton order + levels, ~30 B/point) stays in memory
     tile_cache_bytes: int = 256 * 1024 * 1024  # made tiles and atlases kept in memory (oldest dropped first)
     max_selection_polygon_vertices: int = 2000  # vertices of a lasso sent to POST /selection
+    # Your own model files (app/spaces/own_models.py, docs/own-models.md); CLI: serve --checkpoint/--base/--lora
+    checkpoint: str = ""  # single-file SD checkpoint (.safetensors path or hub "owner/repo/file") replacing the space's base weights
+    base: str = ""  # hub id or diffusers folder replacing the space's base pipeline (turbo-h: SD 1.5, unclip-h: SD 2.1 unCLIP)
+    loras: str = ""  # LoRAs decoded as variants beside the base: "[NAME=]FILE[:STRENGTH]" entries separated by "|" (CLI: --lora, repeatable)
+    max_model_header_bytes: int = 100 * 1024 * 1024  # safetensors header a model file may have (the safetensors library's own cap)
     # Neighbours in the original space (app/maps/index.py; bench/neighbors.py)
     neighbor_index_min_items: int = 100_000  # from this many items an approximate faiss index (if installed), below it exact search
     neighbor_index_nprobe: int = 16  # IVF lists searched per query (recall vs speed)

@@ -202,6 +202,9 @@ class MapService:
         raw = f"{self.space.name}|{record.id}|{revision}|{x:.6f}|{y:.6f}|{seed}{self.pending_mark(record.id)}"
         if variant is not None:  # decoder variants (spaces/variants.py); the base decoder keeps its old keys
             raw += f"|variant={variant}|scale={lora_scale}"
+        decoder = self.space.decoder_identity(variant)  # a user's checkpoint / LoRA file ('' for default weights)
+        if decoder:
+            raw += f"|decoder={decoder}"
         if preview:
             raw += "|preview"
         return hashlib.sha256(raw.encode()).hexdigest()
@@ -263,6 +266,9 @@ class MapService:
             raise NotFound(f"item {item_id} not found in map {map_id}") from None
         strength = round(float(strength), 4)
         raw = f"vary|{self.space.name}|{map_id}|{item_id}|{seed}|{strength}{self.pending_mark(map_id)}"
+        decoder = self.space.decoder_identity(None)
+        if decoder:
+            raw += f"|decoder={decoder}"
         latent = arrays.latents[i]
         request = DecodeRequest(vector=arrays.decode_vectors[i], seed=seed, latent=latent,
                                 strength=strength if latent is not None else 1.0)

@@ -156,6 +156,11 @@ class Space(ABC):
             return None, None
         raise ValueError(f"space '{self.name}' has no decoder variants")
 
+    def decoder_identity(self, variant: str | None) -> str:
+        """What, beyond the space's name and the variant's name, decides a decode's pixels (a user's checkpoint
+        or LoRA file, see own_models.py): part of decode cache keys. '' for a space's default weights."""
+        return ""
+
     def upscale(self, image: Image.Image, upscaler: str | None = None) -> Image.Image:
         """A larger picture of a decoded image through the space's upscaler. ValueError when it has none."""
         raise ValueError(f"space '{self.name}' has no upscaler")

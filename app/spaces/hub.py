@@ -118,10 +118,22 @@ IP_ADAPTER_WEIGHT = "models/ip-adapter_sd15.safetensors"
 LCM_LORA_WEIGHT = "pytorch_lora_weights.safetensors"
 
 
-def components(space: str) -> dict[str, Component]:
+# The component a user's `--base` (hub id or diffusers folder) replaces, and a `--checkpoint` makes optional.
+BASE_COMPONENT = {"unclip-h": "pipeline", "turbo-h": "sd15"}
+
+
+def components(space: str, base: str | None = None, checkpoint: bool = False) -> dict[str, Component]:
+    """`space`'s components with environment overrides; `base` replaces the base pipeline's repo (a hub id or a
+    local folder); with `checkpoint` the base folder only supplies configs, so it becomes optional."""
     if space not in SPACE_COMPONENTS:
         raise ValueError(f"unknown real space '{space}': choose one of {', '.join(SPACE_COMPONENTS)}")
-    return {k: c.current() for k, c in SPACE_COMPONENTS[space].items()}
+    out = {k: c.current() for k, c in SPACE_COMPONENTS[space].items()}
+    key = BASE_COMPONENT[space]
+    if base:
+        out[key] = replace(out[key], repo_id=base, revision="main")
+    if checkpoint and space == "turbo-h":  # SD 1.5's configs ship with the package (configs/sd15)
+        out[key] = replace(out[key], optional=True)
+    return out
 
 
 def download_command(space: str) -> str:
@@ -172,10 +184,10 @@ def locate(space: str, comp: Component) -> Path:
     return path
 
 
-def resolve(space: str) -> dict[str, Path | None]:
+def resolve(space: str, base: str | None = None, checkpoint: bool = False) -> dict[str, Path | None]:
     """Local folders for every component of `space` (None for a missing optional one)."""
     out: dict[str, Path | None] = {}
-    for key, comp in components(space).items():
+    for key, comp in components(space, base, checkpoint).items():
         try:
             out[key] = locate(space, comp)
         except MissingWeightsError:
@@ -185,10 +197,10 @@ def resolve(space: str) -> dict[str, Path | None]:
     return out
 
 
-def provenance(space: str, paths: dict) -> dict:
+def provenance(space: str, paths: dict, base: str | None = None) -> dict:
     """What each component was loaded from: `repo@revision (folder)` or the local folder."""
     out = {}
-    for key, comp in components(space).items():
+    for key, comp in components(space, base).items():
         path = paths.get(key)
         if path is None:
             out[key] = None
@@ -199,10 +211,10 @@ def provenance(space: str, paths: dict) -> dict:
     return out
 
 
-def missing(space: str) -> list[str]:
+def missing(space: str, base: str | None = None, checkpoint: bool = False) -> list[str]:
     """Short human-readable problems that keep `space` from loading here ([] = all required weights present)."""
     problems = []
-    for comp in components(space).values():
+    for comp in components(space, base, checkpoint).values():
         if comp.optional:
             continue
         try:

@@ -60,8 +60,11 @@ def _real_available(name: str) -> Callable[[Settings], tuple[bool, str]]:
         reasons = []
         if not settings.device.startswith("cpu") and not _cuda_available():
             reasons.append("no CUDA GPU on this machine (--device cpu forces a very slow CPU run)")
+        # A user's --base replaces the base pipeline; with --checkpoint (turbo-h) its folder is optional.
+        options = {k: v for k, v in (("base", settings.base or None), ("checkpoint", bool(settings.checkpoint)))
+                   if v and resolve_name(settings.space) == name}
         try:
-            problems = hub.missing(name)
+            problems = hub.missing(name, **options)
         except Exception as e:  # a broken override must not break GET /api/spaces
             problems = [str(e)]
         if problems:
@@ -115,20 +118,58 @@ def resolve_name(requested: str) -> str:
     return requested
 
 
+def space_settings(settings: Settings) -> Settings:
+    """`settings` with a space file (`--space ./myspace.toml`, own_models.read_space_file) read into them."""
+    from . import own_models
+
+    if own_models.is_space_file(settings.space):
+        return own_models.apply_space_file(settings, settings.space)
+    return settings
+
+
 def load_space(settings: Settings) -> Space:
+    """The space `settings.space` names: a name below, a space directory, or a space file (.toml / .json) naming
+    one of them with the user's base, checkpoint and LoRAs; --base/--checkpoint/--lora apply to every form."""
+    from . import own_models
+
+    settings = space_settings(settings)
     name = resolve_name(settings.space)
     if name in SPACES:
+        if (settings.base or settings.checkpoint) and name not in own_models.SPACE_FAMILY:
+            raise ValueError(f"--base/--checkpoint replace the base weights of {', '.join(own_models.SPACE_FAMILY)}; "
+                             f"space '{name}' has its own decoder (LoRAs load with --lora)")
         ok, why = SPACES[name].available(settings)
         if not ok:
             raise RuntimeError(f"space '{name}' is not available: {why}")
-        return SPACES[name].load(settings)
-    path = Path(name)
-    if path.is_dir():
-        return _load_dir(path, settings)
-    raise ValueError(f"unknown space '{name}': choose one of {', '.join(SPACES)} or give a space directory")
+        space = SPACES[name].load(settings)
+    elif Path(name).is_dir():
+        if settings.base or settings.checkpoint:
+            raise ValueError(f"--base/--checkpoint replace the base weights of {', '.join(own_models.SPACE_FAMILY)}; "
+                             f"the space directory {name} has its own decoder (LoRAs load with --lora)")
+        space = _load_dir(Path(name), settings)
+    else:
+        raise ValueError(f"unknown space '{name}': choose one of {', '.join(SPACES)}, give a space directory or a "
+                         "space file (.toml / .json)")
+    if settings.loras and space.name not in own_models.SPACE_FAMILY:
+        _load_clip_decoder_loras(space, own_models.choice_from_settings(settings).loras)
+    return space
+
+
+def _load_clip_decoder_loras(space: Space, loras) -> None:
+    """--lora on a ClipDecoderSpace (digits, a space directory): PEFT/diffusers UNet LoRA files."""
+    from . import own_models
+
+    for choice in loras:
+        path = own_models.resolve_file(choice.source, "LoRA")
+        name = choice.name or own_models.variant_name(path, {v["name"] for v in space.variants()})
+        space.load_lora(path, name, scale=choice.strength)
 
 
 def describe_spaces(settings: Settings, loaded: Space | None) -> list[dict]:
+    try:
+        settings = space_settings(settings)
+    except ValueError:  # a broken space file must not break GET /api/spaces (the server loaded without it)
+        pass
     rows = []
     for entry in SPACES.values():
         ok, why = entry.available(settings)

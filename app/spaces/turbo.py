@@ -22,6 +22,7 @@ from PIL import Image
 
 from . import hub
 from .base import DecodeRequest
+from .checkpoints import load_sd_pipeline
 from .loading import choose_device
 from .vith import (VitH, VitHSpace, build_clip_dir, clip_tokenizer, dtype_kwargs, fingerprint, reference_prompts,
                    space_config, torch_dtype)
@@ -42,16 +43,28 @@ class TurboSpace(VitHSpace):
 
     @classmethod
     def from_paths(cls, paths: dict, device: str, cache_dir: Path | None = None, config: dict | None = None,
-                   n_reference: int | None = None, provenance: dict | None = None) -> "TurboSpace":
+                   n_reference: int | None = None, provenance: dict | None = None, checkpoint: Path | None = None,
+                   base_id: str | None = None, max_header_bytes: int = 100 * 1024 * 1024) -> "TurboSpace":
+        """`checkpoint`: a single-file SD 1.x checkpoint (original layout) replacing SD 1.5's UNet and text
+        encoder, loaded against the sd15 folder's configs when they fit it, else the shipped SD 1.5 configs."""
         from diffusers import AutoencoderTiny, LCMScheduler, StableDiffusionPipeline
+
+        from . import own_models
 
         config = {**space_config(NAME), **(config or {})}
         dtype = torch_dtype(device)
         clip = VitH.shared(paths["clip"], device)
         taesd = AutoencoderTiny.from_pretrained(paths["taesd"], **dtype_kwargs(dtype), use_safetensors=True)
-        pipe = StableDiffusionPipeline.from_pretrained(
-            paths["sd15"], vae=taesd, safety_checker=None, feature_extractor=None, image_encoder=None,
-            requires_safety_checker=False, **dtype_kwargs(dtype), use_safetensors=True)
+        components = dict(vae=taesd, safety_checker=None, feature_extractor=None, image_encoder=None,
+                          requires_safety_checker=False)
+        ckpt_row = None
+        if checkpoint is not None:
+            ckpt_row = own_models.check_file(Path(checkpoint), NAME, "checkpoint", max_header_bytes)
+            config_dir = _checkpoint_config(Path(checkpoint), paths.get("sd15"), cache_dir, max_header_bytes)
+            pipe = load_sd_pipeline(checkpoint, config_dir, dtype, **components)
+        else:
+            pipe = StableDiffusionPipeline.from_pretrained(paths["sd15"], **components, **dtype_kwargs(dtype),
+                                                           use_safetensors=True)
         pipe.scheduler = LCMScheduler.from_config(pipe.scheduler.config)
         pipe.load_lora_weights(str(paths["lcm_lora"]), weight_name=hub.LCM_LORA_WEIGHT, adapter_name="lcm")
         pipe.fuse_lora()
@@ -65,9 +78,19 @@ class TurboSpace(VitHSpace):
         if expected != clip.dim:
             raise ValueError(f"{NAME}: the IP-Adapter expects {expected}-d image embeddings but the CLIP encoder at "
                              f"{paths['clip']} gives {clip.dim}-d ones")
-        space = cls(clip, pipe, config, device, provenance or {k: str(v) if v else None for k, v in paths.items()})
+        provenance = provenance or {k: str(v) if v else None for k, v in paths.items()}
+        if ckpt_row is not None:
+            provenance = {**provenance, "checkpoint": ckpt_row["file"], "sd15": provenance.get("sd15") or "configs only"}
+        space = cls(clip, pipe, config, device, provenance)
+        tag = own_models.decoder_tag(ckpt_row and ckpt_row["sha256"], None if ckpt_row else base_id)
+        shown = hub.components(NAME, base_id)["sd15"].repo_id
+        space.set_base(own_models.base_info(NAME, shown, ckpt_row), own_models.base_lineage(NAME, shown, ckpt_row),
+                       tag)
         prompts = reference_prompts(n_reference or config.get("reference_prompts"))
-        space.stats = space.load_stats(cache_dir, fingerprint(NAME, paths, config), prompts)
+        key = fingerprint(NAME, paths, config)
+        if tag:
+            key["decoder"] = tag
+        space.stats = space.load_stats(cache_dir, key, prompts)
         return space
 
     # ------------------------------------------------------------------ calls
@@ -79,12 +102,13 @@ class TurboSpace(VitHSpace):
 
     @torch.inference_mode()
     def _call(self, prompt: str, vector, seed: int, steps: int, guidance: float, ip_scale: float,
-              init_latent: np.ndarray | None = None, strength: float = 1.0) -> Image.Image:
+              init_latent: np.ndarray | None = None, strength: float = 1.0, variant: str | None = None,
+              lora_scale: float | None = None) -> Image.Image:
         generator = torch.Generator("cpu").manual_seed(int(seed))
         common = dict(prompt=prompt, num_inference_steps=int(steps), guidance_scale=float(guidance),
                       ip_adapter_image_embeds=self._ip_embeds(vector, guidance), generator=generator,
                       output_type="pil")
-        with self._lock:
+        with self._lock, self._variant(variant, lora_scale):
             self.pipe.set_ip_adapter_scale(float(ip_scale))
             if init_latent is not None and strength < 1.0:
                 latent = torch.from_numpy(np.array(init_latent, dtype=np.float32)).unsqueeze(0)
@@ -109,7 +133,8 @@ class TurboSpace(VitHSpace):
             if latent.shape != expected:
                 raise ValueError(f"decode latent must have shape {expected}, got {latent.shape}")
         return self._call("", req.vector, req.seed, steps, float(self.config["guidance"]),
-                          float(self.config.get("ip_adapter_scale", 1.0)), latent, float(req.strength))
+                          float(self.config.get("ip_adapter_scale", 1.0)), latent, float(req.strength),
+                          req.variant, req.lora_scale)
 
     def _generate(self, texts: list[str]) -> list[Image.Image]:
         cfg = self.config.get("prompt_images") or {}
@@ -119,11 +144,45 @@ class TurboSpace(VitHSpace):
                 for text in texts]
 
 
+def _checkpoint_config(checkpoint: Path, sd15: Path | None, cache_dir: Path | None, max_header_bytes: int) -> Path:
+    """The diffusers config folder a checkpoint loads against: the sd15 folder when its shapes fit (what this
+    machine already has), else SD 1.5's configs shipped with the package. Never a download."""
+    from . import own_models
+    from .checkpoints import sd15_config_dir
+    from .model_files import read_header
+
+    tensors, _, _ = read_header(checkpoint, max_header_bytes)
+    reasons = []
+    if sd15 is not None:
+        why = own_models.checkpoint_fits_config(tensors, Path(sd15))
+        if why is None:
+            return Path(sd15)
+        reasons.append(f"{sd15}: {why}")
+    shipped = sd15_config_dir((Path(cache_dir) if cache_dir else Path(".")) / "sd15-config")
+    why = own_models.checkpoint_fits_config(tensors, shipped)
+    if why is None:
+        return shipped
+    reasons.append(f"SD 1.5's configs: {why}")
+    raise own_models.OwnModelError(f"checkpoint {checkpoint.name} does not fit {NAME}'s SD 1.x decoder: "
+                                   + "; ".join(reasons))
+
+
 def load(settings) -> TurboSpace:
+    from . import own_models
+
     device = choose_device(settings.device)
-    paths = hub.resolve(NAME)
-    return TurboSpace.from_paths(paths, device, cache_dir=Path(settings.data_dir) / "spaces" / NAME,
-                                 provenance={"weights": "pretrained", **hub.provenance(NAME, paths)})
+    choice = own_models.choice_from_settings(settings)
+    checkpoint = own_models.resolve_file(choice.checkpoint, "checkpoint") if choice.checkpoint else None
+    paths = hub.resolve(NAME, base=choice.base, checkpoint=checkpoint is not None)
+    if choice.base:
+        own_models.check_base_folder(paths["sd15"], NAME)
+    space = TurboSpace.from_paths(paths, device, cache_dir=Path(settings.data_dir) / "spaces" / NAME,
+                                  provenance={"weights": "pretrained", **hub.provenance(NAME, paths, choice.base)},
+                                  checkpoint=checkpoint, base_id=choice.base,
+                                  max_header_bytes=settings.max_model_header_bytes)
+    if choice.loras:
+        space.load_loras(choice.loras, settings.max_model_header_bytes)
+    return space
 
 
 # ---------------------------------------------------------------------------------------------- random builds
@@ -166,7 +225,7 @@ def lora_state_dict(unet, rank: int, seed: int = 0) -> dict[str, torch.Tensor]:
     return sd
 
 
-def build_random(root: Path, arch: dict, seed: int = 0) -> dict[str, Path]:
+def build_random(root: Path, arch: dict, seed: int = 0, unet_key: str = "sd15_unet") -> dict[str, Path]:
     """Every turbo-h component at the size `arch` describes, random weights, in the hub's folder layouts under
     `root` (sd15/ without vae/ or safety_checker/, as `latentmap download` leaves it). Tests/benchmarks only."""
     from diffusers import AutoencoderTiny, PNDMScheduler, UNet2DConditionModel
@@ -177,7 +236,7 @@ def build_random(root: Path, arch: dict, seed: int = 0) -> dict[str, Path]:
     clip_dir = build_clip_dir(root / "clip", arch["clip"], seed)
     embed_dim = json.loads((clip_dir / "open_clip_config.json").read_text())["model_cfg"]["embed_dim"]
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(**arch["sd15_unet"])
+    unet = UNet2DConditionModel(**{k: v for k, v in arch[unet_key].items() if not k.startswith("_")})
     sd15 = root / "sd15"
     unet.save_pretrained(sd15 / "unet", safe_serialization=True)
     CLIPTextModel(CLIPTextConfig(**arch["text_encoder"])).save_pretrained(sd15 / "text_encoder",

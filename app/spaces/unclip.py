@@ -42,7 +42,8 @@ class UnclipSpace(VitHSpace):
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_paths(cls, paths: dict, device: str, cache_dir: Path | None = None, config: dict | None = None,
-                   n_reference: int | None = None, provenance: dict | None = None) -> "UnclipSpace":
+                   n_reference: int | None = None, provenance: dict | None = None, base_id: str | None = None
+                   ) -> "UnclipSpace":
         from diffusers import AutoencoderTiny, StableUnCLIPImg2ImgPipeline
 
         config = {**space_config(NAME), **(config or {})}
@@ -62,6 +63,11 @@ class UnclipSpace(VitHSpace):
             taesd.to(device).eval()
         provenance = provenance or {k: str(v) if v else None for k, v in paths.items()}
         space = cls(clip, pipe, taesd, config, device, provenance)
+        from . import own_models
+
+        shown = hub.components(NAME, base_id)["pipeline"].repo_id
+        space.set_base(own_models.base_info(NAME, shown, None), own_models.base_lineage(NAME, shown, None),
+                       own_models.decoder_tag(base_id))
         prompts = reference_prompts(n_reference or config.get("reference_prompts"))
         space.stats = space.load_stats(cache_dir, fingerprint(NAME, paths, config), prompts)
         return space
@@ -70,14 +76,14 @@ class UnclipSpace(VitHSpace):
     @torch.inference_mode()
     def _run(self, image_embeds: torch.Tensor, prompt: str, seed: int, steps: int, guidance: float,
              noise_level: int, init_latent: torch.Tensor | None = None, strength: float = 1.0,
-             fast_vae: bool = False) -> Image.Image:
+             fast_vae: bool = False, variant: str | None = None, lora_scale: float | None = None) -> Image.Image:
         from diffusers.utils.torch_utils import randn_tensor
 
         pipe, device, dtype = self.pipe, self.device, self.dtype
         height, width = int(self.config["height"]), int(self.config["width"])
         generator = torch.Generator("cpu").manual_seed(int(seed))
         do_cfg = guidance > 1.0
-        with self._lock:
+        with self._lock, self._variant(variant, lora_scale):
             prompt_embeds, negative = pipe.encode_prompt(prompt=prompt, device=device, num_images_per_prompt=1,
                                                          do_classifier_free_guidance=do_cfg, negative_prompt="")
             if do_cfg:
@@ -128,7 +134,8 @@ class UnclipSpace(VitHSpace):
         steps = int((self.config.get("preview") or {}).get("steps", self.config["steps"])) if preview else int(
             self.config["steps"])
         return self._run(emb, "", req.seed, steps, float(self.config["guidance"]),
-                         int(self.config.get("noise_level", 0)), init, float(req.strength), fast_vae=preview)
+                         int(self.config.get("noise_level", 0)), init, float(req.strength), fast_vae=preview,
+                         variant=req.variant, lora_scale=req.lora_scale)
 
     def _generate(self, texts: list[str]) -> list[Image.Image]:
         cfg = self.config.get("prompt_images") or {}
@@ -138,10 +145,25 @@ class UnclipSpace(VitHSpace):
 
 
 def load(settings) -> UnclipSpace:
+    from . import own_models
+
     device = choose_device(settings.device)
-    paths = hub.resolve(NAME)
-    return UnclipSpace.from_paths(paths, device, cache_dir=Path(settings.data_dir) / "spaces" / NAME,
-                                  provenance={"weights": "pretrained", **hub.provenance(NAME, paths)})
+    choice = own_models.choice_from_settings(settings)
+    if choice.checkpoint:
+        path = own_models.resolve_file(choice.checkpoint, "checkpoint")
+        own_models.check_file(path, NAME, "checkpoint", settings.max_model_header_bytes)  # another family: refused
+        raise own_models.OwnModelError(
+            f"{path.name}: single-file checkpoints load on turbo-h (SD 1.x); for {NAME} convert the SD 2.x unCLIP "
+            "checkpoint to a diffusers folder and pass it with --base")
+    paths = hub.resolve(NAME, base=choice.base)
+    if choice.base:
+        own_models.check_base_folder(paths["pipeline"], NAME)
+    space = UnclipSpace.from_paths(paths, device, cache_dir=Path(settings.data_dir) / "spaces" / NAME,
+                                   provenance={"weights": "pretrained", **hub.provenance(NAME, paths, choice.base)},
+                                   base_id=choice.base)
+    if choice.loras:
+        space.load_loras(choice.loras, settings.max_model_header_bytes)
+    return space
 
 
 # ---------------------------------------------------------------------------------------------- random builds

@@ -203,23 +203,35 @@ class VariantSet:
             raise VariantError(f"variant {name!r} was made for space {base!r}, not {self.space_name!r}")
 
     def load_lora(self, path: str | Path, name: str, scale: float = 1.0, meta: dict | None = None,
-                  directory: Path | None = None) -> Variant:
-        """Load a PEFT/diffusers UNet LoRA (a local .safetensors file) onto the base decoder as adapter `name`;
-        `scale` is its default strength (per-decode strengths override it)."""
+                  directory: Path | None = None, state: dict | None = None) -> Variant:
+        """Load a LoRA onto the base decoder as adapter `name`; `scale` is its default strength (per-decode
+        strengths override it). A ClipDecoderPipeline takes a PEFT/diffusers UNet LoRA file; a Stable Diffusion
+        pipeline (the real spaces) takes `state`, already read and checked (own_models.load_loras), in Kohya or
+        diffusers/PEFT layout, onto its UNet and text encoder."""
         meta = dict(meta or {"base": self.space_name, "default_scale": scale,
                              "lineage": {"kind": "lora", "lora_of": self.space_name, "file": Path(path).name}})
         meta.setdefault("kind", "lora")
         with self._lock:
             self._check_new(name, meta)
-            state, metadata = read_lora_file(path)
-            unet = self.pipeline.unet
-            try:
-                unet.load_lora_adapter(state, adapter_name=name, prefix=None, metadata=metadata)
-            except Exception as e:  # shapes or module names that do not fit this UNet
-                raise VariantError(f"LoRA {name!r} does not fit this space's decoder: {e}") from None
-            ranks = {int(v.shape[0]) for k, v in state.items() if "lora_A" in k or "lora.down" in k}
+            if _has_lora_loader(self.pipeline):
+                if state is None:
+                    raise VariantError(f"LoRA {name!r}: read it with own_models.load_loras")
+                try:
+                    self.pipeline.load_lora_weights(dict(state), adapter_name=name)
+                except Exception as e:  # shapes or module names that do not fit this UNet / text encoder
+                    raise VariantError(f"LoRA {name!r} does not fit this space's decoder: {e}") from None
+                self.pipeline.disable_lora()  # off unless a decode asks for it
+            else:
+                state, metadata = read_lora_file(path)
+                unet = self.pipeline.unet
+                try:
+                    unet.load_lora_adapter(state, adapter_name=name, prefix=None, metadata=metadata)
+                except Exception as e:  # shapes or module names that do not fit this UNet
+                    raise VariantError(f"LoRA {name!r} does not fit this space's decoder: {e}") from None
+                unet.disable_adapters()  # off unless a decode asks for it
+            ranks = {int(v.shape[0]) for k, v in state.items() if "lora_A" in k or "lora.down" in k
+                     or "lora_down" in k}
             meta.setdefault("rank", max(ranks) if ranks else None)
-            unet.disable_adapters()  # off unless a decode asks for it
             variant = Variant(name, "lora", meta, directory)
             self.variants[name] = variant
         return variant
@@ -299,9 +311,18 @@ class VariantSet:
         if found.kind == "finetune":
             yield found.pipeline
             return
+        weight = found.default_scale if lora_scale is None else float(lora_scale)
+        if _has_lora_loader(self.pipeline):  # UNet and text encoder together
+            self.pipeline.enable_lora()
+            self.pipeline.set_adapters([variant], adapter_weights=[weight])
+            try:
+                yield self.pipeline
+            finally:
+                self.pipeline.disable_lora()
+            return
         unet = self.pipeline.unet
         unet.enable_adapters()
-        unet.set_adapters([variant], weights=[found.default_scale if lora_scale is None else float(lora_scale)])
+        unet.set_adapters([variant], weights=[weight])
         try:
             yield self.pipeline
         finally:
@@ -314,6 +335,11 @@ class VariantSet:
         if not ups:
             raise VariantError(f"no upscaler {name!r}" if name else "this space has no upscaler")
         return ups[0]
+
+
+def _has_lora_loader(pipeline) -> bool:
+    """Stable Diffusion pipelines (diffusers' LoRA loader mixin) vs our ClipDecoderPipeline (UNet adapters only)."""
+    return hasattr(pipeline, "load_lora_weights") and hasattr(pipeline, "enable_lora")
 
 
 def lineage_of(space_name: str, base: dict, variant: Variant) -> dict:

@@ -154,6 +154,53 @@ class VitHSpace(Space):
                      "decode": {k: config[k] for k in ("height", "width", "steps", "guidance") if k in config},
                      "preview": config.get("preview"), "provenance": provenance}
         self._lock = threading.Lock()  # diffusers schedulers hold state: one pipeline call at a time
+        # Decoder variants (the user's LoRAs, own_models.py) and what the base decoder is (lineage, hashes).
+        self.variant_set = None
+        self.base = {"name": name, "sha256": None, "legacy_hash": None}
+        self._decoder_tag = ""  # '' for the default weights: old decode cache keys stay valid
+
+    # ---------------------------------------------------------------- own models (own_models.py)
+    def set_base(self, base: dict, lineage: dict, tag: str) -> None:
+        """Record what the base decoder is (a checkpoint file, another base folder) and make LoRAs loadable."""
+        from .variants import VariantSet
+
+        self.base, self._decoder_tag = base, tag
+        self.info["lineage"] = lineage
+        self.variant_set = VariantSet(self.pipe, self.name, "RGB", lineage)
+        self.info["variants"] = []
+
+    def load_loras(self, loras, max_header_bytes: int) -> list[dict]:
+        """Each LoRA (own_models.LoraChoice) as a decoder variant beside the base."""
+        from . import own_models
+
+        with self._lock:
+            rows = own_models.load_loras(self, loras, max_header_bytes)
+            self.info["variants"] = self.variant_set.describe()
+        return rows
+
+    def variants(self) -> list[dict]:
+        return self.variant_set.describe() if self.variant_set is not None else []
+
+    def resolve_variant(self, variant, lora_scale, max_scale: float = 2.0):
+        if self.variant_set is None:
+            return super().resolve_variant(variant, lora_scale, max_scale)
+        return self.variant_set.resolve(variant, lora_scale, max_scale)
+
+    def decoder_identity(self, variant: str | None) -> str:
+        from .own_models import decoder_tag
+
+        if variant is None or self.variant_set is None:
+            return self._decoder_tag
+        found = self.variant_set.variants.get(variant)
+        return decoder_tag(self._decoder_tag, found.meta.get("file_sha256") if found else variant)
+
+    def _variant(self, variant: str | None, lora_scale: float | None):
+        """Context: the pipeline with `variant`'s LoRA on (call under self._lock)."""
+        from contextlib import nullcontext
+
+        if variant is None or self.variant_set is None:
+            return nullcontext(self.pipe)
+        return self.variant_set.pipeline_for(variant, lora_scale)
 
     # ---------------------------------------------------------------- encoding
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:

@@ -93,6 +93,8 @@ def cmd_build(args) -> int:
     settings = _settings(args).with_(defer_prompt_images=False)
     if not args.no_refit:
         settings = settings.with_(place_refine_epochs=0)
+        if not settings.umap_fit_sample:  # a million items: fit a sample, place the rest
+            settings = settings.with_(umap_fit_sample=settings.ingest_fit_sample)
     space = load_space(settings)
     try:
         parts = []

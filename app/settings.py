@@ -34,11 +34,15 @@ class Settings:
     max_request_bytes: int = 64 * 1024 * 1024  # whole request body, checked while it streams in
     max_image_pixels: int = 40_000_000  # decompression-bomb guard
     max_title_chars: int = 200
-    max_items_per_map: int = 200_000
+    max_items_per_map: int = 2_000_000  # bench/scale.py builds and serves 1,000,000
     # `latentmap build` (app/ingest): local collections
     max_ingest_file_bytes: int = 256 * 1024 * 1024  # a bigger file in a built folder or table is skipped and named
     ingest_batch_size: int = 64  # records read, encoded and stored (one transaction) at a time
     ingest_max_side: int = 1024  # decoded pictures are reduced to this many pixels a side before the model stages
+    ingest_vector_batch_size: int = 4096  # rows of precomputed vectors (--vector) stored per transaction
+    ingest_reference_items: int = 5000  # while building, new items are placed against the map's first this many
+    ingest_fit_sample: int = 20_000  # a build's final fit: bigger maps are fitted on a sample this size, the rest
+    # placed (used when umap_fit_sample is 0; 0 here too = fit every item)
     max_columns: int = 64  # metadata columns of a map (table columns besides --image/--text/--vector/--label)
     max_category_values: int = 1000  # a column with more distinct values is text, not a category
     max_seed: int = 2**31 - 1
@@ -133,7 +137,8 @@ _AT_LEAST_ONE = {"port", "max_queued_jobs", "thumbnail_size", "encode_batch_size
                  "blend_neighbors", "umap_min_items", "max_items_per_map", "max_file_bytes", "max_request_bytes",
                  "max_image_pixels", "neighbor_index_nprobe", "tile_points", "tile_thumbs_side",
                  "tile_thumb_px", "tile_index_maps", "max_selection_polygon_vertices",
-                 "max_ingest_file_bytes", "ingest_batch_size", "ingest_max_side"}
+                 "max_ingest_file_bytes", "ingest_batch_size", "ingest_max_side",
+                 "ingest_vector_batch_size", "ingest_reference_items"}
 
 
 def _parse(type_name: str, raw: str):

@@ -84,7 +84,9 @@ def build(service: MapService, source: Source, title: str, map_id: str | None = 
         for batch, loaded in _read_ahead(pool, pending, settings, frozenset(present)):
             items = _encode(service, pool, batch, loaded, result)
             if items:
-                service.add_items(the_map, items)
+                # With a final refit, each batch is placed against a bounded reference: the same cost per batch
+                # at any map size (the refit places everyone anyway).
+                service.add_items(the_map, items, settings.ingest_reference_items if refit else None)
                 result.added += len(items)
             bar.update(len(batch))
             bar.set_postfix(added=result.added, skipped=len(result.skipped), refresh=False)
@@ -96,10 +98,12 @@ def build(service: MapService, source: Source, title: str, map_id: str | None = 
 
 def _read_ahead(pool: ThreadPoolExecutor, records: Sequence[Record], settings, present: frozenset
                 ) -> Iterator[tuple[list[Record], list[Future | None]]]:
-    size = settings.ingest_batch_size
     batches: list[list[Record]] = []
     for r in records:  # each batch holds one kind of record (pictures, prompts or vectors)
-        if not batches or len(batches[-1]) >= size or record_kind(batches[-1][0]) != record_kind(r):
+        kind = record_kind(r)
+        size = settings.ingest_vector_batch_size if kind == "vector" and r.image_path is None else \
+            settings.ingest_batch_size
+        if not batches or len(batches[-1]) >= size or record_kind(batches[-1][0]) != kind:
             batches.append([])
         batches[-1].append(r)
     futures: list[list[Future | None]] = []

@@ -30,7 +30,7 @@ class SourceError(ValueError):
     """The source as a whole cannot be read (missing folder, unknown column, unreadable table)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     """One item to add: an image file, a prompt, or a precomputed vector; plus its metadata."""
 
@@ -174,7 +174,7 @@ def table_source(path: str | Path, settings: Settings, *, image: str | None = No
         raise SourceError(f"table {path}: give a .csv, .parquet or .jsonl file")
     if not (image or text or vector):
         raise SourceError("a table needs --image COL, --text COL or --vector COL")
-    names, rows = _read_table(path, kind)
+    names, rows = _read_table(path, kind, vector)
     roles = {"--image": image, "--text": text, "--label": label, "--vector": vector}
     for flag, col in roles.items():
         if col is not None and col not in names:
@@ -221,7 +221,7 @@ def table_source(path: str | Path, settings: Settings, *, image: str | None = No
     return Source(description=description, records=records, skipped=skipped, columns=columns)
 
 
-def _read_table(path: Path, kind: str) -> tuple[list[str], list[dict]]:
+def _read_table(path: Path, kind: str, vector: str | None = None) -> tuple[list[str], list[dict]]:
     try:
         if kind == "csv":
             with path.open(newline="", encoding="utf-8-sig") as f:
@@ -247,11 +247,39 @@ def _read_table(path: Path, kind: str) -> tuple[list[str], list[dict]]:
             raise SourceError("reading Parquet needs pyarrow: pip install pyarrow") from None
         try:
             table = pq.read_table(path)
+            vectors = _vector_array(table, vector)
         except pa.ArrowException as e:
             raise SourceError(f"table {path} is not readable as parquet: {e}") from None
-        return table.column_names, table.to_pylist()
+        if vectors is None:
+            return table.column_names, table.to_pylist()
+        rows = table.drop_columns([vector]).to_pylist()  # a million rows of floats as Python lists: gigabytes
+        for row, v in zip(rows, vectors):
+            row[vector] = v
+        return table.column_names, rows
     except (OSError, UnicodeDecodeError, ValueError, csv.Error) as e:
         raise SourceError(f"table {path} is not readable as {kind}: {e}") from None
+
+
+def _vector_array(table, column: str | None) -> np.ndarray | None:
+    """A Parquet list column of equal-length, null-free float lists as one (n, dim) float32 array (no Python
+    floats); None when it is not one (rows are then checked one by one)."""
+    if column is None or column not in table.column_names:
+        return None
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = table.column(column).combine_chunks()
+    if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or pa.types.is_fixed_size_list(col.type)):
+        return None
+    if col.null_count or len(col) == 0:
+        return None
+    lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+    if lengths.min() != lengths.max() or lengths[0] == 0:
+        return None
+    flat = pc.list_flatten(col)
+    if flat.null_count or not pa.types.is_floating(flat.type) and not pa.types.is_integer(flat.type):
+        return None
+    return flat.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(len(col), int(lengths[0]))
 
 
 def _missing(value) -> bool:

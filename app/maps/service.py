@@ -46,6 +46,7 @@ class MapService:
         # Adding and refitting read positions, then write new ones: one map change at a time.
         self._write_lock = threading.Lock()
         self._map_vector_cache: dict[str, tuple[MapArrays, np.ndarray]] = {}  # per map, dropped with its arrays
+        self._reference_cache: dict = {}  # bulk builds: the items new ones are placed against (_reference)
         # CPU image work (PIL releases the GIL) runs here, beside the model call in the queue.
         self.image_workers = settings.image_workers or min(8, os.cpu_count() or 1)
         self._image_pool = ThreadPoolExecutor(self.image_workers, thread_name_prefix="images")
@@ -159,27 +160,41 @@ class MapService:
                         thumbnail_png=thumbnails[i].result())
                 for i, label in enumerate(labels)]
 
-    def add_items(self, map_id: str, items: list[NewItem]) -> list[ItemRecord]:
-        """Items encoded elsewhere (prompt_items / image_items), added in one go: on an empty map, one fit."""
+    def add_items(self, map_id: str, items: list[NewItem], reference_items: int | None = None) -> list[ItemRecord]:
+        """Items encoded elsewhere (prompt_items / image_items), added in one go: on an empty map, one fit.
+        `reference_items`: place them against only the map's first that many items (a bulk build, which refits
+        at the end: each batch then costs the same however big the map has grown)."""
         self.usable_map(map_id)
-        return self._insert(map_id, items)
+        return self._insert(map_id, items, reference_items)
 
-    def _insert(self, map_id: str, items: list[NewItem]) -> list[ItemRecord]:
+    def _insert(self, map_id: str, items: list[NewItem], reference_items: int | None = None) -> list[ItemRecord]:
         with self._write_lock:
             record = self.store.get_map(map_id)
             if record.count + len(items) > self.settings.max_items_per_map:
                 raise Rejected(f"a map holds at most {self.settings.max_items_per_map} items")
-            existing, existing_map_vectors = self.item_map_vectors(map_id)
+            if reference_items is not None and record.count > reference_items:
+                existing_xy, existing_map_vectors = self._reference(record, reference_items)
+            else:
+                existing, existing_map_vectors = self.item_map_vectors(map_id)
+                existing_xy = existing.xy
             new_map_vectors = self._map_vectors(np.stack([i.vector for i in items]), [i.kind for i in items])
             state = record.projection
-            if len(existing) == 0 or state.get("method") in (None, "none"):
+            if len(existing_xy) == 0 or state.get("method") in (None, "none"):
                 # The first items of a map: nobody can move yet, so fit them.
                 fitted = projection.fit(new_map_vectors, self.settings.umap_min_items, state.get("revision", 0) + 1,
                                         settings=self.settings)
                 return self.store.add_items(map_id, items, fitted.xy, projection=fitted.state)
-            xy = projection.place(new_map_vectors, existing_map_vectors, existing.xy, state,
+            xy = projection.place(new_map_vectors, existing_map_vectors, existing_xy, state,
                                   self.settings.place_neighbors, self.settings.place_refine_epochs)
             return self.store.add_items(map_id, items, xy)
+
+    def _reference(self, record: MapRecord, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positions and projection vectors of the map's first `limit` items (same until the next refit)."""
+        key = (record.id, limit, record.projection.get("revision", 0))
+        if self._reference_cache.get("key") != key:
+            vectors, kinds, xy = self.store.head_arrays(record.id, limit)
+            self._reference_cache = {"key": key, "value": (xy, self._map_vectors(vectors, kinds))}
+        return self._reference_cache["value"]
 
     def _map_vectors(self, vectors: np.ndarray, kinds: Sequence[str]) -> np.ndarray:
         return self.space.map_vectors(vectors, ["text" if k == "text" else "image" for k in kinds])

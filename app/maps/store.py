@@ -588,6 +588,14 @@ class Store:
             raise NotFound(f"map {map_id} has no item at index {index}")
         return ItemRecord.from_row(row)
 
+    def head_arrays(self, map_id: str, limit: int) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """Vectors, kinds and positions of the map's first `limit` items (bulk builds place against them)."""
+        with self._lock:
+            rows = self._db.execute("SELECT vector, kind, x, y FROM items WHERE map_id = ? ORDER BY seq LIMIT ?",
+                                    (map_id, limit)).fetchall()
+        return (_stack([r[0] for r in rows]), [r[1] for r in rows],
+                np.array([(r[2], r[3]) for r in rows], dtype=np.float32).reshape(-1, 2))
+
     def has_cached_arrays(self, map_id: str, arrays: MapArrays) -> bool:
         cached = self._arrays_cache.get(map_id)
         return cached is not None and cached[1] is arrays

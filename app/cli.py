@@ -112,8 +112,14 @@ def cmd_build(args) -> int:
         return 2
     service = MapService(Store(settings.data_dir), space, settings, WorkQueue(1))
     try:
-        result = local.build(service, source, args.title, map_id=args.map, strict=args.strict,
-                             progress=not args.quiet, refit=not args.no_refit)
+        if args.ray is not None:
+            from .ingest import ray_pipeline
+
+            result = ray_pipeline.build(service, source, args.title, args.ray or None, map_id=args.map,
+                                        strict=args.strict, progress=not args.quiet, refit=not args.no_refit)
+        else:
+            result = local.build(service, source, args.title, map_id=args.map, strict=args.strict,
+                                 progress=not args.quiet, refit=not args.no_refit)
     except KeyboardInterrupt:
         print("latentmap build: interrupted; what was added is kept: run the same command again to continue",
               file=sys.stderr)
@@ -257,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                "else a new one)")
     p.add_argument("--strict", action="store_true", help="any file or row that would be skipped is an error: "
                                                          "exit 1 and add nothing")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="decode and encode the pictures on Ray Data (pip install 'latentmap[ray]'): a cluster's "
+                        "address (ray://host:10001 or host:6379), or none for a local Ray (docs/ray.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--no-refit", action="store_true", help="keep the incremental placement; skip the final fit")
     p.set_defaults(fn=cmd_build)

@@ -43,6 +43,9 @@ class Settings:
     ingest_reference_items: int = 5000  # while building, new items are placed against the map's first this many
     ingest_fit_sample: int = 20_000  # a build's final fit: bigger maps are fitted on a sample this size, the rest
     # placed (used when umap_fit_sample is 0; 0 here too = fit every item)
+    # `latentmap build --ray` (app/ingest/ray_pipeline.py, docs/ray.md)
+    ray_num_cpus: int = 0  # CPUs of a local Ray (no address given); 0 = all of this machine's
+    ray_encode_actors: int = 0  # encoder actors (each holds the models); 0 = one per GPU of the cluster, else 1
     max_columns: int = 64  # metadata columns of a map (table columns besides --image/--text/--vector/--label)
     max_category_values: int = 1000  # a column with more distinct values is text, not a category
     max_seed: int = 2**31 - 1

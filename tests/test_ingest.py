@@ -273,3 +273,43 @@ def test_kill_9_mid_build_then_rerun_completes_without_duplicates(tmp_path):
         assert con.execute("SELECT COUNT(*) FROM maps").fetchone()[0] == 1
     assert sorted(labels) == sorted(f"{i:03d}.png" for i in range(n))
     assert len(os.listdir(data / "thumbnails")) == n  # no orphan thumbnails of the killed batch
+
+
+@pytest.mark.slow  # starts a local Ray (~1-4 min on 2 busy cores)
+def test_ray_pipeline_gives_the_same_items_and_vectors_as_the_local_one(tmp_path):
+    """The same folder built with and without Ray (a local Ray with 2 CPUs), digits space."""
+    pytest.importorskip("ray")
+    from app.ingest import ray_pipeline
+    from app.maps.demo import digit_pil_images
+    from app.settings import Settings
+    from app.spaces.registry import load_space
+
+    pictures, labels = digit_pil_images()
+    folder = tmp_path / "digits"
+    for i in range(60):
+        (folder / f"digit-{int(labels[i])}").mkdir(parents=True, exist_ok=True)
+        pictures[i].save(folder / f"digit-{int(labels[i])}" / f"{i}.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    space = load_space(Settings(space="digits", device="cpu"))
+    built = {}
+    for name in ("local", "ray"):
+        settings = Settings(data_dir=tmp_path / name, space="digits", warm_umap=False, place_refine_epochs=0,
+                            ingest_batch_size=16, ray_num_cpus=2)
+        service = MapService(Store(settings.data_dir), space, settings, WorkQueue(1))
+        source = sources.folder_source(folder, settings)
+        if name == "local":
+            result = local.build(service, source, "Digits", progress=False)
+        else:
+            result = ray_pipeline.build(service, source, "Digits", None, progress=False)
+        assert (result.added, [s.name for s in result.skipped]) == (60, ["broken.png"])
+        arrays = service.store.get_arrays(result.map_id)
+        folders, _ = service.store.column_values(result.map_id, service.store.column(result.map_id, "folder"))
+        built[name] = {(f, label): (v, lat) for f, label, v, lat in
+                       zip(folders, arrays.labels, arrays.vectors, arrays.latents)}
+        service.close()
+    assert built["local"].keys() == built["ray"].keys()
+    for key, (vector, latent) in built["local"].items():
+        other, other_latent = built["ray"][key]
+        assert float(vector @ other / np.linalg.norm(vector) / np.linalg.norm(other)) >= 0.999, key
+        if latent is not None:
+            np.testing.assert_allclose(latent, other_latent, atol=1e-4)

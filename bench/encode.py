@@ -8,11 +8,20 @@
 Rounds are interleaved (baseline, service, http, baseline, ...) so machine noise hits all three alike.
 
     python bench/encode.py --space tiny-random --batch 16 --rounds 6 --image-size 256
+
+`--folder N` compares instead what a user would otherwise write to encode a folder of N files (PNG files on disk)
+with our ingest (`latentmap build --images`: thumbnails, VAE latents, SQLite, placement too) and its Ray path:
+- user loop: for each batch of 64 files, PIL open -> the space's own CLIP preprocess -> `encode_image`;
+- ingest: app/ingest/local.py `build` (a new map each round), target >= 1.0x the user loop;
+- ray: app/ingest/ray_pipeline.py `build` on a local Ray started once outside the timing, target >= 0.8x ingest.
+
+    python bench/encode.py --space digits --folder 256 --rounds 3 --image-size 256
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -86,6 +95,78 @@ def main(args):
         print(f"| {label} | {rate[name]:.1f} | {rate[name] / rate['bare']:.2f} |")
 
 
+def user_encoder(space):
+    """The space's own CLIP preprocess and image encoder, as a user would call them (no VAE, no thumbnails)."""
+    if hasattr(space.clip, "encode_prepared"):  # ViT-H spaces wrap open_clip
+        return space.clip.preprocess, lambda batch: space.clip.encode_prepared(batch)
+    return space.preprocess, lambda batch: space.clip.encode_image(batch, normalize=False).float().cpu().numpy()
+
+
+def folder_main(args):
+    import tempfile
+    from pathlib import Path
+
+    from PIL import Image
+
+    from app.ingest import local, ray_pipeline, sources
+
+    set_threads(args.threads)
+    space = load_space(args.space)
+    folder = Path(tempfile.mkdtemp(prefix="latentmap-encode-folder-"))
+    files = []
+    for i in range(args.folder):
+        path = folder / f"sub{i % 4}" / f"{i:05d}.png"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(photo_like_png(i, args.image_size))
+        files.append(path)
+    preprocess, encode_image = user_encoder(space)
+
+    @torch.inference_mode()
+    def user_loop():
+        for start in range(0, len(files), 64):
+            batch = torch.stack([preprocess(Image.open(f).convert("RGB")) for f in files[start:start + 64]])
+            encode_image(batch.to(space.device))
+
+    service = make_service(space, place_refine_epochs=0)
+    rounds = {"n": 0}
+
+    def ingest(build):
+        rounds["n"] += 1
+        source = sources.folder_source(folder, service.settings)
+        result = build(service, source, f"round {rounds['n']}")
+        assert result.added == len(files), result.summary()
+
+    def ours():
+        ingest(lambda svc, src, title: local.build(svc, src, title, progress=False))
+
+    def on_ray():
+        ingest(lambda svc, src, title: ray_pipeline.build(svc, src, title, None, progress=False))
+
+    import ray
+
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)  # started once, not timed
+    times = {"user": [], "ingest": [], "ray": []}
+    try:
+        for fn in (user_loop, ours, on_ray):  # warm-up
+            fn()
+        for _ in range(args.rounds):
+            for name, fn in (("user", user_loop), ("ingest", ours), ("ray", on_ray)):
+                t = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t)
+    finally:
+        ray.shutdown()
+    rate = {k: len(files) / statistics.median(v) for k, v in times.items()}
+    print(f"encode --folder: space={args.space} files={len(files)} image={args.image_size}px rounds={args.rounds} "
+          f"threads={args.threads} ({machine()})")
+    print("| path | items/s (median round) | ratio |\n|---|---|---|")
+    print(f"| user loop: PIL open -> preprocess -> encode_image, batches of 64 | {rate['user']:.1f} | 1.00 |")
+    print(f"| our ingest (local.build: + thumbnails, VAE latents, SQLite, placement) | {rate['ingest']:.1f} | "
+          f"{rate['ingest'] / rate['user']:.2f} x user loop (target >= 1.0) |")
+    print(f"| our ingest on a local Ray (ray_pipeline.build) | {rate['ray']:.1f} | "
+          f"{rate['ray'] / rate['ingest']:.2f} x local ingest (target >= 0.8) |")
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--space", default="tiny-random")
@@ -93,4 +174,9 @@ if __name__ == "__main__":
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--image-size", type=int, default=256)
-    main(p.parse_args())
+    p.add_argument("--folder", type=int, default=0, help="compare folder ingest with a user's own loop on N files")
+    parsed = p.parse_args()
+    if parsed.folder:
+        folder_main(parsed)
+    else:
+        main(parsed)

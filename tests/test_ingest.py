@@ -226,7 +226,10 @@ def test_transparent_pictures_are_encoded_on_white_and_keep_alpha_in_thumbnails(
     line = arrays.vectors[arrays.labels.index("line.png")]
     np.testing.assert_allclose(line, paper, rtol=1e-4, atol=1e-5)
     assert not np.allclose(line, black, atol=1e-3)
-    for point in service.store.points(result.map_id):
+    from app.maps.bundle import export_bundle, import_bundle
+
+    copy, _ = import_bundle(service, export_bundle(service.store, result.map_id))
+    for point in service.store.points(result.map_id) + service.store.points(copy.id):  # bundles keep it too
         thumb = Image.open(io.BytesIO(service.store.read_thumbnail(point.id)))
         assert thumb.mode == "RGBA" and thumb.getextrema()[3][0] == 0, point.label  # transparent pixels kept
     assert imaging.open_image((folder / "line.png").read_bytes(), 10**6).getpixel((0, 5)) == (255, 255, 255)

@@ -119,8 +119,9 @@ def import_bundle(service: MapService, data: bytes, title: str | None = None) ->
             thumb = None
             if it.get("thumbnail"):
                 try:
-                    thumb = imaging.thumbnail_png(imaging.open_image(read(f"thumbnails/{i}.png"),
-                                                                     settings.max_image_pixels), settings.thumbnail_size)
+                    picture = imaging.open_image(read(f"thumbnails/{i}.png"), settings.max_image_pixels,
+                                                 keep_alpha=True)  # transparent thumbnails stay transparent
+                    thumb = imaging.thumbnail_png(picture, settings.thumbnail_size)
                 except imaging.ImageRejected as e:
                     raise Rejected(f"item {i}: thumbnail {e}") from None
             latent = None

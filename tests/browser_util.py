@@ -194,9 +194,9 @@ def point_screen_positions(page) -> list[dict]:
     return page.evaluate("""() => {
         const lm = window.latentmap;
         const rect = document.getElementById('map-canvas').getBoundingClientRect();
-        return lm.state.items.map((item) => {
+        return lm.state.items.map((item, index) => {
             const [px, py] = lm.dataToScreen(item.x, item.y);
-            return {id: item.id, kind: item.kind, label: item.label, x: rect.left + px, y: rect.top + py,
+            return {index, id: item.id, kind: item.kind, label: item.label, x: rect.left + px, y: rect.top + py,
                     inside: px > 0 && py > 0 && px < rect.width && py < rect.height};
         });
     }""")
@@ -248,7 +248,9 @@ def data_to_page(page, x: float, y: float) -> tuple[float, float]:
 
 
 def draw_path(page, points: list[tuple[float, float]], steps: int | None = None, decode: bool = True) -> None:
-    """Draw a path as a user does: "Draw a path", a click per point, then "Decode along path" (or stop drawing)."""
+    """Draw a path as a user does: the Explore tab's "Draw a path", a click per point, then "Decode along path" (or
+    stop drawing)."""
+    open_tab(page, "explore")
     if steps is not None:
         page.fill("#explore-path-steps", str(steps))
     page.click("#explore-path-btn")
@@ -268,18 +270,26 @@ def draw_path(page, points: list[tuple[float, float]], steps: int | None = None,
         page.wait_for_function("window.latentmap.mode === 'decode'")
 
 
-def click_item(page, label: str) -> dict:
-    """Click a drawn item as a user does: point at it, wait for its tooltip (the page sees it under the pointer,
-    wherever layout or camera settled), click, and wait until it is the selected item. Returns the point."""
+def click_item(page, label: str | None = None, index: int | None = None) -> dict:
+    """Click a drawn item (by label, or by index on maps loaded without labels) as a user does: point at it, wait
+    until the page sees it under the pointer (wherever layout and camera settled), click, and wait until it is the
+    selected item. Returns the point."""
     def locate():
-        return next(p for p in point_screen_positions(page) if p["inside"] and p["label"] == label)
+        return next(p for p in point_screen_positions(page)
+                    if p["inside"] and (p["label"] == label if index is None else p["index"] == index))
 
     target = locate()
     page.mouse.move(target["x"] - 20, target["y"] - 20)
     page.mouse.move(target["x"], target["y"], steps=3)
-    page.wait_for_function("(id) => document.getElementById('tooltip').dataset.itemId === id", arg=target["id"])
+    page.wait_for_function("(i) => window.latentmap.state.hovered === i", arg=target["index"])
     target = locate()
     page.mouse.click(target["x"], target["y"])
-    page.wait_for_function("(id) => { const s = window.latentmap.state.selected; return s && s.id === id; }",
-                           arg=target["id"])
+    page.wait_for_function("(i) => window.latentmap.state.selected === window.latentmap.state.items[i]",
+                           arg=target["index"])
     return target
+
+
+def open_tab(page, name: str) -> None:
+    """Open a tab of the side panel (decode, explore, decoders, teach) by clicking it, as a user does."""
+    page.click(f"#tab-{name}")
+    page.wait_for_selector(f"#map-root[data-tab='{name}']")

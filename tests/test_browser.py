@@ -14,10 +14,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from browser_util import (  # noqa: F401  (fixtures are used by name)
     browser,
+    click_item,
     decoded_image_base64,
     empty_spot,
     live_server,
     new_page,
+    open_tab,
     png_bytes,
     point_count,
     point_screen_positions,
@@ -274,8 +276,15 @@ def test_read_only_visitor_and_unknown_map(live_server, browser):
         page.goto(live_server.url(f"/m/{created['id']}"))
         wait_ready(page)
         wait_point_count(page, 2)
-        assert page.is_hidden("#edit-section")
         assert page.is_visible("#share-btn")
+        # No edit control anywhere: in every tab of the side panel, nothing only the owner may use is shown.
+        owner_only = ("#edit-section, #delete-btn, #copy-edit-btn, #present-start-btn, #tour-recorder, #quiz-start-btn, "
+                      ".tour-delete, .owner-only")
+        for tab in ("decode", "explore", "teach"):
+            open_tab(page, tab)
+            visible = page.eval_on_selector_all(owner_only, "els => els.filter((e) => e.checkVisibility()).map((e) => e.id)")
+            assert visible == [], (tab, visible)
+        open_tab(page, "decode")
         x, y = empty_spot(page)
         page.mouse.click(x, y)  # visitors may decode
         decoded_image_base64(page)
@@ -289,8 +298,7 @@ def test_read_only_visitor_and_unknown_map(live_server, browser):
         assert page.evaluate("window.latentmap.state.pointsFormat") == "binary"
         hover_until_tooltip(page)
         assert page.inner_text("#tooltip .tooltip-label") in ("a teapot", "a violin")
-        target = next(p for p in point_screen_positions(page) if p["inside"])
-        page.mouse.click(target["x"], target["y"])
+        click_item(page, index=next(p for p in point_screen_positions(page) if p["inside"])["index"])
         page.wait_for_function("document.getElementById('selected-label').textContent.startsWith('Prompt: a ')")
 
         page.goto(live_server.url("/m/doesNotExist123"))
@@ -333,8 +341,7 @@ def test_owner_controls_keyboard_refit_delete(live_server, browser):
         page.click("#large-text-toggle")
 
         # Click a point: it is selected; the owner can delete it.
-        target = next(p for p in point_screen_positions(page) if p["inside"])
-        page.mouse.click(target["x"], target["y"])
+        target = click_item(page, label="an owl")
         page.wait_for_selector("#selected-section:not([hidden])")
         assert page.inner_text("#selected-label").endswith(target["label"])
         page.click("#delete-btn")

@@ -11,6 +11,7 @@ from browser_util import (  # noqa: F401  (fixtures are used by name)
     browser,
     decoded_image_base64,
     draw_path,
+    open_tab,
     empty_spot,
     live_server,
     new_page,
@@ -70,7 +71,8 @@ def no_problems(*problem_sets) -> None:
 
 
 def start_presenting(page) -> str:
-    """Owner page: start a presentation; returns the follow path (/p/{code})."""
+    """Owner page: start a presentation (Teach tab); returns the follow path (/p/{code})."""
+    open_tab(page, "teach")
     page.click("#present-start-btn")
     page.wait_for_selector("#present-dialog[open]")
     page.wait_for_function("document.getElementById('present-dialog-qr').naturalWidth > 0")
@@ -108,6 +110,7 @@ def test_present_and_follow(live_server, browser):
             contexts.append(ctx)
             followers.append((page, problems))
             assert page.evaluate(f"localStorage.getItem('latentmap:key:{map_id}')") is None  # no edit key
+            open_tab(page, "teach")
             assert not page.is_visible("#present-start-btn")
         presenter.wait_for_selector("#present-followers[data-count='2']", timeout=10_000)
 
@@ -171,6 +174,7 @@ def test_present_and_follow(live_server, browser):
         assert tour.status_code == 201
         presenter.reload()  # picks up the new tour, and a reload keeps presenting (presenter key in sessionStorage)
         wait_ready(presenter)
+        open_tab(presenter, "teach")
         presenter.wait_for_selector("#present-box:not([hidden])")
         assert presenter.get_attribute("#present-link", "href") == follow_path
         presenter.locator("#tour-list li", has_text="Live tour").locator(".tour-play").click()
@@ -188,6 +192,7 @@ def test_present_and_follow(live_server, browser):
         # A reload keeps presenting (the presenter key is in sessionStorage).
         presenter.reload()
         wait_ready(presenter)
+        open_tab(presenter, "teach")
         presenter.wait_for_selector("#present-box:not([hidden])")
         assert presenter.get_attribute("#present-link", "href") == follow_path
 
@@ -213,6 +218,7 @@ def test_tour_record_play_and_bundle(live_server, browser):
         contexts.append(ctx)
         owner.goto(live_server.url(f"/m/{map_id}#key={key}"))
         wait_ready(owner)
+        open_tab(owner, "teach")
         owner.click("#tour-recorder summary")
 
         # Step 1: the whole map, nothing decoded.
@@ -235,6 +241,7 @@ def test_tour_record_play_and_bundle(live_server, browser):
         owner.click("#tour-add-step")
         assert owner.is_visible("#tour-error")  # no path drawn yet
         draw_path(owner, [(-0.4, 0.1), (0.1, 0.3), (0.4, -0.2)], decode=False)
+        open_tab(owner, "teach")
         owner.fill("#tour-caption", "Along a path")
         owner.click("#tour-add-step")
         assert owner.locator("#tour-draft li").count() == 3
@@ -271,6 +278,7 @@ def test_tour_record_play_and_bundle(live_server, browser):
         contexts.append(vctx)
         viewer.goto(live_server.url(f"/m/{map_id}"))
         wait_ready(viewer)
+        open_tab(viewer, "teach")
         viewer.wait_for_selector("#tour-list li[data-tour-id]")
         assert viewer.locator("#tour-list li").count() == 2
         assert not viewer.is_visible("#tour-recorder") and viewer.locator(".tour-delete").count() == 0
@@ -310,6 +318,7 @@ def test_tour_record_play_and_bundle(live_server, browser):
         copy_id = copy.json()["id"]
         viewer.goto(live_server.url(f"/m/{copy_id}"))
         wait_ready(viewer)
+        open_tab(viewer, "teach")
         viewer.locator("#tour-list li", has_text="First lesson").locator(".tour-play").click()
         viewer.click("#tour-next")
         viewer.wait_for_function("document.getElementById('tour-caption-text').textContent === 'Between two clusters'")

@@ -20,6 +20,7 @@ from browser_util import (  # noqa: F401  (fixtures are used by name)
     click_item,
     live_server,
     new_page,
+    open_tab,
     png_bytes,
     point_screen_positions,
     screenshot,
@@ -47,9 +48,11 @@ def filled_map(live_server):
 
 
 def open_map(page, live_server, map_id, n, query=""):
+    """Open the map on its Explore tab."""
     page.goto(live_server.url(f"/m/{map_id}{query}"))
     wait_ready(page)
     wait_point_count(page, n)
+    open_tab(page, "explore")
 
 
 def canvas_box(page):
@@ -396,10 +399,12 @@ def test_colours_follow_new_points(live_server, browser):
         page.goto(live_server.url(f"/m/{map_id}#key={key}"))
         wait_ready(page)
         wait_point_count(page, 8)
+        open_tab(page, "explore")
         page.select_option("#explore-color-by", "cluster")
         page.wait_for_function("document.getElementById('map-root').dataset.colorBy === 'cluster'")
         page.fill("#explore-filter-input", "bicycle")
         page.wait_for_function("document.getElementById('explore-filter-info').textContent.startsWith('3 of 8')")
+        open_tab(page, "decode")
         page.fill("#prompt-input", "a purple bicycle\na tram in the rain")
         page.click("#prompt-submit")
         wait_point_count(page, 10)

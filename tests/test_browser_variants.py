@@ -16,6 +16,7 @@ from browser_util import (  # noqa: F401  (fixtures are used by name)
     browser,
     draw_path,
     new_page,
+    open_tab,
     screenshot,
     start_server,
     stop_server,
@@ -89,6 +90,7 @@ def test_compare_strength_lineage_upscale_and_share_link(digits_server, browser,
     try:
         open_map(page, digits_server, digits_map)
         page.wait_for_selector("#map-root[data-variants='ready']")
+        open_tab(page, "decoders")
         assert page.is_visible("#variants-section")
 
         # Lineage: the base decoder and every variant, with provenance rows.
@@ -183,6 +185,7 @@ def test_compare_strength_lineage_upscale_and_share_link(digits_server, browser,
         page.goto(share)
         wait_ready(page)
         page.wait_for_selector("#map-root[data-variants='ready']")
+        open_tab(page, "decoders")
         wait_grid(page, 3)
         assert page.is_checked("#variants-check-italic") and page.is_checked("#variants-check-thick")
         assert page.get_attribute("#variants-compare-btn", "aria-pressed") == "true"
@@ -206,6 +209,7 @@ def test_errors_are_readable(digits_server, browser, digits_map):
             body=json.dumps({"detail": "unknown decoder variant 'zzz'; choose 'base' or one of italic, thick"})))
         open_map(page, digits_server, digits_map, "?compare=base,thick&lora=0.8")
         page.wait_for_selector("#map-root[data-variants='ready']")
+        open_tab(page, "decoders")
         assert page.inner_text("#variants-lora-value") == "0.8"
         click_point(page, "seven")
         page.wait_for_selector("#variants-error:not([hidden])")
@@ -226,7 +230,7 @@ def test_space_without_variants_hides_the_panel(digits_server, browser, digits_m
         open_map(page, digits_server, digits_map, "?compare=base,thick")
         click_point(page, "one")
         page.wait_for_function("document.getElementById('map-root').dataset.decodeState === 'done'")
-        assert page.is_hidden("#variants-section")
+        assert page.is_hidden("#variants-section") and page.is_hidden("#tab-decoders")
         assert page.locator("#variants-upscale-btn").count() == 0
         assert "compare=" not in page.url
         screenshot(page, "variants-none")
@@ -240,6 +244,7 @@ def test_compare_along_a_drawn_path(digits_server, browser, digits_map):
     try:
         open_map(page, digits_server, digits_map)
         page.wait_for_selector("#map-root[data-variants='ready']")
+        open_tab(page, "decoders")
         assert page.is_disabled("#variants-path-btn")
         ends = page.evaluate("""() => {
             const items = window.latentmap.state.items;
@@ -247,6 +252,7 @@ def test_compare_along_a_drawn_path(digits_server, browser, digits_map):
             return [[a.x, a.y], [b.x, b.y]];
         }""")
         draw_path(page, ends, steps=4)
+        open_tab(page, "decoders")
         page.wait_for_selector("#variants-path-btn:not([disabled])")
         page.click("#variants-path-btn")
         page.wait_for_selector("#map-root[data-variants-path-state='done']")
@@ -256,7 +262,9 @@ def test_compare_along_a_drawn_path(digits_server, browser, digits_map):
         page.locator("#variants-path-rows").scroll_into_view_if_needed()
         screenshot(page, "variants-path")
         # Clearing the path clears the comparison.
+        open_tab(page, "explore")
         page.click("#explore-path-clear")
+        open_tab(page, "decoders")
         page.wait_for_function("document.querySelectorAll('.variants-path-row').length === 0")
         assert page.is_disabled("#variants-path-btn")
         check_clean(problems)
@@ -271,6 +279,7 @@ def test_two_maps_aligned_with_linked_hover(digits_server, browser, digits_map):
     try:
         open_map(page, digits_server, digits_map)
         page.wait_for_selector("#map-root[data-variants='ready']")
+        open_tab(page, "decoders")
         page.click("#variants-align summary")
         # A readable error first (an unknown map), then the real one by its link.
         page.fill("#variants-align-input", "nosuchmap123")

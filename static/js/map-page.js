@@ -11,6 +11,7 @@ import "./panels/variants.js";
 import "./panels/present.js";
 import "./panels/tours.js";
 import "./panels/quiz.js";
+import "./panels/side-panel.js";
 import { boot } from "./map.js";
 
 boot();

@@ -317,6 +317,7 @@ export async function boot() {
     if (state.ready) emit("view", renderer().view());
   });
   renderer().onHover((index, pos) => {
+    state.hovered = index;
     if (index < 0) hideTooltip();
     else showTooltipFor(state.items[index], pos);
   });

@@ -24,7 +24,8 @@
 // STATE (read by everyone; each field written only by the module named)
 //   mapId, editKey, meta, canEdit        map.js (meta: GET /api/maps/{id}; canEdit: the key works)
 //   items [{id, label, kind, x, y, thumbnail, pending}]   map.js (binary-loaded items: id/label null until fetched)
-//   pointsFormat "json"|"binary", pointsVersion, renderMode "fast"|"full"    map.js
+//   pointsFormat "json"|"binary", pointsVersion, renderMode "fast"|"full", hovered (index under the pointer, or -1)
+//                                        map.js
 //   colors {by: "kind"} | {by: "value", values: number[], palette: [r,g,b,a][]}   panels/explore.js via setColors
 //   seed, current {x, y, seed, url?, blob?, cache?}, history, decodeState, previewAvailable, lastDecodeMs
 //                                        panels/decode.js
@@ -76,6 +77,7 @@ export const state = {
   pointsFormat: "json",
   pointsVersion: null,
   renderMode: "full",
+  hovered: -1,
   colors: { by: "kind" },
   seed: 0,
   current: null,

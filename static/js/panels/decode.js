@@ -137,7 +137,7 @@ function pushHistory(entry) {
 
 function renderHistory() {
   const list = $("history");
-  $("history-heading").hidden = state.history.length === 0;
+  $("history-section").hidden = state.history.length === 0;
   list.replaceChildren();
   for (const entry of state.history) {
     const label = `Return to x ${entry.x}, y ${entry.y}, seed ${entry.seed}`;

@@ -115,6 +115,7 @@ function handleRemoteQuiz(q) {
   if (!quiz.round || quiz.round.id !== q.id) {
     newRound({ id: q.id, image_url: q.image_url, revealed: false });
     if (!q.revealed) toast("A quiz round started: where did this image come from?");
+    actions.showTab("teach");
     $("quiz-box").scrollIntoView({ block: "nearest" });
   }
   if (q.revealed && !quiz.result) fetchResult(q.id);

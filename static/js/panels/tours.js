@@ -223,7 +223,7 @@ function addDraftStep() {
   if ($("tour-include-path").checked) {
     path = drawnPath();
     if (!path) {
-      showError($("tour-error"), "Draw a path on the map first (Paths, in the panel), or untick “Include the path”.");
+      showError($("tour-error"), "Draw a path on the map first (Explore tab, Path), or untick “Include the path”.");
       return;
     }
   }

@@ -6,7 +6,7 @@
 import { api } from "../api.js";
 import { el, showError } from "../common.js";
 import { MAX_COMPARE_PATH_STEPS, MAX_LORA_SCALE } from "../core/constants.js";
-import { on, register, shareStateChanged, state } from "../core/page.js";
+import { actions, on, register, shareStateChanged, state } from "../core/page.js";
 
 const $ = (id) => document.getElementById(id);
 const enc = encodeURIComponent;
@@ -355,6 +355,7 @@ async function upscaleKey(key, sourceUrl, label) {
     link.download = `latentmap-${mapId}-${label.replace(/[^a-z0-9.]+/gi, "_")}-${answer.upscaler}.png`;
     $("variants-upscale-heading").textContent = `Upscaled: ${label}`;
     $("variants-upscale").hidden = false;
+    actions.showTab("decoders");
     $("variants-upscale").scrollIntoView({ block: "nearest" });
     setUpscaleStatus("");
     root.dataset.upscaleState = "done";
@@ -540,6 +541,7 @@ async function start(query) {
   renderChecks();
   renderLineage();
   $("variants-section").hidden = false;
+  actions.setTabAvailable("decoders", true);
   $("variants-section").querySelector(".variants-choices").hidden = vs.decoders.length < 2 && !vs.upscalers.length;
   if (vs.upscalers.length) addUpscaleButton();
   applyQuery(query);

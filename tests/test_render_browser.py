@@ -43,19 +43,29 @@ def photo_map(live_server):  # noqa: F811
     return created["id"]
 
 
-def canvas_crop(page, size: int) -> Image.Image:
-    """The size × size square of the page's pixels around the map's centre (viewport = map in the harness)."""
-    png = page.screenshot()
-    im = Image.open(io.BytesIO(png)).convert("RGB")
-    cx, cy = im.width // 2, im.height // 2
-    return im.crop((cx - size // 2, cy - size // 2, cx + size // 2, cy + size // 2))
+def canvas_box(page) -> dict:
+    return page.evaluate("(() => { const r = document.getElementById('map-canvas').getBoundingClientRect();"
+                         " return {x: r.left, y: r.top, w: r.width, h: r.height}; })()")
+
+
+def crop_at(page, cx: float, cy: float, size: float) -> Image.Image:
+    im = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
+    half = size / 2
+    return im.crop((round(cx - half), round(cy - half), round(cx + half), round(cy + half)))
 
 
 def mae(a: Image.Image, b: Image.Image) -> float:
     return float(np.abs(np.asarray(a.resize((48, 48)), float) - np.asarray(b.resize((48, 48)), float)).mean())
 
 
-def test_picture_drawn_at_its_item_close_up_and_dots_far_out(live_server, browser, photo_map):  # noqa: F811
+def wait_drawn(page) -> dict:
+    """Every tile the view needs has arrived and was drawn; the renderer's figures."""
+    page.wait_for_function("(() => { const r = window.latentmap.renderer(); return r && r.settled; })()")
+    page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    return page.evaluate("window.latentmap.renderer()")
+
+
+def test_picture_drawn_at_its_item_close_up_dots_far_out_clicks_decode(live_server, browser, photo_map):  # noqa: F811
     points = live_server.points(photo_map)
     images = [p for p in points if p["kind"] == "image"]
     xy = np.array([[p["x"], p["y"]] for p in points])
@@ -68,38 +78,48 @@ def test_picture_drawn_at_its_item_close_up_and_dots_far_out(live_server, browse
     context, page, problems = new_page(browser)
     try:
         zoom = 1 / (gap * 4)  # the visible height spans four gaps: the item alone at the centre, large
-        page.goto(live_server.url(f"/static/js/render/harness.html?map={photo_map}&view={item['x']},{item['y']},{zoom}"))
+        page.goto(live_server.url(f"/m/{photo_map}?view={item['x']},{item['y']},{zoom}"))
         page.wait_for_selector("body[data-ready='1']")
-        stats = page.evaluate("window.renderer.stats()")
-        assert stats["pictures"] >= 1 and stats["picturePx"] >= 28, stats
-        # What is under the centre is that item's picture, by the renderer's own picking.
-        hit = page.evaluate("(() => { const r = document.getElementById('map').getBoundingClientRect();"
-                            " return window.renderer.pickAt(r.width / 2, r.height / 2); })()")
-        assert hit and hit["picture"] and points[hit["index"]]["id"] == item["id"], hit
-        assert hit["sizePx"] >= stats["picturePx"]
-        # And the pixels there are that picture's (the closest match among all the map's pictures).
-        drawn = canvas_crop(page, int(hit["sizePx"] * 0.9))
+        info = wait_drawn(page)
+        assert info["library"].startswith("latentmap") and info["pictures"] >= 1 and info["picturePx"] >= 28, info
+        box = canvas_box(page)
+        cx, cy = box["x"] + box["w"] / 2, box["y"] + box["h"] / 2
+        # The picture is drawn larger than its cell when it has room: at least the cell size, at most 160 px.
+        size = min(160, gap * zoom * box["h"] * 0.9)
+        assert size >= info["picturePx"]
+        drawn = crop_at(page, cx, cy, size * 0.9)
         screenshot(page, "render-close-up")
-        errors = {pid: mae(drawn, t.crop((t.width * 0.05, t.height * 0.05, t.width * 0.95, t.height * 0.95)))
-                  for pid, t in thumbs.items()}
+        inner = {pid: t.crop((t.width * 0.05, t.height * 0.05, t.width * 0.95, t.height * 0.95))
+                 for pid, t in thumbs.items()}
+        errors = {pid: mae(drawn, t) for pid, t in inner.items()}
         best = min(errors, key=errors.get)
         assert best == item["id"], (errors[best], errors[item["id"]])
         assert errors[item["id"]] < 25, errors[item["id"]]
 
-        # Far out: the whole map is a few hundred pixels wide; pictures would be unreadable, so dots.
-        page.evaluate("(b) => { window.renderer.fitBounds(b); const v = window.renderer.getView();"
-                      " window.renderer.setView({...v, zoom: v.zoom / 5}); return window.renderer.whenSettled(); }",
-                      live_server.http.get(f"/api/maps/{photo_map}").json()["bounds"])
-        stats = page.evaluate("window.renderer.stats()")
-        assert stats["pictures"] == 0 and stats["points"] == len(points), stats
-        far = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
+        # A click on the picture selects its item and decodes the spot.
+        page.mouse.click(cx + size * 0.2, cy - size * 0.2)
+        page.wait_for_function("document.getElementById('map-root').dataset.decodeState === 'done'")
+        assert page.evaluate("window.latentmap.state.selected && window.latentmap.state.selected.id") == item["id"]
+        # A click on empty space (a gap away from every item) decodes there and selects nothing.
+        page.mouse.click(cx + box["h"] * 0.4, cy)
+        page.wait_for_function("document.getElementById('map-root').dataset.decodeState === 'done' && "
+                               "!window.latentmap.state.selected")
+        current = page.evaluate("window.latentmap.state.current")
+        assert current["x"] == pytest.approx(item["x"] + 0.4 / zoom, rel=0.02, abs=0.02 / zoom)
+
+        # Far out: the whole map a few hundred pixels wide; pictures would be unreadable, so dots.
+        bounds = live_server.http.get(f"/api/maps/{photo_map}").json()["bounds"]
+        far = 1 / ((bounds[3] - bounds[1]) * 4)
+        page.goto(live_server.url(f"/m/{photo_map}?view={(bounds[0] + bounds[2]) / 2},{(bounds[1] + bounds[3]) / 2},{far}"))
+        page.wait_for_selector("body[data-ready='1']")
+        info = wait_drawn(page)
+        assert info["pictures"] == 0 and info["points"] == len(points), info
+        arr = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB"), int)
         screenshot(page, "render-far-out")
-        arr = np.asarray(far, int)
-        image_blue = np.array([76, 195, 217])
-        prompt_yellow = np.array([242, 184, 75])
-        assert (np.abs(arr - image_blue).sum(axis=2) < 40).sum() >= 150  # the 40 image items as their kind's dots
-        assert (np.abs(arr - prompt_yellow).sum(axis=2) < 60).sum() >= 8  # and the prompts (near each other)
-        assert mae(canvas_crop(page, int(hit["sizePx"])), thumbs[item["id"]]) > errors[item["id"]] + 10
+        image_blue, prompt_yellow = np.array([76, 195, 217]), np.array([242, 184, 75])
+        assert (np.abs(arr - image_blue).sum(axis=2) < 60).sum() >= 150  # the 40 image items as their kind's dots
+        assert (np.abs(arr - prompt_yellow).sum(axis=2) < 60).sum() >= 8  # and the prompts
+        assert mae(crop_at(page, cx, cy, size), thumbs[item["id"]]) > errors[item["id"]] + 10
         assert not problems.errors and not problems.console_errors, (problems.errors, problems.console_errors)
     finally:
         context.close()

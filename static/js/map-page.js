@@ -8,6 +8,7 @@ import "./panels/share.js";
 import "./panels/edit.js";
 import "./panels/explore.js";
 import "./panels/variants.js";
+import "./render/terrain_control.js";
 import "./panels/present.js";
 import "./panels/tours.js";
 import "./panels/quiz.js";

@@ -1,37 +1,72 @@
-// The ONE map renderer (deck.gl, global `deck` from /static/vendor/deck.gl-9.4.0.min.js): one orthographic
-// camera in map coordinates (y up) for the decoded-terrain tiles, the points, the pictures, marks and labels.
+// The map renderer: one camera for everything drawn on the map (decoded-terrain tiles, points, the items' pictures,
+// selection rings), in plain WebGL2. It implements the renderer interface of core/page.js (setPoints, setColors,
+// setStyle, highlight, view, setView, fitView, dataToScreen, screenToData, pick, onView, onHover, info) and adds
+// setTerrain for the terrain layer (#18).
 //
-// Points and pictures come from the server's quadtree tiles (GET /api/maps/{id}/tiles/{z}/{x}/{y}.bin and
-// .webp, app/maps/tiles.py): the page never holds or draws more than the tiles on screen, whatever the map's size.
-// A picture is drawn once its cell on screen is large enough to read (MIN_PICTURE_PX); further out, dots.
+// Why not deck.gl (vendored, static/vendor/deck.gl-9.4.0.min.js): in the software GL that headless Chromium and
+// many VMs have, deck.gl's ScatterplotLayer costs ~10x a plain point draw per point (bench/render_engines.py:
+// 16,000 points, 730 ms vs 76 ms a frame, same run); the map's frame budget goes to points, so it draws them itself.
 //
-// The page (its core and pointer modules) talks to this module only through the object createMapRenderer returns:
-//   setMap({mapId, version})            which map version to draw (new version: tiles are asked for again)
-//   setPointColors(rgba | null)         Uint8Array of 4 bytes per point in points order (null: colour by kind)
-//   setMarks([{x, y, color, radius}])   selection / hover / path marks drawn over the points
-//   setLabels([{x, y, text}])           cluster labels
-//   setTerrain({info, seed, variant, opacity, visible})  the decoded-terrain layer (#18's contract)
-//   setLayerVisible(name, on)           "terrain" | "points" | "pictures" | "marks" | "labels"
-//   getView() / setView({x, y, zoom})   the share link's view: centre, zoom = 1 / visible map height
-//   fitBounds([xmin, ymin, xmax, ymax])
-//   screenToMap(px, py) / mapToScreen(x, y)   CSS pixels from the canvas' top-left <-> map coordinates
-//   pickAt(px, py, slop)                {index, x, y, kind, picture} of the drawn point/picture there, or null
-//   setPanEnabled(on)                   off while the pointer module draws a lasso or a path
-//   onView(fn), onLoad(fn)              view changed / every tile on screen arrived and was drawn
-//   whenSettled()                       promise: all tiles for the current view drawn
-//   stats()                             tiles, points and pictures drawn, bytes fetched (bench and tests)
+// What is drawn: pictures and, on big maps, points come from the server's quadtree tiles (GET
+// /api/maps/{id}/tiles/{z}/{x}/{y}.bin and .webp, app/maps/tiles.py): only the tiles on screen are fetched and
+// drawn, so a 1M-item map costs a frame what a few thousand points do. Maps up to WHOLE_POINTS_MAX points are drawn
+// whole from the items the page holds (every point visible, colours and rings by index). A picture is drawn once
+// its tile cell is at least MIN_PICTURE_PX on screen (further out: dots), and as large as the room to its nearest
+// neighbour allows, up to MAX_PICTURE_PX.
 
+import { KIND_COLORS, MAP_BACKGROUND } from "../core/constants.js";
 import { TileSet, tileBounds } from "./tileset.js";
 
-const KIND_COLORS = [[242, 184, 75], [76, 195, 217], [215, 123, 224]]; // text, image, generated
-const POINT_TILE_PX = 384; // a point tile spans about this many screen pixels (pictures 34-68 px)
-const MIN_PICTURE_PX = 28; // pictures smaller than this on screen would not read: dots instead
+const LIBRARY = "latentmap WebGL2 renderer";
+export const WHOLE_POINTS_MAX = 20000; // up to this many points the page's own items are drawn, all of them
+const POINT_TILE_PX = 512; // a point tile spans about this many screen pixels
+const MIN_PICTURE_PX = 28; // pictures smaller than this would not read: dots instead
 const MAX_PICTURE_PX = 160;
-const BACKGROUND = [20, 23, 28, 255];
+const RING_COLOR = [1, 1, 1, 1];
+
+function hexColor(hex, alpha = 1) {
+  const v = parseInt(hex.replace("#", ""), 16);
+  return [(v >> 16) / 255, ((v >> 8) & 255) / 255, (v & 255) / 255, alpha];
+}
+
+const POINT_VS = `#version 300 es
+in vec2 a_pos; in vec4 a_color;
+uniform vec2 u_offset; uniform vec2 u_scale; uniform float u_size;
+out vec4 v_color;
+void main() {
+  gl_Position = vec4((a_pos + u_offset) * u_scale, 0.0, 1.0);
+  gl_PointSize = u_size;
+  v_color = a_color;
+}`;
+const POINT_FS = `#version 300 es
+precision mediump float;
+in vec4 v_color; uniform float u_ring; uniform float u_opacity; uniform vec4 u_ring_color; out vec4 o;
+void main() {
+  float r = length(gl_PointCoord - 0.5) * 2.0;
+  if (r > 1.0) discard;
+  if (u_ring > 0.5) { if (r < 0.62) discard; o = u_ring_color; return; }
+  float a = v_color.a * u_opacity * (1.0 - smoothstep(0.82, 1.0, r));
+  o = vec4(v_color.rgb * a, a);
+}`;
+// Textured squares centred on a point: pictures (size from the room around them, in pixels, clamped) and terrain
+// tiles (size = the tile's side in map units).
+const QUAD_VS = `#version 300 es
+in vec2 a_center; in vec2 a_corner; in vec2 a_uv; in float a_room;
+uniform vec2 u_offset; uniform vec2 u_scale; uniform vec2 u_pixel; uniform float u_px_per_unit;
+uniform float u_room_factor; uniform float u_min_px; uniform float u_max_px;
+out vec2 v_uv;
+void main() {
+  float size = clamp(a_room * u_px_per_unit * u_room_factor, u_min_px, u_max_px);
+  gl_Position = vec4((a_center + u_offset) * u_scale + a_corner * size * u_pixel, 0.0, 1.0);
+  v_uv = a_uv;
+}`;
+const QUAD_FS = `#version 300 es
+precision mediump float;
+in vec2 v_uv; uniform sampler2D u_tex; uniform float u_opacity; out vec4 o;
+void main() { o = texture(u_tex, v_uv) * u_opacity; }`;
 
 function parsePointTile(buffer) {
-  const head = new Uint8Array(buffer, 0, 4);
-  if (String.fromCharCode(...head) !== "LMT1") throw new Error("not a point tile");
+  if (String.fromCharCode(...new Uint8Array(buffer, 0, 4)) !== "LMT1") throw new Error("not a point tile");
   const [n, m] = new Uint32Array(buffer, 4, 2);
   let off = 12;
   const take = (Type, count) => {
@@ -46,18 +81,14 @@ function parsePointTile(buffer) {
   const txs = take(Float32Array, m);
   const tys = take(Float32Array, m);
   const kinds = take(Uint8Array, n);
-  const positions = new Float32Array(2 * n);
-  for (let i = 0; i < n; i++) { positions[2 * i] = xs[i]; positions[2 * i + 1] = ys[i]; }
-  const thumbs = [];
-  for (let k = 0; k < m; k++) thumbs.push({ slot: k, index: thumbIndex[k], position: [txs[k], tys[k]], room: Infinity });
-  // Room: distance to the nearest other picture of the tile (map units). A picture with room to spare is drawn
-  // larger than its cell when zoomed in, up to MAX_PICTURE_PX, without covering its neighbours.
+  // Room: distance (max-norm) to the tile's nearest other picture, in map units.
+  const room = new Float32Array(m).fill(Infinity);
   for (let a = 0; a < m; a++) for (let b = a + 1; b < m; b++) {
     const d = Math.max(Math.abs(txs[a] - txs[b]), Math.abs(tys[a] - tys[b]));
-    if (d < thumbs[a].room) thumbs[a].room = d;
-    if (d < thumbs[b].room) thumbs[b].room = d;
+    if (d < room[a]) room[a] = d;
+    if (d < room[b]) room[b] = d;
   }
-  return { n, index, positions, kinds, thumbs };
+  return { n, m, index, xs, ys, kinds, thumbIndex, txs, tys, room };
 }
 
 async function fetchChecked(url, signal, stats) {
@@ -67,321 +98,622 @@ async function fetchChecked(url, signal, stats) {
     err.retryAfterMs = 1000 * (Number(response.headers.get("Retry-After")) || 1);
     throw err;
   }
-  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  if (!response.ok) {
+    const err = new Error(`${url}: HTTP ${response.status}`);
+    err.status = response.status;
+    throw err;
+  }
   const body = await response.arrayBuffer();
   stats.bytes += body.byteLength;
   return body;
 }
 
-function blobImage(buffer, type) {
-  return createImageBitmap(new Blob([buffer], { type }));
-}
-
-export function createMapRenderer({ parent, canvas, pointRadius = () => 4, kindColors = KIND_COLORS } = {}) {
-  const listeners = { view: [], load: [] };
+/**
+ * @param {{canvas: HTMLCanvasElement, mapId: string, fast?: boolean, pointSize?: number, opacity?: number}} options
+ *   fast: kept for the interface (the page's choice for very large maps); tiles keep every map fast here.
+ */
+export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opacity = 0.95 }) {
+  const gl = canvas.getContext("webgl2", { antialias: false, premultipliedAlpha: true, alpha: false });
+  if (!gl) throw new Error("WebGL2 is not available");
   const stats = { bytes: 0, tiles: 0, points: 0, pictures: 0, frames: 0, picturePx: 0 };
-  const visible = { terrain: true, points: true, pictures: true, marks: true, labels: true };
-  let map = null; // {mapId, version, info}
-  let colors = null; // Uint8Array(4 n) in points order
-  let colorsVersion = 0;
-  let marks = [];
-  let labels = [];
+  const viewListeners = [];
+  const hoverListeners = [];
+  let items = [];
+  let colors = { by: "kind" };
+  let highlighted = [];
+  let size = pointSize;
+  let alpha = opacity;
+  let background = hexColor(MAP_BACKGROUND);
+  let bounds = null;
+  let camera = { x: 0, y: 0, scale: 100 }; // scale: CSS pixels per map unit
+  let tileInfo = null;
+  let tileRequest = null;
   let terrain = null; // {info, seed, variant, opacity, visible}
-  let viewState = { target: [0, 0, 0], zoom: 0 };
-  let panEnabled = true;
-  let redrawQueued = false;
-  let settledWaiters = [];
-  let drawnSettled = false; // the last render had every tile of its view
+  let frameQueued = false;
+  let frameWaiters = [];
+  let drawnSettled = false;
 
-  const pointTiles = new TileSet({
+  // ------------------------------------------------------------ GL plumbing ----
+  function program(vs, fs) {
+    const compile = (type, src) => {
+      const s = gl.createShader(type);
+      gl.shaderSource(s, src);
+      gl.compileShader(s);
+      if (!gl.getShaderParameter(s, gl.COMPILE_STATUS)) throw new Error(gl.getShaderInfoLog(s));
+      return s;
+    };
+    const p = gl.createProgram();
+    gl.attachShader(p, compile(gl.VERTEX_SHADER, vs));
+    gl.attachShader(p, compile(gl.FRAGMENT_SHADER, fs));
+    gl.linkProgram(p);
+    if (!gl.getProgramParameter(p, gl.LINK_STATUS)) throw new Error(gl.getProgramInfoLog(p));
+    const uniforms = {};
+    const count = gl.getProgramParameter(p, gl.ACTIVE_UNIFORMS);
+    for (let i = 0; i < count; i++) {
+      const name = gl.getActiveUniform(p, i).name;
+      uniforms[name] = gl.getUniformLocation(p, name);
+    }
+    return { p, u: uniforms, attr: (name) => gl.getAttribLocation(p, name) };
+  }
+  const pointProgram = program(POINT_VS, POINT_FS);
+  const quadProgram = program(QUAD_VS, QUAD_FS);
+
+  /** A VAO of points: positions relative to `origin` (float64 on the CPU, so deep zooms stay exact). */
+  function pointBuffers(xs, ys, rgba, origin) {
+    const n = xs.length;
+    const pos = new Float32Array(2 * n);
+    for (let i = 0; i < n; i++) { pos[2 * i] = xs[i] - origin[0]; pos[2 * i + 1] = ys[i] - origin[1]; }
+    const vao = gl.createVertexArray();
+    gl.bindVertexArray(vao);
+    const posBuf = gl.createBuffer();
+    gl.bindBuffer(gl.ARRAY_BUFFER, posBuf);
+    gl.bufferData(gl.ARRAY_BUFFER, pos, gl.STATIC_DRAW);
+    let loc = pointProgram.attr("a_pos");
+    gl.enableVertexAttribArray(loc);
+    gl.vertexAttribPointer(loc, 2, gl.FLOAT, false, 0, 0);
+    const colorBuf = gl.createBuffer();
+    gl.bindBuffer(gl.ARRAY_BUFFER, colorBuf);
+    gl.bufferData(gl.ARRAY_BUFFER, rgba, gl.STATIC_DRAW);
+    loc = pointProgram.attr("a_color");
+    gl.enableVertexAttribArray(loc);
+    gl.vertexAttribPointer(loc, 4, gl.UNSIGNED_BYTE, true, 0, 0);
+    gl.bindVertexArray(null);
+    return { vao, n, origin, buffers: [posBuf, colorBuf], colorBuf };
+  }
+
+  /** A VAO of textured squares: centre, corner, uv, room per vertex (6 vertices a square). */
+  function quadBuffers(centers, uvRects, rooms, origin) {
+    const m = rooms.length;
+    const data = new Float32Array(m * 6 * 7);
+    const corners = [[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]];
+    for (let k = 0; k < m; k++) {
+      const [u0, v0, u1, v1] = uvRects[k];
+      for (let c = 0; c < 6; c++) {
+        const o = (k * 6 + c) * 7;
+        const [cx, cy] = corners[c];
+        data[o] = centers[2 * k] - origin[0];
+        data[o + 1] = centers[2 * k + 1] - origin[1];
+        data[o + 2] = cx;
+        data[o + 3] = cy;
+        data[o + 4] = cx < 0 ? u0 : u1;
+        data[o + 5] = cy < 0 ? v1 : v0; // image rows run downwards, map y upwards
+        data[o + 6] = rooms[k];
+      }
+    }
+    const vao = gl.createVertexArray();
+    gl.bindVertexArray(vao);
+    const buf = gl.createBuffer();
+    gl.bindBuffer(gl.ARRAY_BUFFER, buf);
+    gl.bufferData(gl.ARRAY_BUFFER, data, gl.STATIC_DRAW);
+    const attr = (name, n, offset) => {
+      const loc = quadProgram.attr(name);
+      gl.enableVertexAttribArray(loc);
+      gl.vertexAttribPointer(loc, n, gl.FLOAT, false, 28, offset);
+    };
+    attr("a_center", 2, 0);
+    attr("a_corner", 2, 8);
+    attr("a_uv", 2, 16);
+    attr("a_room", 1, 24);
+    gl.bindVertexArray(null);
+    return { vao, count: m * 6, origin, buffers: [buf] };
+  }
+
+  function texture(image) {
+    const tex = gl.createTexture();
+    gl.bindTexture(gl.TEXTURE_2D, tex);
+    gl.pixelStorei(gl.UNPACK_PREMULTIPLY_ALPHA_WEBGL, true);
+    gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA, gl.RGBA, gl.UNSIGNED_BYTE, image);
+    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.LINEAR);
+    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.LINEAR);
+    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE);
+    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
+    return tex;
+  }
+
+  function free(drawable) {
+    if (!drawable) return;
+    if (drawable.vao) gl.deleteVertexArray(drawable.vao);
+    for (const b of drawable.buffers || []) gl.deleteBuffer(b);
+    if (drawable.tex) gl.deleteTexture(drawable.tex);
+  }
+
+  // ------------------------------------------------------------ colours ----
+  const kindRgba = () => KIND_COLORS.map((hex) => hexColor(hex).map((c) => Math.round(c * 255)));
+
+  /** RGBA bytes for points given by their points-order indices and kind codes. */
+  function colorsFor(indices, kinds) {
+    const n = indices.length;
+    const out = new Uint8Array(4 * n);
+    const byKind = kindRgba();
+    const values = colors.by === "value" ? colors.values : null;
+    const palette = colors.by === "value" ? colors.palette : null;
+    for (let i = 0; i < n; i++) {
+      let c;
+      if (values && palette && palette.length) {
+        // state.colors: values are palette indices, palette entries [r, g, b, a] in 0..1.
+        const p = palette[Math.max(0, Math.min(palette.length - 1, Number(values[indices[i]]) | 0))];
+        c = [p[0] * 255, p[1] * 255, p[2] * 255, (p[3] ?? 1) * 255];
+      } else {
+        c = byKind[kinds[i]] || byKind[2];
+      }
+      out[4 * i] = c[0]; out[4 * i + 1] = c[1]; out[4 * i + 2] = c[2]; out[4 * i + 3] = c[3] ?? 255;
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------------ data ----
+  let whole = null; // drawable of all items (small maps)
+  let rings = null; // drawable of highlighted points
+  const kindCode = (kind) => (kind === "text" ? 0 : kind === "image" ? 1 : 2);
+
+  function rebuildWhole() {
+    free(whole);
+    whole = null;
+    if (items.length === 0 || items.length > WHOLE_POINTS_MAX) return;
+    const n = items.length;
+    const xs = new Float64Array(n);
+    const ys = new Float64Array(n);
+    const idx = new Uint32Array(n);
+    const kinds = new Uint8Array(n);
+    items.forEach((p, i) => { xs[i] = p.x; ys[i] = p.y; idx[i] = i; kinds[i] = kindCode(p.kind); });
+    whole = pointBuffers(xs, ys, colorsFor(idx, kinds), origin());
+    whole.xs = xs;
+    whole.ys = ys;
+  }
+
+  function rebuildRings() {
+    free(rings);
+    rings = null;
+    const chosen = highlighted.filter((i) => items[i]);
+    if (!chosen.length) return;
+    const xs = chosen.map((i) => items[i].x);
+    const ys = chosen.map((i) => items[i].y);
+    rings = pointBuffers(xs, ys, new Uint8Array(4 * chosen.length).fill(255), origin());
+  }
+
+  function origin() {
+    return bounds ? [(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2] : [0, 0];
+  }
+
+  const tiles = new TileSet({
     load: async (t, signal) => {
-      const v = map.version;
-      const base = `/api/maps/${map.mapId}/tiles/${t.z}/${t.x}/${t.y}`;
-      const data = parsePointTile(await fetchChecked(`${base}.bin?v=${v}`, signal, stats));
-      data.atlas = data.thumbs.length ? await blobImage(await fetchChecked(`${base}.webp?v=${v}`, signal, stats),
-        "image/webp") : null;
+      const info = tileInfo;
+      const base = `/api/maps/${encodeURIComponent(mapId)}/tiles/${t.z}/${t.x}/${t.y}`;
+      let data;
+      try {
+        data = parsePointTile(await fetchChecked(`${base}.bin?v=${info.version}`, signal, stats));
+      } catch (err) {
+        if (err.status === 409) refreshTiles().catch(() => {}); // someone else changed the map
+        throw err;
+      }
+      if (data.m) {
+        const body = await fetchChecked(`${base}.webp?v=${info.version}`, signal, stats);
+        data.atlas = await createImageBitmap(new Blob([body], { type: "image/webp" }));
+      }
       return data;
     },
-    onChange: () => queueRedraw(),
+    unload: (data) => { free(data.points); free(data.pictures); if (data.atlas && data.atlas.close) data.atlas.close(); },
+    onChange: () => queueFrame(),
   });
   const terrainTiles = new TileSet({
     load: async (t, signal) => {
       const params = new URLSearchParams({ seed: String(terrain.seed || 0) });
       if (terrain.variant) params.set("variant", terrain.variant);
-      const url = `/api/maps/${map.mapId}/terrain/${t.z}/${t.x}/${t.y}.png?${params}`;
-      return blobImage(await fetchChecked(url, signal, stats), "image/png");
+      const url = `/api/maps/${encodeURIComponent(mapId)}/terrain/${t.z}/${t.x}/${t.y}.png?${params}`;
+      const body = await fetchChecked(url, signal, stats);
+      return { image: await createImageBitmap(new Blob([body], { type: "image/png" })) };
     },
-    onChange: () => queueRedraw(),
+    unload: (data) => { free(data.quad); if (data.image && data.image.close) data.image.close(); },
+    onChange: () => queueFrame(),
     maxRequests: 4,
   });
 
-  const deckgl = new deck.Deck({
-    parent,
-    canvas,
-    views: new deck.OrthographicView({ id: "map", flipY: false, controller: true }),
-    viewState,
-    controller: { dragPan: true, scrollZoom: { smooth: false }, doubleClickZoom: false, keyboard: false, inertia: false },
-    onViewStateChange: ({ viewState: next }) => {
-      viewState = { ...next, target: [next.target[0], next.target[1], 0] };
-      deckgl.setProps({ viewState });
-      queueRedraw();
-      for (const fn of listeners.view) fn(getView());
-      return viewState;
-    },
-    parameters: { clearColor: BACKGROUND.map((c) => c / 255) },
-    onAfterRender: () => {
-      stats.frames += 1;
-      resolveSettled();
-    },
-    getCursor: ({ isDragging }) => (isDragging ? "grabbing" : "crosshair"),
-    useDevicePixels: true,
-  });
+  function tilePoints(d) {
+    if (!d.points) d.points = pointBuffers(d.xs, d.ys, colorsFor(d.index, d.kinds), origin());
+    return d.points;
+  }
 
-  function size() {
-    const el = canvas || parent;
-    const rect = el.getBoundingClientRect();
+  function tilePictures(d) {
+    if (!d.pictures && d.atlas) {
+      const side = tileInfo.thumbs_side;
+      const cell = tileInfo.thumb_px;
+      const W = d.atlas.width;
+      const H = d.atlas.height;
+      const centers = new Float64Array(2 * d.m);
+      const uv = [];
+      for (let k = 0; k < d.m; k++) {
+        centers[2 * k] = d.txs[k];
+        centers[2 * k + 1] = d.tys[k];
+        const x = (k % side) * cell;
+        const y = Math.floor(k / side) * cell;
+        uv.push([x / W, y / H, (x + cell) / W, (y + cell) / H]);
+      }
+      d.pictures = quadBuffers(centers, uv, d.room, origin());
+      d.pictures.tex = texture(d.atlas);
+    }
+    return d.pictures;
+  }
+
+  async function refreshTiles() {
+    const request = fetch(`/api/maps/${encodeURIComponent(mapId)}/tiles`).then((r) => {
+      if (!r.ok) throw new Error(`tiles: HTTP ${r.status}`);
+      return r.json();
+    });
+    tileRequest = request;
+    const info = await request;
+    if (tileRequest !== request) return; // a newer refresh won
+    tileInfo = info;
+    tiles.reset({ origin: info.origin, size: info.size }, info.max_zoom);
+    queueFrame();
+  }
+
+  // ------------------------------------------------------------ camera ----
+  function cssSize() {
+    const rect = canvas.getBoundingClientRect();
     return [rect.width || 1, rect.height || 1];
   }
 
   function viewRect() {
-    const [w, h] = size();
-    const scale = 2 ** viewState.zoom;
-    const [cx, cy] = viewState.target;
-    return [cx - w / 2 / scale, cy - h / 2 / scale, cx + w / 2 / scale, cy + h / 2 / scale];
+    const [w, h] = cssSize();
+    return [camera.x - w / 2 / camera.scale, camera.y - h / 2 / camera.scale,
+      camera.x + w / 2 / camera.scale, camera.y + h / 2 / camera.scale];
   }
 
-  function isSettled() {
-    return (!map || pointTiles.settled()) && (!terrain || !terrain.visible || !visible.terrain || terrainTiles.settled());
+  const viewZoom = () => Math.log2(camera.scale); // tiles: pixels per map unit = 2^viewZoom
+
+  function dataToScreen(x, y) {
+    const [w, h] = cssSize();
+    return [w / 2 + (x - camera.x) * camera.scale, h / 2 - (y - camera.y) * camera.scale];
   }
 
-  function queueRedraw() {
-    if (redrawQueued) return;
-    redrawQueued = true;
+  function screenToData(px, py) {
+    const [w, h] = cssSize();
+    return [camera.x + (px - w / 2) / camera.scale, camera.y - (py - h / 2) / camera.scale];
+  }
+
+  function moved() {
+    queueFrame();
+    for (const fn of viewListeners) fn();
+  }
+
+  function setCamera(next) {
+    if (![next.x, next.y, next.scale].every(Number.isFinite) || next.scale <= 0) return nextFrame();
+    camera = { x: next.x, y: next.y, scale: Math.min(1e9, Math.max(1e-9, next.scale)) };
+    moved();
+    return nextFrame();
+  }
+
+  function fit() {
+    const [w, h] = cssSize();
+    if (!bounds) return setCamera({ x: 0, y: 0, scale: Math.min(w, h) / 2.2 });
+    const spanX = Math.max(bounds[2] - bounds[0], 1e-9);
+    const spanY = Math.max(bounds[3] - bounds[1], 1e-9);
+    const scale = bounds[2] - bounds[0] > 0 || bounds[3] - bounds[1] > 0 ? Math.min(w / spanX, h / spanY) * 0.9 : 100;
+    return setCamera({ x: (bounds[0] + bounds[2]) / 2, y: (bounds[1] + bounds[3]) / 2, scale });
+  }
+
+  // ------------------------------------------------------------ drawing ----
+  function queueFrame() {
+    if (frameQueued) return;
+    frameQueued = true;
     requestAnimationFrame(() => {
-      redrawQueued = false;
-      render();
+      frameQueued = false;
+      draw();
+      const waiters = frameWaiters;
+      frameWaiters = [];
+      for (const fn of waiters) fn();
     });
   }
 
-  function pointColorsFor(tile) {
-    if (tile.colorsVersion === colorsVersion && tile.colors) return tile.colors;
-    const out = new Uint8Array(4 * tile.n);
-    for (let i = 0; i < tile.n; i++) {
-      if (colors) {
-        const j = tile.index[i] * 4;
-        out.set(colors.subarray(j, j + 4), 4 * i);
-      } else {
-        const c = kindColors[tile.kinds[i]] || kindColors[2];
-        out[4 * i] = c[0]; out[4 * i + 1] = c[1]; out[4 * i + 2] = c[2]; out[4 * i + 3] = 235;
-      }
-    }
-    tile.colors = out;
-    tile.colorsVersion = colorsVersion;
-    return out;
+  function nextFrame() {
+    return new Promise((resolve) => { frameWaiters.push(resolve); queueFrame(); });
   }
 
-  function render() {
-    const layers = [];
+  function resize() {
+    const dpr = window.devicePixelRatio || 1;
+    const [w, h] = cssSize();
+    const W = Math.max(1, Math.round(w * dpr));
+    const H = Math.max(1, Math.round(h * dpr));
+    if (canvas.width !== W || canvas.height !== H) { canvas.width = W; canvas.height = H; }
+    return dpr;
+  }
+
+  function uniformsFor(prog, drawableOrigin) {
+    const [w, h] = cssSize();
+    gl.uniform2f(prog.u.u_offset, drawableOrigin[0] - camera.x, drawableOrigin[1] - camera.y);
+    gl.uniform2f(prog.u.u_scale, (2 * camera.scale) / w, (2 * camera.scale) / h);
+  }
+
+  function drawPoints(d, dpr, { ring = false, sizePx = size } = {}) {
+    const prog = pointProgram;
+    gl.useProgram(prog.p);
+    uniformsFor(prog, d.origin);
+    gl.uniform1f(prog.u.u_size, sizePx * dpr);
+    gl.uniform1f(prog.u.u_ring, ring ? 1 : 0);
+    gl.uniform1f(prog.u.u_opacity, alpha);
+    gl.uniform4fv(prog.u.u_ring_color, RING_COLOR);
+    gl.bindVertexArray(d.vao);
+    gl.drawArrays(gl.POINTS, 0, d.n);
+  }
+
+  function drawQuads(q, { factor, minPx, maxPx, opacity: quadOpacity = 1 }) {
+    const prog = quadProgram;
+    const [w, h] = cssSize();
+    gl.useProgram(prog.p);
+    uniformsFor(prog, q.origin);
+    gl.uniform2f(prog.u.u_pixel, 2 / w, 2 / h);
+    gl.uniform1f(prog.u.u_px_per_unit, camera.scale);
+    gl.uniform1f(prog.u.u_room_factor, factor);
+    gl.uniform1f(prog.u.u_min_px, minPx);
+    gl.uniform1f(prog.u.u_max_px, maxPx);
+    gl.uniform1f(prog.u.u_opacity, quadOpacity);
+    gl.activeTexture(gl.TEXTURE0);
+    gl.bindTexture(gl.TEXTURE_2D, q.tex);
+    gl.uniform1i(prog.u.u_tex, 0);
+    gl.bindVertexArray(q.vao);
+    gl.drawArrays(gl.TRIANGLES, 0, q.count);
+  }
+
+  let drawnPictureTiles = [];
+  let drawnPointTiles = [];
+
+  function draw() {
+    const dpr = resize();
+    gl.viewport(0, 0, canvas.width, canvas.height);
+    gl.clearColor(...background);
+    gl.clear(gl.COLOR_BUFFER_BIT);
+    gl.enable(gl.BLEND);
+    gl.blendFunc(gl.ONE, gl.ONE_MINUS_SRC_ALPHA);
     const rect = viewRect();
-    if (terrain && terrain.visible && visible.terrain && terrain.info && map) {
+    let settled = true;
+
+    if (terrain && terrain.visible && terrain.info) {
       const t = terrain.info;
-      const tilePx = (t.cells || 8) * (t.cell_px || 32);
-      for (const tile of terrainTiles.update(viewState.zoom, rect, tilePx)) {
-        if (!tile.data) continue;
-        layers.push(new deck.BitmapLayer({
-          id: `terrain-${tile.z}-${tile.x}-${tile.y}`, image: tile.data, opacity: terrain.opacity ?? 0.8,
-          bounds: tileBounds(terrainTiles.square, tile.z, tile.x, tile.y), textureParameters: {
-            minFilter: "linear", magFilter: "nearest" },
-        }));
+      for (const tile of terrainTiles.update(viewZoom(), rect, (t.cells || 8) * (t.cell_px || 32))) {
+        const d = tile.data;
+        if (!d) continue;
+        if (!d.quad) {
+          const b = tileBounds(terrainTiles.square, tile.z, tile.x, tile.y);
+          d.quad = quadBuffers(new Float64Array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2]), [[0, 0, 1, 1]],
+            new Float32Array([b[2] - b[0]]), origin());
+          d.quad.tex = texture(d.image);
+        }
+        drawQuads(d.quad, { factor: 1, minPx: 0, maxPx: 1e9, opacity: terrain.opacity ?? 0.85 });
       }
+      settled = settled && terrainTiles.settled();
     }
+
+    const drawn = tileInfo ? tiles.update(viewZoom(), rect, POINT_TILE_PX) : [];
+    settled = settled && Boolean(tileInfo) && tiles.settled();
     let points = 0;
-    let pictures = 0;
-    const drawn = map ? pointTiles.update(viewState.zoom, rect, POINT_TILE_PX) : [];
-    const radius = pointRadius();
-    if (visible.points) {
+    drawnPointTiles = [];
+    if (whole) {
+      drawPoints(whole, dpr);
+      points = whole.n;
+    } else if (items.length > WHOLE_POINTS_MAX) {
       for (const tile of drawn) {
         if (!tile.data || !tile.data.n) continue;
-        const d = tile.data;
-        points += d.n;
-        layers.push(new deck.ScatterplotLayer({
-          id: `points-${tile.z}-${tile.x}-${tile.y}`,
-          data: { length: d.n, attributes: {
-            getPosition: { value: d.positions, size: 2 },
-            getFillColor: { value: pointColorsFor(d), size: 4, normalized: true },
-          } },
-          radiusUnits: "pixels", getRadius: radius, stroked: false, pickable: true, updateTriggers: { getFillColor: colorsVersion },
-          tile: d,
-        }));
+        drawPoints(tilePoints(tile.data), dpr);
+        drawnPointTiles.push(tile.data);
+        points += tile.data.n;
       }
     }
-    stats.picturePx = 0;
-    if (visible.pictures) {
-      const scale = 2 ** viewState.zoom;
-      for (const tile of drawn) {
-        if (!tile.data || !tile.data.atlas) continue;
-        const cellPx = (pointTiles.square.size / 2 ** tile.z / map.info.thumbs_side) * scale;
-        if (cellPx < MIN_PICTURE_PX) continue;
-        const px = Math.min(MAX_PICTURE_PX, cellPx * 0.92);
-        stats.picturePx = px;
-        const side = map.info.thumbs_side;
-        const cell = map.info.thumb_px;
-        const mapping = {};
-        for (const th of tile.data.thumbs) {
-          mapping[th.slot] = { x: (th.slot % side) * cell, y: Math.floor(th.slot / side) * cell, width: cell, height: cell,
-            anchorX: cell / 2, anchorY: cell / 2 };
-        }
-        pictures += tile.data.thumbs.length;
-        layers.push(new deck.IconLayer({
-          id: `pictures-${tile.z}-${tile.x}-${tile.y}`,
-          data: tile.data.thumbs, iconAtlas: tile.data.atlas, iconMapping: mapping,
-          getIcon: (th) => th.slot, getPosition: (th) => th.position, sizeUnits: "pixels",
-          getSize: (th) => Math.max(px, Math.min(MAX_PICTURE_PX, th.room * scale * 0.9)),
-          updateTriggers: { getSize: scale },
-          pickable: true, tile: tile.data,
-          textureParameters: { minFilter: "linear", magFilter: "linear" },
-        }));
-      }
+    let pictures = 0;
+    let picturePx = 0;
+    drawnPictureTiles = [];
+    for (const tile of drawn) {
+      const d = tile.data;
+      if (!d || !d.atlas) continue;
+      const cellPx = (tiles.square.size / 2 ** tile.z / tileInfo.thumbs_side) * camera.scale;
+      if (cellPx < MIN_PICTURE_PX) continue;
+      const basePx = Math.min(MAX_PICTURE_PX, cellPx * 0.92);
+      drawQuads(tilePictures(d), { factor: 0.9, minPx: basePx, maxPx: MAX_PICTURE_PX });
+      drawnPictureTiles.push({ d, basePx });
+      pictures += d.m;
+      picturePx = basePx;
     }
-    if (visible.marks && marks.length) {
-      layers.push(new deck.ScatterplotLayer({
-        id: "marks", data: marks, getPosition: (m) => [m.x, m.y], getRadius: (m) => m.radius || radius + 3,
-        radiusUnits: "pixels", stroked: true, filled: (m) => Boolean(m.fill), getFillColor: (m) => m.fill || [0, 0, 0, 0],
-        getLineColor: (m) => m.color || [255, 255, 255, 255], lineWidthUnits: "pixels", getLineWidth: (m) => m.width || 2,
-      }));
-    }
-    if (visible.labels && labels.length) {
-      layers.push(new deck.TextLayer({
-        id: "labels", data: labels, getPosition: (l) => [l.x, l.y], getText: (l) => l.text, getSize: 14,
-        getColor: [240, 240, 240, 255], background: true, getBackgroundColor: [20, 23, 28, 200],
-        backgroundPadding: [4, 2], fontFamily: "system-ui, sans-serif", characterSet: "auto",
-      }));
-    }
-    drawnSettled = isSettled();
+    if (rings) drawPoints(rings, dpr, { ring: true, sizePx: size + 8 });
+    gl.bindVertexArray(null);
+    stats.frames += 1;
     stats.tiles = drawn.length;
     stats.points = points;
     stats.pictures = pictures;
-    deckgl.setProps({ layers, controller: controllerProps() });
-    // deck skips drawing when nothing changed; waiters for a view that is already complete must not hang.
-    if (drawnSettled && settledWaiters.length) requestAnimationFrame(() => requestAnimationFrame(resolveSettled));
+    stats.picturePx = picturePx;
+    drawnSettled = settled;
   }
 
-  function resolveSettled() {
-    if (!drawnSettled || !settledWaiters.length) return;
-    const waiters = settledWaiters;
-    settledWaiters = [];
-    for (const fn of waiters) fn();
-    for (const fn of listeners.load) fn();
+  /** Screen size (CSS px) of picture k of a drawn tile, as the shader computes it. */
+  function pictureSize(entry, k) {
+    return Math.max(entry.basePx, Math.min(MAX_PICTURE_PX, entry.d.room[k] * camera.scale * 0.9));
   }
 
-  function controllerProps() {
-    return { dragPan: panEnabled, scrollZoom: { smooth: false }, doubleClickZoom: false, keyboard: false, inertia: false };
-  }
-
-  function getView() {
-    const [, h] = size();
-    return { x: viewState.target[0], y: viewState.target[1], zoom: 2 ** viewState.zoom / h };
-  }
-
-  function setView({ x, y, zoom }) {
-    if (![x, y, zoom].every(Number.isFinite) || zoom <= 0) return;
-    const [, h] = size();
-    viewState = { ...viewState, target: [x, y, 0], zoom: Math.log2(zoom * h) };
-    deckgl.setProps({ viewState });
-    queueRedraw();
-    for (const fn of listeners.view) fn(getView());
-  }
-
-  function fitBounds(bounds, padding = 0.06) {
-    if (!bounds || bounds.length !== 4 || !bounds.every(Number.isFinite)) {
-      setView({ x: 0, y: 0, zoom: 0.5 });
-      return;
+  // ------------------------------------------------------------ picking ----
+  function pickPicture(px, py) {
+    for (let t = drawnPictureTiles.length - 1; t >= 0; t--) {
+      const entry = drawnPictureTiles[t];
+      const d = entry.d;
+      for (let k = d.m - 1; k >= 0; k--) {
+        const [sx, sy] = dataToScreen(d.txs[k], d.tys[k]);
+        const half = pictureSize(entry, k) / 2;
+        if (Math.abs(px - sx) <= half && Math.abs(py - sy) <= half) return { index: d.thumbIndex[k], size: 2 * half };
+      }
     }
-    const [w, h] = size();
-    const spanX = Math.max(bounds[2] - bounds[0], 1e-6);
-    const spanY = Math.max(bounds[3] - bounds[1], 1e-6);
-    const scale = Math.min(w / spanX, h / spanY) * (1 - 2 * padding);
-    setView({ x: (bounds[0] + bounds[2]) / 2, y: (bounds[1] + bounds[3]) / 2, zoom: scale / h });
+    return null;
   }
 
-  function screenToMap(px, py) {
-    const [w, h] = size();
-    const scale = 2 ** viewState.zoom;
-    return [viewState.target[0] + (px - w / 2) / scale, viewState.target[1] - (py - h / 2) / scale];
+  function pick(px, py, slop = 3) {
+    const picture = pickPicture(px, py);
+    if (picture && items[picture.index]) return picture.index;
+    let best = -1;
+    let bestDistance = size / 2 + slop;
+    const consider = (index, x, y) => {
+      const [sx, sy] = dataToScreen(x, y);
+      const distance = Math.hypot(sx - px, sy - py);
+      if (distance <= bestDistance) { best = index; bestDistance = distance; }
+    };
+    if (whole) for (let i = 0; i < whole.n; i++) consider(i, whole.xs[i], whole.ys[i]);
+    else for (const d of drawnPointTiles) for (let i = 0; i < d.n; i++) consider(d.index[i], d.xs[i], d.ys[i]);
+    return best >= 0 && items[best] ? best : -1;
   }
 
-  function mapToScreen(x, y) {
-    const [w, h] = size();
-    const scale = 2 ** viewState.zoom;
-    return [w / 2 + (x - viewState.target[0]) * scale, h / 2 - (y - viewState.target[1]) * scale];
-  }
-
-  function pickAt(px, py, slop = 3) {
-    const info = deckgl.pickObject({ x: px, y: py, radius: slop, layerIds: undefined });
-    if (!info || !info.layer || !info.layer.props.tile) return null;
-    const tile = info.layer.props.tile;
-    if (info.layer.id.startsWith("pictures-")) {
-      const th = tile.thumbs[info.index];
-      const getSize = info.layer.props.getSize;
-      return th ? { index: th.index, x: th.position[0], y: th.position[1], kind: 1, picture: true,
-        sizePx: typeof getSize === "function" ? getSize(th) : getSize } : null;
+  // ------------------------------------------------------------ input: pan, zoom, hover ----
+  let drag = null;
+  canvas.addEventListener("pointerdown", (event) => {
+    if (event.button !== 0) return;
+    drag = { x: event.clientX, y: event.clientY, id: event.pointerId };
+  });
+  window.addEventListener("pointermove", (event) => {
+    if (drag && event.pointerId === drag.id && event.buttons & 1) {
+      const dx = event.clientX - drag.x;
+      const dy = event.clientY - drag.y;
+      drag.x = event.clientX;
+      drag.y = event.clientY;
+      if (dx || dy) {
+        camera = { ...camera, x: camera.x - dx / camera.scale, y: camera.y + dy / camera.scale };
+        moved();
+      }
+    } else if (event.target === canvas) {
+      hoverAt(event);
     }
-    const i = info.index;
-    if (i < 0 || i >= tile.n) return null;
-    return { index: tile.index[i], x: tile.positions[2 * i], y: tile.positions[2 * i + 1], kind: tile.kinds[i],
-      picture: false };
+  });
+  window.addEventListener("pointerup", () => { drag = null; });
+  canvas.addEventListener("pointerleave", () => { if (hovered >= 0) { hovered = -1; for (const fn of hoverListeners) fn(-1); } });
+  canvas.addEventListener("wheel", (event) => {
+    event.preventDefault();
+    const rect = canvas.getBoundingClientRect();
+    const px = event.clientX - rect.left;
+    const py = event.clientY - rect.top;
+    const delta = event.deltaY * (event.deltaMode === 1 ? 40 : event.deltaMode === 2 ? 800 : 1);
+    const factor = 2 ** (-delta / 600); // a wheel notch (100) zooms ~12%
+    const [x, y] = screenToData(px, py);
+    const scale = Math.min(1e9, Math.max(1e-9, camera.scale * factor));
+    const [w, h] = cssSize();
+    // Keep the spot under the cursor where it is.
+    camera = { x: x - (px - w / 2) / scale, y: y + (py - h / 2) / scale, scale };
+    moved();
+  }, { passive: false });
+
+  let hovered = -1;
+  let hoverQueued = null;
+  function hoverAt(event) {
+    const rect = canvas.getBoundingClientRect();
+    const at = [event.clientX - rect.left, event.clientY - rect.top];
+    if (hoverQueued) { hoverQueued = at; return; }
+    hoverQueued = at;
+    requestAnimationFrame(() => {
+      const [px, py] = hoverQueued;
+      hoverQueued = null;
+      const index = pick(px, py, 3);
+      if (index === hovered) return;
+      hovered = index;
+      for (const fn of hoverListeners) {
+        if (index < 0) fn(-1);
+        else fn(index, dataToScreen(items[index].x, items[index].y));
+      }
+    });
   }
 
-  async function setMap({ mapId, version }) {
-    const response = await fetch(`/api/maps/${mapId}/tiles`);
-    if (!response.ok) throw new Error(`tiles of map ${mapId}: HTTP ${response.status}`);
-    const info = await response.json();
-    if (version !== undefined && version !== null && info.version !== version) {
-      // The map moved on between the page's read and ours: draw what the server has now.
-    }
-    map = { mapId, version: info.version, info };
-    pointTiles.reset({ origin: info.origin, size: info.size }, info.max_zoom);
-    if (terrain && terrain.info) resetTerrain();
-    queueRedraw();
-    return info;
-  }
+  new ResizeObserver(() => moved()).observe(canvas);
 
-  function setTerrain(next) {
-    const prev = terrain;
-    terrain = { ...(terrain || {}), ...next };
-    const changed = !prev || prev.seed !== terrain.seed || prev.variant !== terrain.variant
-      || JSON.stringify(prev.info) !== JSON.stringify(terrain.info);
-    if (changed && terrain.info) resetTerrain();
-    queueRedraw();
-  }
-
-  function resetTerrain() {
-    const t = terrain.info;
-    // The contract names no deepest zoom (a server setting): deeper tiles answer 404 and their parent stays.
-    terrainTiles.reset({ origin: t.origin, size: t.size }, Number.isFinite(t.max_zoom) ? t.max_zoom : 12);
-  }
-
+  // ------------------------------------------------------------ interface ----
   return {
-    deck: deckgl,
-    setMap,
-    setPointColors(rgba) { colors = rgba; colorsVersion += 1; queueRedraw(); },
-    setMarks(list) { marks = list || []; queueRedraw(); },
-    setLabels(list) { labels = list || []; queueRedraw(); },
-    setTerrain,
-    setLayerVisible(name, on) { visible[name] = Boolean(on); queueRedraw(); },
-    getView,
-    setView,
-    fitBounds,
-    screenToMap,
-    mapToScreen,
-    pickAt,
-    setPanEnabled(on) { panEnabled = Boolean(on); queueRedraw(); },
-    onView(fn) { listeners.view.push(fn); },
-    onLoad(fn) { listeners.load.push(fn); },
-    whenSettled() {
-      return new Promise((resolve) => { settledWaiters.push(resolve); queueRedraw(); });
+    async setPoints(next, { fit: refit = false, bounds: given = null } = {}) {
+      items = next;
+      tiles.paused = true; // the map version moved on: tiles of the old one would answer 409
+      if (refit || !bounds) bounds = given || boundsOf(items);
+      rebuildWhole();
+      rebuildRings();
+      const refreshed = refreshTiles().catch((err) => console.warn("latentmap: point tiles", err));
+      if (refit) await fit();
+      await refreshed;
+      return nextFrame();
     },
-    stats() { return { ...stats, settled: drawnSettled, version: map && map.version }; },
-    redraw: queueRedraw,
+    setColors(next) {
+      colors = next && next.by === "value" ? next : { by: "kind" };
+      rebuildWhole();
+      for (const t of tiles.cache.values()) if (t.data && t.data.points) { free(t.data.points); t.data.points = null; }
+      return nextFrame();
+    },
+    setStyle({ pointSize: nextSize, opacity: nextOpacity, background: nextBackground } = {}) {
+      if (nextSize !== undefined) size = nextSize;
+      if (nextOpacity !== undefined) alpha = nextOpacity;
+      if (nextBackground !== undefined) background = hexColor(nextBackground);
+      queueFrame();
+    },
+    highlight(indices) {
+      highlighted = [...indices];
+      rebuildRings();
+      queueFrame();
+    },
+    view() {
+      const [, h] = cssSize();
+      return { x: camera.x, y: camera.y, zoom: camera.scale / h };
+    },
+    setView({ x, y, zoom }) {
+      const [, h] = cssSize();
+      return setCamera({ x, y, scale: zoom * h });
+    },
+    fitView: () => fit(),
+    dataToScreen,
+    screenToData,
+    pick,
+    /** The picture under a screen position: {index, size (CSS px)} or null (tests: what is drawn there). */
+    pictureAt: (px, py) => pickPicture(px, py),
+    /** The decoded-terrain layer (#18): info = GET /api/maps/{id} `terrain`; visible, opacity, seed, variant. */
+    setTerrain(next) {
+      const before = terrain;
+      terrain = { ...(terrain || {}), ...next };
+      const changed = !before || before.seed !== terrain.seed || before.variant !== terrain.variant
+        || JSON.stringify(before.info) !== JSON.stringify(terrain.info);
+      if (changed && terrain.info) {
+        const t = terrain.info;
+        // The contract names no deepest zoom (a server setting): deeper tiles answer 404 and their parent stays.
+        terrainTiles.reset({ origin: t.origin, size: t.size }, Number.isFinite(t.max_zoom) ? t.max_zoom : 12);
+      }
+      queueFrame();
+    },
+    onView: (fn) => viewListeners.push(fn),
+    onHover: (fn) => hoverListeners.push(fn),
+    info: () => ({
+      library: LIBRARY,
+      mode: fast ? "fast" : "full",
+      source: whole ? "items" : "tiles",
+      colorBy: colors.by,
+      palette: colors.by === "value" ? colors.palette : KIND_COLORS,
+      pointSize: size,
+      terrain: terrain ? { visible: Boolean(terrain.visible), opacity: terrain.opacity, seed: terrain.seed } : null,
+      ...stats,
+      settled: drawnSettled,
+      tileVersion: tileInfo ? tileInfo.version : null,
+    }),
   };
+}
+
+function boundsOf(items) {
+  let b = null;
+  for (const p of items) {
+    if (!Number.isFinite(p.x) || !Number.isFinite(p.y)) continue;
+    b = b ? [Math.min(b[0], p.x), Math.min(b[1], p.y), Math.max(b[2], p.x), Math.max(b[3], p.y)] : [p.x, p.y, p.x, p.y];
+  }
+  return b;
 }

@@ -45,8 +45,9 @@ export class TileSet {
    * @param {number} o.maxTiles  tiles kept in memory
    * @param {number} o.maxRequests  tiles loading at once
    */
-  constructor({ load, onChange, maxTiles = 192, maxRequests = 6 }) {
+  constructor({ load, onChange, unload = () => {}, maxTiles = 192, maxRequests = 6 }) {
     this.load = load;
+    this.unload = unload; // frees what a tile holds (GPU buffers, textures) when it leaves the cache
     this.onChange = onChange;
     this.maxTiles = maxTiles;
     this.maxRequests = maxRequests;
@@ -60,13 +61,17 @@ export class TileSet {
   }
 
   reset(square, maxZoom) {
-    for (const t of this.cache.values()) if (t.controller) t.controller.abort();
+    for (const t of this.cache.values()) {
+      if (t.controller) t.controller.abort();
+      if (t.data) this.unload(t.data);
+    }
     this.cache.clear();
     this.queue = [];
     this.wanted = [];
     this.square = square;
     this.maxZoom = maxZoom;
     this.generation += 1;
+    this.paused = false;
   }
 
   key(z, x, y) {
@@ -138,6 +143,7 @@ export class TileSet {
   }
 
   pump() {
+    if (this.paused) return; // the owner knows the tiles are about to change (a new map version): ask nothing yet
     while (this.active < this.maxRequests && this.queue.length) {
       const entry = this.queue.shift();
       const generation = this.generation;
@@ -176,6 +182,9 @@ export class TileSet {
     const wanted = new Set(this.wanted.map((t) => this.key(t.z, t.x, t.y)));
     const old = [...this.cache.entries()].filter(([k, e]) => !wanted.has(k) && e.state !== "loading")
       .sort((a, b) => a[1].used - b[1].used);
-    for (const [k] of old.slice(0, this.cache.size - this.maxTiles)) this.cache.delete(k);
+    for (const [k, e] of old.slice(0, this.cache.size - this.maxTiles)) {
+      if (e.data) this.unload(e.data);
+      this.cache.delete(k);
+    }
   }
 }

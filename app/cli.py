@@ -188,6 +188,43 @@ def cmd_import(args) -> int:
     return 0
 
 
+def cmd_maps_list(args) -> int:
+    from .maps.store import Store
+
+    store = Store(_settings(args).data_dir)  # the store alone: no model is loaded
+    try:
+        rows = [{"id": r.id, "title": r.title, "space": r.space, "count": r.count, "created_at": r.created_at}
+                for r in store.list_maps()]
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    if not rows:
+        print("no maps")
+    for r in rows:
+        print(f"{r['id']}  {r['space']:<12} {r['count']:>7} items  {r['title']}")
+    return 0
+
+
+def cmd_maps_delete(args) -> int:
+    """For the operator of a server (no edit key): the map, its items, files, tours and cached decodes.
+    Live presentations and quiz rounds of a running server end with it (they live in that process)."""
+    from .maps.store import InvalidId, NotFound, Store
+
+    store = Store(_settings(args).data_dir)
+    try:
+        record = store.get_map(args.map_id)
+        store.delete_map(record.id)
+    except (InvalidId, NotFound) as e:
+        print(f"latentmap maps delete: {e}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(f"deleted map {record.id} '{record.title}' ({record.count} items)")
+    return 0
+
+
 def cmd_train_digits(args) -> int:
     from .spaces.digits_train import train
 
@@ -294,6 +331,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", help="title for the new map (default: the bundle's)")
     _add_common(p)
     p.set_defaults(fn=cmd_import)
+
+    p = sub.add_parser("maps", help="list or delete the maps of a data directory (for the server's operator)")
+    maps_sub = p.add_subparsers(dest="maps_command", required=True)
+    q = maps_sub.add_parser("list", help="every map: id, space, item count, title")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_common(q)
+    q.set_defaults(fn=cmd_maps_list)
+    q = maps_sub.add_parser("delete", help="delete a map with its items, files, tours and cached decodes")
+    q.add_argument("map_id")
+    _add_common(q)
+    q.set_defaults(fn=cmd_maps_delete)
 
     p = sub.add_parser("train-digits", help="train the digits space from scikit-learn's digits (~20 min CPU)")
     p.add_argument("--out", default=str(DIGITS_SPACE_DIR), help="space directory to write")

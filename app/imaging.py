@@ -19,6 +19,25 @@ class ImageRejected(ValueError):
     """The upload is not an image we accept; the message says why."""
 
 
+def image_pixels(data: bytes, max_pixels: int) -> int:
+    """The pixel count an upload would decode to, from its header alone (nothing is decoded); ImageRejected
+    for files that are not an allowed format or are larger than `max_pixels`."""
+    if not data:
+        raise ImageRejected("empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as im:
+                width, height = im.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageRejected(f"image has more than {max_pixels:,} pixels (the limit)") from None
+    except Exception as e:  # PIL raises many types for corrupt/truncated/unknown files
+        raise ImageRejected(f"not a readable PNG, JPEG, WebP or GIF image ({type(e).__name__})") from None
+    if width * height > max_pixels:
+        raise ImageRejected(f"image is {width}x{height} pixels; the limit is {max_pixels} pixels")
+    return width * height
+
+
 def open_image(data: bytes, max_pixels: int, keep_alpha: bool = False) -> Image.Image:
     """RGB, or with `keep_alpha` RGBA where the image has transparency (alpha channel or a palette's
     transparent colour); without it transparent pixels are composited onto white (see `on_white`)."""
@@ -39,11 +58,13 @@ def open_image(data: bytes, max_pixels: int, keep_alpha: bool = False) -> Image.
         raise ImageRejected(f"image has more than {max_pixels:,} pixels (the limit)") from None
     except Exception as e:  # PIL raises many types for corrupt/truncated/unknown files
         raise ImageRejected(f"not a readable PNG, JPEG, WebP or GIF image ({type(e).__name__})") from None
-    im = ImageOps.exif_transpose(im)
+    # No full-size copies beyond the decoded image itself: a 40 MP upload is 120 MB per copy.
+    if im.getexif().get(0x0112, 1) != 1:  # EXIF orientation: turn the pixels upright
+        im = ImageOps.exif_transpose(im)
     if has_alpha(im):
-        rgba = im.convert("RGBA")
+        rgba = im if im.mode == "RGBA" else im.convert("RGBA")
         return rgba if keep_alpha else on_white(rgba)
-    return im.convert("RGB")
+    return im if im.mode == "RGB" else im.convert("RGB")
 
 
 def has_alpha(im: Image.Image) -> bool:
@@ -70,9 +91,12 @@ def to_png(im: Image.Image) -> bytes:
 
 
 def thumbnail_png(im: Image.Image, size: int) -> bytes:
-    thumb = im.copy()
-    if max(thumb.size) * 2 <= size:  # tiny images (digits are 16 px): enlarge crisply rather than blur
-        factor = size // max(thumb.size)
-        thumb = thumb.resize((thumb.width * factor, thumb.height * factor), Image.Resampling.NEAREST)
-    thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
+    if max(im.size) * 2 <= size:  # tiny images (digits are 16 px): enlarge crisply rather than blur
+        factor = size // max(im.size)
+        thumb = im.resize((im.width * factor, im.height * factor), Image.Resampling.NEAREST)
+        thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
+    else:  # resized straight from the original (Image.thumbnail would need a full-size copy first)
+        scale = min(1.0, size / max(im.size))
+        target = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+        thumb = im.resize(target, Image.Resampling.LANCZOS, reducing_gap=2.0) if target != im.size else im
     return to_png(thumb)

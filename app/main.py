@@ -11,8 +11,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from . import api
-from .api import errors
-from .api.limits import RequestSizeLimit
+from .api import docs, errors
+from .api.limits import RequestSizeLimit, install_validation_handler
+from .api.security import SecurityHeaders, content_security_policy
 from .api.responses import MAP_VERSION_HEADER
 from .jobs import WorkQueue
 from .maps import demo
@@ -21,7 +22,7 @@ from .maps.explore import Explorer
 from .maps.service import MapService
 from .maps.store import Store
 from .maps.tiles import PointTiles
-from .settings import STATIC_DIR, Settings
+from .settings import STATIC_DIR, TEMPLATES_DIR, Settings
 from .spaces.base import Space
 from .spaces.registry import load_space
 from .web import pages
@@ -39,7 +40,8 @@ def create_app(settings: Settings | None = None, space: Space | None = None) -> 
         service = MapService(store, loaded, settings, WorkQueue(settings.max_queued_jobs))
         app.state.settings, app.state.service, app.state.explorer = settings, service, Explorer(service)
         app.state.tiles = PointTiles(store, settings)
-        app.state.classroom = Classroom(settings.max_presentation_seconds, settings.max_followers)
+        app.state.classroom = Classroom(settings.max_presentation_seconds, settings.max_followers, settings,
+                                        check_point=service.check_point)
         if settings.create_demo_map:
             demo.ensure_demo_map(service)
         if settings.warm_umap:
@@ -51,12 +53,16 @@ def create_app(settings: Settings | None = None, space: Space | None = None) -> 
         store.close()
 
     app = FastAPI(title="latentmap", description="Map a latent space; decode any point to pixels.",
-                  version="0.1.0", lifespan=lifespan)
+                  version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     if settings.cors_origin_list:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list, allow_methods=["*"],
                            allow_headers=["*"], expose_headers=[MAP_VERSION_HEADER, "Retry-After"])
-    app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes, max_json_bytes=settings.max_json_bytes,
+                       timeout=settings.body_timeout_seconds)
+    app.add_middleware(SecurityHeaders, csp=content_security_policy(TEMPLATES_DIR, settings.csp_allow_eval))
     errors.install(app)
+    install_validation_handler(app, settings.max_error_chars)
+    app.include_router(docs.router)
     for router in api.ROUTERS:
         app.include_router(router)
     app.include_router(pages.router)

@@ -58,6 +58,30 @@ class Settings:
     max_presentation_seconds: int = 3 * 3600  # a presentation ends by itself after this
     max_followers: int = 200  # SSE connections per presentation
 
+    # Hardening (issue 16; README "Limits and guarantees")
+    max_json_bytes: int = 1024 * 1024  # body of any request that is not a multipart upload (413 beyond)
+    body_timeout_seconds: float = 60.0  # a request body must arrive within this (408): no trickled bodies
+    # regl (the current point renderer) compiles its draw calls with Function(): the CSP allows eval while it is
+    # vendored (inline scripts are never allowed); off once no vendored library needs it
+    csp_allow_eval: bool = True
+    max_error_chars: int = 300  # validation errors answer one short message, at most this long
+    max_selection_items: int = 100_000  # item ids or indices in one selection export
+    coordinate_margin: float = 10.0  # x, y further than this many map widths outside the map's points: 422
+    max_manifest_bytes: int = 16 * 1024 * 1024  # a bundle's latentmap-bundle.json
+    max_manifest_depth: int = 8  # nesting of objects and lists in a bundle manifest
+    max_bundle_thumbnail_pixels: int = 512 * 512  # each thumbnail in a bundle (ours are thumbnail_size²)
+    max_abs_coordinate: float = 10_000.0  # no stored or asked-for x, y beyond ±this (maps span about ±1)
+    max_tours_per_map: int = 200
+    max_upload_pixels_in_flight: int = 160_000_000  # decoded upload pixels a request holds at once (~480 MB RGB)
+    max_quiz_rounds: int = 1000  # live quiz rounds on the server; beyond, a new round is refused (429)
+    max_quiz_rounds_per_map: int = 20  # beyond, the map's own oldest round is dropped
+    max_quiz_round_seconds: int = 3 * 3600  # a quiz round is forgotten after this
+    max_guesses_per_round: int = 500  # players in one quiz round (a player may change their guess)
+    max_presentations: int = 200  # live presentations on the server (429 beyond)
+    max_presentations_per_map: int = 5  # live presentations of one map (429 beyond: end one first)
+    cluster_cache_maps: int = 16  # maps whose clusters stay in memory
+    expensive_read_min_items: int = 5_000  # neighbours on maps from this size go through the work queue
+
     # Work queue in front of the model: requests waiting beyond this get 429 with Retry-After.
     max_queued_jobs: int = 16
     # Threads that decode uploads, prepare model inputs and make thumbnails beside the model work
@@ -141,7 +165,9 @@ _AT_LEAST_ONE = {"port", "max_queued_jobs", "thumbnail_size", "encode_batch_size
                  "max_image_pixels", "neighbor_index_nprobe", "tile_points", "tile_thumbs_side",
                  "tile_thumb_px", "tile_index_maps", "max_selection_polygon_vertices",
                  "max_ingest_file_bytes", "ingest_batch_size", "ingest_max_side",
-                 "ingest_vector_batch_size", "ingest_reference_items"}
+                 "ingest_vector_batch_size", "ingest_reference_items", "max_json_bytes",
+                 "max_error_chars", "max_manifest_bytes", "max_manifest_depth", "max_bundle_thumbnail_pixels",
+                 "max_upload_pixels_in_flight", "cluster_cache_maps"}
 
 
 def _parse(type_name: str, raw: str):

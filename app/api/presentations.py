@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
+from starlette.background import BackgroundTask
 
 from . import schemas
 from .deps import ClassroomDep, EditableMap
@@ -50,10 +51,11 @@ async def end_presentation(code: str, classroom: ClassroomDep, x_presenter_key: 
 async def follow_presentation(code: str, request: Request, classroom: ClassroomDep):
     """Server-sent events: `state` (the presenter's state, at once and on every change) and `end`."""
     p = classroom.get(code)
-    if len(p.followers) >= classroom.max_followers:
-        raise HTTPException(403, f"this presentation already has {classroom.max_followers} followers")
-    return StreamingResponse(classroom.follow(p, request.is_disconnected), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    queue = classroom.join(p)  # counted now (403 beyond max_followers): concurrent joins cannot all pass the cap
+    # The place is given back when the stream ends, or after it when it never started (the client left first).
+    return StreamingResponse(classroom.follow(p, request.is_disconnected, queue=queue), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+                             background=BackgroundTask(classroom.leave, p, queue))
 
 
 @router.get("/api/presentations/{code}/qr.svg", response_class=Response,

@@ -15,16 +15,23 @@ import json
 import random
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import Forbidden, NotFound, Rejected
+from ..errors import Forbidden, LatentmapError, NotFound, Rejected
 from .store import hash_key
 
 
 class Gone(NotFound):
     """The presentation or quiz round does not exist (any more)."""
+
+
+class Full(LatentmapError, RuntimeError):
+    """A classroom cap is reached (live presentations, quiz rounds, players, followers); the message says which."""
+
+    status = 429
 
 
 @dataclass
@@ -50,6 +57,7 @@ class QuizRound:
     image_key: str
     guesses: dict = field(default_factory=dict)  # player name → (x, y)
     revealed: bool = False
+    created_at: float = field(default_factory=time.time)
 
 
 def new_code() -> str:
@@ -63,14 +71,29 @@ def _check_key(key_hash: str, key: str | None) -> None:
 
 
 class Classroom:
-    def __init__(self, max_presentation_seconds: int, max_followers: int):
+    """Caps (from `limits`, a Settings; defaults when not given) keep one client from crowding out every class:
+    live presentations per map and on the server, quiz rounds per map (the map's own oldest round goes) and on
+    the server (a new one is refused), players per round, followers per presentation (counted as they join,
+    so concurrent joins cannot pass it together). `check_point(map_id, x, y)` refuses guesses far off the map."""
+
+    def __init__(self, max_presentation_seconds: int, max_followers: int, limits=None,
+                 check_point: Callable[[str, float, float], None] | None = None):
+        from ..settings import Settings
+
         self.max_seconds, self.max_followers = max_presentation_seconds, max_followers
+        self.limits = limits or Settings()
+        self.check_point = check_point
         self.presentations: dict[str, Presentation] = {}
         self.rounds: dict[str, QuizRound] = {}
 
     # ------------------------------------------------------------------ presentations
     def start(self, map_id: str, seconds: int | None = None) -> tuple[Presentation, str]:
         self._expire()
+        live = sum(1 for p in self.presentations.values() if p.map_id == map_id)
+        if live >= self.limits.max_presentations_per_map:
+            raise Full(f"this map already has {live} live presentations; end one first")
+        if len(self.presentations) >= self.limits.max_presentations:
+            raise Full("this server runs as many presentations as it allows; try again later")
         key = secrets.token_urlsafe(24)
         code = new_code()
         duration = min(seconds or self.max_seconds, self.max_seconds)
@@ -115,10 +138,25 @@ class Classroom:
         data = {"version": p.version, "state": p.state, "followers": len(p.followers), "sent_at": time.time()}
         return f"event: {kind}\ndata: {json.dumps(data)}\n\n"
 
-    async def follow(self, p: Presentation, is_disconnected, heartbeat: float = 15.0):
-        """Server-sent events for one follower: the current state at once, then every change."""
+    def join(self, p: Presentation) -> asyncio.Queue:
+        """A follower's place, taken at once (no await between the count and the add): Full beyond the cap.
+        Give it back with `leave` (follow does, when its stream ends)."""
+        if len(p.followers) >= self.max_followers:
+            raise Forbidden(f"this presentation already has {self.max_followers} followers")
         queue: asyncio.Queue = asyncio.Queue(maxsize=4)
         p.followers.add(queue)
+        return queue
+
+    @staticmethod
+    def leave(p: Presentation, queue: asyncio.Queue) -> None:
+        p.followers.discard(queue)
+
+    async def follow(self, p: Presentation, is_disconnected, heartbeat: float = 15.0,
+                     queue: asyncio.Queue | None = None):
+        """Server-sent events for one follower: the current state at once, then every change. `queue` is the
+        place `join` reserved (joined here when not given)."""
+        if queue is None:
+            queue = self.join(p)
         try:
             yield self._event("state", p)
             while True:
@@ -139,7 +177,7 @@ class Classroom:
                 if event.startswith("event: end"):
                     break
         finally:
-            p.followers.discard(queue)
+            self.leave(p, queue)
 
     # ------------------------------------------------------------------ quiz
     @staticmethod
@@ -156,17 +194,26 @@ class Classroom:
         return x, y, seed if seed is not None else rng.randrange(1 << 20)
 
     def new_round(self, map_id: str, x: float, y: float, seed: int, image_key: str) -> tuple[QuizRound, str]:
+        self._expire_rounds()
+        mine = [r.id for r in self.rounds.values() if r.map_id == map_id]
+        if len(mine) >= self.limits.max_quiz_rounds_per_map:  # this map's own oldest rounds make room
+            for old in mine[:len(mine) - self.limits.max_quiz_rounds_per_map + 1]:
+                self.rounds.pop(old)
+        elif len(self.rounds) >= self.limits.max_quiz_rounds:  # never another class's live round
+            raise Full("this server holds as many live quiz rounds as it allows; try again later")
         key = secrets.token_urlsafe(24)
         r = QuizRound(id=new_code(), map_id=map_id, key_hash=hash_key(key), x=x, y=y, seed=seed, image_key=image_key)
         self.rounds[r.id] = r
-        if len(self.rounds) > 1000:  # a lesson's worth; the oldest go first
-            for old in list(self.rounds)[:-1000]:
-                self.rounds.pop(old)
         return r, key
+
+    def _expire_rounds(self) -> None:
+        cutoff = time.time() - self.limits.max_quiz_round_seconds
+        for old in [r.id for r in self.rounds.values() if r.created_at <= cutoff]:
+            self.rounds.pop(old)
 
     def round(self, round_id: str) -> QuizRound:
         r = self.rounds.get(round_id)
-        if r is None:
+        if r is None or r.created_at <= time.time() - self.limits.max_quiz_round_seconds:
             raise Gone(f"quiz round {round_id} does not exist")
         return r
 
@@ -177,8 +224,12 @@ class Classroom:
         r = self.round(round_id)
         if r.revealed:
             raise Forbidden("this round has been revealed; guesses are closed")
-        if not (np.isfinite(x) and np.isfinite(y)):
+        if not (isinstance(x, (int, float)) and isinstance(y, (int, float)) and np.isfinite(x) and np.isfinite(y)):
             raise Rejected("x and y must be finite numbers")
+        if self.check_point is not None:
+            self.check_point(r.map_id, x, y)
+        if player not in r.guesses and len(r.guesses) >= self.limits.max_guesses_per_round:
+            raise Full(f"this round already has {self.limits.max_guesses_per_round} players")
         r.guesses[player] = (float(x), float(y))
 
     def reveal(self, round_id: str, key: str | None) -> QuizRound:
@@ -221,27 +272,30 @@ def check_tour(title: str, steps: list, settings) -> tuple[str, list[dict]]:
         caption = step.get("caption") or ""
         if not isinstance(caption, str) or len(caption) > settings.max_caption_chars:
             raise Rejected(f"step {i}: captions are text of at most {settings.max_caption_chars} characters")
-        out = {"caption": caption, "view": _numbers(step.get("view"), 3, f"step {i}: view is [x, y, zoom]"),
-               "at": _numbers(step.get("at"), 2, f"step {i}: at is [x, y]"), "seed": None, "path": None}
+        bound = settings.max_abs_coordinate
+        out = {"caption": caption, "view": _numbers(step.get("view"), 3, f"step {i}: view is [x, y, zoom]", bound),
+               "at": _numbers(step.get("at"), 2, f"step {i}: at is [x, y]", bound), "seed": None, "path": None}
         if step.get("seed") is not None:
-            if not isinstance(step["seed"], int) or not 0 <= step["seed"] <= settings.max_seed:
+            if not isinstance(step["seed"], int) or isinstance(step["seed"], bool) or \
+                    not 0 <= step["seed"] <= settings.max_seed:
                 raise Rejected(f"step {i}: seed must be an integer from 0 to {settings.max_seed}")
             out["seed"] = step["seed"]
         if step.get("path") is not None:
             path = step["path"]
             if not isinstance(path, list) or not 2 <= len(path) <= settings.max_path_points:
                 raise Rejected(f"step {i}: path is 2 to {settings.max_path_points} [x, y] points")
-            out["path"] = [_numbers(p, 2, f"step {i}: path points are [x, y]") for p in path]
+            out["path"] = [_numbers(p, 2, f"step {i}: path points are [x, y]", bound) for p in path]
         clean.append(out)
     return title, clean
 
 
-def _numbers(value, n: int, message: str) -> list[float] | None:
+def _numbers(value, n: int, message: str, bound: float) -> list[float] | None:
     if value is None:
         return None
     if not isinstance(value, (list, tuple)) or len(value) != n or not all(
-            isinstance(v, (int, float)) and np.isfinite(v) for v in value):
-        raise Rejected(message)
+            isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and abs(v) <= bound
+            for v in value):
+        raise Rejected(f"{message} (finite numbers within ±{bound:g})")
     return [float(v) for v in value]
 
 

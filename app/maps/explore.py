@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -51,7 +52,8 @@ class Explorer:
     def __init__(self, service: MapService):
         self.service = service
         self._vocab: tuple[list[str], np.ndarray] | None = None
-        self._clusters: dict[str, tuple[object, dict]] = {}
+        # per map: (the arrays they were computed from, result); the least recently used map goes first
+        self._clusters: OrderedDict[str, tuple[object, dict]] = OrderedDict()
         self._indexes: dict[int, tuple[np.ndarray, VectorIndex]] = {}
 
     @property
@@ -89,8 +91,20 @@ class Explorer:
         return exact
 
     def neighbors(self, map_id: str, k: int, x: float | None = None, y: float | None = None,
-                  item_id: str | None = None) -> list[Neighbor]:
+                  item_id: str | None = None, gone: Callable[[], bool] | None = None) -> list[Neighbor]:
+        """Nearest items in the original space to an item or a 2D point. On maps from `expensive_read_min_items`
+        the search runs through the work queue (bounded; 429 when full) rather than beside it."""
         self._check_k(k)
+        if item_id is None:
+            if x is None or y is None:
+                raise Rejected("give either item=ID or finite x and y")
+            self.service.check_point(map_id, x, y)
+        if self.service.store.get_map(map_id).count >= self.settings.expensive_read_min_items:
+            return self.service.queue.run(lambda: self._neighbors(map_id, k, x, y, item_id), gone)
+        return self._neighbors(map_id, k, x, y, item_id)
+
+    def _neighbors(self, map_id: str, k: int, x: float | None, y: float | None, item_id: str | None
+                   ) -> list[Neighbor]:
         arrays, mv = self.service.item_map_vectors(map_id)
         if len(arrays) == 0:
             return []
@@ -100,8 +114,6 @@ class Explorer:
             except ValueError:
                 raise Rejected(f"item {item_id} is not on this map") from None
             return self.nearest(mv, mv[index], k, exclude=index)
-        if x is None or y is None or not (np.isfinite(x) and np.isfinite(y)):
-            raise Rejected("give either item=ID or finite x and y")
         return self.nearest(mv, self.point_vector(arrays, mv, x, y), k)
 
     def _check_k(self, k: int) -> None:
@@ -116,17 +128,21 @@ class Explorer:
             raise Rejected(f"search text must be 1 to {self.settings.max_prompt_chars} characters")
         self._check_k(k)
         self.service.usable_map(map_id)
-        record = self.service.store.get_map(map_id)
-        arrays, mv = self.service.item_map_vectors(map_id)
-        vector = self.service.queue.run(lambda: self.service.space.encode_text([text]), gone)
-        query = self.service.space.map_vectors(vector, ["text"])
-        if len(arrays) == 0:
-            return {"x": 0.0, "y": 0.0, "neighbors": [], "similarity": []}
-        xy = projection.place(query, mv, arrays.xy, record.projection, self.settings.place_neighbors,
-                              self.settings.place_refine_epochs)[0]
-        sims = mv @ query[0]
-        return {"x": float(xy[0]), "y": float(xy[1]), "neighbors": self.nearest(mv, query[0], k),
-                "similarity": np.round(sims, 4).tolist()}
+
+        def run() -> dict:  # one job: the encode, the placement and the similarities of the whole map
+            record = self.service.store.get_map(map_id)
+            arrays, mv = self.service.item_map_vectors(map_id)
+            vector = self.service.space.encode_text([text])
+            query = self.service.space.map_vectors(vector, ["text"])
+            if len(arrays) == 0:
+                return {"x": 0.0, "y": 0.0, "neighbors": [], "similarity": []}
+            xy = projection.place(query, mv, arrays.xy, record.projection, self.settings.place_neighbors,
+                                  self.settings.place_refine_epochs)[0]
+            sims = np.nan_to_num(mv @ query[0])
+            return {"x": float(xy[0]), "y": float(xy[1]), "neighbors": self.nearest(mv, query[0], k),
+                    "similarity": np.round(sims, 4).tolist()}
+
+        return self.service.queue.run(run, gone)
 
     # ------------------------------------------------------------------ paths
     def path(self, map_id: str, points: Sequence[Sequence[float]], steps: int, seed: int,
@@ -136,10 +152,10 @@ class Explorer:
         frame_keys = []
         for frame in frames:
             key = hashlib.sha256(frame.key_text.encode()).hexdigest()
-            self.service.decode_cached(key, frame.request, gone)
+            self.service.decode_cached(key, frame.request, gone, map_id=map_id)
             frame_keys.append(key)
         path_key = hashlib.sha256("|".join(frame_keys).encode()).hexdigest()
-        self.service.store.store_decode_meta(path_key, {"frames": frame_keys})
+        self.service.store.store_decode_meta(path_key, {"frames": frame_keys}, map_id=map_id)
         return PathResult(path_key, frame_keys, [f.point for f in frames])
 
     def path_media(self, path_key: str, fmt: str) -> bytes:
@@ -160,11 +176,27 @@ class Explorer:
 
     # ------------------------------------------------------------------ clusters
     def clusters(self, map_id: str, gone: Callable[[], bool] | None = None) -> dict:
-        """HDBSCAN on the 2D positions (what the user sees), labelled from prompts or a small vocabulary."""
-        arrays, mv = self.service.item_map_vectors(map_id)
+        """HDBSCAN on the 2D positions (what the user sees), labelled from prompts or a small vocabulary.
+        Computed in the work queue (seconds on a large map: bounded, 429 when full), once per map version:
+        concurrent requests find the first one's result; `cluster_cache_maps` maps are remembered."""
+        arrays = self.service.store.get_arrays(map_id)
+        cached = self._cached_clusters(map_id, arrays)
+        if cached is not None:
+            return cached
+        return self.service.queue.run(lambda: self._compute_clusters(map_id, gone), gone)
+
+    def _cached_clusters(self, map_id: str, arrays) -> dict | None:
         cached = self._clusters.get(map_id)
-        if cached and cached[0] is arrays:
-            return cached[1]
+        if cached is None or cached[0] is not arrays:
+            return None
+        self._clusters.move_to_end(map_id)
+        return cached[1]
+
+    def _compute_clusters(self, map_id: str, gone) -> dict:
+        arrays, mv = self.service.item_map_vectors(map_id)
+        cached = self._cached_clusters(map_id, arrays)  # another request computed it while this one waited
+        if cached is not None:
+            return cached
         result = {"clusters": [], "assignments": [-1] * len(arrays)}
         if len(arrays) >= 5:
             from sklearn.cluster import HDBSCAN
@@ -178,26 +210,28 @@ class Explorer:
                 result["clusters"].append({
                     "id": int(c), "size": int(len(members)),
                     "x": float(arrays.xy[members, 0].mean()), "y": float(arrays.xy[members, 1].mean()),
-                    "label": self._cluster_label(arrays, mv, members, centre, gone)})
+                    "label": self._cluster_label(arrays, mv, members, centre)})
         self._clusters[map_id] = (arrays, result)
+        self._clusters.move_to_end(map_id)
+        while len(self._clusters) > self.settings.cluster_cache_maps:
+            self._clusters.popitem(last=False)
         return result
 
-    def _cluster_label(self, arrays: MapArrays, mv: np.ndarray, members: np.ndarray, centre: np.ndarray,
-                       gone) -> str:
+    def _cluster_label(self, arrays: MapArrays, mv: np.ndarray, members: np.ndarray, centre: np.ndarray) -> str:
         texts = [i for i in members if arrays.kinds[i] == "text"]
         if texts:  # the prompt nearest the cluster's centre names it
             best = max(texts, key=lambda i: float(mv[i] @ centre))
             return arrays.labels[best][:40]
-        words, word_vectors = self._vocabulary(gone)
+        words, word_vectors = self._vocabulary()
         return words[int(np.argmax(word_vectors @ centre))]
 
-    def _vocabulary(self, gone) -> tuple[list[str], np.ndarray]:
+    def _vocabulary(self) -> tuple[list[str], np.ndarray]:
+        """The cluster-label vocabulary's vectors (encoded once; called inside a work-queue job)."""
         if self._vocab is None:
             words = [w.strip() for w in VOCABULARY_FILE.read_text(encoding="utf-8").splitlines()
                      if w.strip() and not w.startswith("#")]
             space = self.service.space
-            vectors = self.service.queue.run(lambda: space.encode_text(words), gone)
-            self._vocab = (words, space.map_vectors(vectors, ["text"] * len(words)))
+            self._vocab = (words, space.map_vectors(space.encode_text(words), ["text"] * len(words)))
         return self._vocab
 
 
@@ -226,9 +260,11 @@ def path_frames(service: MapService, map_id: str, points: Sequence[Sequence[floa
         raise Rejected(f"steps must be between 2 and {max_steps}")
     if not 0 <= seed <= settings.max_seed:
         raise Rejected(f"seed must be between 0 and {settings.max_seed}")
-    pts = np.asarray(points, dtype=np.float64)
-    if pts.ndim != 2 or pts.shape[1] != 2 or not np.isfinite(pts).all():
+    if not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in points):
         raise Rejected("points must be a list of [x, y] pairs of finite numbers")
+    for x, y in points:
+        service.check_point(map_id, x, y)
+    pts = np.asarray(points, dtype=np.float64)
     pts = np.round(pts, 6)
     arrays = service.store.get_arrays(map_id)
     if len(arrays) == 0:

@@ -111,7 +111,11 @@ class MapService:
 
     def add_images(self, map_id: str, uploads: Sequence[Upload], gone: Callable[[], bool] | None = None
                    ) -> list[ItemRecord]:
-        """All-or-nothing: one unreadable file rejects the request (naming it) and nothing is added."""
+        """All-or-nothing: one unreadable file rejects the request (naming it) and nothing is added.
+
+        Files are decoded and encoded in chunks of at most `max_upload_pixels_in_flight` decoded pixels (one
+        file at least), and a chunk's pictures are dropped once encoded: a request's peak memory is bounded
+        whatever its files (a 40 MP PNG is 38 KB on the wire and 120 MB decoded)."""
         self.usable_map(map_id)
         if not uploads:
             raise Rejected("no files were uploaded (multipart field 'files')")
@@ -120,11 +124,30 @@ class MapService:
         for up in uploads:
             if len(up.data) > self.settings.max_file_bytes:
                 raise Rejected(f"{up.filename}: larger than {self.settings.max_file_bytes} bytes")
+        pixels, first_bad = [], None  # headers only: nothing is decoded yet
+        for i, up in enumerate(uploads):
+            try:
+                pixels.append(imaging.image_pixels(up.data, self.settings.max_image_pixels))
+            except imaging.ImageRejected as e:
+                first_bad = Rejected(f"{up.filename}: {e}")
+                break
+        # Files before a bad header are still decoded (not encoded): the first bad file in upload order names
+        # the rejection, whichever check finds it.
+        items: list[NewItem] = []
+        for chunk in _chunks(pixels, self.settings.max_upload_pixels_in_flight):
+            items.extend(self._chunk_items([uploads[i] for i in chunk], gone, encode=first_bad is None))
+        if first_bad is not None:
+            raise first_bad
+        return self._insert(map_id, items)
+
+    def _chunk_items(self, uploads: Sequence[Upload], gone: Callable[[], bool] | None, encode: bool
+                     ) -> list[NewItem]:
+        """One chunk decoded (and encoded): its pictures are freed when this returns."""
         opened = list(self._image_pool.map(self._open_upload, uploads))
-        for result in opened:  # the first bad file, in upload order, names the rejection
-            if isinstance(result, Rejected):
-                raise result
-        return self.add_pil_images(map_id, opened, [_label(u.filename) for u in uploads], gone)
+        bad = next((result for result in opened if isinstance(result, Rejected)), None)
+        if bad is not None:
+            raise bad
+        return self.image_items(opened, [_label(u.filename) for u in uploads], gone) if encode else []
 
     def _open_upload(self, upload: Upload) -> Image.Image | Rejected:
         try:
@@ -248,8 +271,7 @@ class MapService:
         `preview` asks for the space's fast, rougher picture (cached under its own key)."""
         record = self.usable_map(map_id)
         variant, lora_scale = self.resolve_variant(variant, lora_scale)
-        if not (np.isfinite(x) and np.isfinite(y)):
-            raise Rejected("x and y must be finite numbers")
+        self.check_point(map_id, x, y)
         if not 0 <= seed <= self.settings.max_seed:
             raise Rejected(f"seed must be between 0 and {self.settings.max_seed}")
         x, y = round(float(x), 6), round(float(y), 6)
@@ -262,7 +284,7 @@ class MapService:
             raise Rejected("this map has no items yet: add prompts or images first")
         request = self.blend_request(arrays, x, y, seed)
         request.variant, request.lora_scale, request.preview = variant, lora_scale, preview
-        return self.decode_cached(key, request, gone)
+        return self.decode_cached(key, request, gone, map_id=map_id)
 
     def vary_item(self, map_id: str, item_id: str, seed: int, strength: float,
                   gone: Callable[[], bool] | None = None) -> DecodeResult:
@@ -287,18 +309,40 @@ class MapService:
         latent = arrays.latents[i]
         request = DecodeRequest(vector=arrays.decode_vectors[i], seed=seed, latent=latent,
                                 strength=strength if latent is not None else 1.0)
-        return self.decode_cached(hashlib.sha256(raw.encode()).hexdigest(), request, gone)
+        return self.decode_cached(hashlib.sha256(raw.encode()).hexdigest(), request, gone, map_id=map_id)
 
-    def decode_cached(self, key: str, request: DecodeRequest, gone: Callable[[], bool] | None = None
-                      ) -> DecodeResult:
-        """Decode through the queue unless `key` is cached; store the PNG under `key`."""
+    def decode_cached(self, key: str, request: DecodeRequest, gone: Callable[[], bool] | None = None,
+                      map_id: str | None = None) -> DecodeResult:
+        """Decode through the queue unless `key` is cached; store the PNG under `key` (owned by `map_id`: it
+        goes when the map is deleted). A request that is not finite is refused: no NaN picture is made or
+        cached."""
         cached = self.store.cached_decode(key)
         if cached is not None:
             return DecodeResult(cached, True, key)
+        if not np.isfinite(request.vector).all() or (request.latent is not None and
+                                                     not np.isfinite(request.latent).all()):
+            raise Rejected("this point cannot be decoded (its blended vector is not finite)")
         image = self.queue.run(lambda: self.space.decode([request])[0], gone)
         png = imaging.to_png(image)
-        self.store.store_decode(key, png)
+        self.store.store_decode(key, png, map_id)
         return DecodeResult(png, False, key)
+
+    def check_point(self, map_id: str, x: float, y: float) -> None:
+        """Rejected unless x, y are finite and within `coordinate_margin` map widths of the map's points (and
+        within ±max_abs_coordinate): far-away points mean nothing and overflow the distance maths."""
+        limit = self.settings.max_abs_coordinate
+        if not (isinstance(x, (int, float)) and isinstance(y, (int, float)) and np.isfinite(x) and np.isfinite(y)):
+            raise Rejected("x and y must be finite numbers")
+        if abs(x) > limit or abs(y) > limit:
+            raise Rejected(f"x and y must be within ±{limit:g}")
+        bounds = self.store.bounds(map_id)
+        if bounds is None:
+            return
+        xmin, ymin, xmax, ymax = bounds
+        margin = self.settings.coordinate_margin * max(xmax - xmin, ymax - ymin, 1.0)
+        if not (xmin - margin <= x <= xmax + margin and ymin - margin <= y <= ymax + margin):
+            raise Rejected(f"x, y = {x:.4g}, {y:.4g} is far outside the map (its points span x {xmin:.3g} to "
+                           f"{xmax:.3g}, y {ymin:.3g} to {ymax:.3g})")
 
     def item_map_vectors(self, map_id: str) -> tuple[MapArrays, np.ndarray]:
         """The map's arrays and its items' projection vectors (unit, modality-centred), cached per version."""
@@ -329,6 +373,20 @@ class MapService:
             strength = 1.0 - (1.0 - self.settings.latent_strength) * float(total)
         return DecodeRequest(vector=(direction * norm).astype(np.float32), seed=seed, latent=latent,
                              strength=strength)
+
+
+def _chunks(sizes: Sequence[int], budget: int) -> list[list[int]]:
+    """Consecutive indices grouped so each group's sizes sum to at most `budget` (a larger one goes alone)."""
+    groups: list[list[int]] = []
+    total = 0
+    for i, size in enumerate(sizes):
+        if groups and total + size <= budget:
+            groups[-1].append(i)
+            total += size
+        else:
+            groups.append([i])
+            total = size
+    return groups
 
 
 def _label(filename: str | None) -> str:

@@ -72,6 +72,11 @@ CREATE TABLE IF NOT EXISTS map_columns (      -- metadata columns of a map's ite
     PRIMARY KEY (map_id, position),
     UNIQUE (map_id, name)
 );
+CREATE TABLE IF NOT EXISTS decode_owners (  -- which map a cached decode belongs to (deleted with the map)
+    key TEXT PRIMARY KEY,
+    map_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decode_owners_by_map ON decode_owners(map_id);
 """
 
 COLUMN_TYPES = ("number", "category", "text")
@@ -100,6 +105,7 @@ def check_id(value: str, what: str = "id") -> str:
 ARRAY_CACHE_MAPS = 8  # maps whose vectors stay in memory between requests
 KIND_CODES = {"text": 0, "image": 1, "generated": 2}  # the kind byte of the binary points payload
 KEY_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+MAX_SQL_INT = 2**63 - 1
 
 
 def check_key(key: str) -> str:
@@ -216,6 +222,9 @@ class Store:
         self._arrays_cache: OrderedDict[str, tuple[tuple[int, int], MapArrays]] = OrderedDict()
         self._images_done: dict[str, int] = {}  # per map: prompt images completed (part of the arrays' cache key)
         self._counts: dict[str, tuple[int, int]] = {}  # per map: (version, item count)
+        # per map: (version, parsed projection) and (version, bounds): worked out once, not on every get_map
+        self._parsed: dict[str, tuple[int, dict]] = {}
+        self._bounds: dict[str, tuple[int, list[float] | None]] = {}
         self._sweep_orphans()
 
     def _sweep_orphans(self) -> None:
@@ -339,17 +348,30 @@ class Store:
 
     def _map_from_row(self, row) -> MapRecord:
         return MapRecord(id=row[0], title=row[1], space=row[2], created_at=row[3], version=row[4],
-                         projection=json.loads(row[5]), count=row[6])
+                         projection=self._projection(row[0], row[4], lambda: row[5]), count=row[6])
+
+    def _projection(self, map_id: str, version: int, text) -> dict:
+        """The map's projection state, parsed once per map version (a refit or an add bumps the version);
+        `text()` reads the stored JSON only when it is needed."""
+        parsed = self._parsed.get(map_id)
+        if parsed is None or parsed[0] != version:
+            try:
+                state = json.loads(text())
+            except ValueError:
+                state = None
+            parsed = self._parsed[map_id] = (version, state if isinstance(state, dict) else {"method": "none"})
+        return parsed[1]
 
     _MAP_SELECT = ("SELECT m.id, m.title, m.space, m.created_at, m.version, m.projection, "
                    "(SELECT COUNT(*) FROM items i WHERE i.map_id = m.id) FROM maps m")
 
     def get_map(self, map_id: str) -> MapRecord:
         """Every request asks this, several times: the item count (a scan of the map's index, ms at 100k items)
-        is remembered per map version — every change to a map's items bumps its version under this lock."""
+        and the parsed projection are remembered per map version — every change to a map's items or projection
+        bumps its version under this lock."""
         check_id(map_id, "map id")
         with self._lock:
-            row = self._db.execute("SELECT id, title, space, created_at, version, projection FROM maps WHERE id = ?",
+            row = self._db.execute("SELECT id, title, space, created_at, version FROM maps WHERE id = ?",
                                    (map_id,)).fetchone()
             if row is None:
                 raise NotFound(f"map {map_id} not found")
@@ -357,12 +379,15 @@ class Store:
             if counted is None or counted[0] != row[4]:
                 count = self._db.execute("SELECT COUNT(*) FROM items WHERE map_id = ?", (map_id,)).fetchone()[0]
                 counted = self._counts[map_id] = (row[4], count)
-        return self._map_from_row((*row, counted[1]))
+            projection = self._projection(map_id, row[4], lambda: self._db.execute(
+                "SELECT projection FROM maps WHERE id = ?", (map_id,)).fetchone()[0])
+        return MapRecord(id=row[0], title=row[1], space=row[2], created_at=row[3], version=row[4],
+                         projection=projection, count=counted[1])
 
     def list_maps(self) -> list[MapRecord]:
         with self._lock:
             rows = self._db.execute(self._MAP_SELECT + " ORDER BY m.created_at DESC").fetchall()
-        return [self._map_from_row(r) for r in rows]
+            return [self._map_from_row(r) for r in rows]
 
     def check_edit_key(self, map_id: str, key: str | None) -> bool:
         if not key:
@@ -372,13 +397,28 @@ class Store:
         return row is not None and hmac.compare_digest(row[0], hash_key(key))
 
     def delete_map(self, map_id: str) -> None:
+        """The map, its items (rows and thumbnails), tours and cached decodes. Rows go first, in one
+        transaction; files after (a crash in between leaves only orphans, which the next start sweeps)."""
         with self._lock:
             ids = [r[0] for r in self._db.execute("SELECT id FROM items WHERE map_id = ?", (map_id,))]
-            self._db.execute("DELETE FROM maps WHERE id = ?", (map_id,))
-            self._counts.pop(map_id, None)
-        self._arrays_cache.pop(map_id, None)
+            self._db.execute("DELETE FROM maps WHERE id = ?", (map_id,))  # items, tours: ON DELETE CASCADE
+            for cache in (self._counts, self._parsed, self._bounds, self._images_done):
+                cache.pop(map_id, None)
+            self._arrays_cache.pop(map_id, None)
         for item_id in ids:
             (self.thumb_dir / f"{item_id}.png").unlink(missing_ok=True)
+        self.delete_cached_decodes(map_id)
+
+    def delete_cached_decodes(self, map_id: str) -> int:
+        """Remove every cached decode (PNG and path metadata) recorded for the map; returns how many keys.
+        The one place that knows where a map's decodes live: a cache with its own layout hooks in here."""
+        with self._lock:
+            keys = [r[0] for r in self._db.execute("SELECT key FROM decode_owners WHERE map_id = ?", (map_id,))]
+            self._db.execute("DELETE FROM decode_owners WHERE map_id = ?", (map_id,))
+        for key in keys:
+            for suffix in (".png", ".json"):
+                (self.decode_dir / f"{key}{suffix}").unlink(missing_ok=True)
+        return len(keys)
 
     # ------------------------------------------------------------------ items
     def add_items(self, map_id: str, items: Sequence[NewItem], xy: np.ndarray,
@@ -574,13 +614,22 @@ class Store:
         return int(row[0])
 
     def bounds(self, map_id: str) -> list[float] | None:
-        """[xmin, ymin, xmax, ymax] of the map's points (None when empty), without loading them."""
+        """[xmin, ymin, xmax, ymax] of the map's points (None when empty), without loading them; remembered
+        per map version (every decode request checks its point against them)."""
         with self._lock:
+            version = self._map_version(map_id)
+            cached = self._bounds.get(map_id)
+            if cached is not None and cached[0] == version:
+                return cached[1]
             row = self._db.execute("SELECT MIN(x), MIN(y), MAX(x), MAX(y) FROM items WHERE map_id = ?",
                                    (map_id,)).fetchone()
-        return None if row is None or row[0] is None else [float(v) for v in row]
+            bounds = None if row is None or row[0] is None else [float(v) for v in row]
+            self._bounds[map_id] = (version, bounds)
+            return bounds
 
     def item_at(self, map_id: str, index: int) -> ItemRecord:
+        if not 0 <= index < MAX_SQL_INT:  # SQLite integers are 64-bit: a larger one would not even bind
+            raise NotFound(f"map {map_id} has no item at index {index}")
         with self._lock:
             row = self._db.execute(f"SELECT {ItemRecord._COLUMNS} FROM items WHERE map_id = ? "
                                    "ORDER BY seq LIMIT 1 OFFSET ?", (map_id, index)).fetchone()
@@ -666,8 +715,9 @@ class Store:
         path = self.decode_dir / f"{check_key(key)}.png"
         return path.read_bytes() if path.is_file() else None
 
-    def store_decode_meta(self, key: str, meta: dict) -> None:
+    def store_decode_meta(self, key: str, meta: dict, map_id: str | None = None) -> None:
         self._write_atomic(self.decode_dir / f"{check_key(key)}.json", json.dumps(meta).encode())
+        self._own_decode(key, map_id)
 
     def decode_meta(self, key: str) -> dict:
         path = self.decode_dir / f"{check_key(key)}.json"
@@ -675,8 +725,15 @@ class Store:
             raise NotFound(f"no decoded path {key}")
         return json.loads(path.read_text())
 
-    def store_decode(self, key: str, png: bytes) -> None:
+    def store_decode(self, key: str, png: bytes, map_id: str | None = None) -> None:
+        """Cache a decoded PNG under `key`; with `map_id` it is deleted with that map (delete_cached_decodes)."""
         self._write_atomic(self.decode_dir / f"{check_key(key)}.png", png)
+        self._own_decode(key, map_id)
+
+    def _own_decode(self, key: str, map_id: str | None) -> None:
+        if map_id is not None:
+            with self._lock:
+                self._db.execute("INSERT OR IGNORE INTO decode_owners(key, map_id) VALUES (?, ?)", (key, map_id))
 
     @staticmethod
     def _write_atomic(path: Path, data: bytes) -> None:

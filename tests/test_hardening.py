@@ -1,0 +1,405 @@
+"""Issue 16, finding by finding: the requests that stalled the server, broke the map list, took gigabytes or
+answered 500 are sent again and must now be refused quickly with a short 4xx, and change nothing."""
+
+import asyncio
+import io
+import json
+import re
+import socket
+import threading
+import time
+import weakref
+import zipfile
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.main import create_app
+from app.maps.classroom import Classroom, Full
+from conftest import make_settings, png_bytes, serve_live
+
+PROMPTS = [f"prompt {i}" for i in range(12)]
+
+
+@pytest.fixture
+def filled(client, new_map):
+    map_id, key = new_map
+    r = client.post(f"/api/maps/{map_id}/prompts", json={"prompts": PROMPTS}, headers=key)
+    assert r.status_code == 201
+    client.post(f"/api/maps/{map_id}/images", headers=key,
+                files=[("files", (f"{i}.png", png_bytes((i * 60, 100, 200 - i * 50)), "image/png")) for i in range(3)])
+    return map_id, key
+
+
+def rezip(bundle: bytes, change) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(bundle)) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in src.namelist():
+            content = change(name, src.read(name))
+            if content is not None:
+                z.writestr(name, content)
+    return out.getvalue()
+
+
+def with_manifest(bundle: bytes, edit) -> bytes:
+    manifest = json.loads(zipfile.ZipFile(io.BytesIO(bundle)).read("latentmap-bundle.json"))
+    edit(manifest)
+    return rezip(bundle, lambda n, c: json.dumps(manifest).encode() if n == "latentmap-bundle.json" else c)
+
+
+def post_bundle(client, data: bytes):
+    return client.post("/api/bundles", files={"file": ("b.zip", data, "application/zip")})
+
+
+# ---------------------------------------------------------------- 1. a 1 MB request froze the server
+def test_1_a_path_of_500000_zeros_is_refused_by_the_json_body_cap(client, filled):
+    map_id, _ = filled
+    body = '{"points": [' + ", ".join(["0"] * 500_000) + '], "steps": 2}'
+    r = client.post(f"/api/maps/{map_id}/path", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and len(r.content) < 200 and "larger than" in r.json()["detail"]
+    assert client.get("/api/health").status_code == 200
+
+
+def test_1_uploads_keep_the_larger_cap(client, filled):
+    """The JSON cap is separate: a multipart upload above it (but under max_request_bytes) still goes in."""
+    map_id, key = filled
+    noisy = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (700, 700, 3), dtype=np.uint8)).save(noisy, "PNG")
+    assert len(noisy.getvalue()) > client.app.state.settings.max_json_bytes
+    r = client.post(f"/api/maps/{map_id}/images", headers=key, files=[("files", ("big.png", noisy.getvalue(),
+                                                                                   "image/png"))])
+    assert r.status_code == 201
+
+
+def test_1_validation_errors_are_one_short_message(client, filled):
+    map_id, _ = filled
+    body = {"points": [["x", "y"]] * 20_000, "steps": 2}  # 40,000 errors, under the body cap
+    r = client.post(f"/api/maps/{map_id}/path", json=body)
+    assert r.status_code == 422
+    detail = r.json()["detail"]
+    assert isinstance(detail, str) and len(detail) <= client.app.state.settings.max_error_chars
+    assert "points" in detail and "more" in detail
+
+
+# ---------------------------------------------------------------- 2. one bundle broke the map list
+@pytest.mark.parametrize("projection", [{"fitted_count": "x"}, {"revision": "x"}, {"method": "pca", "mean": "x"},
+                                        {"method": "umap", "scale": -1}, "not an object", {"method": "tsne"}])
+def test_2_a_bundle_with_a_bad_projection_is_refused_and_leaves_no_map(client, filled, projection):
+    map_id, _ = filled
+    good = client.get(f"/api/maps/{map_id}/bundle").content
+    before = client.get("/api/maps").json()
+    r = post_bundle(client, with_manifest(good, lambda m: m["map"].update(projection=projection)))
+    assert r.status_code == 422 and "projection" in r.json()["detail"]
+    assert client.get("/api/maps").json() == before  # nothing added, and the list still answers
+    assert client.get("/").status_code == 200
+
+
+def test_2_junk_in_a_projection_is_not_stored(client, filled):
+    map_id, _ = filled
+    good = client.get(f"/api/maps/{map_id}/bundle").content
+    r = post_bundle(client, with_manifest(good, lambda m: m["map"]["projection"].update(junk="x" * 2_000_000)))
+    assert r.status_code == 201
+    record = client.app.state.service.store.get_map(r.json()["id"])
+    assert "junk" not in record.projection and len(json.dumps(record.projection)) < 100_000
+    assert client.get(f"/api/maps/{r.json()['id']}").status_code == 200
+
+
+def test_2_projection_is_parsed_once_per_map_version(client, filled, monkeypatch):
+    map_id, _ = filled
+    store = client.app.state.service.store
+    store.get_map(map_id)
+    calls = []
+    real = json.loads
+    monkeypatch.setattr("app.maps.store.json.loads", lambda text, *a, **k: calls.append(1) or real(text, *a, **k))
+    for _ in range(20):
+        assert store.get_map(map_id).projection["method"] in ("pca", "umap")
+    assert calls == []
+
+
+def test_2_latents_that_do_not_fit_the_space_are_refused(client, filled):
+    map_id, _ = filled
+    good = client.get(f"/api/maps/{map_id}/bundle").content
+    latents = np.load(io.BytesIO(zipfile.ZipFile(io.BytesIO(good)).read("latents.npy")))
+    wrong = io.BytesIO()
+    np.save(wrong, np.zeros((len(latents), 3, 7, 7), np.float32))
+    before = len(client.get("/api/maps").json())
+    r = post_bundle(client, rezip(good, lambda n, c: wrong.getvalue() if n == "latents.npy" else c))
+    assert r.status_code == 422 and "latents.npy" in r.json()["detail"]
+    assert len(client.get("/api/maps").json()) == before
+
+
+@pytest.mark.parametrize("edit, word", [
+    (lambda m: m["items"][0].update(x="1"), "x"),
+    (lambda m: m["items"][0].update(x=1e300), "x"),
+    (lambda m: m["items"][0].update(label=["a"]), "label"),
+    (lambda m: m["items"][0].update(thumbnail="yes"), "thumbnail"),
+    (lambda m: m["map"].update(title={"a": 1}), "title"),
+    (lambda m: m["map"].update(tours=[{"title": "t", "steps": [{"at": [1e300, 0]}]}]), "tour"),
+])
+def test_2_every_manifest_field_is_checked(client, filled, edit, word):
+    map_id, _ = filled
+    good = client.get(f"/api/maps/{map_id}/bundle").content
+    before = len(client.get("/api/maps").json())
+    r = post_bundle(client, with_manifest(good, edit))
+    assert r.status_code == 422 and word in r.json()["detail"]
+    assert len(client.get("/api/maps").json()) == before
+
+
+# ---------------------------------------------------------------- 3. uploads could take gigabytes
+def test_3_uploads_are_decoded_in_chunks_of_bounded_pixels(make_client, monkeypatch):
+    """At most `max_upload_pixels_in_flight` decoded pixels are alive at once (one file at least), however
+    many files a request has; before, every file of a request was decoded before any was encoded."""
+    budget = 3 * 200 * 200
+    client = make_client(max_upload_pixels_in_flight=budget, image_workers=4)
+    made = client.post("/api/maps", json={"title": "chunks"}).json()
+    service = client.app.state.service
+    alive, peak = [0], [0]
+    lock = threading.Lock()
+    real_open = service._open_upload
+
+    def tracked(upload):
+        im = real_open(upload)
+        if isinstance(im, Image.Image):
+            with lock:
+                alive[0] += im.width * im.height
+                peak[0] = max(peak[0], alive[0])
+
+            def freed(pixels=im.width * im.height):
+                with lock:
+                    alive[0] -= pixels
+            weakref.finalize(im, freed)
+        return im
+
+    monkeypatch.setattr(service, "_open_upload", tracked)
+    files = [("files", (f"{i}.png", png_bytes((i * 20, 50, 90), size=(200, 200)), "image/png")) for i in range(10)]
+    r = client.post(f"/api/maps/{made['id']}/images", headers={"X-Edit-Key": made["edit_key"]}, files=files)
+    assert r.status_code == 201 and [it["label"] for it in r.json()["items"]] == [f"{i}.png" for i in range(10)]
+    assert 0 < peak[0] <= budget
+
+
+# ---------------------------------------------------------------- 4. bundle import burned CPU
+def test_4_large_bundle_thumbnails_are_refused_before_decoding(client, filled):
+    map_id, _ = filled
+    good = client.get(f"/api/maps/{map_id}/bundle").content
+    bomb = io.BytesIO()
+    Image.new("L", (8000, 5000)).save(bomb, "PNG")  # 40 MP in a few kB
+    r = post_bundle(client, rezip(good, lambda n, c: bomb.getvalue() if n.startswith("thumbnails/") else c))
+    assert r.status_code == 422 and "pixels" in r.json()["detail"]
+
+
+def test_4_a_huge_manifest_is_refused_unread(make_client):
+    client = make_client(max_manifest_bytes=100_000)
+    made = client.post("/api/maps", json={"title": "m"}).json()
+    good = client.get(f"/api/maps/{made['id']}/bundle").content
+    r = post_bundle(client, with_manifest(good, lambda m: m.update(padding=" " * 200_000)))
+    assert r.status_code == 422 and "larger than" in r.json()["detail"]
+
+
+def test_4_a_deeply_nested_manifest_is_422(client, filled):
+    map_id, _ = filled
+    good = client.get(f"/api/maps/{map_id}/bundle").content
+    for depth in (20, 100_000):
+        deep = '{"format": "latentmap-bundle", "version": 1, "x": ' + "[" * depth + "]" * depth + "}"
+        r = post_bundle(client, rezip(good, lambda n, c: deep.encode() if n == "latentmap-bundle.json" else c))
+        assert r.status_code == 422 and "nested" in r.json()["detail"], depth
+
+
+# ---------------------------------------------------------------- 5. clustering outside the work queue
+def test_5_clusters_go_through_the_work_queue_and_their_cache_is_bounded(make_client):
+    client = make_client(cluster_cache_maps=2)
+    service, explorer = client.app.state.service, client.app.state.explorer
+    ids = []
+    for n in range(3):
+        made = client.post("/api/maps", json={"title": f"c{n}"}).json()
+        client.post(f"/api/maps/{made['id']}/prompts", json={"prompts": [f"{w} {n}" for w in PROMPTS]},
+                    headers={"X-Edit-Key": made["edit_key"]})
+        ids.append(made["id"])
+    ran = []
+    real_run = service.queue.run
+    service.queue.run = lambda fn, gone=None, background=False: ran.append(1) or real_run(fn, gone, background)
+    try:
+        for map_id in ids:
+            assert client.get(f"/api/maps/{map_id}/clusters").status_code == 200
+        assert len(ran) == 3
+        assert len(explorer._clusters) == 2 and ids[0] not in explorer._clusters
+        assert client.get(f"/api/maps/{ids[2]}/clusters").status_code == 200 and len(ran) == 3  # cached
+    finally:
+        service.queue.run = real_run
+
+
+# ---------------------------------------------------------------- 7. classroom caps
+def test_7_one_map_cannot_push_out_another_maps_quiz_rounds(make_client):
+    client = make_client(max_quiz_rounds=4, max_quiz_rounds_per_map=2)
+    maps = []
+    for n in range(3):
+        made = client.post("/api/maps", json={"title": f"q{n}"}).json()
+        key = {"X-Edit-Key": made["edit_key"]}
+        client.post(f"/api/maps/{made['id']}/prompts", json={"prompts": ["a", "b", "c"]}, headers=key)
+        maps.append((made["id"], key))
+    (a, key_a), (b, key_b), (c, key_c) = maps
+    first = client.post(f"/api/maps/{a}/quiz", json={"seed": 1}, headers=key_a).json()
+    for seed in range(6):  # map b starts many rounds: only its own old ones go
+        assert client.post(f"/api/maps/{b}/quiz", json={"seed": seed}, headers=key_b).status_code == 201
+    assert client.get(f"/api/quiz/{first['id']}").status_code == 200
+    assert sum(r.map_id == b for r in client.app.state.classroom.rounds.values()) == 2
+    client.post(f"/api/maps/{c}/quiz", json={"seed": 1}, headers=key_c)
+    r = client.post(f"/api/maps/{a}/quiz", json={"seed": 2}, headers=key_a)  # server full: refused, not dropped
+    assert r.status_code == 201 or r.status_code == 429
+    full = client.post(f"/api/maps/{c}/quiz", json={"seed": 3}, headers=key_c)
+    assert full.status_code in (201, 429)
+    assert len(client.app.state.classroom.rounds) <= 4
+    assert client.get(f"/api/quiz/{first['id']}").status_code == 200
+
+
+def test_7_guesses_and_presentations_are_capped_per_map():
+    from app.settings import Settings
+
+    classroom = Classroom(3600, 5, Settings(max_guesses_per_round=3, max_presentations_per_map=2))
+    r, _ = classroom.new_round("map", 0.0, 0.0, 1, "k" * 64)
+    for player in ("a", "b", "c"):
+        classroom.guess(r.id, player, 0.1, 0.1)
+    classroom.guess(r.id, "a", 0.2, 0.2)  # a player may change their guess
+    with pytest.raises(Full):
+        classroom.guess(r.id, "d", 0.1, 0.1)
+    classroom.start("map")
+    classroom.start("map")
+    with pytest.raises(Full):
+        classroom.start("map")
+    classroom.start("other map")  # another class is not affected
+
+
+def test_7_the_follower_cap_holds_for_concurrent_joins(tiny_space, tmp_path):
+    app = create_app(make_settings(tmp_path / "followers", max_followers=2), space=tiny_space)
+    url, stop = serve_live(app)
+    try:
+        made = httpx.post(f"{url}/api/maps", json={"title": "f"}).json()
+        p = httpx.post(f"{url}/api/maps/{made['id']}/presentations", headers={"X-Edit-Key": made["edit_key"]}).json()
+
+        async def join(http):
+            async with http.stream("GET", f"/api/presentations/{p['code']}/events") as r:
+                if r.status_code != 200:
+                    return r.status_code
+                async for _ in r.aiter_lines():
+                    await asyncio.sleep(1.0)  # hold the place while the others try
+                    return 200
+
+        async def everyone():
+            async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+                return await asyncio.gather(*[join(http) for _ in range(8)])
+
+        codes = asyncio.run(everyone())
+        assert codes.count(200) == 2 and set(codes) <= {200, 403, 429}
+    finally:
+        stop()
+
+
+# ---------------------------------------------------------------- 8. 500 where a 4xx is due
+def test_8_out_of_range_numbers_are_4xx(client, filled):
+    map_id, _ = filled
+    decodes = client.app.state.service.store.decode_dir
+    before = sorted(decodes.iterdir())
+    assert client.get(f"/api/maps/{map_id}/points/99999999999999999999999999").status_code == 404
+    assert client.get(f"/api/maps/{map_id}/points/-1").status_code == 404
+    assert client.get(f"/api/maps/{map_id}/neighbors", params={"x": 1e30, "y": 0}).status_code == 422
+    r = client.post(f"/api/maps/{map_id}/path", json={"points": [[0, 0], [1e300, 0]], "steps": 2})
+    assert r.status_code == 422 and "outside the map" in r.json()["detail"] or "within" in r.json()["detail"]
+    r = client.post(f"/api/maps/{map_id}/decode", json={"x": 1e300, "y": 0, "seed": 0})
+    assert r.status_code == 422
+    r = client.post(f"/api/maps/{map_id}/decode", json={"x": 50.0, "y": 0, "seed": 0})  # a margin of 10 widths
+    assert r.status_code == 422 and "outside the map" in r.json()["detail"]
+    assert client.post(f"/api/maps/{map_id}/decode", json={"x": 1.5, "y": -1.2, "seed": 0}).status_code == 200
+    assert len(sorted(decodes.iterdir())) == len(before) + 1  # only the good decode was cached
+
+
+def test_8_a_quiz_guess_with_nan_is_422(client, filled):
+    map_id, key = filled
+    round_ = client.post(f"/api/maps/{map_id}/quiz", json={"seed": 1}, headers=key).json()
+    for x in ("NaN", "Infinity", "1e300"):
+        r = client.post(f"/api/quiz/{round_['id']}/guess", content='{"player": "p", "x": %s, "y": 0}' % x,
+                        headers={"Content-Type": "application/json"})
+        assert r.status_code == 422, x
+
+
+def test_8_no_nan_reaches_the_decoder_or_the_cache(client, filled):
+    from app.maps.service import Rejected
+    from app.spaces.base import DecodeRequest
+
+    service = client.app.state.service
+    request = DecodeRequest(vector=np.full(service.space.dim, np.nan, np.float32), seed=0)
+    with pytest.raises(Rejected):
+        service.decode_cached("0" * 64, request)
+    assert service.store.cached_decode("0" * 64) is None
+
+
+# ---------------------------------------------------------------- 9. headers, docs, timeouts, Host, CSV
+def test_9_security_headers_on_every_response(client, filled):
+    map_id, _ = filled
+    for url in ("/", f"/m/{map_id}", "/api/health", f"/api/maps/{map_id}/points", "/docs", "/static/css/style.css",
+                "/api/maps/nosuchmap0", "/openapi.json"):
+        r = client.get(url)
+        csp = r.headers.get("content-security-policy", "")
+        assert "frame-ancestors 'none'" in csp and "'unsafe-inline'" not in csp, url
+        assert re.search(r"script-src 'self'", csp), url
+        assert r.headers.get("x-content-type-options") == "nosniff", url
+        assert r.headers.get("referrer-policy") == "no-referrer", url
+        assert r.headers.get("x-frame-options") == "DENY", url
+
+
+def test_9_pages_run_no_inline_script(client, filled):
+    """Every <script> of every page has a src, or is an import map whose hash the CSP names."""
+    import base64
+    import hashlib
+
+    map_id, _ = filled
+    for url in ("/", f"/m/{map_id}", "/docs"):
+        r = client.get(url)
+        csp = r.headers["content-security-policy"]
+        for attrs, body in re.findall(r"<script([^>]*)>(.*?)</script>", r.text, re.S):
+            if "src=" in attrs:
+                assert not body.strip(), url
+                continue
+            assert 'type="importmap"' in attrs, (url, attrs, body[:80])
+            digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+            assert f"'sha256-{digest}'" in csp
+        assert not re.search(r"\son[a-z]+\s*=", r.text), f"{url}: inline event handler"
+
+
+def test_9_swagger_ui_is_served_from_this_origin(client):
+    page = client.get("/docs").text
+    assert "cdn." not in page and "https://" not in page
+    for src in re.findall(r'(?:src|href)="(/static/[^"]+)"', page):
+        assert client.get(src).status_code == 200, src
+    assert re.search(r"/static/vendor/swagger-ui-bundle-\d+\.\d+\.\d+\.js", page)
+
+
+def test_9_the_trailing_slash_redirect_does_not_echo_the_host(client):
+    r = client.get("/api/maps/", headers={"Host": "evil.example"}, follow_redirects=False)
+    assert r.status_code in (307, 308)
+    assert "evil.example" not in r.headers["location"] and r.headers["location"].startswith("/api/maps")
+
+
+def test_9_a_trickled_body_is_cut_off(tiny_space, tmp_path):
+    url, stop = serve_live(create_app(make_settings(tmp_path / "slow", body_timeout_seconds=1.0), space=tiny_space))
+    try:
+        made = httpx.post(f"{url}/api/maps", json={"title": "slow"}).json()
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(f"POST /api/maps/{made['id']}/path HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      f"Content-Length: 1000\r\n\r\n{{".encode())
+            started = time.monotonic()
+            reply = b""
+            while b"\r\n\r\n" not in reply and time.monotonic() - started < 8:
+                s.sendall(b" ")  # a byte at a time, never finishing
+                time.sleep(0.2)
+                s.setblocking(False)
+                try:
+                    reply += s.recv(4096)
+                except BlockingIOError:
+                    pass
+                s.setblocking(True)
+        assert reply.startswith(b"HTTP/1.1 408"), reply[:100]
+        assert httpx.get(f"{url}/api/health").status_code == 200
+    finally:
+        stop()

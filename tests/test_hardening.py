@@ -403,3 +403,38 @@ def test_9_a_trickled_body_is_cut_off(tiny_space, tmp_path):
         assert httpx.get(f"{url}/api/health").status_code == 200
     finally:
         stop()
+
+
+# ---------------------------------------------------------------- deleting a map
+def test_the_operator_lists_and_deletes_a_map_with_everything_it_owns(client, filled, capsys):
+    from app import cli
+
+    map_id, key = filled
+    service = client.app.state.service
+    store, data_dir = service.store, service.settings.data_dir
+    client.post(f"/api/maps/{map_id}/tours", json={"title": "t", "steps": [{"caption": "c", "at": [0, 0]}]},
+                headers=key)
+    client.post(f"/api/maps/{map_id}/decode", json={"x": 0.1, "y": 0.1, "seed": 1})
+    path = client.post(f"/api/maps/{map_id}/path", json={"points": [[0, 0], [0.5, 0.5]], "steps": 2}).json()
+    other = client.post("/api/maps", json={"title": "kept"}).json()
+    client.post(f"/api/maps/{other['id']}/prompts", json={"prompts": ["x", "y"]}, headers={"X-Edit-Key": other["edit_key"]})
+    kept_decode = client.post(f"/api/maps/{other['id']}/decode", json={"x": 0, "y": 0, "seed": 1}).headers["x-decode-key"]
+    thumbs = [p for p in store.points(map_id) if p.has_thumbnail]
+    assert thumbs and len(list(store.decode_dir.glob("*.png"))) >= 4
+
+    assert cli.main(["maps", "list", "--json", "--data-dir", str(data_dir)]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {m["id"] for m in listed} >= {map_id, other["id"]}
+    assert cli.main(["maps", "delete", map_id, "--data-dir", str(data_dir)]) == 0
+    assert "deleted" in capsys.readouterr().out
+
+    assert client.get(f"/api/maps/{map_id}").status_code == 404
+    assert all(not (store.thumb_dir / f"{p.id}.png").exists() for p in thumbs)
+    assert client.get(f"/api/paths/{path['key']}.png").status_code == 404
+    assert all(client.get(f["url"]).status_code == 404 for f in path["frames"])
+    assert [p.name for p in store.decode_dir.iterdir()] == [f"{kept_decode}.png"]
+    db = store._db
+    assert db.execute("SELECT COUNT(*) FROM items WHERE map_id = ?", (map_id,)).fetchone()[0] == 0
+    assert db.execute("SELECT COUNT(*) FROM tours WHERE map_id = ?", (map_id,)).fetchone()[0] == 0
+    assert client.get(f"/api/maps/{other['id']}").json()["count"] == 2
+    assert cli.main(["maps", "delete", map_id, "--data-dir", str(data_dir)]) == 1

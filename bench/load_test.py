@@ -4,12 +4,21 @@ Checks the promises of the work queue: no 5xx, every accepted request answered, 
 Retry-After, memory stays bounded. Prints one table and exits 0.
 
     python bench/load_test.py --space tiny-random --clients 50 --seconds 60
+    python bench/load_test.py --case oversized   # 10 oversized requests in flight: /api/health p95
+    python bench/load_test.py --case uploads     # 64 files of 39.9 MP in one request: added peak RSS
+
+`--case oversized` keeps 10 clients sending the request of issue 16 (a path of 500,000 zeros, 1.5 MB) and,
+separately, bodies just under the JSON cap that fail validation, while one client times /api/health; the
+baseline is /api/health on the same server with nothing else in flight (ratio = loaded p95 / idle p95).
+`--case uploads` posts 64 PNGs of 39.9 MP (a few kB each on the wire, 120 MB each decoded) in one request and
+reads the server's peak RSS (VmHWM) before and after; the baseline is one such file on the same server.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import random
 import statistics
 import time
@@ -90,9 +99,126 @@ async def run(args):
         print(f"| {name} | {value} |")
 
 
+def path_of_zeros(count: int) -> bytes:
+    return ('{"points": [' + ", ".join(["0"] * count) + '], "steps": 2}').encode()
+
+
+def under_the_cap_body(limit: int) -> bytes:
+    """A JSON body just under `limit` bytes whose every element fails validation (strings for numbers)."""
+    pair, head, tail = '["x", "y"], ', '{"points": [', '["x", "y"]], "steps": 2}'
+    count = (limit - len(head) - len(tail) - 64) // len(pair)
+    return (head + pair * count + tail).encode()
+
+
+async def health_times(base: str, seconds: float) -> list[float]:
+    times = []
+    end = time.monotonic() + seconds
+    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        while time.monotonic() < end:
+            start = time.perf_counter()
+            r = await http.get("/api/health")
+            assert r.status_code == 200
+            times.append(time.perf_counter() - start)
+            await asyncio.sleep(0.02)
+    return times
+
+
+async def flood(base: str, url: str, body: bytes, seconds: float, codes: list) -> None:
+    end = time.monotonic() + seconds
+    async with httpx.AsyncClient(base_url=base, timeout=120) as http:
+        while time.monotonic() < end:
+            try:
+                r = await http.post(url, content=body, headers={"Content-Type": "application/json"})
+                codes.append((r.status_code, len(r.content)))
+            except httpx.TransportError as e:  # the server closes a refused upload's connection early
+                codes.append((type(e).__name__, 0))
+
+
+async def run_oversized(args):
+    with running_server(args.space) as (base, proc):
+        made = httpx.post(base + "/api/maps", json={"title": "oversized"}).json()
+        httpx.post(f"{base}/api/maps/{made['id']}/prompts", headers={"X-Edit-Key": made["edit_key"]},
+                   json={"prompts": [f"prompt {i}" for i in range(30)]}, timeout=120)
+        url = f"/api/maps/{made['id']}/path"
+        limit = args.json_cap
+        idle = await health_times(base, args.seconds / 3)
+        rows = [("idle (baseline)", idle, [])]
+        for name, body in (("500,000 zeros (1.5 MB)", path_of_zeros(500_000)),
+                           (f"{len(under_the_cap_body(limit)) / 1e6:.2f} MB of bad pairs, under the cap",
+                            under_the_cap_body(limit))):
+            codes: list = []
+            loaded, *_ = await asyncio.gather(health_times(base, args.seconds / 3),
+                                              *[flood(base, url, body, args.seconds / 3, codes) for _ in range(10)])
+            rows.append((name, loaded, codes))
+    print(f"oversized requests: space={args.space}, 10 clients in flight, {args.seconds / 3:.0f} s per row")
+    print("| in flight | /api/health p50 / p95 (ms) | p95 ÷ idle p95 | their answers | largest answer (bytes) |")
+    print("|---|---|---|---|---|")
+    base_p95 = pct(idle, 0.95)
+    for name, times, codes in rows:
+        answers = ", ".join(f"{c}×{n}" for c, n in sorted(_count(c for c, _ in codes).items(), key=str)) or "-"
+        largest = max((size for _, size in codes), default=0)
+        print(f"| {name} | {pct(times, 0.5) * 1e3:.1f} / {pct(times, 0.95) * 1e3:.1f} | "
+              f"{pct(times, 0.95) / base_p95:.2f} | {answers} | {largest} |")
+
+
+def _count(values) -> dict:
+    out: dict = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return out
+
+
+def big_png(pixels: int) -> bytes:
+    from PIL import Image
+
+    width = int(pixels ** 0.5 * 4 / 3)
+    height = pixels // width
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (120, 80, 200)).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def run_uploads(args):
+    png = big_png(int(args.megapixels * 1_000_000))
+    with running_server(args.space) as (base, proc):
+        made = httpx.post(base + "/api/maps", json={"title": "uploads"}).json()
+        key = {"X-Edit-Key": made["edit_key"]}
+        url = f"{base}/api/maps/{made['id']}/images"
+        rows = []
+        for count in (1, args.files):
+            before, peak_before = rss_mb(proc.pid), peak_rss_mb(proc.pid)
+            start = time.perf_counter()
+            r = httpx.post(url, headers=key, timeout=1800,
+                           files=[("files", (f"{count}-{i}.png", png, "image/png")) for i in range(count)])
+            wall = time.perf_counter() - start
+            rows.append((count, r.status_code, wall, before, peak_before, peak_rss_mb(proc.pid), rss_mb(proc.pid)))
+    print(f"uploads: space={args.space}, PNGs of {args.megapixels} MP ({len(png) / 1e3:.0f} kB each on the wire, "
+          f"{args.megapixels * 3:.0f} MB each decoded)")
+    print("| files in the request | status | wall (s) | RSS before (MB) | peak before → after (MB) | added peak (MB) | "
+          "RSS after (MB) |")
+    print("|---|---|---|---|---|---|---|")
+    for count, status, wall, before, peak_before, peak_after, after in rows:
+        print(f"| {count} | {status} | {wall:.1f} | {before:.0f} | {peak_before:.0f} → {peak_after:.0f} | "
+              f"{peak_after - max(peak_before, before):.0f} | {after:.0f} |")
+    one, many = rows[0], rows[-1]
+    added_one, added_many = one[5] - max(one[4], one[3]), many[5] - max(many[4], many[3])
+    print(f"added peak, {many[0]} files ÷ 1 file: {added_many / max(1.0, added_one):.2f} "
+          f"({added_many:.0f} MB ÷ {added_one:.0f} MB)")
+
+
 if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--case", choices=["decode", "oversized", "uploads"], default="decode")
     p.add_argument("--space", default="tiny-random")
     p.add_argument("--clients", type=int, default=50)
     p.add_argument("--seconds", type=float, default=60)
-    asyncio.run(run(p.parse_args()))
+    p.add_argument("--json-cap", type=int, default=1024 * 1024, help="the server's max_json_bytes (oversized case)")
+    p.add_argument("--files", type=int, default=64, help="files in the big upload (uploads case)")
+    p.add_argument("--megapixels", type=float, default=39.9, help="pixels of each uploaded PNG (uploads case)")
+    args = p.parse_args()
+    if args.case == "oversized":
+        asyncio.run(run_oversized(args))
+    elif args.case == "uploads":
+        run_uploads(args)
+    else:
+        asyncio.run(run(args))

@@ -14,11 +14,11 @@ import zipfile
 import httpx
 import numpy as np
 import pytest
+from conftest import make_settings, png_bytes, serve_live
 from PIL import Image
 
 from app.main import create_app
 from app.maps.classroom import Classroom, Full
-from conftest import make_settings, png_bytes, serve_live
 
 PROMPTS = [f"prompt {i}" for i in range(12)]
 
@@ -202,7 +202,7 @@ def test_4_a_deeply_nested_manifest_is_422(client, filled):
     good = client.get(f"/api/maps/{map_id}/bundle").content
     for depth in (20, 100_000):
         deep = '{"format": "latentmap-bundle", "version": 1, "x": ' + "[" * depth + "]" * depth + "}"
-        r = post_bundle(client, rezip(good, lambda n, c: deep.encode() if n == "latentmap-bundle.json" else c))
+        r = post_bundle(client, rezip(good, lambda n, c, deep=deep: deep.encode() if n == "latentmap-bundle.json" else c))
         assert r.status_code == 422 and "nested" in r.json()["detail"], depth
 
 
@@ -317,7 +317,7 @@ def test_8_a_quiz_guess_with_nan_is_422(client, filled):
     map_id, key = filled
     round_ = client.post(f"/api/maps/{map_id}/quiz", json={"seed": 1}, headers=key).json()
     for x in ("NaN", "Infinity", "1e300"):
-        r = client.post(f"/api/quiz/{round_['id']}/guess", content='{"player": "p", "x": %s, "y": 0}' % x,
+        r = client.post(f"/api/quiz/{round_['id']}/guess", content=f'{{"player": "p", "x": {x}, "y": 0}}',
                         headers={"Content-Type": "application/json"})
         assert r.status_code == 422, x
 
@@ -356,7 +356,7 @@ def test_9_pages_run_no_inline_script(client, filled):
     for url in ("/", f"/m/{map_id}", "/docs"):
         r = client.get(url)
         csp = r.headers["content-security-policy"]
-        for attrs, body in re.findall(r"<script([^>]*)>(.*?)</script>", r.text, re.S):
+        for attrs, body in re.findall(r"<script([^>]*)>(.*?)</script>", r.text, re.DOTALL):
             if "src=" in attrs:
                 assert not body.strip(), url
                 continue

@@ -49,7 +49,7 @@ class RequestSizeLimit:
             else:
                 try:
                     message = await asyncio.wait_for(receive(), timeout=max(0.0, deadline - time.monotonic()))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     return await refuse(408, f"the request body did not arrive within {self.timeout:g} s")
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))

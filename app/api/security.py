@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-IMPORT_MAP = re.compile(rb'<script type="importmap">(.*?)</script>', re.S)
+IMPORT_MAP = re.compile(rb'<script type="importmap">(.*?)</script>', re.DOTALL)
 
 
 def import_map_hashes(templates_dir: Path) -> list[str]:

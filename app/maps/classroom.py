@@ -122,6 +122,13 @@ class Classroom:
         _check_key(p.key_hash, key)
         self._close(p)
 
+    def forget_map(self, map_id: str) -> None:
+        """A deleted map: its presentations end (followers get "end") and its quiz rounds are gone."""
+        for p in [p for p in self.presentations.values() if p.map_id == map_id]:
+            self._close(p)
+        for round_id in [r.id for r in self.rounds.values() if r.map_id == map_id]:
+            self.rounds.pop(round_id)
+
     def _close(self, p: Presentation) -> None:
         p.ended = True
         self.presentations.pop(p.code, None)

@@ -56,6 +56,10 @@ class Explorer:
         self._clusters: OrderedDict[str, tuple[object, dict]] = OrderedDict()
         self._indexes: dict[int, tuple[np.ndarray, VectorIndex]] = {}
 
+    def forget(self, map_id: str) -> None:
+        """Drop what is remembered of a map (it was deleted)."""
+        self._clusters.pop(map_id, None)
+
     @property
     def settings(self):
         return self.service.settings

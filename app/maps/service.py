@@ -68,6 +68,14 @@ class MapService:
             raise Rejected(f"title is longer than {self.settings.max_title_chars} characters")
         return self.store.create_map(title, self.space.name)
 
+    def delete_map(self, map_id: str) -> None:
+        """The map with its items, thumbnails, tours, columns and cached decodes (Store.delete_map), and what
+        this process remembers of it. Live presentations and quiz rounds are ended by the caller (Classroom)."""
+        self.store.get_map(map_id)  # NotFound for a map that is not there
+        with self._write_lock:  # not in the middle of an add or a refit of this map
+            self.store.delete_map(map_id)
+            self._map_vector_cache.pop(map_id, None)
+
     def usable_map(self, map_id: str) -> MapRecord:
         """The map, if this server's space can change or decode it (SpaceMismatch otherwise)."""
         record = self.store.get_map(map_id)

@@ -18,7 +18,7 @@ from conftest import make_settings, png_bytes, serve_live
 from PIL import Image
 
 from app.main import create_app
-from app.maps.classroom import Classroom, Full
+from app.maps.classroom import Classroom
 
 PROMPTS = [f"prompt {i}" for i in range(12)]
 
@@ -75,7 +75,7 @@ def test_1_uploads_keep_the_larger_cap(client, filled):
 
 def test_1_validation_errors_are_one_short_message(client, filled):
     map_id, _ = filled
-    body = {"points": [["x", "y"]] * 20_000, "steps": 2}  # 40,000 errors, under the body cap
+    body = {"points": [["x" * 1000, "y" * 1000]] * 30, "steps": "two", "seed": "three"}  # 62 errors
     r = client.post(f"/api/maps/{map_id}/path", json=body)
     assert r.status_code == 422
     detail = r.json()["detail"]
@@ -254,6 +254,7 @@ def test_7_one_map_cannot_push_out_another_maps_quiz_rounds(make_client):
 
 
 def test_7_guesses_and_presentations_are_capped_per_map():
+    from app.maps.classroom import Full
     from app.settings import Settings
 
     classroom = Classroom(3600, 5, Settings(max_guesses_per_round=3, max_presentations_per_map=2))
@@ -438,3 +439,53 @@ def test_the_operator_lists_and_deletes_a_map_with_everything_it_owns(client, fi
     assert db.execute("SELECT COUNT(*) FROM tours WHERE map_id = ?", (map_id,)).fetchone()[0] == 0
     assert client.get(f"/api/maps/{other['id']}").json()["count"] == 2
     assert cli.main(["maps", "delete", map_id, "--data-dir", str(data_dir)]) == 1
+
+
+def test_delete_map_over_http_needs_the_edit_key_and_removes_everything(client, filled):
+    map_id, key = filled
+    client.post(f"/api/maps/{map_id}/decode", json={"x": 0.2, "y": 0.1, "seed": 2})
+    presentation = client.post(f"/api/maps/{map_id}/presentations", headers=key).json()
+    round_ = client.post(f"/api/maps/{map_id}/quiz", json={"seed": 1}, headers=key).json()
+    store = client.app.state.service.store
+    assert client.delete(f"/api/maps/{map_id}").status_code == 403
+    assert client.delete(f"/api/maps/{map_id}", headers={"X-Edit-Key": "wrong" * 8}).status_code == 403
+    assert client.get(f"/api/maps/{map_id}").status_code == 200
+    assert client.delete(f"/api/maps/{map_id}", headers=key).status_code == 204
+    assert client.get(f"/api/maps/{map_id}").status_code == 404
+    assert client.get(f"/api/maps/{map_id}/points").status_code == 404
+    assert map_id not in {m["id"] for m in client.get("/api/maps").json()}
+    assert list(store.decode_dir.iterdir()) == [] and list(store.thumb_dir.iterdir()) == []
+    assert client.get(f"/api/presentations/{presentation['code']}").status_code == 404
+    assert client.get(f"/api/quiz/{round_['id']}").status_code == 404
+    assert client.delete(f"/api/maps/{map_id}", headers=key).status_code == 404
+
+
+def test_list_fields_have_a_maximum_length(client, filled):
+    map_id, key = filled
+    settings = client.app.state.settings
+    too_many = [[0.0, 0.0]] * (settings.max_path_points + 1)
+    for url, body in ((f"/api/maps/{map_id}/path", {"points": too_many, "steps": 2}),
+                      (f"/api/maps/{map_id}/compare/path", {"points": too_many, "steps": 2, "variants": ["base"]}),
+                      (f"/api/maps/{map_id}/compare", {"x": 0, "y": 0, "variants": ["base"] * 100}),
+                      (f"/api/maps/{map_id}/selection", {"indices": list(range(settings.max_selection_items + 1)),
+                                                         "version": 0})):
+        r = client.post(url, json=body)
+        assert r.status_code in (413, 422) and len(r.content) < 500, url
+    r = client.post(f"/api/maps/{map_id}/prompts", json={"prompts": ["p"] * 1000}, headers=key)
+    assert r.status_code == 422 and "prompts" in r.json()["detail"]
+    r = client.post(f"/api/maps/{map_id}/tours", headers=key, json={"title": "t", "steps": [{"caption": "c"}] * 500})
+    assert r.status_code == 422
+
+
+def test_csv_exports_neutralise_formulas(client, new_map):
+    map_id, key = new_map
+    labels = ["=HYPERLINK(\"http://evil.example\",\"click\")", "+1+2", "-3", "@SUM(A1)", "plain"]
+    client.post(f"/api/maps/{map_id}/prompts", json={"prompts": labels}, headers=key)
+    ids = [p["id"] for p in client.get(f"/api/maps/{map_id}/points").json()["points"]]
+    text = client.post(f"/api/maps/{map_id}/selection", json={"item_ids": ids, "format": "csv"}).text
+    import csv as csv_module
+
+    rows = list(csv_module.DictReader(io.StringIO(text)))
+    assert sorted(r["label"] for r in rows) == sorted(["'" + label for label in labels[:4]] + ["plain"])
+    assert all(not r["label"].startswith(("=", "+", "-", "@")) for r in rows)
+    assert any(r["x"].startswith("-") for r in rows) or all(float(r["x"]) >= 0 for r in rows)  # numbers stay numbers

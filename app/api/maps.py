@@ -1,11 +1,11 @@
-"""Maps: create, list, read, refit."""
+"""Maps: create, list, read, refit, delete."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Header, HTTPException
+from fastapi import APIRouter, Header, HTTPException, Response
 
 from . import schemas
-from .deps import EditableMap, ExistingMap, ServiceDep, SettingsDep, StoreDep
+from .deps import ClassroomDep, EditableMap, ExistingMap, ExplorerDep, ServiceDep, SettingsDep, StoreDep
 from .responses import map_info
 
 router = APIRouter(prefix="/api", tags=["maps"])
@@ -32,3 +32,13 @@ def get_map(map_id: ExistingMap, store: StoreDep, x_edit_key: str | None = Heade
 @router.post("/maps/{map_id}/refit", response_model=schemas.MapInfo)
 def refit(map_id: EditableMap, service: ServiceDep):
     return map_info(service.refit(map_id), service.store, can_edit=True)
+
+
+@router.delete("/maps/{map_id}", status_code=204, response_class=Response)
+def delete_map(map_id: EditableMap, service: ServiceDep, explorer: ExplorerDep, classroom: ClassroomDep):
+    """The map, its items, thumbnails, tours, columns and cached decodes; its live presentations end and its
+    quiz rounds go. Needs the edit key. Cannot be undone (export a bundle first to keep a copy)."""
+    service.delete_map(map_id)
+    explorer.forget(map_id)
+    classroom.forget_map(map_id)  # point tiles of the map age out of their bounded cache (every route 404s now)
+    return Response(status_code=204)

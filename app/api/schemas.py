@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
+
+from ..settings import Settings
+
+# Every list a client sends has a maximum length from the settings (LATENTMAP_* variables as the server reads
+# them), checked while the body is parsed: a long list is refused with one short message before any of it is
+# used. The domain checks the same limits again with its own messages (and the server's own Settings object).
+LIMITS = Settings.from_env()
+XY = Annotated[list[float], Field(min_length=2, max_length=2)]
 
 
 class Health(BaseModel):
@@ -41,7 +49,7 @@ class MapCreated(MapInfo):
 
 
 class PromptsIn(BaseModel):
-    prompts: list[str]
+    prompts: list[str] = Field(..., max_length=LIMITS.max_prompts_per_request)
 
 
 class Point(BaseModel):
@@ -129,7 +137,8 @@ class SpaceRow(BaseModel):
 
 # ---------------------------------------------------------------------------------------------- exploration
 class PathIn(BaseModel):
-    points: list[list[float]] = Field(..., description="[[x, y], ...] polyline on the map, 2 or more vertices")
+    points: list[XY] = Field(..., max_length=LIMITS.max_path_points,
+                             description="[[x, y], ...] polyline on the map, 2 or more vertices")
     steps: int = Field(8, description="number of images along the path")
     seed: int = 0
 
@@ -183,10 +192,13 @@ class ClustersOut(BaseModel):
 
 
 class SelectionIn(BaseModel):
-    item_ids: list[str] | None = Field(None, description="the selected items' ids")
-    indices: list[int] | None = Field(None, description="or their positions in points order (maps loaded from "
+    item_ids: list[str] | None = Field(None, max_length=LIMITS.max_selection_items,
+                                       description="the selected items' ids")
+    indices: list[int] | None = Field(None, max_length=LIMITS.max_selection_items,
+                                      description="or their positions in points order (maps loaded from "
                                       "/points.bin, which carry no ids); needs `version`")
-    polygon: list[list[float]] | None = Field(None, description="or a lasso: [[x, y], ...] in map coordinates, "
+    polygon: list[XY] | None = Field(None, max_length=LIMITS.max_selection_polygon_vertices,
+                                     description="or a lasso: [[x, y], ...] in map coordinates, "
                                               "every item inside it (even-odd rule); with `version`, 409 if the "
                                               "map changed")
     version: int | None = Field(None, description="the X-Map-Version the indices or polygon refer to (409 if the "
@@ -216,7 +228,7 @@ class VariantChoice(BaseModel):
     lora_scale: float | None = Field(None, description="LoRA strength (LoRA variants only; default: its own)")
 
 
-Choices = list[str | VariantChoice]
+Choices = Annotated[list[str | VariantChoice], Field(max_length=LIMITS.max_compare_variants)]
 
 
 class VariantsOut(BaseModel):
@@ -249,7 +261,8 @@ class CompareOut(BaseModel):
 
 
 class ComparePathIn(BaseModel):
-    points: list[list[float]] = Field(..., description="[[x, y], ...] polyline on the map, 2 or more vertices")
+    points: list[XY] = Field(..., max_length=LIMITS.max_path_points,
+                             description="[[x, y], ...] polyline on the map, 2 or more vertices")
     steps: int = Field(6, description="images along the path, per decoder")
     seed: int = 0
     variants: Choices
@@ -336,15 +349,16 @@ class PresentationUpdated(BaseModel):
 
 class TourStep(BaseModel):
     caption: str = ""
-    view: list[float] | None = Field(None, description="[x, y, zoom]")
-    at: list[float] | None = Field(None, description="[x, y] of a decoded point")
+    view: list[float] | None = Field(None, max_length=3, description="[x, y, zoom]")
+    at: list[float] | None = Field(None, max_length=2, description="[x, y] of a decoded point")
     seed: int | None = None
-    path: list[list[float]] | None = Field(None, description="[[x, y], ...] a walk to decode")
+    path: list[list[float]] | None = Field(None, max_length=LIMITS.max_path_points,
+                                           description="[[x, y], ...] a walk to decode")
 
 
 class TourIn(BaseModel):
     title: str
-    steps: list[TourStep]
+    steps: list[TourStep] = Field(..., max_length=LIMITS.max_tour_steps)
 
 
 class Tour(TourIn):

@@ -55,7 +55,7 @@ def compare_path(service: MapService, map_id: str, points: Sequence[Sequence[flo
             raw = frame.key_text if variant is None else f"{frame.key_text}|variant={variant}|scale={scale}"
             key = hashlib.sha256(raw.encode()).hexdigest()
             request = dataclasses.replace(frame.request, variant=variant, lora_scale=scale)
-            service.decode_cached(key, request, gone)
+            service.decode_cached(key, request, gone, map_id=map_id)
             rows.append({"key": key, "x": frame.point[0], "y": frame.point[1]})
         out.append({**decoder_label(variant, scale), "frames": rows})
     return out

@@ -66,10 +66,21 @@ def selection_csv(store: Store, map_id: str, items: Sequence[ItemRecord]) -> str
         values = row.pop("columns")
         rows.append({**row, **{extra[n]: v for n, v in values.items()}})
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=SELECTION_COLUMNS + list(extra.values()))
+    writer = csv.DictWriter(text, fieldnames=[spreadsheet_text(n) for n in SELECTION_COLUMNS + list(extra.values())])
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows([{spreadsheet_text(k): spreadsheet_text(v) for k, v in row.items()} for row in rows])
     return text.getvalue()
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(value):
+    """A CSV cell a spreadsheet shows as text: labels and names that start like a formula (`=HYPERLINK(…)`,
+    `+`, `-`, `@`, tab, carriage return) get a leading `'`. Numbers (negative coordinates) stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def selection_zip(store: Store, map_id: str, items: Sequence[ItemRecord]) -> bytes:

@@ -13,6 +13,7 @@ the pictures mean nothing and every table says RANDOM WEIGHTS. Runs, per space:
 - bench/encode.py: ingest items/s ÷ bare encode (issue target 1: ≥ 0.85)
 - bench/prompt_latency.py: one prompt over HTTP ÷ bare encode_text (target 2: ≤ 1.5)
 - bench/decode.py: POST /decode ÷ bare Space.decode, and preview (target 3: ≤ 1.3)
+- bench/own_models.py (turbo-h): single-file checkpoint load time, decode latency with 0, 1 and 3 LoRAs loaded
 
 Each table goes to stdout and to DIR/<bench>-<space>.md.
 """
@@ -101,6 +102,9 @@ def main() -> int:
                                                 "--seed-items", "2" if args.tiny else "20"],
                       env, out, args.timeout)
             ok &= run("decode", space, ["decode.py", "--space", space, *threads, *small], env, out, args.timeout)
+            if space == "turbo-h":  # a user's checkpoint and LoRAs (issue 19): load time, decode with 0/1/3 LoRAs
+                ok &= run("own_models", space, ["own_models.py", *(["--tiny", "--device", "cpu", "--n", "2"]
+                                                                   if args.tiny else [])], env, out, args.timeout)
     return 0 if ok else 1
 
 

@@ -239,6 +239,25 @@ def test_shipped_sd15_configs_are_the_real_architecture(tmp_path):
     assert len(tok) == 49408 and tok("a photo of a cat").input_ids[0] == 49406
 
 
+def test_real_size_original_layout_round_trips_through_diffusers_conversion():
+    """At SD 1.5's real size (meta tensors: shapes, no memory): the original-layout keys our writer makes are the
+    ones diffusers' single-file conversion turns back into the shipped configs' UNet and VAE, shape for shape."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
+
+    from app.spaces.checkpoints import SD15_CONFIG_DIR, unet_to_original, vae_to_original
+
+    for cls, sub, to_original, prefix, convert in (
+            (UNet2DConditionModel, "unet", unet_to_original, "model.diffusion_model.", convert_ldm_unet_checkpoint),
+            (AutoencoderKL, "vae", vae_to_original, "first_stage_model.", convert_ldm_vae_checkpoint)):
+        with torch.device("meta"):
+            model = cls.from_config(json.loads((SD15_CONFIG_DIR / sub / "config.json").read_text()))
+        state = model.state_dict()
+        back = convert({prefix + k: v for k, v in to_original(state).items()}, dict(model.config))
+        assert set(back) == set(state), sub
+        assert all(tuple(back[k].shape) == tuple(state[k].shape) for k in state), sub
+
+
 # ---------------------------------------------------------------------------------------------- LoRAs
 def test_loras_become_variants_with_lineage(own_space, files):
     rows = {v["name"]: v for v in own_space.variants()}

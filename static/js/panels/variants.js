@@ -20,6 +20,16 @@ const LINEAGE_ROWS = [
   ["fine_tune_of", "Fine-tune of"],
   ["upscaler_for", "Upscaler for"],
   ["loras", "LoRAs applied"],
+  // A user's own files (checkpoint / LoRAs, app/spaces/own_models.py): what the file states about itself
+  ["file", "File"],
+  ["family", "Family"],
+  ["title", "Title"],
+  ["stated_base", "Made for (stated)"],
+  ["stated_base_sha256", "Stated base sha256"],
+  ["stated_base_legacy_hash", "Stated base hash"],
+  ["base_match", "Base check"],
+  ["trigger_phrase", "Trigger phrase"],
+  ["sha256", "File sha256"],
   ["licence", "Licence"],
 ];
 

@@ -243,9 +243,16 @@ def test_real_size_original_layout_round_trips_through_diffusers_conversion():
     """At SD 1.5's real size (meta tensors: shapes, no memory): the original-layout keys our writer makes are the
     ones diffusers' single-file conversion turns back into the shipped configs' UNet and VAE, shape for shape."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
+    from diffusers.loaders.single_file_utils import (
+        convert_ldm_unet_checkpoint,
+        convert_ldm_vae_checkpoint,
+    )
 
-    from app.spaces.checkpoints import SD15_CONFIG_DIR, unet_to_original, vae_to_original
+    from app.spaces.checkpoints import (
+        SD15_CONFIG_DIR,
+        unet_to_original,
+        vae_to_original,
+    )
 
     for cls, sub, to_original, prefix, convert in (
             (UNet2DConditionModel, "unet", unet_to_original, "model.diffusion_model.", convert_ldm_unet_checkpoint),

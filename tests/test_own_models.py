@@ -215,6 +215,10 @@ def test_checkpoint_of_another_family_is_refused_naming_both(env, files, tmp_pat
     with pytest.raises(own_models.OwnModelError, match=r"pixel-style\.safetensors is a LoRA/LyCORIS file, not a "
                                                        r"checkpoint"):
         registry.load_space(_settings(tmp_path, checkpoint=str(files["kohya"])))
+    # the header-only check `latentmap serve` runs before starting, for unclip-h's family too
+    with pytest.raises(own_models.OwnModelError, match=r"my-finetune\.safetensors is a checkpoint made for SD 1\.x.*"
+                                                       r"unclip-h is built on SD 2\.x"):
+        own_models.precheck(_settings(tmp_path, space="unclip-h", checkpoint=str(files["ckpt"])))
 
 
 def test_checkpoint_that_fits_no_config_is_refused(files, tmp_path):
@@ -366,3 +370,43 @@ def test_serve_refuses_another_family_at_start(files, tmp_path, capsys):
     assert code == 1 and "pickle" in capsys.readouterr().err
     code = cli.main(["serve", "--space", "digits", "--data-dir", str(tmp_path), "--checkpoint", str(files["ckpt"])])
     assert code == 1
+
+
+def test_base_folder_of_another_family_is_refused(tmp_path):
+    folder = tmp_path / "sdxl-diffusers"
+    (folder / "unet").mkdir(parents=True)
+    (folder / "unet" / "config.json").write_text(json.dumps({"cross_attention_dim": 2048,
+                                                             "addition_embed_type": "text_time"}))
+    with pytest.raises(own_models.OwnModelError, match=r"sdxl-diffusers is a SDXL pipeline; turbo-h is built on SD 1\.x"):
+        own_models.check_base_folder(folder, "turbo-h")
+    own_models.check_base_folder(folder.parent, "turbo-h")  # no UNet config: nothing to say (loading will tell)
+
+
+def test_unclip_h_takes_a_lora_too(tmp_path, monkeypatch):
+    """unclip-h's pipeline has the same LoRA loader: a PEFT LoRA is a variant there, strength 0 is the base."""
+    from diffusers import UNet2DConditionModel
+
+    from app.spaces import unclip
+
+    paths = unclip.build_random(tmp_path / "unclip", ARCH)
+    lora = own_models.peft_lora_file(UNet2DConditionModel.from_pretrained(paths["pipeline"] / "unet"),
+                                     tmp_path / "u-style.safetensors", rank=4, seed=6, scale=4.0)
+    config = tmp_path / "unclip.json"
+    config.write_text(json.dumps(TEST_CONFIG))
+    for key, env_name in (("clip", "CLIP_H"), ("pipeline", "UNCLIP_H_PIPELINE"), ("taesd", "TAESD")):
+        monkeypatch.setenv(f"LATENTMAP_{env_name}_ID", str(paths[key]))
+    monkeypatch.setenv("LATENTMAP_UNCLIP_H_CONFIG", str(config))
+    space = registry.load_space(_settings(tmp_path, space="unclip-h", loras=f"{lora}:0.7"))
+    (row,) = space.variants()
+    assert (row["name"], row["default_scale"], row["lineage"]["file"]) == ("u-style", 0.7, "u-style.safetensors")
+    assert row["lineage"]["made_for_this_base"] is None  # no stated base hash
+    base = _pixels(space)
+    assert np.abs(_pixels(space, "u-style") - base).mean() > 0.5
+    np.testing.assert_array_equal(_pixels(space, "u-style", 0.0), base)
+    sd2 = tmp_path / "sd21-finetune.safetensors"
+    save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(32, 4, 3, 3),
+               "cond_stage_model.model.token_embedding.weight": torch.zeros(10, 32)}, str(sd2))
+    with pytest.raises(own_models.OwnModelError, match=r"single-file checkpoints load on turbo-h.*--base"):
+        registry.load_space(_settings(tmp_path, space="unclip-h", checkpoint=str(sd2)))
+    with pytest.raises(own_models.OwnModelError, match=r"u-style\.safetensors is a LoRA/LyCORIS file, not a checkpoint"):
+        registry.load_space(_settings(tmp_path, space="unclip-h", checkpoint=str(lora)))

@@ -22,6 +22,7 @@ ENV PATH=/home/latentmap/venv/bin:$PATH \
 
 COPY --chown=latentmap pyproject.toml README.md ./
 COPY --chown=latentmap app ./app
+COPY --chown=latentmap training ./training
 COPY --chown=latentmap static ./static
 COPY --chown=latentmap templates ./templates
 RUN pip install -e .

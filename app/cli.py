@@ -226,9 +226,16 @@ def cmd_maps_delete(args) -> int:
 
 
 def cmd_train_digits(args) -> int:
-    from .spaces.digits_train import train
+    try:
+        from training.digits import train
+    except ModuleNotFoundError as e:
+        if e.name != "training":
+            raise
+        print("latentmap train-digits: the training recipes (training/) are not installed; run it from a "
+              "checkout of the repository (pip install -e .)", file=sys.stderr)
+        return 2
 
-    metrics = train(Path(args.out), seed=args.seed)
+    metrics = train(Path(args.out), seed=args.seed, threads=args.threads)
     print(json.dumps(metrics, indent=2, default=str))
     return 0
 
@@ -346,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-digits", help="train the digits space from scikit-learn's digits (~20 min CPU)")
     p.add_argument("--out", default=str(DIGITS_SPACE_DIR), help="space directory to write")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (results are bit-identical only for the "
+                   "same count)")
     p.set_defaults(fn=cmd_train_digits)
     return parser
 

@@ -21,7 +21,7 @@ def demo_prompts() -> list[str]:
 
 
 def digit_pil_images() -> tuple[list[Image.Image], np.ndarray]:
-    from ..spaces.digits_train import digit_images
+    from ..spaces.digits_data import digit_images
 
     images, labels = digit_images()[:2]
     return images, labels
@@ -35,7 +35,7 @@ def ensure_demo_map(service: MapService) -> str | None:
     record, key = service.create_map(DEMO_TITLE)
     images, labels = digit_pil_images()
     # Images first and prompts last, so prompts are drawn on top; one UMAP fit of everything.
-    items = service.image_items(images, [f"digit {int(l)} #{i}" for i, l in enumerate(labels)])
+    items = service.image_items(images, [f"digit {int(d)} #{i}" for i, d in enumerate(labels)])
     items += service.prompt_items(demo_prompts())
     service.add_items(record.id, items)
     service.store.save_tour(record.id, "What is a latent space?", digits_tour(service, record.id))
@@ -50,7 +50,7 @@ def ensure_demo_map(service: MapService) -> str | None:
 def digits_tour(service: MapService, map_id: str) -> list[dict]:
     """Five steps through the Digits map, placed from where the digits actually landed."""
     arrays = service.store.get_arrays(map_id)
-    labels = np.array([int(l.split()[1]) if l.startswith("digit ") else -1 for l in arrays.labels])
+    labels = np.array([int(label.split()[1]) if label.startswith("digit ") else -1 for label in arrays.labels])
     centre = {d: arrays.xy[labels == d].mean(0).round(4).tolist() for d in range(10)}
     seven = arrays.xy[arrays.labels.index("seven")].round(4).tolist()
     between = ((np.array(centre[1]) + np.array(centre[7])) / 2).round(4).tolist()

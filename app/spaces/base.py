@@ -8,8 +8,9 @@ maps, storage or HTTP.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -33,8 +34,8 @@ class PreparedImage:
     Preparing is thread-safe and runs in worker threads outside the device queue, so decoding and resizing
     images overlaps the model work (bench/encode.py)."""
 
-    clip: "torch.Tensor"  # (3, h, w) encoder input, after the encoder's own transform
-    vae: "torch.Tensor | None" = None  # (c, h, w) in [-1, 1] at the decoder's size, for spaces with a VAE
+    clip: torch.Tensor  # (3, h, w) encoder input, after the encoder's own transform
+    vae: torch.Tensor | None = None  # (c, h, w) in [-1, 1] at the decoder's size, for spaces with a VAE
 
 
 @dataclass

@@ -14,21 +14,21 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import open_clip
 import torch
 from PIL import Image
-from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
+from safetensors.numpy import load_file as load_numpy
+from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import save_file as save_torch
 
 from .base import DecodeRequest, EncodedImages, ModalityStats, PreparedImage, Space, unit
 from .loading import check_safetensors_only, choose_device
 from .pipeline import ClipDecoderPipeline
 from .variants import VariantSet, base_lineage
-
 
 PREVIEW_MIN_STEPS = 3
 
@@ -59,7 +59,7 @@ class ClipDecoderSpace(Space):
 
     # ------------------------------------------------------------------ loading / saving
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | None = None) -> "ClipDecoderSpace":
+    def from_pretrained(cls, path: str | Path, device: str | None = None) -> ClipDecoderSpace:
         path = Path(path)
         if not (path / "space.json").is_file():
             raise FileNotFoundError(f"{path} is not a latentmap space directory (no space.json)")

@@ -57,7 +57,7 @@ class Component:
     description: str
     optional: bool = False  # the space works without it (e.g. TAESD previews fall back to the full VAE)
 
-    def current(self) -> "Component":
+    def current(self) -> Component:
         """This component with the environment overrides applied."""
         return replace(self, repo_id=os.environ.get(f"LATENTMAP_{self.env}_ID", self.repo_id),
                        revision=os.environ.get(f"LATENTMAP_{self.env}_REVISION", self.revision))

@@ -20,10 +20,10 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -91,7 +91,7 @@ class ConvUpscaler(nn.Module):
         save_file(state, str(Path(directory) / UPSCALER_FILE), metadata={"config": json.dumps(self.config)})
 
     @classmethod
-    def load(cls, directory: str | Path, config: dict) -> "ConvUpscaler":
+    def load(cls, directory: str | Path, config: dict) -> ConvUpscaler:
         from safetensors.torch import load_file
 
         model = cls(**{k: int(config[k]) for k in ("channels", "scale", "width", "blocks")})

@@ -11,8 +11,8 @@ import hashlib
 import json
 import logging
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from .base import DecodeRequest, EncodedImages, EncodedPrompts, ModalityStats, P
 
 log = logging.getLogger(__name__)
 
-_INSTANCES: dict[tuple[str, str], "VitH"] = {}
+_INSTANCES: dict[tuple[str, str], VitH] = {}
 _INSTANCES_LOCK = threading.Lock()
 
 
@@ -56,7 +56,7 @@ class VitH:
         self.lock = threading.Lock()
 
     @classmethod
-    def shared(cls, path: str | Path, device: str) -> "VitH":
+    def shared(cls, path: str | Path, device: str) -> VitH:
         key = (str(Path(path).resolve()), device)
         with _INSTANCES_LOCK:
             if key not in _INSTANCES:
@@ -337,8 +337,3 @@ def clip_tokenizer(dest: Path | None = None):
     if dest is not None:
         tok.save_pretrained(dest)
     return tok
-
-
-def save_safetensors_dir(model, dest: Path) -> Path:
-    model.save_pretrained(dest, safe_serialization=True)
-    return dest

@@ -16,7 +16,7 @@ decoder is conditioned on, so a clicked point decodes through each of them side 
 Only the 70% train split of load_digits is used for training; every figure is measured on the 30% test split.
 The figures are written into each `variant.json` under `metrics`.
 
-    python -m app.spaces.digits_variants_train --space app/spaces/weights/digits [--only lora,finetune,upscaler]
+    python -m training.digits_variants --space app/spaces/weights/digits [--only lora,finetune,upscaler]
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +36,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .digits_train import _bar, _cosine_lr, _encode_images, _to_tensor, digit_images, image_to_digit, \
-    mean_image_vectors
+from app.spaces.digits_data import digit_images, image_to_digit, mean_image_vectors
+
+from .digits import _bar, _cosine_lr, _encode_images, _to_tensor
 
 LORA_NAME, FINETUNE_NAME, UPSCALER_NAME = "thick", "italic", "x4"
 LORA_RANK = 8
@@ -77,7 +80,7 @@ def italicize(x: torch.Tensor, shear: float = SHEAR) -> torch.Tensor:
 
 
 def _random_theta(n: int, gen: torch.Generator) -> torch.Tensor:
-    """The random affine of digits_train._augment (rotation ±10°, scale 0.9-1.1, shift ±1 px at 16 px),
+    """The random affine of training.digits._augment (rotation ±10°, scale 0.9-1.1, shift ±1 px at 16 px),
     in normalised coordinates so the same transform applies at any resolution."""
     angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(10)
     scale = 1 + (torch.rand(n, generator=gen) * 2 - 1) * 0.1
@@ -213,7 +216,7 @@ def upscaler_data(vae, x16: torch.Tensor, x64: torch.Tensor, copies: int, gen: t
 
 
 def train_upscaler(low: torch.Tensor, high: torch.Tensor, seed: int, progress: bool, steps: int = UPSCALER_STEPS):
-    from .variants import ConvUpscaler
+    from app.spaces.variants import ConvUpscaler
 
     torch.manual_seed(seed)
     model = ConvUpscaler(channels=1, scale=UPSCALE, width=UPSCALER_WIDTH, blocks=UPSCALER_BLOCKS)
@@ -240,7 +243,7 @@ def train_upscaler(low: torch.Tensor, high: torch.Tensor, seed: int, progress: b
 def evaluate_decoders(space, clf, mean_vectors: np.ndarray, seeds=EVAL_SEEDS) -> dict:
     """Decode the 10 digits' mean test embeddings (x seeds) through the base and every decoder variant:
     ink fraction, slant, classifier accuracy, agreement with the base decode, seconds per image."""
-    from .base import DecodeRequest
+    from app.spaces.base import DecodeRequest
 
     targets = np.tile(np.arange(10), len(seeds))
     decoders = [("base", None)] + [(v["name"], None) for v in space.variants() if v["kind"] in ("lora", "finetune")]
@@ -283,11 +286,21 @@ def _write_variant(directory: Path, meta: dict) -> None:
     (directory / "variant.json").write_text(json.dumps(meta, indent=2))
 
 
+def _save_variant(variants_dir: Path, name: str, save: Callable[[Path], None], meta: dict) -> Path:
+    """A fresh `variants_dir/name/`: the weights (`save(directory)`) and variant.json (metrics added later)."""
+    d = variants_dir / name
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    save(d)
+    _write_variant(d, meta)
+    return d
+
+
 def train(space_dir: Path, seed: int = 0, progress: bool = True, threads: int = THREADS,
           only: tuple[str, ...] = ("lora", "finetune", "upscaler"), quick: bool = False) -> dict:
     """Train the chosen variants into `space_dir/variants/`, evaluate them through the loaded space, and
     return the figures. `quick` (smoke tests only) trains a handful of steps."""
-    from .clip_decoder import ClipDecoderSpace
+    from app.spaces.clip_decoder import ClipDecoderSpace
 
     torch.set_num_threads(threads)
     space_dir = Path(space_dir)
@@ -314,7 +327,7 @@ def train(space_dir: Path, seed: int = 0, progress: bool = True, threads: int = 
             z = torch.cat([vae.encode(x[i:i + 512]).latent_dist.mean for i in range(0, len(x), 512)])
         return (z * vae.config.scaling_factor).clone()
 
-    common = {"base": base_name, "trainer": "python -m app.spaces.digits_variants_train --space DIR",
+    common = {"base": base_name, "trainer": "python -m training.digits_variants --space DIR",
               "licence": DATA_LICENCE}
     split = f"load_digits 70% train split ({len(train_idx)} images) + {AUGMENTED_COPIES} augmented copies"
     timings, written = {}, {}
@@ -324,12 +337,8 @@ def train(space_dir: Path, seed: int = 0, progress: bool = True, threads: int = 
         unet, loss, n_params = train_lora(space_dir, cond.clone(), latents_of(thicken(xs)), seed, progress,
                                           max(2, LORA_STEPS // div))
         timings["lora_s"] = round(time.perf_counter() - t, 1)
-        d = variants_dir / LORA_NAME
-        shutil.rmtree(d, ignore_errors=True)
-        d.mkdir(parents=True)
-        unet.save_lora_adapter(d, adapter_name=LORA_NAME, weight_name="lora.safetensors")
-        written[LORA_NAME] = d
-        _write_variant(d, {
+        save_lora = partial(unet.save_lora_adapter, adapter_name=LORA_NAME, weight_name="lora.safetensors")
+        written[LORA_NAME] = _save_variant(variants_dir, LORA_NAME, save_lora, {
             "kind": "lora", **common, "default_scale": 1.0, "rank": LORA_RANK,
             "description": "Thicker strokes: a LoRA on the base decoder trained on dilated digits.",
             "lineage": {"kind": "lora", "lora_of": base_name, "base_model": base_name, "loras": [LORA_NAME]},
@@ -344,12 +353,11 @@ def train(space_dir: Path, seed: int = 0, progress: bool = True, threads: int = 
         unet, loss = train_finetune(space_dir, cond.clone(), latents_of(italicize(xs)), seed, progress,
                                     max(2, FINETUNE_STEPS // div))
         timings["finetune_s"] = round(time.perf_counter() - t, 1)
-        d = variants_dir / FINETUNE_NAME
-        shutil.rmtree(d, ignore_errors=True)
-        d.mkdir(parents=True)
-        unet.save_pretrained(d / "unet", safe_serialization=True)
-        written[FINETUNE_NAME] = d
-        _write_variant(d, {
+
+        def save_unet(d: Path) -> None:
+            unet.save_pretrained(d / "unet", safe_serialization=True)
+
+        written[FINETUNE_NAME] = _save_variant(variants_dir, FINETUNE_NAME, save_unet, {
             "kind": "finetune", **common,
             "description": f"Italic digits: the base decoder fine-tuned (all weights) on digits sheared by {SHEAR}.",
             "lineage": {"kind": "finetune", "fine_tune_of": base_name, "base_model": base_name, "loras": []},
@@ -360,7 +368,7 @@ def train(space_dir: Path, seed: int = 0, progress: bool = True, threads: int = 
 
     up_test = None
     if "upscaler" in only:
-        from .variants import ConvUpscaler
+        from app.spaces.variants import ConvUpscaler
 
         images64 = digit_images(16 * UPSCALE)[0]
         x64 = _to_tensor(images64)
@@ -370,12 +378,7 @@ def train(space_dir: Path, seed: int = 0, progress: bool = True, threads: int = 
         t = time.perf_counter()
         model = train_upscaler(low, high, seed, progress, max(2, UPSCALER_STEPS // div))
         timings["upscaler_s"] = round(time.perf_counter() - t, 1)
-        d = variants_dir / UPSCALER_NAME
-        shutil.rmtree(d, ignore_errors=True)
-        d.mkdir(parents=True)
-        model.save(d)
-        written[UPSCALER_NAME] = d
-        _write_variant(d, {
+        written[UPSCALER_NAME] = _save_variant(variants_dir, UPSCALER_NAME, model.save, {
             "kind": "upscaler", **common, "config": model.config,
             "description": f"x{UPSCALE} super-resolution (16 px -> {16 * UPSCALE} px): a small conv net "
                            "(residual over bicubic) trained by latentmap.",
@@ -394,7 +397,7 @@ def train(space_dir: Path, seed: int = 0, progress: bool = True, threads: int = 
     means = mean_image_vectors(test_vectors, labels[test_idx])
     figures = {"decoders": evaluate_decoders(space, clf, means)}
     if up_test is not None:
-        from .base import DecodeRequest
+        from app.spaces.base import DecodeRequest
 
         base_decodes = space.decode([DecodeRequest(vector=v, seed=0) for v in means])
         figures[UPSCALER_NAME] = evaluate_upscaler(space, space.variant_set.upscaler(UPSCALER_NAME).upscaler,

@@ -1,8 +1,8 @@
 """Train the `digits` space: a small but *trained* space built with the same classes as the real ones.
 
-Data: `sklearn.datasets.load_digits()` (1,797 handwritten digits, 8x8, values 0..16, white ink on black),
-upsampled to 16x16 "L" images. A 70/30 stratified split (random_state=0); only the 70% train split is used
-for training, the 30% test split stays held out (tests and the metrics below use it).
+Data: `sklearn.datasets.load_digits()` as app/spaces/digits_data.py gives it (16x16 "L" images, a 70/30
+stratified split); only the 70% train split is used for training, the 30% test split stays held out (tests
+and the metrics below use it).
 
 Three models, trained one after another (fixed seeds, 1 CPU thread by default):
 
@@ -15,7 +15,7 @@ Three models, trained one after another (fixed seeds, 1 CPU thread by default):
    epsilon prediction on a cosine DDPM schedule, 15% conditioning dropout (zero embedding) for
    classifier-free guidance, EMA weights. Sampled by DDIM inside `ClipDecoderPipeline`.
 
-    python -m app.spaces.digits_train --out app/spaces/weights/digits [--seed 0]
+    python -m training.digits --out app/spaces/weights/digits [--seed 0]
 """
 
 from __future__ import annotations
@@ -33,23 +33,19 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-PIXELS = 16  # the space's image size (8x8 digits upsampled bicubic)
+from app.spaces.digits_data import (
+    CANONICAL_PROMPTS,
+    CAPTION_TEMPLATES,
+    PIXELS,
+    captions_for,
+    digit_images,
+    image_to_digit,
+    mean_image_vectors,
+)
+
 EMBED_DIM = 64
 LATENT_SIZE = 8
 LATENT_CHANNELS = 4
-
-DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-CANONICAL_PROMPTS = list(DIGIT_NAMES)  # the prompt for digit d is CANONICAL_PROMPTS[d]
-CAPTION_TEMPLATES = [
-    "{name}",
-    "{digit}",
-    "the digit {digit}",
-    "a handwritten {name}",
-    "number {name}",
-    "the number {name}",
-    "a {name}",
-    "digit {digit}",
-]
 
 OPEN_CLIP_CFG = {
     "embed_dim": EMBED_DIM,
@@ -75,43 +71,6 @@ THREADS = 1
 
 
 # ---------------------------------------------------------------------------------------------- data
-def captions_for(digit: int) -> list[str]:
-    """Every training caption for a digit ("seven", "7", "the digit 7", "a handwritten seven", ...)."""
-    return [t.format(name=DIGIT_NAMES[digit], digit=digit) for t in CAPTION_TEMPLATES]
-
-
-def digit_to_image(values: np.ndarray, pixels: int = PIXELS) -> Image.Image:
-    """An 8x8 array of 0..16 values -> an "L" PIL image of pixels x pixels (bicubic upsampling)."""
-    arr = np.clip(np.asarray(values, dtype=np.float32).reshape(8, 8) * (255.0 / 16.0), 0, 255)
-    return Image.fromarray(arr.round().astype(np.uint8), mode="L").resize((pixels, pixels), Image.Resampling.BICUBIC)
-
-
-def image_to_digit(image: Image.Image) -> np.ndarray:
-    """The inverse of `digit_to_image`: any image -> 64 values in 0..16 (load_digits' feature layout)."""
-    im = image.convert("L").resize((8, 8), Image.Resampling.BOX)
-    return (np.asarray(im, dtype=np.float32) * (16.0 / 255.0)).reshape(64)
-
-
-def split_indices(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The 70/30 stratified train/test split of load_digits (random_state=0)."""
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(len(labels))
-    train_idx, test_idx = train_test_split(idx, test_size=0.3, stratify=labels, random_state=0)
-    return np.sort(train_idx), np.sort(test_idx)
-
-
-def digit_images(pixels: int = PIXELS) -> tuple[list[Image.Image], np.ndarray, np.ndarray, np.ndarray]:
-    """(images as "L" PIL images at the space's pixel size, labels, train indices, test indices)."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    labels = digits.target.astype(np.int64)
-    images = [digit_to_image(x, pixels) for x in digits.data]
-    train_idx, test_idx = split_indices(labels)
-    return images, labels, train_idx, test_idx
-
-
 def _to_tensor(images: list[Image.Image]) -> torch.Tensor:
     """(n, 1, H, W) in [-1, 1]: both the VAE input (`_to_vae_tensor`) and, repeated to 3 channels, exactly
     what open_clip's preprocess (resize to the same size, mean=std=0.5) gives for these images."""
@@ -348,10 +307,9 @@ def train_unet(latents: torch.Tensor, cond: torch.Tensor, seed: int, progress: b
 def evaluate(space, images, labels, train_idx, test_idx, seeds=(0, 1)) -> dict:
     """The held-out figures the tests check (same procedure as tests/test_digits_space.py)."""
     from sklearn.linear_model import LogisticRegression
-
-    from .base import DecodeRequest, unit
-
     from threadpoolctl import threadpool_limits
+
+    from app.spaces.base import DecodeRequest, unit
 
     def features(ims):
         return np.stack([image_to_digit(im) for im in ims]) / 16.0
@@ -392,17 +350,6 @@ def evaluate(space, images, labels, train_idx, test_idx, seeds=(0, 1)) -> dict:
     return metrics
 
 
-def mean_image_vectors(vectors: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Per digit: the direction of the mean raw image embedding, at the digit's mean embedding norm."""
-    from .base import unit
-
-    out = []
-    for d in range(10):
-        v = vectors[labels == d]
-        out.append(unit(v.mean(0)) * np.linalg.norm(v, axis=1).mean())
-    return np.stack(out).astype(np.float32)
-
-
 # ---------------------------------------------------------------------------------------------- main
 def train(out_dir: Path, seed: int = 0, progress: bool = True, threads: int = THREADS) -> dict:
     """Train the CLIP encoder, VAE and decoder, save the space to `out_dir`, and return its metrics."""
@@ -411,8 +358,8 @@ def train(out_dir: Path, seed: int = 0, progress: bool = True, threads: int = TH
     import open_clip
     from diffusers import DDIMScheduler
 
-    from .clip_decoder import ClipDecoderSpace, compute_stats
-    from .pipeline import ClipDecoderPipeline
+    from app.spaces.clip_decoder import ClipDecoderSpace, compute_stats
+    from app.spaces.pipeline import ClipDecoderPipeline
 
     torch.set_num_threads(threads)
     out_dir = Path(out_dir)
@@ -461,7 +408,7 @@ def train(out_dir: Path, seed: int = 0, progress: bool = True, threads: int = TH
         "split": "70/30 stratified, random_state=0; trained on the 70% train split only "
                  f"({len(train_idx)} images); metrics on the {len(test_idx)} held-out test images",
         "seed": seed,
-        "trainer": "python -m app.spaces.digits_train --out DIR --seed N",
+        "trainer": "python -m training.digits --out DIR --seed N",
         "torch": torch.__version__, "open_clip": open_clip.__version__,
         "training": {"clip": {"steps": CLIP_STEPS, "batch": CLIP_BATCH, "captions": CAPTION_TEMPLATES},
                      "align_text": {"steps": ALIGN_STEPS},

@@ -1,20 +1,23 @@
 """Fixtures and helpers for the browser tests: a real `latentmap serve` subprocess and a headless Chromium.
 
-Imported by tests/test_browser.py (fixtures defined here become available by importing them there).
+tests/conftest.py loads this module as a plugin, so its fixtures (`browser`, `live_server`) reach every test
+by name; the helpers are imported.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import socket
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests import helpers
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT_DIR = REPO_ROOT / "test-output" / "screenshots"
@@ -22,6 +25,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1280, "height": 800}
 SERVER_START_TIMEOUT_S = 120
+
+# Pictures for pages: a square with a disc, so they differ by more than their colour.
+png_bytes = partial(helpers.png_bytes, size=48, mark=True)
 
 
 def free_port() -> int:
@@ -164,17 +170,6 @@ def screenshot(page, name: str) -> Path:
     path = SCREENSHOT_DIR / f"{name}.png"
     page.screenshot(path=str(path))
     return path
-
-
-def png_bytes(color: tuple[int, int, int], size: int = 48) -> bytes:
-    from PIL import Image, ImageDraw
-
-    image = Image.new("RGB", (size, size), color)
-    draw = ImageDraw.Draw(image)
-    draw.ellipse((size // 4, size // 4, 3 * size // 4, 3 * size // 4), fill=tuple(255 - c for c in color))
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def wait_ready(page) -> None:

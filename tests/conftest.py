@@ -4,17 +4,18 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
-import io
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
 
 from app.main import create_app
-from app.settings import Settings
 from app.spaces import tiny_random
 from app.spaces.clip_decoder import ClipDecoderSpace
+from tests.helpers import make_map, make_settings, serve_live
+
+# The browser fixtures (browser, live_server) for every test module that names them.
+pytest_plugins = ["tests.browser_util"]
 
 
 @pytest.fixture(scope="session")
@@ -25,10 +26,6 @@ def tiny_space_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_space(tiny_space_dir):
     return ClipDecoderSpace.from_pretrained(tiny_space_dir, device="cpu")
-
-
-def make_settings(data_dir, **overrides) -> Settings:
-    return Settings(data_dir=Path(data_dir), space="tiny-random", warm_umap=False, **overrides)
 
 
 @pytest.fixture
@@ -52,43 +49,10 @@ def client(make_client) -> TestClient:
     return make_client()
 
 
-def png_bytes(color=(200, 30, 30), size=(40, 32), fmt="PNG") -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, format=fmt)
-    return buf.getvalue()
-
-
 @pytest.fixture
 def new_map(client):
     """A fresh map: (id, headers carrying its edit key)."""
-    body = client.post("/api/maps", json={"title": "test map"}).json()
-    return body["id"], {"X-Edit-Key": body["edit_key"]}
-
-
-def serve_live(app):
-    """Serve an app with uvicorn on a free loopback port in this process; returns (url, stop)."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-
-    def stop():
-        server.should_exit = True
-        thread.join(10)
-
-    return f"http://127.0.0.1:{port}", stop
+    return make_map(client)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import png_bytes
+from tests.helpers import make_map, png_bytes
 
 
 def add_prompts(client, map_id, headers, prompts):
@@ -74,20 +74,17 @@ def test_thumbnails(client, new_map):
     assert client.get(f"/api/items/{text['id']}/thumbnail").status_code == 404
 
 
-def test_mutations_need_the_edit_key(client, new_map):
-    map_id, key = new_map
-    for headers in ({}, {"X-Edit-Key": "wrong-key"}):
-        r = client.post(f"/api/maps/{map_id}/prompts", json={"prompts": ["x"]}, headers=headers)
-        assert r.status_code == 403 and "edit key" in r.json()["detail"]
-        assert client.post(f"/api/maps/{map_id}/refit", headers=headers).status_code == 403
-        r = client.post(f"/api/maps/{map_id}/images", files=[("files", ("a.png", png_bytes(), "image/png"))],
-                        headers=headers)
-        assert r.status_code == 403
-    assert client.get(f"/api/maps/{map_id}").json()["count"] == 0
-    # another map's key does not open this one
-    other = client.post("/api/maps", json={"title": "other"}).json()
-    r = client.post(f"/api/maps/{map_id}/prompts", json={"prompts": ["x"]}, headers={"X-Edit-Key": other["edit_key"]})
+@pytest.mark.parametrize("key", ["missing", "wrong", "another map's"])
+def test_mutations_need_the_edit_key(client, new_map, key):
+    map_id, _ = new_map
+    headers = {"missing": {}, "wrong": {"X-Edit-Key": "wrong-key"}}.get(key) or make_map(client, "other")[1]
+    r = client.post(f"/api/maps/{map_id}/prompts", json={"prompts": ["x"]}, headers=headers)
+    assert r.status_code == 403 and "edit key" in r.json()["detail"]
+    assert client.post(f"/api/maps/{map_id}/refit", headers=headers).status_code == 403
+    r = client.post(f"/api/maps/{map_id}/images", files=[("files", ("a.png", png_bytes(), "image/png"))],
+                    headers=headers)
     assert r.status_code == 403
+    assert client.get(f"/api/maps/{map_id}").json()["count"] == 0
 
 
 @pytest.mark.parametrize("path", ["/api/maps/doesnotexist", "/api/maps/doesnotexist/points"])
@@ -181,11 +178,12 @@ def test_corrupt_image_is_422_naming_the_file_and_adds_nothing(client, new_map):
     assert r.status_code == 422 and "notes.png" in r.json()["detail"]
 
 
-def test_prompt_limits(client, new_map):
+@pytest.mark.parametrize("prompts", [[], [""], ["x" * 301], ["p"] * 201],
+                         ids=["none", "empty", "too long", "too many"])
+def test_prompt_limits(client, new_map, prompts):
     map_id, key = new_map
-    for prompts in ([], [""], ["x" * 301], ["p"] * 201):
-        r = client.post(f"/api/maps/{map_id}/prompts", json={"prompts": prompts}, headers=key)
-        assert r.status_code == 422, prompts
+    r = client.post(f"/api/maps/{map_id}/prompts", json={"prompts": prompts}, headers=key)
+    assert r.status_code == 422 and r.json()["detail"]
     assert client.get(f"/api/maps/{map_id}").json()["count"] == 0
 
 

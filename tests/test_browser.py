@@ -12,12 +12,12 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from browser_util import (  # noqa: F401  (fixtures are used by name)
-    browser,
+from PIL import Image
+
+from tests.browser_util import (
     click_item,
     decoded_image_base64,
     empty_spot,
-    live_server,
     new_page,
     open_tab,
     png_bytes,
@@ -27,7 +27,6 @@ from browser_util import (  # noqa: F401  (fixtures are used by name)
     wait_point_count,
     wait_ready,
 )
-from PIL import Image
 
 pytestmark = pytest.mark.browser
 

@@ -7,14 +7,13 @@ Run: pytest -m browser tests/test_browser_classroom.py   (screenshots: test-outp
 from __future__ import annotations
 
 import pytest
-from browser_util import (  # noqa: F401  (fixtures are used by name)
-    browser,
+
+from tests.browser_util import (
     decoded_image_base64,
     draw_path,
-    open_tab,
     empty_spot,
-    live_server,
     new_page,
+    open_tab,
     screenshot,
     wait_ready,
 )

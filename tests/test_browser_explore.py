@@ -15,10 +15,9 @@ import zipfile
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from browser_util import (  # noqa: F401  (fixtures are used by name)
-    browser,
+
+from tests.browser_util import (
     click_item,
-    live_server,
     new_page,
     open_tab,
     png_bytes,

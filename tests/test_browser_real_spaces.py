@@ -12,8 +12,7 @@ import json
 import pytest
 
 from app.spaces import turbo
-from browser_util import (  # noqa: F401  (fixtures are used by name)
-    browser,
+from tests.browser_util import (
     new_page,
     screenshot,
     start_server,
@@ -21,8 +20,8 @@ from browser_util import (  # noqa: F401  (fixtures are used by name)
     wait_point_count,
     wait_ready,
 )
-from test_browser import hover_until_tooltip
-from test_real_spaces import ARCH, TEST_CONFIG, _env_for
+from tests.test_browser import hover_until_tooltip
+from tests.test_real_spaces import ARCH, TEST_CONFIG, _env_for
 
 pytestmark = pytest.mark.browser
 

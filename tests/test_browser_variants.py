@@ -12,8 +12,8 @@ import json
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from browser_util import (  # noqa: F401  (fixtures are used by name)
-    browser,
+
+from tests.browser_util import (
     draw_path,
     new_page,
     open_tab,

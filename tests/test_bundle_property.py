@@ -8,7 +8,7 @@ from app.jobs import WorkQueue
 from app.maps.bundle import export_bundle, import_bundle
 from app.maps.service import MapService
 from app.maps.store import NewItem, Store
-from conftest import make_settings
+from tests.helpers import make_settings
 
 item_strategy = st.tuples(st.sampled_from(["text", "image"]), st.text(min_size=1, max_size=40),
                           st.floats(-1, 1, allow_nan=False), st.floats(-1, 1, allow_nan=False), st.booleans())

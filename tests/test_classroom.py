@@ -8,13 +8,9 @@ import httpx
 import pytest
 
 from app.maps.classroom import Classroom
+from tests.helpers import make_map
 
-
-def make_map(http, prompts=("zero", "one", "two", "three")):
-    made = http.post("/api/maps", json={"title": "class"}).json()
-    key = {"X-Edit-Key": made["edit_key"]}
-    http.post(f"/api/maps/{made['id']}/prompts", json={"prompts": list(prompts)}, headers=key)
-    return made["id"], key
+PROMPTS = ("zero", "one", "two", "three")
 
 
 def read_events(url, count, out, ready):
@@ -33,7 +29,7 @@ def read_events(url, count, out, ready):
 
 def test_followers_receive_the_presenters_state(live_url):
     http = httpx.Client(base_url=live_url, timeout=30)
-    map_id, key = make_map(http)
+    map_id, key = make_map(http, "class", PROMPTS)
     assert http.post(f"/api/maps/{map_id}/presentations").status_code == 403  # needs the edit key
     started = http.post(f"/api/maps/{map_id}/presentations", headers=key).json()
     code, presenter = started["code"], {"X-Presenter-Key": started["presenter_key"]}
@@ -84,7 +80,18 @@ def test_presentations_expire():
         classroom.get(p.code)
 
 
-def test_tours_round_trip_and_validation(client, new_map):
+@pytest.mark.parametrize("bad", [{"title": "", "steps": [{"caption": "x"}]}, {"title": "t", "steps": []},
+                                 {"title": "t", "steps": [{"view": [1, 2]}]},
+                                 {"title": "t", "steps": [{"caption": "x" * 501}]}],
+                         ids=["no title", "no steps", "view not x-y-zoom", "caption too long"])
+def test_invalid_tours_are_422_and_not_saved(client, new_map, bad):
+    map_id, key = new_map
+    r = client.post(f"/api/maps/{map_id}/tours", json=bad, headers=key)
+    assert r.status_code == 422 and r.json()["detail"]
+    assert client.get(f"/api/maps/{map_id}/tours").json()["tours"] == []
+
+
+def test_tours_round_trip(client, new_map):
     map_id, key = new_map
     tour = {"title": "Five steps", "steps": [
         {"caption": "Clusters", "view": [0, 0, 1]},
@@ -97,9 +104,6 @@ def test_tours_round_trip_and_validation(client, new_map):
     got = client.get(f"/api/maps/{map_id}/tours/{tour_id}").json()
     assert [s["caption"] for s in got["steps"]] == ["Clusters", "Between clusters", "A walk"]
     assert got["steps"][2]["path"] == [[-0.5, 0], [0.5, 0]]
-    for bad in ({"title": "", "steps": tour["steps"]}, {"title": "t", "steps": []},
-                {"title": "t", "steps": [{"view": [1, 2]}]}, {"title": "t", "steps": [{"caption": "x" * 501}]}):
-        assert client.post(f"/api/maps/{map_id}/tours", json=bad, headers=key).status_code == 422
     # tours travel in bundles
     client.post(f"/api/maps/{map_id}/prompts", json={"prompts": ["a", "b"]}, headers=key)
     data = client.get(f"/api/maps/{map_id}/bundle").content
@@ -121,10 +125,12 @@ def test_quiz_scoring_and_reveal(client, new_map):
     classroom = client.app.state.classroom
     answer = classroom.round(round_["id"])
     for player, (dx, dy) in {"near": (0.0, 0.0), "close": (0.1, 0.0), "far": (1.5, 1.5)}.items():
-        r = client.post(f"/api/quiz/{round_['id']}/guess", json={"player": player, "x": answer.x + dx, "y": answer.y + dy})
+        guess = {"player": player, "x": answer.x + dx, "y": answer.y + dy}
+        r = client.post(f"/api/quiz/{round_['id']}/guess", json=guess)
         assert r.status_code == 204
     assert client.post(f"/api/quiz/{round_['id']}/reveal").status_code == 403
-    result = client.post(f"/api/quiz/{round_['id']}/reveal", headers={"X-Presenter-Key": round_["presenter_key"]}).json()
+    presenter = {"X-Presenter-Key": round_["presenter_key"]}
+    result = client.post(f"/api/quiz/{round_['id']}/reveal", headers=presenter).json()
     assert [g["player"] for g in result["ranking"]] == ["near", "close", "far"]
     assert [g["score"] for g in result["ranking"]] == [100, 80, 0]
     assert result["answer"]["seed"] == 4

@@ -44,7 +44,7 @@ def test_spaces_lists_names(capsys):
 
 
 def test_build_from_prompts_and_images(tmp_path, tiny_space):
-    from conftest import png_bytes
+    from tests.helpers import png_bytes
 
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a cat\n\na dog\na bird\n", encoding="utf-8")

@@ -8,8 +8,9 @@ import time
 
 import httpx
 
-from browser_util import start_server, stop_server
-from conftest import png_bytes
+from tests.browser_util import start_server, stop_server
+from tests.helpers import png_bytes
+
 
 def test_kill_9_during_ingest_loses_nothing_acknowledged(tmp_path):
     data = tmp_path / "data"

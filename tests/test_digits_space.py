@@ -19,8 +19,13 @@ from threadpoolctl import threadpool_limits
 
 from app.spaces.base import DecodeRequest, unit
 from app.spaces.clip_decoder import ClipDecoderSpace
-from app.spaces.digits_train import (CANONICAL_PROMPTS, captions_for, digit_images, image_to_digit,
-                                     mean_image_vectors)
+from app.spaces.digits_data import (
+    CANONICAL_PROMPTS,
+    captions_for,
+    digit_images,
+    image_to_digit,
+    mean_image_vectors,
+)
 
 SPACE_DIR = Path(__file__).resolve().parents[1] / "app" / "spaces" / "weights" / "digits"
 DIGITS = np.arange(10)

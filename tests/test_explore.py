@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import png_bytes
+from tests.helpers import png_bytes
 
 PROMPTS = [f"prompt {i}" for i in range(12)]
 
@@ -169,7 +169,10 @@ def test_bundle_round_trip(client, filled_map):
     assert copy["id"] != map_id and copy["count"] == 16 and copy["edit_key"]
     original = client.get(f"/api/maps/{map_id}/points").json()["points"]
     imported = client.get(f"/api/maps/{copy['id']}/points").json()["points"]
-    strip = lambda pts: [(p["kind"], p["label"], round(p["x"], 5), round(p["y"], 5)) for p in pts]
+
+    def strip(pts):
+        return [(p["kind"], p["label"], round(p["x"], 5), round(p["y"], 5)) for p in pts]
+
     assert strip(imported) == strip(original)
     body = {"x": 0.05, "y": -0.1, "seed": 9}
     a = client.post(f"/api/maps/{map_id}/decode", json=body).content

@@ -5,7 +5,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from app.main import create_app
-from conftest import make_settings
+from tests.helpers import make_settings
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import time
 
 import numpy as np
 import pytest
-from conftest import make_settings
 from PIL import Image
 
 from app import imaging
@@ -19,6 +18,7 @@ from app.ingest import local, sources
 from app.jobs import WorkQueue
 from app.maps.service import MapService
 from app.maps.store import Store
+from tests.helpers import make_settings
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
@@ -157,7 +157,8 @@ def test_table_with_metadata_columns(fmt, tmp_path, tiny_space):
         assert np.isnan(price[3]) and price[7] == 10.5
         _, match = values(name="caption", contains="NUMBER 5")
         assert match.tolist() == [int(p["label"] == "p5.png") for p in points]
-        assert client.get(f"/api/maps/{result.map_id}/columns/values.bin", params={"name": "caption"}).status_code == 422
+        values = client.get(f"/api/maps/{result.map_id}/columns/values.bin", params={"name": "caption"})
+        assert values.status_code == 422
         assert client.get(f"/api/maps/{result.map_id}/columns/values.bin", params={"name": "nope"}).status_code == 404
         if fmt == "csv":  # selection exports and bundles carry the columns
             r = client.post(f"/api/maps/{result.map_id}/selection",

@@ -32,10 +32,12 @@ def test_umap_keeps_clusters_and_placement_lands_in_the_right_cluster():
     vecs, labels = clusters()
     fit = projection.fit(vecs[:-4], umap_min_items=20, revision=1)
     assert fit.state["method"] == "umap"
-    centroids = np.stack([fit.xy[labels[:-4] == c].mean(0) for c in range(4)])
     placed = projection.place(vecs[-4:], vecs[:-4], fit.xy, fit.state, k=8)
-    nearest = np.argmin(np.linalg.norm(placed[:, None] - centroids[None], axis=2), axis=1)
-    assert (nearest == labels[-4:]).all()
+    # What a user sees: each new item is drawn among its own cluster's items (the labels of its 5 nearest
+    # points on the map; a cluster's centroid would depend on the shape UMAP gives the island on this machine).
+    near = np.argsort(np.linalg.norm(placed[:, None] - fit.xy[None], axis=2), axis=1)[:, :5]
+    majority = [np.bincount(labels[:-4][row], minlength=4).argmax() for row in near]
+    assert (np.array(majority) == labels[-4:]).all()
 
 
 def test_refined_placement_lands_beside_items_not_in_the_gap_between_clusters():

@@ -295,8 +295,13 @@ def test_pending_prompt_images_survive_a_restart_and_failures(turbo_space, tmp_p
     store.close()
 
     real = turbo_space.prompt_images
-    monkeypatch.setattr(turbo_space, "prompt_images",
-                        lambda texts: (_ for _ in ()).throw(RuntimeError("boom")) if texts == ["a dog"] else real(texts))
+
+    def failing_for_a_dog(texts):
+        if texts == ["a dog"]:
+            raise RuntimeError("boom")
+        return real(texts)
+
+    monkeypatch.setattr(turbo_space, "prompt_images", failing_for_a_dog)
     settings = Settings(data_dir=data, space="turbo-h", warm_umap=False, create_demo_map=False)
     with TestClient(create_app(settings, space=turbo_space)) as client:  # picks up what was left pending
         service = client.app.state.service

@@ -10,8 +10,9 @@ import io
 
 import numpy as np
 import pytest
-from browser_util import browser, live_server, new_page, screenshot  # noqa: F401  (fixtures)
 from PIL import Image
+
+from tests.browser_util import new_page, screenshot
 
 
 def photo_crops(n: int, size: int = 96) -> list[bytes]:
@@ -36,7 +37,8 @@ def photo_map(live_server):  # noqa: F811
     key = {"X-Edit-Key": created["edit_key"]}
     crops = photo_crops(40)
     for start in range(0, len(crops), 20):
-        files = [("files", (f"crop{start + i}.png", data, "image/png")) for i, data in enumerate(crops[start:start + 20])]
+        files = [("files", (f"crop{start + i}.png", data, "image/png"))
+                 for i, data in enumerate(crops[start:start + 20])]
         r = live_server.http.post(f"/api/maps/{created['id']}/images", files=files, headers=key)
         assert r.status_code == 201, r.text
     live_server.add_prompts(created["id"], created["edit_key"], ["a red temple roof", "an orange flower"])

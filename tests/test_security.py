@@ -11,7 +11,7 @@ from PIL import Image
 from app.jobs import QueueFull, WorkQueue
 from app.main import create_app
 from app.maps.store import DataDirError, Store
-from conftest import make_settings, png_bytes
+from tests.helpers import make_settings, png_bytes
 
 
 def upload(client, map_id, key, files):
@@ -289,7 +289,7 @@ def test_map_listing_can_be_turned_off(make_client, tmp_path):
 def test_a_client_that_disconnects_while_queued_frees_its_slot(tiny_space, tmp_path):
     import httpx
 
-    from conftest import serve_live
+    from tests.helpers import serve_live
 
     slow = SlowSpace(tiny_space, 1.5)
     decoded = []

@@ -6,12 +6,12 @@ import io
 
 import numpy as np
 import pytest
-from conftest import png_bytes
 from PIL import Image
 
 from app.maps.store import NewItem, Store
 from app.maps.tiles import build_index, cut_tile
 from app.settings import Settings
+from tests.helpers import png_bytes
 
 
 def clustered(seed: int = 0):

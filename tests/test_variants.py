@@ -2,7 +2,7 @@
 
 Two parts. The mechanics (loading, strengths, caching, HTTP) run on a copy of `tiny-random` given random
 variants here. The meaning runs on the committed `digits` variants (app/spaces/weights/digits/variants/),
-trained by `python -m app.spaces.digits_variants_train`: the LoRA thickens strokes while keeping the digit,
+trained by `python -m training.digits_variants`: the LoRA thickens strokes while keeping the digit,
 the fine-tune keeps the base's map, the upscaler beats bicubic. Figures are printed (pytest -s) and asserted.
 """
 
@@ -126,16 +126,20 @@ def test_lora_strength_and_finetune_change_the_picture(vspace):
     assert np.array_equal(_arr(vspace.decode([_req(vspace, variant="style")])[0]), full)  # deterministic
 
 
+@pytest.mark.parametrize("variant, scale", [("nope", None), ("x2", None), ("base", 0.5), ("tuned", 0.5),
+                                            ("style", 2.5), ("style", -1.0), ("style", float("nan"))])
+def test_undecodable_variants_are_refused(vspace, variant, scale):
+    """Unknown names, the upscaler as a decoder, a strength for a decoder without one, out-of-range strengths."""
+    with pytest.raises(ValueError):
+        vspace.resolve_variant(variant, scale)
+
+
 def test_resolve_variant_rules(vspace, tiny_space):
     assert vspace.resolve_variant(None, None) == (None, None)
     assert vspace.resolve_variant("base", None) == (None, None)
     assert vspace.resolve_variant("style", None) == ("style", 1.0)
     assert vspace.resolve_variant("style", 0.25) == ("style", 0.25)
     assert vspace.resolve_variant("tuned", None) == ("tuned", None)
-    for bad in [("nope", None), ("x2", None), ("base", 0.5), ("tuned", 0.5), ("style", 2.5), ("style", -1.0),
-                ("style", float("nan"))]:
-        with pytest.raises(ValueError):
-            vspace.resolve_variant(*bad)
     with pytest.raises(ValueError):
         tiny_space.resolve_variant("style", None)
 
@@ -359,8 +363,8 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def digits(one_thread):
-    from app.spaces.digits_train import digit_images, mean_image_vectors
-    from app.spaces.digits_variants_train import classifier
+    from app.spaces.digits_data import digit_images, mean_image_vectors
+    from training.digits_variants import classifier
 
     space = ClipDecoderSpace.from_pretrained(DIGITS_DIR, device="cpu")
     images, labels, train_idx, test_idx = digit_images()
@@ -396,7 +400,7 @@ def test_digits_variants_lineage(digits):
 
 
 def test_digits_lora_thickens_strokes_and_keeps_the_digit(digits, digit_decodes):
-    from app.spaces.digits_variants_train import ink_fraction, predict
+    from training.digits_variants import ink_fraction, predict
 
     targets = np.tile(np.arange(10), len(SEEDS))
     base, thick, half = (digit_decodes[k][0] for k in ("base", "thick", "thick@0.5"))
@@ -411,7 +415,7 @@ def test_digits_lora_thickens_strokes_and_keeps_the_digit(digits, digit_decodes)
 
 
 def test_digits_finetune_inherits_the_map(digits, digit_decodes):
-    from app.spaces.digits_variants_train import predict, slant
+    from training.digits_variants import predict, slant
 
     base, italic = digit_decodes["base"][0], digit_decodes["italic"][0]
     same = float((predict(digits["clf"], italic) == predict(digits["clf"], base)).mean())
@@ -422,8 +426,8 @@ def test_digits_finetune_inherits_the_map(digits, digit_decodes):
 
 
 def test_digits_upscaler_beats_bicubic(digits):
-    from app.spaces.digits_variants_train import UPSCALE, _to_tensor, psnr, upscaler_data
-    from app.spaces.digits_train import digit_images
+    from app.spaces.digits_data import digit_images
+    from training.digits_variants import UPSCALE, _to_tensor, psnr, upscaler_data
 
     space = digits["space"]
     test_idx = digits["test_idx"][:200]

@@ -1,0 +1,68 @@
+"""Helpers shared by the test modules (fixtures live in conftest.py; browser helpers in browser_util.py)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from app.settings import Settings
+
+
+def png_bytes(color: tuple[int, int, int] = (200, 30, 30), size: int | tuple[int, int] = (40, 32), fmt: str = "PNG",
+              mark: bool = False) -> bytes:
+    """An image file of one colour (`size` an int for a square); `mark` draws a disc in the opposite colour in
+    the middle, so pictures on a page are told apart by more than their colour."""
+    width, height = (size, size) if isinstance(size, int) else size
+    image = Image.new("RGB", (width, height), color)
+    if mark:
+        ImageDraw.Draw(image).ellipse((width // 4, height // 4, 3 * width // 4, 3 * height // 4),
+                                      fill=tuple(255 - c for c in color))
+    buf = io.BytesIO()
+    image.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def make_settings(data_dir, **overrides) -> Settings:
+    """Settings for a test server on the tiny-random space (no UMAP warm-up thread)."""
+    return Settings(data_dir=Path(data_dir), space="tiny-random", warm_umap=False, **overrides)
+
+
+def make_map(http, title: str = "test map", prompts=()) -> tuple[str, dict[str, str]]:
+    """A new map through the API (`http`: a TestClient or an httpx.Client on a server), with `prompts` added:
+    (its id, headers carrying its edit key)."""
+    made = http.post("/api/maps", json={"title": title})
+    assert made.status_code == 201, made.text
+    body = made.json()
+    headers = {"X-Edit-Key": body["edit_key"]}
+    if prompts:
+        added = http.post(f"/api/maps/{body['id']}/prompts", json={"prompts": list(prompts)}, headers=headers)
+        assert added.status_code == 201, added.text
+    return body["id"], headers
+
+
+def serve_live(app):
+    """Serve an app with uvicorn on a free loopback port in this process; returns (url, stop)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+
+    def stop():
+        server.should_exit = True
+        thread.join(10)
+
+    return f"http://127.0.0.1:{port}", stop

@@ -103,10 +103,13 @@ class Settings:
     create_demo_map: bool = True  # create the "Digits" map on first start of the digits space
     warm_umap: bool = True  # compile UMAP's numba code in the background at start
     # UMAP fit speed (bench/projection.py; figures in bench/README.md)
-    umap_backend: str = "auto"  # "auto" = cuML's UMAP where importable with a CUDA device, else umap-learn; or "umap-learn" / "cuml"
-    umap_exact_knn_max_items: int = 30_000  # up to this many items the neighbour graph is exact (blocked matmul), above it NN-descent
+    # "auto" = cuML's UMAP where importable with a CUDA device, else umap-learn; or "umap-learn" / "cuml"
+    umap_backend: str = "auto"
+    # up to this many items the neighbour graph is exact (blocked matmul), above it NN-descent
+    umap_exact_knn_max_items: int = 30_000
     umap_fit_sample: int = 0  # >0: fit at most this many items (deterministic sample) and place the rest; 0 = fit all
-    umap_epochs: int = 0  # layout epochs; 0 = auto: 500 below 4,096 items, 200 from 4,096 (the layout is single-threaded: seeded)
+    # layout epochs; 0 = auto: 500 below 4,096 items, 200 from 4,096 (the layout is single-threaded: seeded)
+    umap_epochs: int = 0
     # Decoder variants: LoRAs, fine-tunes, upscalers (app/spaces/variants.py, docs/variants.md)
     max_lora_scale: float = 2.0  # largest LoRA strength a decode may ask for (0 = LoRA off)
     max_compare_variants: int = 6  # decoders in one /compare request (each one is a decode)
@@ -128,11 +131,12 @@ class Settings:
     loras: str = ""  # LoRAs decoded as variants beside the base: "[NAME=]FILE[:STRENGTH]" entries separated by "|" (CLI: --lora, repeatable)
     max_model_header_bytes: int = 100 * 1024 * 1024  # safetensors header a model file may have (the safetensors library's own cap)
     # Neighbours in the original space (app/maps/index.py; bench/neighbors.py)
-    neighbor_index_min_items: int = 100_000  # from this many items an approximate faiss index (if installed), below it exact search
+    # from this many items an approximate faiss index (if installed), below it exact search
+    neighbor_index_min_items: int = 100_000
     neighbor_index_nprobe: int = 16  # IVF lists searched per query (recall vs speed)
 
     @classmethod
-    def from_env(cls, **overrides) -> "Settings":
+    def from_env(cls, **overrides) -> Settings:
         values = {}
         for f in fields(cls):
             raw = os.environ.get(f"LATENTMAP_{f.name.upper()}")
@@ -151,7 +155,7 @@ class Settings:
                 floor = "at least 1" if f.name in _AT_LEAST_ONE else "0 or more"
                 raise ValueError(f"setting {f.name} (LATENTMAP_{f.name.upper()}) must be {floor}, got {value}")
 
-    def with_(self, **changes) -> "Settings":
+    def with_(self, **changes) -> Settings:
         return replace(self, **changes)
 
     @property

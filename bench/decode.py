@@ -17,9 +17,8 @@ import time
 import httpx
 import numpy as np
 import torch
-
 from serve_util import running_server
-from space_util import set_threads, load_space, machine, make_service, pct, photo_like_png
+from space_util import load_space, machine, make_service, pct, photo_like_png, set_threads
 
 
 def main(args):
@@ -61,7 +60,8 @@ def main(args):
                           ).raise_for_status()
             while any(p.get("pending") for p in http.get(f"/api/maps/{made['id']}/points").json()["points"]):
                 time.sleep(0.5)  # spaces that generate prompt pictures: let the server's map complete first
-            server_xy = np.array([[p["x"], p["y"]] for p in http.get(f"/api/maps/{made['id']}/points").json()["points"]])
+            server_points = http.get(f"/api/maps/{made['id']}/points").json()["points"]
+            server_xy = np.array([[p["x"], p["y"]] for p in server_points])
             same_map = bool(np.allclose(server_xy, arrays.xy, atol=1e-5))
             try:
                 from app.api.schemas import DecodeIn

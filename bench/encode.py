@@ -27,9 +27,8 @@ import time
 
 import httpx
 import torch
-
 from serve_util import running_server
-from space_util import set_threads, load_space, machine, make_service, photo_like_png
+from space_util import load_space, machine, make_service, photo_like_png, set_threads
 
 
 def main(args):
@@ -38,8 +37,9 @@ def main(args):
     service = make_service(space)
     pngs = [photo_like_png(i, args.image_size) for i in range(args.batch)]
 
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     from app.maps.service import Upload
 

@@ -20,11 +20,9 @@ import argparse
 import asyncio
 import io
 import random
-import statistics
 import time
 
 import httpx
-
 from serve_util import peak_rss_mb, rss_mb, running_server
 
 

@@ -11,7 +11,6 @@ import argparse
 import time
 
 import httpx
-
 from serve_util import peak_rss_mb, rss_mb, running_server
 from space_util import machine, photo_like_png
 
@@ -49,7 +48,8 @@ def main(args):
             http.get(f"/api/maps/{mid}/points.bin").raise_for_status()
             for i in range(args.decodes):
                 http.post(f"/api/maps/{mid}/decode", json={"x": 0.1 * i - 0.4, "y": 0.2, "seed": i}).raise_for_status()
-                http.get(f"/api/maps/{mid}/neighbors", params={"x": 0.1 * i - 0.4, "y": 0.2, "k": 20}).raise_for_status()
+                params = {"x": 0.1 * i - 0.4, "y": 0.2, "k": 20}
+                http.get(f"/api/maps/{mid}/neighbors", params=params).raise_for_status()
             http.get(f"/api/maps/{mid}/search", params={"q": "a red thing", "k": 10}).raise_for_status()
             count = http.get(f"/api/maps/{mid}").json()["count"]
             rows.append(("after reads (points, points.bin, decodes, neighbours, search)", rss_mb(proc.pid),

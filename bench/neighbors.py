@@ -12,7 +12,6 @@ import resource
 import time
 
 import numpy as np
-
 import synthetic
 from space_util import machine, pct
 

@@ -15,7 +15,6 @@ import time
 
 import httpx
 import numpy as np
-
 from serve_util import running_server
 from space_util import machine
 

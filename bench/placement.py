@@ -16,7 +16,6 @@ import time
 import warnings
 
 import numpy as np
-
 import synthetic
 
 warnings.filterwarnings("ignore", category=UserWarning)
@@ -35,9 +34,10 @@ def knn_overlap(new_xy_a, old_xy_a, new_xy_b, old_xy_b, k=10, k_b=None, exclude_
 
 
 def main(args):
+    from space_util import machine
+
     from app.maps import demo, projection
     from app.settings import Settings
-    from space_util import machine
 
     demo.warm_umap()
     if args.space == "synthetic":

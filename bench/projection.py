@@ -43,10 +43,10 @@ def vectors_for(args, n: int) -> np.ndarray:
 
 def main(args):
     import umap
+    from space_util import machine
 
     from app.maps import demo, projection
     from app.settings import Settings
-    from space_util import machine
 
     t = time.perf_counter()
     demo.warm_umap()
@@ -87,8 +87,9 @@ def main(args):
         for name, (dt, q) in results.items():
             rows.append((n, name, dt, dt / base_t, q, q - base_q))
 
-    print(f"projection: data={args.space if args.space != 'synthetic' else args.data} dim={','.join(map(str, sorted(dims)))} "
-          f"({machine()}); numba warm-up (first UMAP call in a process) {cold:.1f} s")
+    data = args.space if args.space != "synthetic" else args.data
+    print(f"projection: data={data} dim={','.join(map(str, sorted(dims)))} ({machine()}); "
+          f"numba warm-up (first UMAP call in a process) {cold:.1f} s")
     print("| N | fit | seconds | ÷ plain | trustworthiness k=10 | Δ vs plain |\n|---|---|---|---|---|---|")
     for n, name, dt, ratio, q, dq in rows:
         print(f"| {n:,} | {name} | {dt:.1f} | {ratio:.2f} | {q:.4f} | {dq:+.4f} |")

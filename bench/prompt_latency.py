@@ -13,9 +13,8 @@ import time
 
 import httpx
 import torch
-
 from serve_util import running_server
-from space_util import set_threads, load_space, machine, make_service, pct
+from space_util import load_space, machine, make_service, pct, set_threads
 
 
 def main(args):
@@ -69,7 +68,8 @@ def main(args):
                 settle_server()
     ms = lambda v: f"{1000 * v:.1f}"  # noqa: E731
     print(f"prompt latency: space={args.space} requests={args.requests} map seeded with {args.seed_items} prompts "
-          f"(projection {method.get('method', '?') if isinstance(method, dict) else method}) threads={args.threads} ({machine()})")
+          f"(projection {method.get('method', '?') if isinstance(method, dict) else method}) threads={args.threads} "
+          f"({machine()})")
     print("| path | p50 ms | p95 ms | p50 ÷ bare p50 |\n|---|---|---|---|")
     b50 = pct(bare_t, .5)
     for name, v in (("bare encode_text (1 prompt)", bare_t),

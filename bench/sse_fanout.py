@@ -13,7 +13,6 @@ import json
 import time
 
 import httpx
-
 from serve_util import running_server
 
 
@@ -60,7 +59,10 @@ async def run(args):
     latencies = [t - sent[v] for inbox in inboxes for v, t in inbox if v in sent]
     received = sum(1 for inbox in inboxes for v, _ in inbox if v in sent)
     latencies.sort()
-    pct = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
+
+    def pct(q):
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
+
     presenter_latency.sort()
     print(f"SSE fan-out: {args.followers} followers, {len(sent)} state changes, loopback, space {args.space}")
     print("| metric | value |\n|---|---|")

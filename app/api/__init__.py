@@ -3,8 +3,20 @@ the answer (models in schemas.py). Domain errors become HTTP errors in errors.py
 
 from __future__ import annotations
 
-from . import column_routes, decode, explore, exports, health, items, maps, presentations, quiz, tile_routes, tours
-from . import variants
+from . import (
+           column_routes,
+           decode,
+           explore,
+           exports,
+           health,
+           items,
+           maps,
+           presentations,
+           quiz,
+           tile_routes,
+           tours,
+           variants,
+)
 
 ROUTERS = [health.router, maps.router, items.router, decode.router, explore.router, exports.router,
            variants.router, presentations.router, tours.router, quiz.router, tile_routes.router,

@@ -3,7 +3,8 @@ disconnect check. Routes take them through the `Annotated` aliases at the bottom
 
 from __future__ import annotations
 
-from typing import Annotated, Callable
+from collections.abc import Callable
+from typing import Annotated
 
 import anyio
 from fastapi import Depends, Header, HTTPException, Request

@@ -148,8 +148,8 @@ def folder_source(root: str | Path, settings: Settings) -> Source:
                     skipped.append(Skip(name, f"not readable ({e.strerror or e})"))
                     continue
                 if size > settings.max_ingest_file_bytes:
-                    skipped.append(Skip(name, f"file is {size:,} bytes; the limit is {settings.max_ingest_file_bytes:,} "
-                                              "(LATENTMAP_MAX_INGEST_FILE_BYTES)"))
+                    skipped.append(Skip(name, f"file is {size:,} bytes; the limit is "
+                                              f"{settings.max_ingest_file_bytes:,} (LATENTMAP_MAX_INGEST_FILE_BYTES)"))
                     continue
                 records.append(Record(name=name, label=entry.name, image_path=path,
                                       meta={"folder": rel or ROOT_FOLDER}, identity=name))

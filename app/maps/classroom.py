@@ -172,7 +172,7 @@ class Classroom:
                     break
                 try:
                     event = await asyncio.wait_for(queue.get(), timeout=heartbeat)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     if await is_disconnected() or time.time() >= p.expires_at:
                         self._expire()
                         if p.ended:

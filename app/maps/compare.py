@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image

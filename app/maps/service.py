@@ -6,9 +6,9 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -180,7 +180,7 @@ class MapService:
         try:
             for start in range(0, len(images), batch):
                 ready = [f.result() for f in prepared[start:start + batch]]
-                encoded = self.queue.run(lambda: self.space.encode_prepared(ready), gone)
+                encoded = self.queue.run(lambda ready=ready: self.space.encode_prepared(ready), gone)
                 vectors.extend(encoded.vectors)
                 latents.extend([None] * len(ready) if encoded.latents is None else encoded.latents)
         except BaseException:

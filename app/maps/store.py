@@ -19,9 +19,9 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -168,7 +168,7 @@ class ItemRecord:
     _COLUMNS = "id, map_id, kind, label, x, y, has_thumbnail, pending_image"
 
     @classmethod
-    def from_row(cls, r) -> "ItemRecord":
+    def from_row(cls, r) -> ItemRecord:
         return cls(id=r[0], map_id=r[1], kind=r[2], label=r[3], x=r[4], y=r[5], has_thumbnail=bool(r[6]),
                    pending_image=bool(r[7]))
 

@@ -157,8 +157,8 @@ def build_index(map_id: str, xy: np.ndarray, kinds: np.ndarray, has_thumb: np.nd
     fingerprint = hashlib.sha256(f"{cap}/{cells_log2}/{max_zoom}/{settings.tile_thumbs_side}/"
                                  f"{settings.tile_thumb_px}/{MORTON_BITS}".encode()).hexdigest()[:10]
     return TileIndex(map_id=map_id, version=version, origin=(x0, y0), size=size, max_zoom=max_zoom, order=order,
-                     codes=codes, level=level, thumb_level=thumb_level, priority=priority, xy=xy[order], kinds=kinds[order],
-                     has_thumb=has_thumb[order], ids=ids[order], fingerprint=fingerprint)
+                     codes=codes, level=level, thumb_level=thumb_level, priority=priority, xy=xy[order],
+                     kinds=kinds[order], has_thumb=has_thumb[order], ids=ids[order], fingerprint=fingerprint)
 
 
 def _thumb_levels(codes: np.ndarray, priority: np.ndarray, pictured: np.ndarray, max_zoom: int, side: int

@@ -24,8 +24,17 @@ from . import hub
 from .base import DecodeRequest
 from .checkpoints import load_sd_pipeline
 from .loading import choose_device
-from .vith import (VitH, VitHSpace, build_clip_dir, clip_tokenizer, dtype_kwargs, fingerprint, reference_prompts,
-                   space_config, torch_dtype)
+from .vith import (
+    VitH,
+    VitHSpace,
+    build_clip_dir,
+    clip_tokenizer,
+    dtype_kwargs,
+    fingerprint,
+    reference_prompts,
+    space_config,
+    torch_dtype,
+)
 
 log = logging.getLogger(__name__)
 NAME = "turbo-h"
@@ -44,7 +53,7 @@ class TurboSpace(VitHSpace):
     @classmethod
     def from_paths(cls, paths: dict, device: str, cache_dir: Path | None = None, config: dict | None = None,
                    n_reference: int | None = None, provenance: dict | None = None, checkpoint: Path | None = None,
-                   base_id: str | None = None, max_header_bytes: int = 100 * 1024 * 1024) -> "TurboSpace":
+                   base_id: str | None = None, max_header_bytes: int = 100 * 1024 * 1024) -> TurboSpace:
         """`checkpoint`: a single-file SD 1.x checkpoint (original layout) replacing SD 1.5's UNet and text
         encoder, loaded against the sd15 folder's configs when they fit it, else the shipped SD 1.5 configs."""
         from diffusers import AutoencoderTiny, LCMScheduler, StableDiffusionPipeline

@@ -24,8 +24,18 @@ from PIL import Image
 from . import hub
 from .base import DecodeRequest
 from .loading import choose_device
-from .vith import (VitH, VitHSpace, build_clip_dir, clip_tokenizer, fingerprint, reference_prompts, space_config,
-                   dtype_kwargs, to_pil, torch_dtype)
+from .vith import (
+    VitH,
+    VitHSpace,
+    build_clip_dir,
+    clip_tokenizer,
+    dtype_kwargs,
+    fingerprint,
+    reference_prompts,
+    space_config,
+    to_pil,
+    torch_dtype,
+)
 
 log = logging.getLogger(__name__)
 NAME = "unclip-h"
@@ -43,7 +53,7 @@ class UnclipSpace(VitHSpace):
     @classmethod
     def from_paths(cls, paths: dict, device: str, cache_dir: Path | None = None, config: dict | None = None,
                    n_reference: int | None = None, provenance: dict | None = None, base_id: str | None = None
-                   ) -> "UnclipSpace":
+                   ) -> UnclipSpace:
         from diffusers import AutoencoderTiny, StableUnCLIPImg2ImgPipeline
 
         config = {**space_config(NAME), **(config or {})}
@@ -170,8 +180,14 @@ def load(settings) -> UnclipSpace:
 def build_random(root: Path, arch: dict, seed: int = 0) -> dict[str, Path]:
     """Every unclip-h component at the size `arch` describes (configs/arch/*.json), random weights, written in the
     hub's folder layout (as `latentmap download` leaves them) under `root`. For tests and benchmarks only."""
-    from diffusers import (AutoencoderKL, AutoencoderTiny, DDIMScheduler, DDPMScheduler, StableUnCLIPImg2ImgPipeline,
-                           UNet2DConditionModel)
+    from diffusers import (
+        AutoencoderKL,
+        AutoencoderTiny,
+        DDIMScheduler,
+        DDPMScheduler,
+        StableUnCLIPImg2ImgPipeline,
+        UNet2DConditionModel,
+    )
     from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import StableUnCLIPImageNormalizer
     from transformers import CLIPTextConfig, CLIPTextModel
 

@@ -13,8 +13,8 @@ from fastapi.staticfiles import StaticFiles
 from . import api
 from .api import docs, errors
 from .api.limits import RequestSizeLimit, install_validation_handler
-from .api.security import SecurityHeaders, content_security_policy
 from .api.responses import MAP_VERSION_HEADER
+from .api.security import SecurityHeaders, content_security_policy
 from .jobs import WorkQueue
 from .maps import demo
 from .maps.classroom import Classroom

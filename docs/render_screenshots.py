@@ -17,7 +17,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from serve_util import running_server
+from serve_util import running_server  # noqa: E402  (bench/ is put on the path just above)
 
 
 def digit_folder(root: Path, n: int = 600) -> Path:

@@ -14,11 +14,11 @@ import zipfile
 import httpx
 import numpy as np
 import pytest
-from conftest import make_settings, png_bytes, serve_live
 from PIL import Image
 
 from app.main import create_app
 from app.maps.classroom import Classroom
+from tests.helpers import make_settings, png_bytes, serve_live
 
 PROMPTS = [f"prompt {i}" for i in range(12)]
 

@@ -47,7 +47,7 @@ def export_bundle(store: Store, map_id: str) -> bytes:
         z.writestr(MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1))
         z.writestr("vectors.npy", _npy(arrays.vectors))
         z.writestr("decode_vectors.npy", _npy(arrays.decode_vectors))
-        latents = [l for l in arrays.latents if l is not None]
+        latents = [latent for latent in arrays.latents if latent is not None]
         if latents:
             z.writestr("latents.npy", _npy(np.stack(latents)))
         for i, p in enumerate(points):

@@ -133,7 +133,7 @@ class MapService:
             if len(up.data) > self.settings.max_file_bytes:
                 raise Rejected(f"{up.filename}: larger than {self.settings.max_file_bytes} bytes")
         pixels, first_bad = [], None  # headers only: nothing is decoded yet
-        for i, up in enumerate(uploads):
+        for up in uploads:
             try:
                 pixels.append(imaging.image_pixels(up.data, self.settings.max_image_pixels))
             except imaging.ImageRejected as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from contextlib import asynccontextmanager
@@ -47,6 +48,9 @@ def create_app(settings: Settings | None = None, space: Space | None = None) -> 
         if settings.warm_umap:
             # numba compiles UMAP on first use (seconds): do it now, off the request path.
             threading.Thread(target=demo.warm_umap, args=(settings,), daemon=True, name="warm-umap").start()
+        # The model and libraries are millions of long-lived objects: keep them out of the collector's full passes,
+        # which a request body of many small lists triggers (a 1 MB body took 1-2 s of event-loop time with them).
+        gc.freeze()
         log.info("latentmap ready: space %s on %s, data in %s", loaded.name, loaded.device, settings.data_dir)
         yield
         service.close()

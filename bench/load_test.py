@@ -21,6 +21,7 @@ import asyncio
 import io
 import random
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import httpx
 from serve_util import peak_rss_mb, rss_mb, running_server
@@ -132,6 +133,16 @@ async def flood(base: str, url: str, body: bytes, seconds: float, codes: list) -
                 codes.append((type(e).__name__, 0))
 
 
+def flood_process(base: str, url: str, body: bytes, seconds: float, clients: int) -> list:
+    codes: list = []
+
+    async def all_clients():
+        await asyncio.gather(*[flood(base, url, body, seconds, codes) for _ in range(clients)])
+
+    asyncio.run(all_clients())
+    return codes
+
+
 async def run_oversized(args):
     with running_server(args.space) as (base, proc):
         made = httpx.post(base + "/api/maps", json={"title": "oversized"}).json()
@@ -144,9 +155,12 @@ async def run_oversized(args):
         for name, body in (("500,000 zeros (1.5 MB)", path_of_zeros(500_000)),
                            (f"{len(under_the_cap_body(limit)) / 1e6:.2f} MB of bad pairs, under the cap",
                             under_the_cap_body(limit))):
-            codes: list = []
-            loaded, *_ = await asyncio.gather(health_times(base, args.seconds / 3),
-                                              *[flood(base, url, body, args.seconds / 3, codes) for _ in range(10)])
+            # The 10 senders run in another process: the timing loop here measures the server, not them.
+            with ProcessPoolExecutor(1) as pool:
+                sending = pool.submit(flood_process, base, url, body, args.seconds / 3, 10)
+                await asyncio.sleep(0.5)  # all ten in flight before the timing starts
+                loaded = await health_times(base, args.seconds / 3 - 1.0)
+                codes = sending.result()
             rows.append((name, loaded, codes))
     print(f"oversized requests: space={args.space}, 10 clients in flight, {args.seconds / 3:.0f} s per row")
     print("| in flight | /api/health p50 / p95 (ms) | p95 ÷ idle p95 | their answers | largest answer (bytes) |")

@@ -35,6 +35,9 @@ const ex = {
   path: null, // server answer
   lastCount: null,
   serverMatch: null, // {text, bits, version}: label filter answered by the server (maps loaded without labels)
+  columns: [], // metadata columns of the map (GET /columns): [{name, type, ...}]
+  column: null, // the column coloured by: {name, type, values (codes / numbers), categories, min, max, key}
+  hidden: [], // categories of that column hidden (dimmed) by clicking them in the legend
 };
 
 // ---------------------------------------------------------------- helpers ----
@@ -214,10 +217,13 @@ async function applyColorsNow() {
     const { lo, hi } = simRange();
     palette = Array.from({ length: HEAT_BINS }, (_, b) => heatColor(b / (HEAT_BINS - 1)));
     category = (i) => Math.round(((ex.search.similarity[i] - lo) / (hi - lo || 1)) * (HEAT_BINS - 1));
+  } else if (ex.colorMode.startsWith("column:") && ex.column && ex.column.values.length === list.length) {
+    ({ palette, category } = columnColors(ex.column));
   } else {
     palette = KIND_COLORS.map((c) => hexToRgba(c));
     category = (i) => Math.max(0, KINDS.indexOf(list[i].kind));
   }
+  const hiddenCodes = columnHiddenCodes();
   const kindPlain = palette.length === KIND_COLORS.length && !match && ex.colorMode === "kind";
   if (kindPlain) {
     await actions.setColors({ by: "kind" });
@@ -225,7 +231,8 @@ async function applyColorsNow() {
     const values = new Array(list.length);
     for (let i = 0; i < list.length; i += 1) {
       const c = Math.min(Math.max(category(i) | 0, 0), palette.length - 1);
-      values[i] = match && !match[i] ? c + palette.length : c;
+      const dim = (match && !match[i]) || (hiddenCodes && hiddenCodes.has(ex.column.values[i]));
+      values[i] = dim ? c + palette.length : c;
     }
     // Fast rendering (very large maps) draws without alpha blending: dim by mixing with the background instead.
     const fast = state.renderMode === "fast";
@@ -271,6 +278,8 @@ function renderLegend(mode, match) {
       el("span", { class: "explore-heat-bar", style: `background: linear-gradient(to right, ${stops})` }),
       el("span", { class: "explore-legend-value", text: hi.toFixed(2) }),
       el("span", { class: "explore-legend-label", text: `cosine similarity to “${ex.search.q}”` })));
+  } else if (mode.startsWith("column:") && ex.column) {
+    renderColumnLegend(ex.column);
   }
   if (match) legendExtra.append(el("li", {}, el("span", { class: "swatch explore-swatch-dim" }), "Label does not match the filter"));
   legendExtra.hidden = !legendExtra.children.length;
@@ -326,9 +335,117 @@ async function setColorMode(mode) {
       return;
     }
   }
+  if (mode.startsWith("column:")) {
+    try {
+      await loadColumn(mode.slice("column:".length));
+    } catch (err) {
+      select.value = ex.colorMode;
+      showError($("explore-color-error"), `Could not load the column. ${err.message}`);
+      return;
+    }
+  }
   ex.colorMode = mode;
   select.value = mode;
   await applyColors();
+  shareStateChanged();
+}
+
+// ---------------------------------------------------------------- metadata columns (colour by, hide categories) ----
+
+/** The map's metadata columns (maps built from a folder or a table) as extra "Colour by" choices. */
+async function loadColumns() {
+  const data = await api(`${base}/columns`);
+  ex.columns = data.columns.filter((c) => c.type === "category" || c.type === "number");
+  const select = $("explore-color-by");
+  for (const c of ex.columns) {
+    select.append(el("option", { value: `column:${c.name}`, text: `Column: ${c.name} (${c.type})` }));
+  }
+}
+
+/** One column for every point (GET /columns/values.bin): category codes or numbers, in points order. */
+async function loadColumn(name) {
+  const key = `${name}|${state.pointsVersion}|${items().length}`;
+  if (ex.column && ex.column.key === key) return;
+  const response = await api(`${base}/columns/values.bin?${new URLSearchParams({ name })}`, { raw: true });
+  const buffer = await response.arrayBuffer();
+  const headLength = new DataView(buffer).getUint32(4, true);
+  const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 8, headLength)));
+  const body = buffer.slice(8 + headLength);
+  const values = header.encoding === "float32" ? new Float32Array(body) : new Uint32Array(body);
+  const column = { name, type: header.type, values, categories: header.categories || [], key };
+  if (column.type === "number") {
+    column.min = Infinity;
+    column.max = -Infinity;
+    for (const v of values) {
+      if (Number.isNaN(v)) continue;
+      if (v < column.min) column.min = v;
+      if (v > column.max) column.max = v;
+    }
+  }
+  if (!ex.column || ex.column.name !== name) ex.hidden = ex.hidden.filter((c) => column.categories.includes(c));
+  ex.column = column;
+}
+
+const MISSING_CODE = 0xffffffff;
+
+function columnColors(column) {
+  if (column.type === "number") {
+    const palette = [...Array.from({ length: HEAT_BINS }, (_, b) => heatColor(b / (HEAT_BINS - 1))), hexToRgba(NO_CLUSTER)];
+    const span = column.max - column.min || 1;
+    const category = (i) => {
+      const v = column.values[i];
+      return Number.isNaN(v) ? HEAT_BINS : Math.round(((v - column.min) / span) * (HEAT_BINS - 1));
+    };
+    return { palette, category };
+  }
+  const palette = [...CLUSTER_COLORS.map((c) => hexToRgba(c)), hexToRgba(NO_CLUSTER)];
+  const category = (i) => {
+    const code = column.values[i];
+    return code === MISSING_CODE || code >= CLUSTER_COLORS.length ? CLUSTER_COLORS.length : code;
+  };
+  return { palette, category };
+}
+
+/** Codes of the categories hidden in the legend (null when none or not colouring by a category column). */
+function columnHiddenCodes() {
+  if (!ex.colorMode.startsWith("column:") || !ex.column || ex.column.type !== "category" || !ex.hidden.length) return null;
+  return new Set(ex.hidden.map((c) => ex.column.categories.indexOf(c)).filter((code) => code >= 0));
+}
+
+function renderColumnLegend(column) {
+  if (column.type === "number") {
+    legendExtra.append(el("li", {},
+      el("span", { class: "explore-legend-value", text: formatNumber(column.min) }),
+      el("span", { class: "explore-heat-bar", style: `background: linear-gradient(to right, ${HEAT_STOPS.join(", ")})` }),
+      el("span", { class: "explore-legend-value", text: formatNumber(column.max) }),
+      el("span", { class: "explore-legend-label", text: column.name })));
+    return;
+  }
+  const shown = column.categories.slice(0, CLUSTER_COLORS.length);
+  shown.forEach((value, code) => {
+    const hidden = ex.hidden.includes(value);
+    const button = el("button", { type: "button", class: "btn btn-quiet btn-small explore-legend-toggle",
+      "aria-pressed": String(!hidden), title: hidden ? "Show these points" : "Hide (dim) these points",
+      "data-category": value },
+    el("span", { class: "swatch", style: `background:${CLUSTER_COLORS[code]}` }),
+    el("span", { class: "explore-legend-label", text: value }));
+    button.addEventListener("click", () => toggleCategory(value));
+    legendExtra.append(el("li", {}, button));
+  });
+  if (column.categories.length > shown.length) {
+    legendExtra.append(el("li", {}, el("span", { class: "swatch", style: `background:${NO_CLUSTER}` }),
+      `other values (${column.categories.length - shown.length} more)`));
+  }
+}
+
+function formatNumber(v) {
+  return Number.isFinite(v) ? String(Math.round(v * 1000) / 1000) : "–";
+}
+
+async function toggleCategory(value) {
+  ex.hidden = ex.hidden.includes(value) ? ex.hidden.filter((c) => c !== value) : [...ex.hidden, value];
+  await applyColors();
+  shareStateChanged();
 }
 
 $("explore-color-by").addEventListener("change", (event) => setColorMode(event.target.value));
@@ -772,7 +889,8 @@ function onPointsChanged() {
   ex.clusters = null;
   if (state.selection.length) setSelection([]);
   if (ex.showClusterLabels) setClusterLabels(true);
-  if (ex.colorMode === "cluster") setColorMode("cluster");
+  if (ex.colorMode.startsWith("column:")) setColorMode(ex.colorMode);
+  else if (ex.colorMode === "cluster") setColorMode("cluster");
   else if (ex.colorMode === "similarity" && ex.search) runSearch(ex.search.q);
   else if (ex.filter.trim()) refilter();
 }
@@ -786,6 +904,20 @@ provide("showPath", showPath);
 provide("clearPath", clearPath);
 provide("drawnPath", () => ex.vertices.map((v) => [...v]));
 
+/** Columns as "Colour by" choices; a share link's column colouring and hidden categories applied. */
+async function restoreColumnColors(query) {
+  try {
+    await loadColumns();
+  } catch (err) {
+    showError($("explore-color-error"), `Could not load the map's columns. ${err.message}`);
+    return;
+  }
+  const wanted = query.get("color");
+  if (!wanted || !wanted.startsWith("column:") || !ex.columns.some((c) => `column:${c.name}` === wanted)) return;
+  ex.hidden = (query.get("hide") || "").split("|").filter(Boolean);
+  await setColorMode(wanted);
+}
+
 register({
   name: "explore",
   mirror: ex,
@@ -794,9 +926,15 @@ register({
     $("explore-bundle-link").href = `${base}/bundle`;
     positionOverlay();
     restorePath(query);
+    restoreColumnColors(query);
   },
   urlParams() {
-    if (!ex.path || ex.vertices.length < 2) return {};
-    return { path: ex.vertices.map(([x, y]) => `${x},${y}`).join(";"), steps: String(ex.path.frames.length) };
+    const out = {};
+    if (ex.colorMode.startsWith("column:")) {
+      out.color = ex.colorMode;
+      if (ex.hidden.length) out.hide = ex.hidden.join("|");
+    }
+    if (!ex.path || ex.vertices.length < 2) return out;
+    return { ...out, path: ex.vertices.map(([x, y]) => `${x},${y}`).join(";"), steps: String(ex.path.frames.length) };
   },
 });

@@ -12,6 +12,7 @@ import pytest
 from browser_util import (  # noqa: F401  (fixtures are used by name)
     browser,
     new_page,
+    open_tab,
     png_bytes,
     screenshot,
     start_server,
@@ -59,6 +60,7 @@ def test_colour_by_category_and_number_hide_a_category_share_link(table_map, bro
         page.goto(server.url(f"/m/{map_id}"))
         wait_ready(page)
         wait_point_count(page, 12)
+        open_tab(page, "explore")
         page.wait_for_selector("#explore-color-by option[value='column:shop']", state="attached")
         page.select_option("#explore-color-by", "column:shop")
         page.wait_for_function("document.getElementById('map-root').dataset.colorBy === 'column:shop'")

@@ -110,7 +110,7 @@ def cmd_build(args) -> int:
     except sources.SourceError as e:
         print(f"latentmap build: {e}", file=sys.stderr)
         return 2
-    service = MapService(Store(settings.data_dir), space, settings, WorkQueue(1))
+    service = MapService(Store(settings.data_dir, settings.decode_cache_bytes), space, settings, WorkQueue(1))
     try:
         if args.ray is not None:
             from .ingest import ray_pipeline
@@ -149,7 +149,8 @@ def _service(args):
     from .spaces.registry import load_space
 
     settings = _settings(args)
-    return MapService(Store(settings.data_dir), load_space(settings), settings, WorkQueue(1))
+    return MapService(Store(settings.data_dir, settings.decode_cache_bytes), load_space(settings), settings,
+                      WorkQueue(1))
 
 
 def cmd_export(args) -> int:
@@ -157,7 +158,7 @@ def cmd_export(args) -> int:
     from .maps.store import InvalidId, NotFound, Store
 
     settings = _settings(args)
-    store = Store(settings.data_dir)
+    store = Store(settings.data_dir, settings.decode_cache_bytes)
     try:
         record = store.get_map(args.map_id)
     except (InvalidId, NotFound) as e:

@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None, space: Space | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        store = Store(settings.data_dir)
+        store = Store(settings.data_dir, settings.decode_cache_bytes)
         loaded = space or load_space(settings)
         service = MapService(store, loaded, settings, WorkQueue(settings.max_queued_jobs))
         app.state.settings, app.state.service, app.state.explorer = settings, service, Explorer(service)

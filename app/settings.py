@@ -14,6 +14,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = REPO_ROOT / "templates"
 STATIC_DIR = REPO_ROOT / "static"
 DIGITS_SPACE_DIR = Path(__file__).resolve().parent / "spaces" / "weights" / "digits"
+DEFAULT_DECODE_CACHE_BYTES = 2 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,16 @@ class Settings:
     # from this many items an approximate faiss index (if installed), below it exact search
     neighbor_index_min_items: int = 100_000
     neighbor_index_nprobe: int = 16  # IVF lists searched per query (recall vs speed)
+    # Decode cache (app/maps/decode_cache.py): decoded clicks, paths, variants, upscales and terrain tiles on disk,
+    # oldest written evicted first beyond this many bytes; anything evicted is decoded again, bit for bit.
+    decode_cache_bytes: int = DEFAULT_DECODE_CACHE_BYTES
+    # Terrain (app/maps/terrain.py): web-map tiles of decoded cells over the map's square
+    terrain_cells: int = 8  # cells across a tile (a tile is cells^2 decodes)
+    terrain_cell_px: int = 32  # pixels across a cell in the tile image (decodes are resized to it)
+    terrain_max_zoom: int = 8  # deepest tile zoom served (404 beyond)
+    terrain_batch_size: int = 16  # cells decoded per batched model call
+    max_tiles_per_client: int = 8  # tiles one client may have waiting or decoding; its oldest waiting one is dropped
+    max_tile_jobs: int = 32  # tiles waiting or decoding in total; beyond it 429 with Retry-After
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -171,7 +182,8 @@ _AT_LEAST_ONE = {"port", "max_queued_jobs", "thumbnail_size", "encode_batch_size
                  "max_ingest_file_bytes", "ingest_batch_size", "ingest_max_side",
                  "ingest_vector_batch_size", "ingest_reference_items", "max_json_bytes",
                  "max_error_chars", "max_manifest_bytes", "max_manifest_depth", "max_bundle_thumbnail_pixels",
-                 "max_upload_pixels_in_flight", "cluster_cache_maps"}
+                 "max_upload_pixels_in_flight", "cluster_cache_maps", "decode_cache_bytes",
+                 "terrain_cells", "terrain_cell_px", "terrain_batch_size", "max_tiles_per_client", "max_tile_jobs"}
 
 
 def _parse(type_name: str, raw: str):

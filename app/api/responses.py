@@ -5,16 +5,13 @@ from __future__ import annotations
 
 from fastapi import Response
 
+from ..maps.decode_keys import decode_url  # noqa: F401  (one definition: decode_keys.py)
 from ..maps.store import ItemRecord, MapArrays, MapRecord, Store
 
 MAP_VERSION_HEADER = "X-Map-Version"
 IMMUTABLE = "public, max-age=31536000, immutable"  # a decode key names everything that made the picture
 PNG = {200: {"content": {"image/png": {}}}}
 BINARY = {200: {"content": {"application/octet-stream": {}}}}
-
-
-def decode_url(key: str) -> str:
-    return f"/api/decodes/{key}.png"
 
 
 def thumbnail_url(item_id: str) -> str:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import Forbidden, LatentmapError, NotFound, Rejected
+from .decode_keys import check_seed
 from .store import hash_key
 
 
@@ -283,10 +284,10 @@ def check_tour(title: str, steps: list, settings) -> tuple[str, list[dict]]:
         out = {"caption": caption, "view": _numbers(step.get("view"), 3, f"step {i}: view is [x, y, zoom]", bound),
                "at": _numbers(step.get("at"), 2, f"step {i}: at is [x, y]", bound), "seed": None, "path": None}
         if step.get("seed") is not None:
-            if not isinstance(step["seed"], int) or isinstance(step["seed"], bool) or \
-                    not 0 <= step["seed"] <= settings.max_seed:
-                raise Rejected(f"step {i}: seed must be an integer from 0 to {settings.max_seed}")
-            out["seed"] = step["seed"]
+            try:
+                out["seed"] = check_seed(step["seed"], settings.max_seed)
+            except Rejected as e:
+                raise Rejected(f"step {i}: {e}") from None
         if step.get("path") is not None:
             path = step["path"]
             if not isinstance(path, list) or not 2 <= len(path) <= settings.max_path_points:

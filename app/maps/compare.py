@@ -5,7 +5,6 @@ themselves live in app/spaces/variants.py; see docs/variants.md."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 from collections.abc import Callable, Sequence
 
@@ -14,6 +13,7 @@ from PIL import Image
 
 from .. import imaging
 from ..errors import Rejected
+from .decode_keys import UpscaleDecode
 from .explore import path_frames
 from .service import MapService
 from .store import Store, check_key
@@ -52,8 +52,7 @@ def compare_path(service: MapService, map_id: str, points: Sequence[Sequence[flo
     for variant, scale in decoders:
         rows = []
         for frame in frames:
-            raw = frame.key_text if variant is None else f"{frame.key_text}|variant={variant}|scale={scale}"
-            key = hashlib.sha256(raw.encode()).hexdigest()
+            key = service.through_decoder(frame.key, variant, scale).digest()
             request = dataclasses.replace(frame.request, variant=variant, lora_scale=scale)
             service.decode_cached(key, request, gone, map_id=map_id)
             rows.append({"key": key, "x": frame.point[0], "y": frame.point[1]})
@@ -78,12 +77,12 @@ def upscale_decode(service: MapService, key: str, upscaler: str | None,
     name = upscaler or names[0]
     if name not in names:
         raise Rejected(f"unknown upscaler {name!r}; choose one of {', '.join(names)}")
-    out_key = hashlib.sha256(f"upscale|{service.space.name}|{name}|{key}".encode()).hexdigest()
+    out_key = UpscaleDecode(service.space.name, name, key, service.space.decoder_identity(name)).digest()
     cached = service.store.cached_decode(out_key)
     if cached is None:
         big = service.queue.run(lambda: service.space.upscale(image, name), gone)
         cached = imaging.to_png(big)
-        service.store.store_decode(out_key, cached)
+        service.store.store_decode(out_key, cached, service.store.decode_map(key))
         hit = False
     else:
         hit = True

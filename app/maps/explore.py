@@ -5,9 +5,7 @@ Everything here reads a map; nothing changes it.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -19,6 +17,7 @@ from PIL import Image
 
 from ..spaces.base import DecodeRequest, unit
 from . import projection
+from .decode_keys import PathFrameDecode, PathStrip, check_seed
 from .index import VectorIndex, faiss_available
 from .service import MapService, Rejected
 from .store import MapArrays
@@ -155,10 +154,10 @@ class Explorer:
         frames = path_frames(self.service, map_id, points, steps, seed, self.settings.max_path_steps)
         frame_keys = []
         for frame in frames:
-            key = hashlib.sha256(frame.key_text.encode()).hexdigest()
+            key = frame.key.digest()
             self.service.decode_cached(key, frame.request, gone, map_id=map_id)
             frame_keys.append(key)
-        path_key = hashlib.sha256("|".join(frame_keys).encode()).hexdigest()
+        path_key = PathStrip(tuple(frame_keys)).digest()
         self.service.store.store_decode_meta(path_key, {"frames": frame_keys}, map_id=map_id)
         return PathResult(path_key, frame_keys, [f.point for f in frames])
 
@@ -249,7 +248,7 @@ def match_labels(labels: Sequence[str], query: str) -> np.ndarray:
 class PathFrame:
     request: DecodeRequest
     point: tuple[float, float]  # where on the map this frame lies
-    key_text: str  # what its decode-cache key is hashed from (a variant appends its name)
+    key: PathFrameDecode  # its decode-cache key (a variant sets its name and strength there)
 
 
 def path_frames(service: MapService, map_id: str, points: Sequence[Sequence[float]], steps: int, seed: int,
@@ -262,8 +261,7 @@ def path_frames(service: MapService, map_id: str, points: Sequence[Sequence[floa
         raise Rejected(f"a path needs 2 to {settings.max_path_points} points")
     if not 2 <= steps <= max_steps:
         raise Rejected(f"steps must be between 2 and {max_steps}")
-    if not 0 <= seed <= settings.max_seed:
-        raise Rejected(f"seed must be between 0 and {settings.max_seed}")
+    check_seed(seed, settings.max_seed)
     if not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in points):
         raise Rejected("points must be a list of [x, y] pairs of finite numbers")
     for x, y in points:
@@ -276,8 +274,8 @@ def path_frames(service: MapService, map_id: str, points: Sequence[Sequence[floa
     anchors = [service.blend_request(arrays, float(x), float(y), seed) for x, y in pts]
     seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
     total, cum = float(seg.sum()), np.concatenate([[0.0], np.cumsum(seg)])
-    prefix = f"path|{service.space.name}|{map_id}|{record.projection.get('revision', 0)}|" \
-             f"{json.dumps(pts.tolist())}|{steps}|{seed}{service.pending_mark(map_id)}"
+    state, vertices = service.decode_state(record), tuple((float(x), float(y)) for x, y in pts)
+    decoder = service.space.decoder_identity(None)
     frames = []
     for i in range(steps):
         s = total * i / (steps - 1)
@@ -285,7 +283,8 @@ def path_frames(service: MapService, map_id: str, points: Sequence[Sequence[floa
         t = 0.0 if seg[j] == 0 else float((s - cum[j]) / seg[j])
         where = (1 - t) * pts[j] + t * pts[j + 1]
         frames.append(PathFrame(_interpolate(anchors[j], anchors[j + 1], t, seed),
-                                (float(where[0]), float(where[1])), f"{prefix}|{i}"))
+                                (float(where[0]), float(where[1])), PathFrameDecode(state, vertices, steps, seed, i,
+                                                                              decoder=decoder)))
     return frames
 
 

@@ -3,7 +3,7 @@ space; every model call goes through the work queue."""
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -18,7 +18,8 @@ from ..errors import Conflict, Rejected
 from ..jobs import WorkQueue
 from ..settings import Settings
 from ..spaces.base import DecodeRequest, Space, unit
-from . import projection
+from . import decode_keys, projection
+from .decode_keys import MapDecodeState, SpotDecode, check_seed
 from .prompt_images import PromptImageWorker
 from .store import ItemRecord, MapArrays, MapRecord, NewItem, NotFound, Store, check_id
 
@@ -242,26 +243,34 @@ class MapService:
         return self.store.get_map(map_id)
 
     # ------------------------------------------------------------------ decoding
+    def decode_state(self, record: MapRecord) -> MapDecodeState:
+        """What every decode on this map depends on besides its own request (decode_keys.py)."""
+        st = self.settings
+        return MapDecodeState(space=self.space.name, map_id=record.id, revision=record.projection.get("revision", 0),
+                              content=record.version,
+                              blend=f"{st.blend_neighbors},{st.blend_power},{st.latent_strength}",
+                              pending=self.pending_mark(record.id))
+
+    def spot(self, record: MapRecord, x: float, y: float, seed: int, variant: str | None = None,
+             lora_scale: float | None = None, preview: bool = False) -> SpotDecode:
+        return decode_keys.spot(self.decode_state(record), x, y, seed, variant, lora_scale, preview,
+                                self.space.decoder_identity(variant))
+
+    def through_decoder(self, key, variant: str | None, lora_scale: float | None):
+        """The same decode key through another decoder (its variant, strength and weights' identity)."""
+        return dataclasses.replace(key, variant=variant, lora_scale=lora_scale,
+                                   decoder=self.space.decoder_identity(variant))
+
     def decode_key(self, record: MapRecord, x: float, y: float, seed: int, variant: str | None = None,
                    lora_scale: float | None = None, preview: bool = False) -> str:
-        revision = record.projection.get("revision", 0)
-        raw = f"{self.space.name}|{record.id}|{revision}|{x:.6f}|{y:.6f}|{seed}{self.pending_mark(record.id)}"
-        if variant is not None:  # decoder variants (spaces/variants.py); the base decoder keeps its old keys
-            raw += f"|variant={variant}|scale={lora_scale}"
-        decoder = self.space.decoder_identity(variant)  # a user's checkpoint / LoRA file ('' for default weights)
-        if decoder:
-            raw += f"|decoder={decoder}"
-        if preview:
-            raw += "|preview"
-        return hashlib.sha256(raw.encode()).hexdigest()
+        return self.spot(record, x, y, seed, variant, lora_scale, preview).digest()
 
     def pending_mark(self, map_id: str) -> str:
         """Part of a decode's cache key while some of the map's prompts still wait for their image: what is
         decoded meanwhile (from provisional vectors) is never served again once the images are in."""
         if self.prompt_images is None:
             return ""
-        pending = self.store.pending_image_ids(map_id)
-        return "|pending=" + hashlib.sha256(",".join(pending).encode()).hexdigest()[:16] if pending else ""
+        return decode_keys.pending_digest(self.store.pending_image_ids(map_id))
 
     def resolve_variant(self, variant: str | None, lora_scale: float | None) -> tuple[str | None, float | None]:
         """A decode's canonical (variant, lora_scale); Rejected for ones this space cannot decode."""
@@ -280,19 +289,22 @@ class MapService:
         record = self.usable_map(map_id)
         variant, lora_scale = self.resolve_variant(variant, lora_scale)
         self.check_point(map_id, x, y)
-        if not 0 <= seed <= self.settings.max_seed:
-            raise Rejected(f"seed must be between 0 and {self.settings.max_seed}")
-        x, y = round(float(x), 6), round(float(y), 6)
-        key = self.decode_key(record, x, y, seed, variant, lora_scale, preview)
+        check_seed(seed, self.settings.max_seed)
+        spot = self.spot(record, x, y, seed, variant, lora_scale, preview)
+        key = spot.digest()
         cached = self.store.cached_decode(key)
         if cached is not None:  # before loading arrays: a shared link's image costs one file read
             return DecodeResult(cached, True, key)
         arrays = self.store.get_arrays(map_id)
         if len(arrays) == 0:
             raise Rejected("this map has no items yet: add prompts or images first")
-        request = self.blend_request(arrays, x, y, seed)
-        request.variant, request.lora_scale, request.preview = variant, lora_scale, preview
-        return self.decode_cached(key, request, gone, map_id=map_id)
+        return self.decode_cached(key, self.spot_request(arrays, spot), gone, map_id=map_id)
+
+    def spot_request(self, arrays: MapArrays, spot: SpotDecode) -> DecodeRequest:
+        """The one definition of "decode this spot" (clicks, compare columns, terrain cells)."""
+        request = self.blend_request(arrays, spot.x, spot.y, spot.seed)
+        request.variant, request.lora_scale, request.preview = spot.variant, spot.lora_scale, spot.preview
+        return request
 
     def vary_item(self, map_id: str, item_id: str, seed: int, strength: float,
                   gone: Callable[[], bool] | None = None) -> DecodeResult:
@@ -300,8 +312,7 @@ class MapService:
         (items without a latent: a fresh picture of the vector with this seed)."""
         self.usable_map(map_id)
         check_id(item_id, "item id")
-        if not 0 <= seed <= self.settings.max_seed:
-            raise Rejected(f"seed must be between 0 and {self.settings.max_seed}")
+        check_seed(seed, self.settings.max_seed)
         if not (np.isfinite(strength) and 0 < strength <= 1):
             raise Rejected("strength must be more than 0 and at most 1")
         arrays = self.store.get_arrays(map_id)
@@ -310,14 +321,12 @@ class MapService:
         except ValueError:
             raise NotFound(f"item {item_id} not found in map {map_id}") from None
         strength = round(float(strength), 4)
-        raw = f"vary|{self.space.name}|{map_id}|{item_id}|{seed}|{strength}{self.pending_mark(map_id)}"
-        decoder = self.space.decoder_identity(None)
-        if decoder:
-            raw += f"|decoder={decoder}"
+        key = decode_keys.VaryDecode(self.space.name, map_id, item_id, seed, strength, self.pending_mark(map_id),
+                                     self.space.decoder_identity(None)).digest()
         latent = arrays.latents[i]
         request = DecodeRequest(vector=arrays.decode_vectors[i], seed=seed, latent=latent,
                                 strength=strength if latent is not None else 1.0)
-        return self.decode_cached(hashlib.sha256(raw.encode()).hexdigest(), request, gone, map_id=map_id)
+        return self.decode_cached(key, request, gone, map_id=map_id)
 
     def decode_cached(self, key: str, request: DecodeRequest, gone: Callable[[], bool] | None = None,
                       map_id: str | None = None) -> DecodeResult:

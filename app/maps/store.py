@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import Conflict, LatentmapError, NotFound
+from ..settings import DEFAULT_DECODE_CACHE_BYTES
+from .decode_cache import DecodeCache
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
 
@@ -72,11 +74,6 @@ CREATE TABLE IF NOT EXISTS map_columns (      -- metadata columns of a map's ite
     PRIMARY KEY (map_id, position),
     UNIQUE (map_id, name)
 );
-CREATE TABLE IF NOT EXISTS decode_owners (  -- which map a cached decode belongs to (deleted with the map)
-    key TEXT PRIMARY KEY,
-    map_id TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS decode_owners_by_map ON decode_owners(map_id);
 """
 
 COLUMN_TYPES = ("number", "category", "text")
@@ -194,7 +191,7 @@ def _blob(a: np.ndarray) -> bytes:
 
 
 class Store:
-    def __init__(self, data_dir: str | Path):
+    def __init__(self, data_dir: str | Path, decode_cache_bytes: int = DEFAULT_DECODE_CACHE_BYTES):
         self.data_dir = Path(data_dir)
         self.thumb_dir = self.data_dir / "thumbnails"
         self.decode_dir = self.data_dir / "decodes"
@@ -226,6 +223,7 @@ class Store:
         self._parsed: dict[str, tuple[int, dict]] = {}
         self._bounds: dict[str, tuple[int, list[float] | None]] = {}
         self._sweep_orphans()
+        self.decodes = DecodeCache(self.decode_dir, decode_cache_bytes)  # every decoded picture, within a budget
 
     def _sweep_orphans(self) -> None:
         """Remove what a crash can leave behind: temp files, and thumbnails whose rows never committed."""
@@ -250,6 +248,7 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        self.decodes.close()
 
     # ------------------------------------------------------------------ maps
     def create_map(self, title: str, space: str, source: str | None = None) -> tuple[MapRecord, str]:
@@ -410,15 +409,8 @@ class Store:
         self.delete_cached_decodes(map_id)
 
     def delete_cached_decodes(self, map_id: str) -> int:
-        """Remove every cached decode (PNG and path metadata) recorded for the map; returns how many keys.
-        The one place that knows where a map's decodes live: a cache with its own layout hooks in here."""
-        with self._lock:
-            keys = [r[0] for r in self._db.execute("SELECT key FROM decode_owners WHERE map_id = ?", (map_id,))]
-            self._db.execute("DELETE FROM decode_owners WHERE map_id = ?", (map_id,))
-        for key in keys:
-            for suffix in (".png", ".json"):
-                (self.decode_dir / f"{key}{suffix}").unlink(missing_ok=True)
-        return len(keys)
+        """Remove every cached decode (PNGs, path metadata, terrain tiles) made from the map; returns how many."""
+        return self.decodes.delete_map(map_id)
 
     # ------------------------------------------------------------------ items
     def add_items(self, map_id: str, items: Sequence[NewItem], xy: np.ndarray,
@@ -711,29 +703,25 @@ class Store:
         with os.fdopen(fd, "rb") as f:
             return f.read()
 
+    # Decoded pictures live in the bounded decode cache (decode_cache.py), keyed by decode_keys.py.
     def cached_decode(self, key: str) -> bytes | None:
-        path = self.decode_dir / f"{check_key(key)}.png"
-        return path.read_bytes() if path.is_file() else None
-
-    def store_decode_meta(self, key: str, meta: dict, map_id: str | None = None) -> None:
-        self._write_atomic(self.decode_dir / f"{check_key(key)}.json", json.dumps(meta).encode())
-        self._own_decode(key, map_id)
-
-    def decode_meta(self, key: str) -> dict:
-        path = self.decode_dir / f"{check_key(key)}.json"
-        if not path.is_file():
-            raise NotFound(f"no decoded path {key}")
-        return json.loads(path.read_text())
+        return self.decodes.get(f"{check_key(key)}.png")
 
     def store_decode(self, key: str, png: bytes, map_id: str | None = None) -> None:
-        """Cache a decoded PNG under `key`; with `map_id` it is deleted with that map (delete_cached_decodes)."""
-        self._write_atomic(self.decode_dir / f"{check_key(key)}.png", png)
-        self._own_decode(key, map_id)
+        self.decodes.put(f"{check_key(key)}.png", png, map_id)
 
-    def _own_decode(self, key: str, map_id: str | None) -> None:
-        if map_id is not None:
-            with self._lock:
-                self._db.execute("INSERT OR IGNORE INTO decode_owners(key, map_id) VALUES (?, ?)", (key, map_id))
+    def store_decode_meta(self, key: str, meta: dict, map_id: str | None = None) -> None:
+        self.decodes.put(f"{check_key(key)}.json", json.dumps(meta).encode(), map_id)
+
+    def decode_meta(self, key: str) -> dict:
+        data = self.decodes.get(f"{check_key(key)}.json")
+        if data is None:
+            raise NotFound(f"no decoded path {key}")
+        return json.loads(data)
+
+    def decode_map(self, key: str) -> str | None:
+        """The map a cached decode was made from (None if unknown)."""
+        return self.decodes.map_of(f"{check_key(key)}.png")
 
     @staticmethod
     def _write_atomic(path: Path, data: bytes) -> None:

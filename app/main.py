@@ -22,6 +22,7 @@ from .maps.classroom import Classroom
 from .maps.explore import Explorer
 from .maps.service import MapService
 from .maps.store import Store
+from .maps.terrain import Terrain
 from .maps.tiles import PointTiles
 from .settings import STATIC_DIR, TEMPLATES_DIR, Settings
 from .spaces.base import Space
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None, space: Space | None = None) -> 
         service = MapService(store, loaded, settings, WorkQueue(settings.max_queued_jobs))
         app.state.settings, app.state.service, app.state.explorer = settings, service, Explorer(service)
         app.state.tiles = PointTiles(store, settings)
+        app.state.terrain = Terrain(service)
         app.state.classroom = Classroom(settings.max_presentation_seconds, settings.max_followers, settings,
                                         check_point=service.check_point)
         if settings.create_demo_map:

@@ -13,6 +13,7 @@ from . import (
            maps,
            presentations,
            quiz,
+           terrain,
            tile_routes,
            tours,
            variants,
@@ -20,4 +21,4 @@ from . import (
 
 ROUTERS = [health.router, maps.router, items.router, decode.router, explore.router, exports.router,
            variants.router, presentations.router, tours.router, quiz.router, tile_routes.router,
-           column_routes.router]
+           column_routes.router, terrain.router]

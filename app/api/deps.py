@@ -13,6 +13,7 @@ from ..maps.classroom import Classroom
 from ..maps.explore import Explorer
 from ..maps.service import MapService
 from ..maps.store import InvalidId, NotFound, Store, check_id
+from ..maps.terrain import Terrain
 from ..settings import Settings
 
 
@@ -31,6 +32,10 @@ async def get_explorer(request: Request) -> Explorer:
 
 async def get_classroom(request: Request) -> Classroom:
     return request.app.state.classroom
+
+
+async def get_terrain(request: Request) -> Terrain:
+    return request.app.state.terrain
 
 
 async def get_settings(request: Request) -> Settings:
@@ -70,6 +75,7 @@ StoreDep = Annotated[Store, Depends(get_store)]
 ExplorerDep = Annotated[Explorer, Depends(get_explorer)]
 ClassroomDep = Annotated[Classroom, Depends(get_classroom)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+TerrainDep = Annotated[Terrain, Depends(get_terrain)]
 ExistingMap = Annotated[str, Depends(existing_map_id)]
 """The path's `map_id`, checked to name a map (404 otherwise)."""
 EditableMap = Annotated[str, Depends(require_edit_key)]

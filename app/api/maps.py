@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Header, HTTPException, Response
 
 from . import schemas
-from .deps import ClassroomDep, EditableMap, ExistingMap, ExplorerDep, ServiceDep, SettingsDep, StoreDep
+from .deps import (ClassroomDep, EditableMap, ExistingMap, ExplorerDep, ServiceDep, SettingsDep, StoreDep,
+                   TerrainDep)
 from .responses import map_info
 
 router = APIRouter(prefix="/api", tags=["maps"])
@@ -25,13 +26,14 @@ def list_maps(store: StoreDep, settings: SettingsDep):
 
 
 @router.get("/maps/{map_id}", response_model=schemas.MapInfo)
-def get_map(map_id: ExistingMap, store: StoreDep, x_edit_key: str | None = Header(None)):
-    return map_info(store.get_map(map_id), store, can_edit=store.check_edit_key(map_id, x_edit_key))
+def get_map(map_id: ExistingMap, store: StoreDep, terrain: TerrainDep, x_edit_key: str | None = Header(None)):
+    return map_info(store.get_map(map_id), store, can_edit=store.check_edit_key(map_id, x_edit_key),
+                    terrain=terrain)
 
 
 @router.post("/maps/{map_id}/refit", response_model=schemas.MapInfo)
-def refit(map_id: EditableMap, service: ServiceDep):
-    return map_info(service.refit(map_id), service.store, can_edit=True)
+def refit(map_id: EditableMap, service: ServiceDep, terrain: TerrainDep):
+    return map_info(service.refit(map_id), service.store, can_edit=True, terrain=terrain)
 
 
 @router.delete("/maps/{map_id}", status_code=204, response_class=Response)

@@ -18,7 +18,8 @@ def thumbnail_url(item_id: str) -> str:
     return f"/api/items/{item_id}/thumbnail"
 
 
-def map_info(record: MapRecord, store: Store, can_edit: bool = False) -> dict:
+def map_info(record: MapRecord, store: Store, can_edit: bool = False, terrain=None) -> dict:
+    """A map as the API shows it; with `terrain` (maps.terrain.Terrain), its terrain layer too."""
     bounds = store.bounds(record.id) if record.count else None
     proj = record.projection
     fitted = proj.get("fitted_count", 0)
@@ -26,7 +27,8 @@ def map_info(record: MapRecord, store: Store, can_edit: bool = False) -> dict:
             "created_at": record.created_at, "bounds": bounds, "can_edit": can_edit,
             "projection": {"method": proj.get("method", "none"), "revision": proj.get("revision", 0),
                            "fitted_count": fitted},
-            "refit_recommended": record.count >= 2 * max(fitted, 10)}
+            "refit_recommended": record.count >= 2 * max(fitted, 10),
+            "terrain": terrain.describe(record, bounds) if terrain is not None and bounds is not None else None}
 
 
 def point(item: ItemRecord, meta: dict | None = None) -> dict:

@@ -44,6 +44,18 @@ class Projection(BaseModel):
     fitted_count: int = 0
 
 
+class TerrainInfo(BaseModel):
+    """The terrain layer's square and tiles (GET /api/maps/{id}/terrain/{z}/{x}/{y}.png)."""
+
+    origin: list[float] = Field(..., description="[x0, y0]: the square is [x0, x0 + size] x [y0, y0 + size]")
+    size: float = Field(..., description="side of the square, in map coordinates")
+    cells: int = Field(..., description="cells across a tile; tile (z, x, y) is cells x cells decodes")
+    cell_px: int = Field(..., description="pixels across a cell in the tile image")
+    max_zoom: int = Field(..., description="deepest zoom served (404 beyond)")
+    revision: int = Field(..., description="changes whenever any tile of the map can change (refit, items, "
+                                           "generated prompt images)")
+
+
 class MapInfo(BaseModel):
     id: str
     title: str
@@ -54,6 +66,8 @@ class MapInfo(BaseModel):
     bounds: list[float] | None = Field(None, description="[xmin, ymin, xmax, ymax] of the points")
     can_edit: bool = Field(False, description="True when the request carried this map's edit key")
     refit_recommended: bool = Field(False, description="The map grew well past what its projection was fitted on")
+    terrain: TerrainInfo | None = Field(None, description="the terrain layer (GET /api/maps/{id} and refit only; "
+                                                          "none for a map without items)")
 
 
 class MapCreated(MapInfo):

@@ -165,6 +165,13 @@ class TerrainTile:
                        f"{self.size:.6f}", self.cells, self.cell_px, self.z, self.x, self.y, self.seed,
                        self.variant, self.lora_scale, int(self.preview), self.decoder)
 
+    @property
+    def revision(self) -> int:
+        """The terrain's revision (GET /api/maps/{id}): one number for everything every tile depends on but its
+        own z/x/y/seed/variant; it changes whenever any tile of the map can change (52 bits: exact in JS)."""
+        return int(_digest("terrain", *self.state.parts(), f"{self.origin[0]:.6f}", f"{self.origin[1]:.6f}",
+                           f"{self.size:.6f}", self.cells, self.cell_px)[:13], 16)
+
     def cell_spot(self, cx: float, cy: float) -> SpotDecode:
         """The click a cell is the decode of (same blend, same latent start, same seed)."""
         return spot(self.state, cx, cy, self.seed, self.variant, self.lora_scale, self.preview, self.decoder)

@@ -8,7 +8,7 @@ maps, storage or HTTP.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -129,6 +129,18 @@ class Space(ABC):
     @abstractmethod
     def decode(self, requests: Sequence[DecodeRequest]) -> list[Image.Image]:
         """Pixels for each request, deterministic for the same request."""
+
+    def decode_steps(self, requests: Sequence[DecodeRequest], batch_size: int = 16
+                     ) -> Iterator[list[Image.Image] | None]:
+        """The pictures of many requests (a terrain tile's cells) as short slices of model work for the work
+        queue (jobs.WorkQueue.run_steps): None after each slice, the images (in request order) last. Default:
+        one request a slice through `decode`. Spaces that batch override it (ClipDecoderSpace: `batch_size`
+        requests a model call, one denoising step a slice)."""
+        images: list[Image.Image] = []
+        for r in requests:
+            images.extend(self.decode([r]))
+            yield None
+        yield images
 
     def text_to_image_side(self, text_vectors: np.ndarray) -> np.ndarray:
         """Move raw text embeddings across the modality gap so the image decoder can use them."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -124,22 +124,61 @@ class ClipDecoderSpace(Space):
         return [self._decode_one(r) for r in requests]
 
     def _decode_one(self, req: DecodeRequest) -> Image.Image:
-        if req.vector.shape != (self.dim,):
-            raise ValueError(f"decode vector must have shape ({self.dim},), got {req.vector.shape}")
+        self._check(req)
         emb = torch.from_numpy(np.array(req.vector, dtype=np.float32)).unsqueeze(0)
         init = None
         if req.latent is not None and req.strength < 1.0:
             init = torch.from_numpy(np.array(req.latent, dtype=np.float32)).unsqueeze(0)
         generator = torch.Generator("cpu").manual_seed(int(req.seed))
         variant, scale = getattr(req, "variant", None), getattr(req, "lora_scale", None)
-        steps = int(self.decode_settings["steps"])
-        if req.preview:  # a rough first look: a quarter of the steps
-            steps = max(PREVIEW_MIN_STEPS, steps // 4)
         with self._lock, self.variant_set.pipeline_for(variant, scale) as pipeline:
-            out = pipeline(emb, num_inference_steps=steps,
+            out = pipeline(emb, num_inference_steps=self._steps(req),
                            guidance_scale=float(self.decode_settings["guidance"]), generator=generator,
                            init_latents=init, strength=req.strength)
         return out.images[0]
+
+    def _check(self, req: DecodeRequest) -> None:
+        if req.vector.shape != (self.dim,):
+            raise ValueError(f"decode vector must have shape ({self.dim},), got {req.vector.shape}")
+
+    def _steps(self, req: DecodeRequest) -> int:
+        steps = int(self.decode_settings["steps"])
+        return max(PREVIEW_MIN_STEPS, steps // 4) if req.preview else steps  # a preview: a quarter of the steps
+
+    def decode_steps(self, requests: Sequence[DecodeRequest], batch_size: int = 16
+                     ) -> Iterator[list[Image.Image] | None]:
+        """Batched: requests that share steps, strength, start (latent or not) and decoder run together,
+        `batch_size` a model call, one denoising step a slice; each row keeps its own seed's noise, so a cell
+        matches its single decode up to float rounding of the batched matmuls."""
+        for r in requests:
+            self._check(r)
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(requests):
+            with_init = r.latent is not None and r.strength < 1.0
+            groups.setdefault((self._steps(r), float(r.strength) if with_init else 1.0, with_init, r.variant,
+                               r.lora_scale), []).append(i)
+        images: list[Image.Image | None] = [None] * len(requests)
+        guidance = float(self.decode_settings["guidance"])
+        for (steps, strength, with_init, variant, scale), members in groups.items():
+            for start in range(0, len(members), max(1, batch_size)):
+                chunk = members[start:start + max(1, batch_size)]
+                emb = torch.from_numpy(np.stack([np.asarray(requests[i].vector, np.float32) for i in chunk]))
+                init = torch.from_numpy(np.stack([np.asarray(requests[i].latent, np.float32) for i in chunk])
+                                        ) if with_init else None
+                generators = [torch.Generator("cpu").manual_seed(int(requests[i].seed)) for i in chunk]
+                run = None
+                while True:
+                    # The lock and the decoder variant are taken per slice: between slices other decodes run.
+                    with self._lock, self.variant_set.pipeline_for(variant, scale) as pipeline:
+                        if run is None:
+                            run = pipeline.steps(emb, steps, guidance, generators, init, strength)
+                        out = next(run)
+                    if out is not None:
+                        break
+                    yield None
+                for i, image in zip(chunk, out.images):
+                    images[i] = image
+        yield images
 
     # ------------------------------------------------------------------ variants (spaces/variants.py)
     def load_variants(self, variants_dir: str | Path) -> list[str]:

@@ -8,6 +8,8 @@ trains. An optional starting latent turns the call into image-to-image (SDEdit-s
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from diffusers import AutoencoderKL, DiffusionPipeline, ImagePipelineOutput, UNet2DConditionModel
@@ -39,40 +41,66 @@ class ClipDecoderPipeline(DiffusionPipeline):
         strength: float = 1.0,
         output_type: str = "pil",
     ) -> ImagePipelineOutput:
+        result = None
+        for result in self.steps(image_embeds, num_inference_steps, guidance_scale, generator, init_latents,
+                                 strength, output_type):
+            pass
+        return result
+
+    def steps(
+        self,
+        image_embeds: torch.Tensor,
+        num_inference_steps: int = 20,
+        guidance_scale: float = 2.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        init_latents: torch.Tensor | None = None,
+        strength: float = 1.0,
+        output_type: str = "pil",
+    ):
+        """The call as a generator: None after each denoising step, the ImagePipelineOutput last. Between steps
+        the caller may run other work on this pipeline (a click between the steps of a terrain tile): this
+        call keeps its own copy of the scheduler, and holds no lock across a yield. One generator per
+        request in `generator` (a list) gives each row the noise it would get decoded alone."""
         if image_embeds.ndim != 2:
             raise ValueError(f"image_embeds must be (batch, dim), got shape {tuple(image_embeds.shape)}")
         if not 0.0 < strength <= 1.0:
             raise ValueError(f"strength must be in (0, 1], got {strength}")
-        device, dtype = self._execution_device, self.unet.dtype
-        batch = image_embeds.shape[0]
-        image_embeds = image_embeds.to(device=device, dtype=dtype)
-        do_cfg = guidance_scale > 1.0
-        cond = torch.cat([torch.zeros_like(image_embeds), image_embeds]) if do_cfg else image_embeds
+        with torch.inference_mode():
+            device, dtype = self._execution_device, self.unet.dtype
+            batch = image_embeds.shape[0]
+            image_embeds = image_embeds.to(device=device, dtype=dtype)
+            do_cfg = guidance_scale > 1.0
+            cond = torch.cat([torch.zeros_like(image_embeds), image_embeds]) if do_cfg else image_embeds
 
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps = self.scheduler.timesteps
-        noise = randn_tensor((batch, *self.latent_shape), generator=generator, device=device, dtype=dtype)
-        if init_latents is not None and strength < 1.0:
-            skip = num_inference_steps - max(1, int(round(num_inference_steps * strength)))
-            timesteps = timesteps[skip:]
-            init = init_latents.to(device=device, dtype=dtype)
-            latents = self.scheduler.add_noise(init, noise, timesteps[:1].repeat(batch))
-        else:
-            latents = noise * self.scheduler.init_noise_sigma
+            scheduler = copy.deepcopy(self.scheduler)
+            scheduler.set_timesteps(num_inference_steps, device=device)
+            timesteps = scheduler.timesteps
+            noise = randn_tensor((batch, *self.latent_shape), generator=generator, device=device, dtype=dtype)
+            if init_latents is not None and strength < 1.0:
+                skip = num_inference_steps - max(1, int(round(num_inference_steps * strength)))
+                timesteps = timesteps[skip:]
+                init = init_latents.to(device=device, dtype=dtype)
+                latents = scheduler.add_noise(init, noise, timesteps[:1].repeat(batch))
+            else:
+                latents = noise * scheduler.init_noise_sigma
+        for t in timesteps:
+            with torch.inference_mode():
+                model_in = torch.cat([latents] * 2) if do_cfg else latents
+                model_in = scheduler.scale_model_input(model_in, t)
+                pred = self.unet(model_in, t, encoder_hidden_states=None,
+                                 added_cond_kwargs={"image_embeds": cond}).sample
+                if do_cfg:
+                    uncond, text = pred.chunk(2)
+                    pred = uncond + guidance_scale * (text - uncond)
+                latents = scheduler.step(pred, t, latents).prev_sample
+            yield None
 
-        for t in self.progress_bar(timesteps):
-            model_in = torch.cat([latents] * 2) if do_cfg else latents
-            model_in = self.scheduler.scale_model_input(model_in, t)
-            pred = self.unet(model_in, t, encoder_hidden_states=None, added_cond_kwargs={"image_embeds": cond}).sample
-            if do_cfg:
-                uncond, text = pred.chunk(2)
-                pred = uncond + guidance_scale * (text - uncond)
-            latents = self.scheduler.step(pred, t, latents).prev_sample
-
-        images = self.vae.decode(latents / self.vae.config.scaling_factor).sample
-        images = (images / 2 + 0.5).clamp(0, 1).float().cpu()
+        with torch.inference_mode():
+            images = self.vae.decode(latents / self.vae.config.scaling_factor).sample
+            images = (images / 2 + 0.5).clamp(0, 1).float().cpu()
         if output_type == "pt":
-            return ImagePipelineOutput(images=images)
+            yield ImagePipelineOutput(images=images)
+            return
         arrays = (images.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
         pil = [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in arrays]
-        return ImagePipelineOutput(images=pil)
+        yield ImagePipelineOutput(images=pil)

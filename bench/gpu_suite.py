@@ -14,6 +14,7 @@ the pictures mean nothing and every table says RANDOM WEIGHTS. Runs, per space:
 - bench/prompt_latency.py: one prompt over HTTP ÷ bare encode_text (target 2: ≤ 1.5)
 - bench/decode.py: POST /decode ÷ bare Space.decode, and preview (target 3: ≤ 1.3)
 - bench/own_models.py (turbo-h): single-file checkpoint load time, decode latency with 0, 1 and 3 LoRAs loaded
+- bench/terrain.py: one terrain tile ÷ its single decodes, tiles/s, a click under a tile flood ÷ idle (#18)
 
 Each table goes to stdout and to DIR/<bench>-<space>.md.
 """
@@ -105,6 +106,11 @@ def main() -> int:
             if space == "turbo-h":  # a user's checkpoint and LoRAs (issue 19): load time, decode with 0/1/3 LoRAs
                 ok &= run("own_models", space, ["own_models.py", *(["--tiny", "--device", "cpu", "--n", "2"]
                                                                    if args.tiny else [])], env, out, args.timeout)
+            ok &= run("terrain", space, ["terrain.py", "--space", space, *threads,
+                                         *(["--tiny"] if args.tiny else ["--cells", "4", "--rounds", "2",
+                                                                          "--pan-tiles", "4", "--clicks", "6",
+                                                                          "--flood", "3"])],
+                      env, out, args.timeout)
     return 0 if ok else 1
 
 

@@ -452,8 +452,9 @@ def test_gpu_suite_runs_at_toy_size(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     tables = {p.name: p.read_text() for p in tmp_path.glob("*.md")}
     assert set(tables) == {f"{b}-turbo-h.md" for b in ("gpu_spaces", "encode", "prompt_latency", "decode",
-                                                        "own_models")}
+                                                        "own_models", "terrain")}
     assert all(t.startswith("RANDOM WEIGHTS") for t in tables.values())
     assert "| POST /decode (cache miss, real server) |" in tables["decode-turbo-h.md"]
     own = tables["own_models-turbo-h.md"]
     assert "| load: single-file checkpoint (original layout) |" in own and "| decode, 3 LoRAs loaded, one LoRA on |" in own
+    assert "| **tile ÷ single decodes** |" in tables["terrain-turbo-h.md"]

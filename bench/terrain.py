@@ -140,7 +140,8 @@ def main(args) -> None:
     print(f"| tiles/s while panning ({len(done)} tiles, {args.concurrency} at a time, cold) | "
           f"{len(done) / pan_seconds:.2f} | |")
     print(f"| click p50 / p95, idle queue ({args.clicks} clicks) | {ms(pct(idle, .5))} / {ms(pct(idle, .95))} ms | |")
-    print(f"| click p50 / p95 while {args.flood} clients flood tiles | {ms(pct(busy, .5))} / {ms(pct(busy, .95))} ms | |")
+    print(f"| click p50 / p95 while {args.flood} clients flood tiles | {ms(pct(busy, .5))} / "
+          f"{ms(pct(busy, .95))} ms | |")
     print(f"| **click under tile flood ÷ idle (p50)** | **{pct(busy, .5) / pct(idle, .5):.2f}** | ≤ 1.5 |")
 
 

@@ -458,3 +458,17 @@ def test_gpu_suite_runs_at_toy_size(tmp_path):
     own = tables["own_models-turbo-h.md"]
     assert "| load: single-file checkpoint (original layout) |" in own and "| decode, 3 LoRAs loaded, one LoRA on |" in own
     assert "| **tile ÷ single decodes** |" in tables["terrain-turbo-h.md"]
+
+
+def test_batched_decode_steps_give_each_requests_own_picture(space):
+    """Terrain tiles decode their cells in batches, a denoising step a slice (Space.decode_steps): every cell is
+    the picture its single decode gives (its own seed's noise), up to float rounding of the batched calls."""
+    rng = np.random.default_rng(0)
+    v0, v1 = (rng.standard_normal((2, space.dim)) * 5).astype(np.float32)
+    requests = [DecodeRequest(vector=v0, seed=3), DecodeRequest(vector=v1, seed=4), DecodeRequest(vector=v0, seed=3)]
+    singles = [space.decode([r])[0] for r in requests]
+    slices = list(space.decode_steps(requests, batch_size=2))
+    assert all(s is None for s in slices[:-1]) and len(slices) > 2  # short slices, clicks can go between them
+    for single, batched in zip(singles, slices[-1]):
+        assert np.abs(np.asarray(single, np.float32) - np.asarray(batched, np.float32)).mean() < 1.0
+    assert np.asarray(slices[-1][0]).tolist() == np.asarray(slices[-1][2]).tolist()  # same request, same picture

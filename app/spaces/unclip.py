@@ -83,39 +83,59 @@ class UnclipSpace(VitHSpace):
         return space
 
     # ------------------------------------------------------------------ the denoising loop
-    @torch.inference_mode()
     def _run(self, image_embeds: torch.Tensor, prompt: str, seed: int, steps: int, guidance: float,
              noise_level: int, init_latent: torch.Tensor | None = None, strength: float = 1.0,
              fast_vae: bool = False, variant: str | None = None, lora_scale: float | None = None) -> Image.Image:
+        images = None
+        for images in self._steps(image_embeds, prompt, [seed], steps, guidance, noise_level, init_latent, strength,
+                                  fast_vae, variant, lora_scale):
+            pass
+        return images[0]
+
+    def _steps(self, image_embeds: torch.Tensor, prompt: str, seeds: list[int], steps: int, guidance: float,
+               noise_level: int, init_latents: torch.Tensor | None = None, strength: float = 1.0,
+               fast_vae: bool = False, variant: str | None = None, lora_scale: float | None = None):
+        """The loop for a batch (row i: `image_embeds[i]`, `seeds[i]`, `init_latents[i]`) as a generator: None
+        after each denoising step, the PIL images last. Each row draws its noise from its own seed's generator
+        in the order a single decode does, with a private scheduler copy; the lock and the decoder variant are
+        taken per slice, so a click can run between the steps of a terrain tile."""
+        import copy
+
         from diffusers.utils.torch_utils import randn_tensor
 
         pipe, device, dtype = self.pipe, self.device, self.dtype
         height, width = int(self.config["height"]), int(self.config["width"])
-        generator = torch.Generator("cpu").manual_seed(int(seed))
         do_cfg = guidance > 1.0
-        with self._lock, self._variant(variant, lora_scale):
+        n = len(seeds)
+        with self._lock, self._variant(variant, lora_scale), torch.inference_mode():
             prompt_embeds, negative = pipe.encode_prompt(prompt=prompt, device=device, num_images_per_prompt=1,
                                                          do_classifier_free_guidance=do_cfg, negative_prompt="")
+            prompt_embeds = prompt_embeds.repeat(n, 1, 1)
             if do_cfg:
-                prompt_embeds = torch.cat([negative, prompt_embeds])
-            # Unnormalised embedding in; the pipeline's image_normalizer scales/unscales around the noising.
-            cond = pipe.noise_image_embeddings(image_embeds.to(device=device, dtype=dtype),
-                                               noise_level=int(noise_level), generator=generator)
-            if do_cfg:
-                cond = torch.cat([torch.zeros_like(cond), cond])
-
-            scheduler = pipe.scheduler
+                prompt_embeds = torch.cat([negative.repeat(n, 1, 1), prompt_embeds])
+            scheduler = copy.deepcopy(pipe.scheduler)
             scheduler.set_timesteps(steps, device=device)
             timesteps = scheduler.timesteps
             shape = (1, pipe.unet.config.in_channels, height // self.vae_scale, width // self.vae_scale)
-            noise = randn_tensor(shape, generator=generator, device=torch.device(device), dtype=dtype)
-            if init_latent is not None and strength < 1.0:
+            conds, noises = [], []
+            for i, seed in enumerate(seeds):
+                generator = torch.Generator("cpu").manual_seed(int(seed))
+                # Unnormalised embedding in; the pipeline's image_normalizer scales/unscales around the noising.
+                conds.append(pipe.noise_image_embeddings(image_embeds[i:i + 1].to(device=device, dtype=dtype),
+                                                         noise_level=int(noise_level), generator=generator))
+                noises.append(randn_tensor(shape, generator=generator, device=torch.device(device), dtype=dtype))
+            cond, noise = torch.cat(conds), torch.cat(noises)
+            if do_cfg:
+                cond = torch.cat([torch.zeros_like(cond), cond])
+            if init_latents is not None and strength < 1.0:
                 keep = max(1, int(round(len(timesteps) * strength)))
                 timesteps = timesteps[len(timesteps) - keep:]
-                latents = scheduler.add_noise(init_latent.to(device=device, dtype=dtype), noise, timesteps[:1])
+                latents = scheduler.add_noise(init_latents.to(device=device, dtype=dtype), noise,
+                                              timesteps[:1].repeat(n))
             else:
                 latents = noise * scheduler.init_noise_sigma
-            for t in timesteps:
+        for t in timesteps:
+            with self._lock, self._variant(variant, lora_scale), torch.inference_mode():
                 model_in = torch.cat([latents] * 2) if do_cfg else latents
                 model_in = scheduler.scale_model_input(model_in, t)
                 pred = pipe.unet(model_in, t, encoder_hidden_states=prompt_embeds, class_labels=cond,
@@ -124,11 +144,46 @@ class UnclipSpace(VitHSpace):
                     uncond, text = pred.chunk(2)
                     pred = uncond + guidance * (text - uncond)
                 latents = scheduler.step(pred, t, latents, return_dict=False)[0]
+            yield None
+        with self._lock, self._variant(variant, lora_scale), torch.inference_mode():
             if fast_vae and self.taesd is not None:
                 pixels = self.taesd.decode(latents / self.taesd.config.scaling_factor, return_dict=False)[0]
             else:
                 pixels = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0]
-        return to_pil(pixels)[0]
+        yield to_pil(pixels)
+
+    def decode_steps(self, requests, batch_size: int = 16):
+        """Batched like ClipDecoderSpace.decode_steps: requests sharing steps, strength and start run together,
+        `batch_size` a model call, one denoising step a slice."""
+        for r in requests:
+            if np.asarray(r.vector).shape != (self.dim,):
+                raise ValueError(f"decode vector must have shape ({self.dim},), got {np.asarray(r.vector).shape}")
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(requests):
+            with_init = r.latent is not None and r.strength < 1.0
+            groups.setdefault((self._steps_for(r), float(r.strength) if with_init else 1.0, with_init,
+                               bool(r.preview), r.variant, r.lora_scale), []).append(i)
+        images: list = [None] * len(requests)
+        for (steps, strength, with_init, preview, variant, scale), members in groups.items():
+            for start in range(0, len(members), max(1, batch_size)):
+                chunk = members[start:start + max(1, batch_size)]
+                emb = torch.from_numpy(np.stack([np.asarray(requests[i].vector, np.float32) for i in chunk]))
+                init = torch.from_numpy(np.stack([np.asarray(requests[i].latent, np.float32) for i in chunk])
+                                        ) if with_init else None
+                out = None
+                for out in self._steps(emb, "", [requests[i].seed for i in chunk], steps,
+                                       float(self.config["guidance"]), int(self.config.get("noise_level", 0)),
+                                       init, strength, preview, variant, scale):
+                    if out is None:
+                        yield None
+                for i, image in zip(chunk, out):
+                    images[i] = image
+        yield images
+
+    def _steps_for(self, req: DecodeRequest) -> int:
+        preview = bool(getattr(req, "preview", False))
+        return int((self.config.get("preview") or {}).get("steps", self.config["steps"])) if preview else int(
+            self.config["steps"])
 
     # ------------------------------------------------------------------ Space hooks
     def _decode_one(self, req: DecodeRequest) -> Image.Image:
@@ -141,9 +196,7 @@ class UnclipSpace(VitHSpace):
             if tuple(init.shape[1:]) != expected:
                 raise ValueError(f"decode latent must have shape {expected}, got {tuple(init.shape[1:])}")
         preview = bool(getattr(req, "preview", False))
-        steps = int((self.config.get("preview") or {}).get("steps", self.config["steps"])) if preview else int(
-            self.config["steps"])
-        return self._run(emb, "", req.seed, steps, float(self.config["guidance"]),
+        return self._run(emb, "", req.seed, self._steps_for(req), float(self.config["guidance"]),
                          int(self.config.get("noise_level", 0)), init, float(req.strength), fast_vae=preview,
                          variant=req.variant, lora_scale=req.lora_scale)
 

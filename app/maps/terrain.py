@@ -127,7 +127,7 @@ class Terrain:
         if base is None:
             raise NotFound("this map has no items yet, so no terrain: add prompts or images first")
         return TerrainTile(base.state, base.origin, base.size, base.cells, base.cell_px, z, x, y, seed, variant,
-                           lora_scale, bool(preview))
+                           lora_scale, bool(preview), self.service.space.decoder_identity(variant))
 
     # ------------------------------------------------------------------ making
     def tile(self, tile: TerrainTile, client: str, gone: Callable[[], bool] | None = None) -> TileResult:

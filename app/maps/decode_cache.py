@@ -17,7 +17,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-INDEX_NAME = "index.sqlite3"
+INDEX_NAME = "index.sqlite3"  # beside the directory (<dir>-index.sqlite3): the directory holds only pictures
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- write order: the smallest is evicted first
@@ -31,13 +31,13 @@ CREATE TABLE IF NOT EXISTS total (id INTEGER PRIMARY KEY CHECK (id = 0), bytes I
 
 
 class DecodeCache:
-    def __init__(self, directory: str | Path, budget_bytes: int):
+    def __init__(self, directory: str | Path, budget_bytes: int, index_path: str | Path | None = None):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.budget = int(budget_bytes)
         self._lock = threading.Lock()  # one connection, shared by this process's threads
-        self._db = sqlite3.connect(self.dir / INDEX_NAME, check_same_thread=False, isolation_level=None,
-                                   timeout=60)
+        index = Path(index_path) if index_path is not None else self.dir.parent / f"{self.dir.name}-{INDEX_NAME}"
+        self._db = sqlite3.connect(index, check_same_thread=False, isolation_level=None, timeout=60)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         with self._lock:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Header, HTTPException, Response
 
 from . import schemas
-from .deps import (ClassroomDep, EditableMap, ExistingMap, ExplorerDep, ServiceDep, SettingsDep, StoreDep,
-                   TerrainDep)
+from .deps import ClassroomDep, EditableMap, ExistingMap, ExplorerDep, ServiceDep, SettingsDep, StoreDep, TerrainDep
 from .responses import map_info
 
 router = APIRouter(prefix="/api", tags=["maps"])

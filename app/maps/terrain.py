@@ -17,16 +17,16 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from PIL import Image
 
 from .. import imaging
+from ..errors import NotFound, Rejected
 from ..jobs import TILE, ClientGone, QueueFull
 from .decode_keys import TerrainTile, check_seed
-from ..errors import NotFound, Rejected
 from .service import MapService
 from .store import MapRecord
 

@@ -41,11 +41,8 @@ class ClipDecoderPipeline(DiffusionPipeline):
         strength: float = 1.0,
         output_type: str = "pil",
     ) -> ImagePipelineOutput:
-        result = None
-        for result in self.steps(image_embeds, num_inference_steps, guidance_scale, generator, init_latents,
-                                 strength, output_type):
-            pass
-        return result
+        return list(self.steps(image_embeds, num_inference_steps, guidance_scale, generator, init_latents,
+                               strength, output_type))[-1]
 
     def steps(
         self,

@@ -86,11 +86,8 @@ class UnclipSpace(VitHSpace):
     def _run(self, image_embeds: torch.Tensor, prompt: str, seed: int, steps: int, guidance: float,
              noise_level: int, init_latent: torch.Tensor | None = None, strength: float = 1.0,
              fast_vae: bool = False, variant: str | None = None, lora_scale: float | None = None) -> Image.Image:
-        images = None
-        for images in self._steps(image_embeds, prompt, [seed], steps, guidance, noise_level, init_latent, strength,
-                                  fast_vae, variant, lora_scale):
-            pass
-        return images[0]
+        return list(self._steps(image_embeds, prompt, [seed], steps, guidance, noise_level, init_latent, strength,
+                                fast_vae, variant, lora_scale))[-1][0]
 
     def _steps(self, image_embeds: torch.Tensor, prompt: str, seeds: list[int], steps: int, guidance: float,
                noise_level: int, init_latents: torch.Tensor | None = None, strength: float = 1.0,

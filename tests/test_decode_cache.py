@@ -4,9 +4,8 @@ for bit; a deleted map's entries go with it; concurrent writers keep the account
 import threading
 from pathlib import Path
 
-from conftest import png_bytes
-
 from app.maps.decode_cache import DecodeCache
+from tests.helpers import png_bytes
 
 
 def _files(directory: Path) -> dict[str, int]:

@@ -7,10 +7,10 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import png_bytes
 from PIL import Image
 
 from app.jobs import CLICK, TILE, QueueFull, WorkQueue
+from tests.helpers import png_bytes
 
 CELLS, CELL_PX = 2, 16  # tiny-random decodes are 32 px: cells are averaged down, as real spaces' are
 

@@ -9,8 +9,12 @@ from __future__ import annotations
 import csv
 
 import pytest
-from browser_util import (  # noqa: F401  (fixtures are used by name)
-    browser,
+
+from app.ingest import local, sources
+from app.jobs import WorkQueue
+from app.maps.service import MapService
+from app.maps.store import Store
+from tests.browser_util import (
     new_page,
     open_tab,
     png_bytes,
@@ -20,12 +24,7 @@ from browser_util import (  # noqa: F401  (fixtures are used by name)
     wait_point_count,
     wait_ready,
 )
-from conftest import make_settings
-
-from app.ingest import local, sources
-from app.jobs import WorkQueue
-from app.maps.service import MapService
-from app.maps.store import Store
+from tests.helpers import make_settings
 
 pytestmark = pytest.mark.browser
 SHOPS = ["north", "south", "east"]

@@ -5,7 +5,7 @@ sklearn's sample photographs, 256 distinct ones hard-linked under every item's n
 
 Every figure is also given as a ratio to the 1,000-point map in the same run (the baseline row). Pages:
 - `map`: the map page as a user opens it (`/m/{id}`);
-- `renderer`: the deck.gl renderer alone (static/js/render/harness.html), to separate the renderer from the page;
+- `renderer`: the WebGL2 renderer alone (static/js/render/harness.html), to separate the renderer from the page;
 - `regl`: `--regl` adds the previous renderer (regl-scatterplot, every point every frame) where the page still
   has it, for comparison.
 
@@ -53,17 +53,30 @@ FRAME_PROBE = """async ([ms, selector]) => {
 }"""
 
 MEMORY = """() => {
-  const r = window.renderer || (window.latentmap && window.latentmap.renderer);
+  const info = window.latentmap ? window.latentmap.renderer() : window.renderer.info();
   const resources = performance.getEntriesByType('resource');
   const bytes = resources.reduce((s, e) => s + (e.encodedBodySize || 0), 0);
   return {heap: performance.memory ? performance.memory.usedJSHeapSize : 0,
-          gpu: r && r.stats ? r.stats().gpuBytes : null, bytes,
-          tileBytes: r && r.stats ? r.stats().bytes : null};
+          gpu: info && info.gpuBytes !== undefined ? info.gpuBytes : null, bytes,
+          tileBytes: info && info.bytes !== undefined ? info.bytes : null};
+}"""
+
+# Zoom 16x in one wheel step at a spot off-centre, then time until every tile of the new view is drawn.
+ZOOM_AND_WAIT = """async (selector) => {
+  const info = () => (window.latentmap ? window.latentmap.renderer() : window.renderer.info());
+  const target = document.querySelector(selector);
+  const rect = target.getBoundingClientRect();
+  const t0 = performance.now();
+  target.dispatchEvent(new WheelEvent('wheel', {deltaY: -2400, clientX: rect.left + rect.width * 0.37,
+    clientY: rect.top + rect.height * 0.61, bubbles: true, cancelable: true}));
+  await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+  while (!info().settled) await new Promise((r) => setTimeout(r, 10));
+  return {s: (performance.now() - t0) / 1000, pictures: info().pictures};
 }"""
 
 PAGES = {
     "map": ("/m/{id}", "#map-frame canvas", "body[data-ready='1']"),
-    "renderer": ("/static/js/render/harness.html?map={id}", "#map canvas", "body[data-ready='1']"),
+    "renderer": ("/static/js/render/harness.html?map={id}", "canvas#map", "body[data-ready='1']"),
     "regl": ("/m/{id}?renderer=regl", "#map-frame canvas", "body[data-ready='1']"),
 }
 
@@ -136,17 +149,10 @@ def measure(browser, base: str, map_id: str, page_kind: str, seconds: float, bou
                "frame_p50_ms": statistics.median(times) if times else float("nan"),
                "frame_p95_ms": times[int(0.95 * (len(times) - 1))] if times else float("nan"),
                "max_ms": times[-1] if times else float("nan"), "pictures_s": None}
-        has_renderer = page.evaluate("Boolean(window.renderer || (window.latentmap && window.latentmap.renderer))")
-        if has_renderer:
-            # Zoom to a spot 16x closer and time until its pictures are on screen (all its tiles drawn).
-            row["pictures_s"] = page.evaluate("""async (b) => {
-              const r = window.renderer || window.latentmap.renderer;
-              const x = b[0] + (b[2] - b[0]) * 0.37, y = b[1] + (b[3] - b[1]) * 0.61;
-              const t0 = performance.now();
-              r.setView({x, y, zoom: 16 / (b[3] - b[1])});
-              await r.whenSettled();
-              return {s: (performance.now() - t0) / 1000, pictures: r.stats().pictures};
-            }""", bounds)
+        has_tiles = page.evaluate("(() => { const i = window.latentmap ? window.latentmap.renderer()"
+                                  " : window.renderer.info(); return i && i.settled !== undefined; })()")
+        if has_tiles:
+            row["pictures_s"] = page.evaluate(ZOOM_AND_WAIT, canvas_selector)
         row.update(page.evaluate(MEMORY))
         return row
     finally:

@@ -57,8 +57,8 @@ def main() -> None:
         fx, fy = xy[crowd.argmax()]
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1280, "height": 800})
-        for k, (x, y, zoom) in enumerate([(cx, cy, 1 / (h * 1.15)), (cx, cy, 3 / h), (fx, fy, 12 / h)], 1):
-            page.goto(f"{base}/m/{info['id']}?view={x},{y},{zoom}")
+        for k, view in enumerate([None, (cx, cy, 3 / h), (fx, fy, 12 / h)], 1):  # the page's own fit, then closer
+            page.goto(f"{base}/m/{info['id']}" + (f"?view={view[0]},{view[1]},{view[2]}" if view else ""))
             page.wait_for_selector("body[data-ready='1']", timeout=120_000)
             page.wait_for_function("window.latentmap.renderer().settled", timeout=120_000)
             time.sleep(0.5)

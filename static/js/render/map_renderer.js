@@ -4,8 +4,8 @@
 // setTerrain for the terrain layer (#18).
 //
 // Why not deck.gl (vendored, static/vendor/deck.gl-9.4.0.min.js): in the software GL that headless Chromium and
-// many VMs have, deck.gl's ScatterplotLayer costs ~10x a plain point draw per point (bench/render_engines.py:
-// 16,000 points, 730 ms vs 76 ms a frame, same run); the map's frame budget goes to points, so it draws them itself.
+// many VMs have, deck.gl's ScatterplotLayer costs 10-20x a plain point draw per point (bench/render_engines.py:
+// 16,000 points, 668 ms vs 49 ms a frame, same run); the map's frame budget goes to points, so it draws them itself.
 //
 // What is drawn: pictures and, on big maps, points come from the server's quadtree tiles (GET
 // /api/maps/{id}/tiles/{z}/{x}/{y}.bin and .webp, app/maps/tiles.py): only the tiles on screen are fetched and
@@ -526,7 +526,7 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
       if (!d || !d.atlas) continue;
       const cellPx = (tiles.square.size / 2 ** tile.z / tileInfo.thumbs_side) * camera.scale;
       if (cellPx < MIN_PICTURE_PX) continue;
-      const basePx = Math.min(MAX_PICTURE_PX, cellPx * 0.92);
+      const basePx = Math.min(MAX_PICTURE_PX, cellPx * 0.8); // neighbouring cells' pictures overlap less
       drawQuads(tilePictures(d), { factor: 0.9, minPx: basePx, maxPx: MAX_PICTURE_PX });
       drawnPictureTiles.push({ d, basePx });
       pictures += d.m;
@@ -635,6 +635,18 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
 
   new ResizeObserver(() => moved()).observe(canvas);
 
+  /** What the tiles in memory hold on the GPU: 12 B a point (position, colour), RGBA atlases, terrain images. */
+  function gpuBytes() {
+    let total = whole ? 12 * whole.n : 0;
+    for (const t of tiles.cache.values()) {
+      if (t.state !== "done" || !t.data) continue;
+      if (t.data.points) total += 12 * t.data.n;
+      if (t.data.pictures && t.data.atlas) total += 4 * t.data.atlas.width * t.data.atlas.height;
+    }
+    for (const t of terrainTiles.cache.values()) if (t.data && t.data.quad) total += 4 * t.data.image.width * t.data.image.height;
+    return total;
+  }
+
   // ------------------------------------------------------------ interface ----
   return {
     async setPoints(next, { fit: refit = false, bounds: given = null } = {}) {
@@ -703,6 +715,7 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
       pointSize: size,
       terrain: terrain ? { visible: Boolean(terrain.visible), opacity: terrain.opacity, seed: terrain.seed } : null,
       ...stats,
+      gpuBytes: gpuBytes(),
       settled: drawnSettled,
       tileVersion: tileInfo ? tileInfo.version : null,
     }),

@@ -91,8 +91,8 @@ function parsePointTile(buffer) {
   return { n, m, index, xs, ys, kinds, thumbIndex, txs, tys, room };
 }
 
-async function fetchChecked(url, signal, stats) {
-  const response = await fetch(url, { signal });
+async function fetchChecked(url, signal, stats, headers = undefined) {
+  const response = await fetch(url, { signal, headers });
   if (response.status === 429) {
     const err = new Error("busy");
     err.retryAfterMs = 1000 * (Number(response.headers.get("Retry-After")) || 1);
@@ -132,6 +132,7 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
   let frameQueued = false;
   let frameWaiters = [];
   let drawnSettled = false;
+  const terrainClient = Math.random().toString(36).slice(2, 12); // this page, for the server's per-client tile budget
 
   // ------------------------------------------------------------ GL plumbing ----
   function program(vs, fs) {
@@ -317,10 +318,11 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
   });
   const terrainTiles = new TileSet({
     load: async (t, signal) => {
-      const params = new URLSearchParams({ seed: String(terrain.seed || 0) });
+      // revision: the terrain's, so the answer may be cached for good and never outlives a refit.
+      const params = new URLSearchParams({ seed: String(terrain.seed || 0), revision: String(terrain.info.revision ?? 0) });
       if (terrain.variant) params.set("variant", terrain.variant);
       const url = `/api/maps/${encodeURIComponent(mapId)}/terrain/${t.z}/${t.x}/${t.y}.png?${params}`;
-      const body = await fetchChecked(url, signal, stats);
+      const body = await fetchChecked(url, signal, stats, { "X-Terrain-Client": terrainClient });
       return { image: await createImageBitmap(new Blob([body], { type: "image/png" })) };
     },
     unload: (data) => { free(data.quad); if (data.image && data.image.close) data.image.close(); },

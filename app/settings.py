@@ -73,7 +73,7 @@ class Settings:
     max_bundle_thumbnail_pixels: int = 512 * 512  # each thumbnail in a bundle (ours are thumbnail_size²)
     max_abs_coordinate: float = 10_000.0  # no stored or asked-for x, y beyond ±this (maps span about ±1)
     max_tours_per_map: int = 200
-    max_upload_pixels_in_flight: int = 160_000_000  # decoded upload pixels a request holds at once (~480 MB RGB)
+    max_upload_pixels_in_flight: int = 120_000_000  # decoded upload pixels a request holds at once (~360 MB RGB)
     max_quiz_rounds: int = 1000  # live quiz rounds on the server; beyond, a new round is refused (429)
     max_quiz_rounds_per_map: int = 20  # beyond, the map's own oldest round is dropped
     max_quiz_round_seconds: int = 3 * 3600  # a quiz round is forgotten after this

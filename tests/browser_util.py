@@ -219,14 +219,16 @@ def empty_spot(page, min_distance: float = 40.0) -> tuple[float, float]:
 
 def decoded_image_base64(page) -> str:
     """The bytes of the decoded <img> (its blob: URL), base64-encoded, after checking it rendered."""
+    # Read from the decode the page holds (the blob behind the <img>'s blob: URL): the page's CSP lets no script
+    # fetch a blob: URL.
     page.wait_for_function("""() => {
         const img = document.getElementById('decode-img');
+        const current = window.latentmap.state.current;
         return document.getElementById('map-root').dataset.decodeState === 'done'
-            && !img.hidden && img.complete && img.naturalWidth > 0;
+            && !img.hidden && img.complete && img.naturalWidth > 0 && current && current.url === img.src;
     }""")
     return page.evaluate("""async () => {
-        const img = document.getElementById('decode-img');
-        const buf = await (await fetch(img.src)).arrayBuffer();
+        const buf = await window.latentmap.state.current.blob.arrayBuffer();
         let s = '';
         for (const b of new Uint8Array(buf)) s += String.fromCharCode(b);
         return btoa(s);

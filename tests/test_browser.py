@@ -415,14 +415,11 @@ def test_vary_a_selected_image(live_server, browser):
         page.goto(live_server.url(f"/m/{map_id}"))  # a visitor may vary: like decoding, it changes nothing
         wait_ready(page)
         wait_point_count(page, 4)
-        by_label = {p["label"]: p for p in point_screen_positions(page)}
-        prompt = by_label["a prompt has no picture to vary here"]
-        page.mouse.click(prompt["x"], prompt["y"])
+        click_item(page, "a prompt has no picture to vary here")
         page.wait_for_function("document.getElementById('selected-label').textContent.startsWith('Prompt:')")
         assert page.is_hidden("#vary-controls")  # tiny-random prompts have no picture
 
-        image = by_label["c1.png"]
-        page.mouse.click(image["x"], image["y"])
+        click_item(page, "c1.png")
         page.wait_for_function("document.getElementById('selected-label').textContent === 'Image: c1.png'")
         assert page.is_visible("#vary-controls")
         page.fill("#vary-strength", "0.4")
@@ -436,7 +433,7 @@ def test_vary_a_selected_image(live_server, browser):
         assert "change 0.40" in page.get_attribute("#variations li img", "alt")
         screenshot(page, "11-variations")
 
-        page.mouse.click(by_label["c0.png"]["x"], by_label["c0.png"]["y"])  # another item: its own list
+        click_item(page, "c0.png")  # another item: its own list
         page.wait_for_function("document.getElementById('selected-label').textContent === 'Image: c0.png'")
         assert page.eval_on_selector_all("#variations li", "(els) => els.length") == 0
         assert not problems.errors, problems.errors

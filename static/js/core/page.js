@@ -297,7 +297,7 @@ const mirror = {
   screenToData: (px, py) => screenToData(px, py),
   renderer: () => (current ? current.info() : null),
 };
-for (const name of ["explore", "classroom", "variants", "tours", "quiz", "present"]) {
+for (const name of ["explore", "classroom", "variants", "tours", "quiz", "terrain"]) {
   Object.defineProperty(mirror, name, {
     enumerable: true,
     get: () => {

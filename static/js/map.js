@@ -338,10 +338,16 @@ export async function boot() {
   watchPending();
 
   const view = (query.get("view") || "").split(",").map(Number);
-  if (view.length === 3 && view.every(Number.isFinite) && view[2] > 0) {
-    await renderer().setView({ x: view[0], y: view[1], zoom: view[2] });
-  }
+  const linked = view.length === 3 && view.every(Number.isFinite) && view[2] > 0
+    ? { x: view[0], y: view[1], zoom: view[2] } : null;
+  if (linked) await renderer().setView(linked);
   start(query);
+  if (linked) {
+    // The panels have laid themselves out (footer controls, tabs): the canvas may have changed size since. A
+    // share link's zoom is the visible map height, so apply it again to the canvas as it is now.
+    await new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
+    await renderer().setView(linked);
+  }
   shareStateChanged();
   document.body.dataset.ready = "1";
 }

@@ -14,26 +14,43 @@ from .settings import DIGITS_SPACE_DIR, Settings
 
 def _settings(args) -> Settings:
     loras = getattr(args, "lora", None)
-    return Settings.from_env(host=getattr(args, "host", None), port=getattr(args, "port", None),
-                             data_dir=getattr(args, "data_dir", None), space=getattr(args, "space", None),
-                             device=getattr(args, "device", None), checkpoint=getattr(args, "checkpoint", None),
-                             base=getattr(args, "base", None), loras="|".join(loras) if loras else None)
+    return Settings.from_env(
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        data_dir=getattr(args, "data_dir", None),
+        space=getattr(args, "space", None),
+        device=getattr(args, "device", None),
+        checkpoint=getattr(args, "checkpoint", None),
+        base=getattr(args, "base", None),
+        loras="|".join(loras) if loras else None,
+    )
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", help="single-file .safetensors checkpoint of the space's family (turbo-h: SD 1.x) "
-                                        "replacing its base weights (env LATENTMAP_CHECKPOINT)")
-    p.add_argument("--base", help="hub id (already downloaded) or diffusers folder replacing the space's base "
-                                  "pipeline (env LATENTMAP_BASE)")
-    p.add_argument("--lora", action="append", metavar="FILE[:STRENGTH]",
-                   help="a LoRA (.safetensors file or cached hub id) decoded as a variant beside the base, at a default "
-                        "strength (1.0); repeatable (env LATENTMAP_LORAS, entries separated by |)")
+    p.add_argument(
+        "--checkpoint",
+        help="single-file .safetensors checkpoint of the space's family (turbo-h: SD 1.x) "
+        "replacing its base weights (env LATENTMAP_CHECKPOINT)",
+    )
+    p.add_argument(
+        "--base",
+        help="hub id (already downloaded) or diffusers folder replacing the space's base pipeline (env LATENTMAP_BASE)",
+    )
+    p.add_argument(
+        "--lora",
+        action="append",
+        metavar="FILE[:STRENGTH]",
+        help="a LoRA (.safetensors file or cached hub id) decoded as a variant beside the base, at a default "
+        "strength (1.0); repeatable (env LATENTMAP_LORAS, entries separated by |)",
+    )
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="where maps, thumbnails and caches live (env LATENTMAP_DATA_DIR; ./data)")
-    p.add_argument("--space", help="space name, local space directory or space file .toml/.json (env LATENTMAP_SPACE; "
-                                   "auto = digits)")
+    p.add_argument(
+        "--space",
+        help="space name, local space directory or space file .toml/.json (env LATENTMAP_SPACE; auto = digits)",
+    )
     p.add_argument("--device", help="auto, cpu or cuda (env LATENTMAP_DEVICE)")
 
 
@@ -47,8 +64,11 @@ def cmd_serve(args) -> int:
     settings = _settings(args)
     Store.check_writable(settings.data_dir)  # a clear error now rather than a traceback from the lifespan
     precheck(settings)  # a checkpoint / LoRA of another family: one line now, before any model loads
-    print(f"latentmap: serving on http://{settings.host}:{settings.port} (space: {settings.space}, "
-          f"data: {settings.data_dir})", file=sys.stderr)
+    print(
+        f"latentmap: serving on http://{settings.host}:{settings.port} (space: {settings.space}, "
+        f"data: {settings.data_dir})",
+        file=sys.stderr,
+    )
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
     return 0
 
@@ -103,9 +123,18 @@ def cmd_build(args) -> int:
         if args.images:
             parts.append(sources.folder_source(args.images, settings))
         if args.table:
-            parts.append(sources.table_source(args.table, settings, image=args.image, text=args.text,
-                                              label=args.label, vector=args.vector, any_path=args.any_path,
-                                              dim=space.dim))
+            parts.append(
+                sources.table_source(
+                    args.table,
+                    settings,
+                    image=args.image,
+                    text=args.text,
+                    label=args.label,
+                    vector=args.vector,
+                    any_path=args.any_path,
+                    dim=space.dim,
+                )
+            )
         source = sources.combine(parts)
     except sources.SourceError as e:
         print(f"latentmap build: {e}", file=sys.stderr)
@@ -115,14 +144,31 @@ def cmd_build(args) -> int:
         if args.ray is not None:
             from .ingest import ray_pipeline
 
-            result = ray_pipeline.build(service, source, args.title, args.ray or None, map_id=args.map,
-                                        strict=args.strict, progress=not args.quiet, refit=not args.no_refit)
+            result = ray_pipeline.build(
+                service,
+                source,
+                args.title,
+                args.ray or None,
+                map_id=args.map,
+                strict=args.strict,
+                progress=not args.quiet,
+                refit=not args.no_refit,
+            )
         else:
-            result = local.build(service, source, args.title, map_id=args.map, strict=args.strict,
-                                 progress=not args.quiet, refit=not args.no_refit)
+            result = local.build(
+                service,
+                source,
+                args.title,
+                map_id=args.map,
+                strict=args.strict,
+                progress=not args.quiet,
+                refit=not args.no_refit,
+            )
     except KeyboardInterrupt:
-        print("latentmap build: interrupted; what was added is kept: run the same command again to continue",
-              file=sys.stderr)
+        print(
+            "latentmap build: interrupted; what was added is kept: run the same command again to continue",
+            file=sys.stderr,
+        )
         return 130
     except Rejected as e:
         print(f"latentmap build: {e}", file=sys.stderr)
@@ -135,9 +181,22 @@ def cmd_build(args) -> int:
         print(f"ignored {result.ignored} files that are not pictures", file=sys.stderr)
     count = service.store.get_map(result.map_id).count
     url = f"/m/{result.map_id}" + (f"#key={result.edit_key}" if result.edit_key else "")
-    print(json.dumps({"id": result.map_id, "title": result.title, "edit_key": result.edit_key, "count": count,
-                      "added": result.added, "skipped": len(result.skipped), "present": result.present,
-                      "continued": result.continued, "url": url}, indent=2))
+    print(
+        json.dumps(
+            {
+                "id": result.map_id,
+                "title": result.title,
+                "edit_key": result.edit_key,
+                "count": count,
+                "added": result.added,
+                "skipped": len(result.skipped),
+                "present": result.present,
+                "continued": result.continued,
+                "url": url,
+            },
+            indent=2,
+        )
+    )
     print(result.summary(), file=sys.stderr)
     return 0
 
@@ -149,8 +208,9 @@ def _service(args):
     from .spaces.registry import load_space
 
     settings = _settings(args)
-    return MapService(Store(settings.data_dir, settings.decode_cache_bytes), load_space(settings), settings,
-                      WorkQueue(1))
+    return MapService(
+        Store(settings.data_dir, settings.decode_cache_bytes), load_space(settings), settings, WorkQueue(1)
+    )
 
 
 def cmd_export(args) -> int:
@@ -184,8 +244,18 @@ def cmd_import(args) -> int:
     except (Rejected, SpaceMismatch) as e:
         print(f"latentmap import: {e}", file=sys.stderr)
         return 1
-    print(json.dumps({"id": record.id, "title": record.title, "count": record.count, "edit_key": key,
-                      "url": f"/m/{record.id}#key={key}"}, indent=2))
+    print(
+        json.dumps(
+            {
+                "id": record.id,
+                "title": record.title,
+                "count": record.count,
+                "edit_key": key,
+                "url": f"/m/{record.id}#key={key}",
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -194,8 +264,10 @@ def cmd_maps_list(args) -> int:
 
     store = Store(_settings(args).data_dir)  # the store alone: no model is loaded
     try:
-        rows = [{"id": r.id, "title": r.title, "space": r.space, "count": r.count, "created_at": r.created_at}
-                for r in store.list_maps()]
+        rows = [
+            {"id": r.id, "title": r.title, "space": r.space, "count": r.count, "created_at": r.created_at}
+            for r in store.list_maps()
+        ]
     finally:
         store.close()
     if args.json:
@@ -232,8 +304,11 @@ def cmd_train_digits(args) -> int:
     except ModuleNotFoundError as e:
         if e.name != "training":
             raise
-        print("latentmap train-digits: the training recipes (training/) are not installed; run it from a "
-              "checkout of the repository (pip install -e .)", file=sys.stderr)
+        print(
+            "latentmap train-digits: the training recipes (training/) are not installed; run it from a "
+            "checkout of the repository (pip install -e .)",
+            file=sys.stderr,
+        )
         return 2
 
     metrics = train(Path(args.out), seed=args.seed, threads=args.threads)
@@ -245,13 +320,18 @@ def cmd_download(args) -> int:
     from .spaces import hub
 
     if args.space not in hub.SPACE_COMPONENTS:
-        print(f"latentmap download: '{args.space}' has no weights to download; choose one of "
-              f"{', '.join(hub.SPACE_COMPONENTS)}", file=sys.stderr)
+        print(
+            f"latentmap download: '{args.space}' has no weights to download; choose one of "
+            f"{', '.join(hub.SPACE_COMPONENTS)}",
+            file=sys.stderr,
+        )
         return 2
     if args.dry_run:
         for key, comp in hub.components(args.space).items():
-            print(f"{key:<11} {comp.repo_id}@{comp.revision}  files: {', '.join(comp.allow_patterns)}  "
-                  f"(env LATENTMAP_{comp.env}_ID / _REVISION){'  [optional]' if comp.optional else ''}")
+            print(
+                f"{key:<11} {comp.repo_id}@{comp.revision}  files: {', '.join(comp.allow_patterns)}  "
+                f"(env LATENTMAP_{comp.env}_ID / _REVISION){'  [optional]' if comp.optional else ''}"
+            )
         return 0
     paths = hub.download_space(args.space, progress=not args.quiet)
     print(json.dumps({key: str(path) for key, path in paths.items()}, indent=2))
@@ -287,30 +367,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(fn=cmd_spaces)
 
-    p = sub.add_parser("build", help="create (or continue) a map from prompts, a folder tree or a table",
-                       description="Create a map, or continue an interrupted build: run the same command again "
-                                   "(or give --map ID) and what is already on the map is skipped.")
+    p = sub.add_parser(
+        "build",
+        help="create (or continue) a map from prompts, a folder tree or a table",
+        description="Create a map, or continue an interrupted build: run the same command again "
+        "(or give --map ID) and what is already on the map is skipped.",
+    )
     _add_common(p)
     p.add_argument("--title", default="Untitled map")
     p.add_argument("--prompts", help="text file, one prompt per line")
-    p.add_argument("--images", help="folder of PNG/JPEG/WebP/GIF images, read recursively; the relative folder "
-                                    "becomes the 'folder' column (symlinks are followed only inside it)")
-    p.add_argument("--table", help="CSV, Parquet or JSON Lines file, one item per row; other columns become "
-                                   "metadata (number, category or text)")
+    p.add_argument(
+        "--images",
+        help="folder of PNG/JPEG/WebP/GIF images, read recursively; the relative folder "
+        "becomes the 'folder' column (symlinks are followed only inside it)",
+    )
+    p.add_argument(
+        "--table",
+        help="CSV, Parquet or JSON Lines file, one item per row; other columns become "
+        "metadata (number, category or text)",
+    )
     p.add_argument("--image", metavar="COL", help="table column of image paths (relative to the table's folder)")
     p.add_argument("--text", metavar="COL", help="table column of prompts (with --image: searchable metadata)")
     p.add_argument("--label", metavar="COL", help="table column shown as the item's label")
-    p.add_argument("--vector", metavar="COL", help="table column of precomputed vectors of this space (a list "
-                                                   "of numbers): no model call")
-    p.add_argument("--any-path", action="store_true",
-                   help="allow --image paths outside the table's folder (absolute or with ..)")
-    p.add_argument("--map", metavar="ID", help="add to this map (default: the map of the same title and source, "
-                                               "else a new one)")
-    p.add_argument("--strict", action="store_true", help="any file or row that would be skipped is an error: "
-                                                         "exit 1 and add nothing")
-    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-                   help="decode and encode the pictures on Ray Data (pip install 'latentmap[ray]'): a cluster's "
-                        "address (ray://host:10001 or host:6379), or none for a local Ray (docs/ray.md)")
+    p.add_argument(
+        "--vector",
+        metavar="COL",
+        help="table column of precomputed vectors of this space (a list of numbers): no model call",
+    )
+    p.add_argument(
+        "--any-path", action="store_true", help="allow --image paths outside the table's folder (absolute or with ..)"
+    )
+    p.add_argument(
+        "--map", metavar="ID", help="add to this map (default: the map of the same title and source, else a new one)"
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="any file or row that would be skipped is an error: exit 1 and add nothing",
+    )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="decode and encode the pictures on Ray Data (pip install 'latentmap[ray]'): a cluster's "
+        "address (ray://host:10001 or host:6379), or none for a local Ray (docs/ray.md)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--no-refit", action="store_true", help="keep the incremental placement; skip the final fit")
     p.set_defaults(fn=cmd_build)
@@ -321,8 +424,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(fn=cmd_download)
 
-    p = sub.add_parser("inspect", help="what a .safetensors model file is: kind, family, lineage, sha256 (header "
-                       "only for kind and family; pickles are refused unopened)")
+    p = sub.add_parser(
+        "inspect",
+        help="what a .safetensors model file is: kind, family, lineage, sha256 (header "
+        "only for kind and family; pickles are refused unopened)",
+    )
     p.add_argument("file", help="a .safetensors file (checkpoint, LoRA/LyCORIS, VAE, embedding)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--no-hash", action="store_true", help="skip the sha256 (which reads the whole file)")
@@ -354,8 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-digits", help="train the digits space from scikit-learn's digits (~20 min CPU)")
     p.add_argument("--out", default=str(DIGITS_SPACE_DIR), help="space directory to write")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch threads (results are bit-identical only for the "
-                   "same count)")
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch threads (results are bit-identical only for the same count)"
+    )
     p.set_defaults(fn=cmd_train_digits)
     return parser
 

@@ -53,8 +53,13 @@ class WorkQueue:
         self._recent: list[float] = []  # durations of recent jobs, for Retry-After
         self.started = [0] * len(LANES)  # jobs (slices) started per lane, for tests and benchmarks
 
-    def run(self, fn: Callable[[], T], gone: Callable[[], bool] | None = None, background: bool = False,
-            lane: int | None = None) -> T:
+    def run(
+        self,
+        fn: Callable[[], T],
+        gone: Callable[[], bool] | None = None,
+        background: bool = False,
+        lane: int | None = None,
+    ) -> T:
         """Run `fn` when the device is free. `gone()` is asked just before: a client that disconnected while
         waiting gives its slot back without its job running. `background` (= lane BACKGROUND) jobs start only
         when no one's request is waiting, so a click waits for at most the one background job already running."""

@@ -43,8 +43,9 @@ def create_app(settings: Settings | None = None, space: Space | None = None) -> 
         app.state.settings, app.state.service, app.state.explorer = settings, service, Explorer(service)
         app.state.tiles = PointTiles(store, settings)
         app.state.terrain = Terrain(service)
-        app.state.classroom = Classroom(settings.max_presentation_seconds, settings.max_followers, settings,
-                                        check_point=service.check_point)
+        app.state.classroom = Classroom(
+            settings.max_presentation_seconds, settings.max_followers, settings, check_point=service.check_point
+        )
         if settings.create_demo_map:
             demo.ensure_demo_map(service)
         if settings.warm_umap:
@@ -58,13 +59,28 @@ def create_app(settings: Settings | None = None, space: Space | None = None) -> 
         service.close()
         store.close()
 
-    app = FastAPI(title="latentmap", description="Map a latent space; decode any point to pixels.",
-                  version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="latentmap",
+        description="Map a latent space; decode any point to pixels.",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     if settings.cors_origin_list:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list, allow_methods=["*"],
-                           allow_headers=["*"], expose_headers=[MAP_VERSION_HEADER, "Retry-After"])
-    app.add_middleware(RequestSizeLimit, max_bytes=settings.max_request_bytes, max_json_bytes=settings.max_json_bytes,
-                       timeout=settings.body_timeout_seconds)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=[MAP_VERSION_HEADER, "Retry-After"],
+        )
+    app.add_middleware(
+        RequestSizeLimit,
+        max_bytes=settings.max_request_bytes,
+        max_json_bytes=settings.max_json_bytes,
+        timeout=settings.body_timeout_seconds,
+    )
     app.add_middleware(SecurityHeaders, csp=content_security_policy(TEMPLATES_DIR, settings.csp_allow_eval))
     errors.install(app)
     install_validation_handler(app, settings.max_error_chars)

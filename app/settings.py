@@ -127,10 +127,16 @@ class Settings:
     tile_cache_bytes: int = 256 * 1024 * 1024  # made tiles and atlases kept in memory (oldest dropped first)
     max_selection_polygon_vertices: int = 2000  # vertices of a lasso sent to POST /selection
     # Your own model files (app/spaces/own_models.py, docs/own-models.md); CLI: serve --checkpoint/--base/--lora
-    checkpoint: str = ""  # single-file SD checkpoint (.safetensors path or hub "owner/repo/file") replacing the space's base weights
-    base: str = ""  # hub id or diffusers folder replacing the space's base pipeline (turbo-h: SD 1.5, unclip-h: SD 2.1 unCLIP)
+    checkpoint: str = (
+        ""  # single-file SD checkpoint (.safetensors path or hub "owner/repo/file") replacing the space's base weights
+    )
+    base: str = (
+        ""  # hub id or diffusers folder replacing the space's base pipeline (turbo-h: SD 1.5, unclip-h: SD 2.1 unCLIP)
+    )
     loras: str = ""  # LoRAs decoded as variants beside the base: "[NAME=]FILE[:STRENGTH]" entries separated by "|" (CLI: --lora, repeatable)
-    max_model_header_bytes: int = 100 * 1024 * 1024  # safetensors header a model file may have (the safetensors library's own cap)
+    max_model_header_bytes: int = (
+        100 * 1024 * 1024
+    )  # safetensors header a model file may have (the safetensors library's own cap)
     # Neighbours in the original space (app/maps/index.py; bench/neighbors.py)
     # from this many items an approximate faiss index (if installed), below it exact search
     neighbor_index_min_items: int = 100_000
@@ -175,15 +181,43 @@ class Settings:
 
 
 # Settings where 0 means nothing sensible (everything else that is a number must not be negative).
-_AT_LEAST_ONE = {"port", "max_queued_jobs", "thumbnail_size", "encode_batch_size", "place_neighbors",
-                 "blend_neighbors", "umap_min_items", "max_items_per_map", "max_file_bytes", "max_request_bytes",
-                 "max_image_pixels", "neighbor_index_nprobe", "tile_points", "tile_thumbs_side",
-                 "tile_thumb_px", "tile_index_maps", "max_selection_polygon_vertices",
-                 "max_ingest_file_bytes", "ingest_batch_size", "ingest_max_side",
-                 "ingest_vector_batch_size", "ingest_reference_items", "max_json_bytes",
-                 "max_error_chars", "max_manifest_bytes", "max_manifest_depth", "max_bundle_thumbnail_pixels",
-                 "max_upload_pixels_in_flight", "cluster_cache_maps", "decode_cache_bytes",
-                 "terrain_cells", "terrain_cell_px", "terrain_batch_size", "max_tiles_per_client", "max_tile_jobs"}
+_AT_LEAST_ONE = {
+    "port",
+    "max_queued_jobs",
+    "thumbnail_size",
+    "encode_batch_size",
+    "place_neighbors",
+    "blend_neighbors",
+    "umap_min_items",
+    "max_items_per_map",
+    "max_file_bytes",
+    "max_request_bytes",
+    "max_image_pixels",
+    "neighbor_index_nprobe",
+    "tile_points",
+    "tile_thumbs_side",
+    "tile_thumb_px",
+    "tile_index_maps",
+    "max_selection_polygon_vertices",
+    "max_ingest_file_bytes",
+    "ingest_batch_size",
+    "ingest_max_side",
+    "ingest_vector_batch_size",
+    "ingest_reference_items",
+    "max_json_bytes",
+    "max_error_chars",
+    "max_manifest_bytes",
+    "max_manifest_depth",
+    "max_bundle_thumbnail_pixels",
+    "max_upload_pixels_in_flight",
+    "cluster_cache_maps",
+    "decode_cache_bytes",
+    "terrain_cells",
+    "terrain_cell_px",
+    "terrain_batch_size",
+    "max_tiles_per_client",
+    "max_tile_jobs",
+}
 
 
 def _parse(type_name: str, raw: str):

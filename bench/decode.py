@@ -42,9 +42,14 @@ def main(args):
             return
         emb = torch.from_numpy(np.asarray(req.vector, np.float32)).unsqueeze(0)
         init = None if req.latent is None or req.strength >= 1.0 else torch.from_numpy(req.latent).unsqueeze(0)
-        space.pipeline(emb, num_inference_steps=int(settings["steps"]), guidance_scale=float(settings["guidance"]),
-                       generator=torch.Generator("cpu").manual_seed(req.seed), init_latents=init,
-                       strength=req.strength)
+        space.pipeline(
+            emb,
+            num_inference_steps=int(settings["steps"]),
+            guidance_scale=float(settings["guidance"]),
+            generator=torch.Generator("cpu").manual_seed(req.seed),
+            init_latents=init,
+            strength=req.strength,
+        )
 
     rng = random.Random(0)
     times = {"bare": [], "service": [], "http": [], "preview": []}
@@ -55,9 +60,11 @@ def main(args):
         with httpx.Client(base_url=base, timeout=600) as http:
             http.post(f"/api/maps/{made['id']}/prompts", headers=headers, json={"prompts": prompts}).raise_for_status()
             if pngs:
-                http.post(f"/api/maps/{made['id']}/images", headers=headers,
-                          files=[("files", (f"im{i}.png", b, "image/png")) for i, b in enumerate(pngs)]
-                          ).raise_for_status()
+                http.post(
+                    f"/api/maps/{made['id']}/images",
+                    headers=headers,
+                    files=[("files", (f"im{i}.png", b, "image/png")) for i, b in enumerate(pngs)],
+                ).raise_for_status()
             while any(p.get("pending") for p in http.get(f"/api/maps/{made['id']}/points").json()["points"]):
                 time.sleep(0.5)  # spaces that generate prompt pictures: let the server's map complete first
             server_points = http.get(f"/api/maps/{made['id']}/points").json()["points"]
@@ -70,34 +77,51 @@ def main(args):
             except Exception:
                 preview_supported = False
             for i in range(args.requests + 2):
-                x, y, seed = rng.uniform(-.9, .9), rng.uniform(-.9, .9), rng.randrange(1 << 30)
+                x, y, seed = rng.uniform(-0.9, 0.9), rng.uniform(-0.9, 0.9), rng.randrange(1 << 30)
                 req = service.blend_request(arrays, round(x, 6), round(y, 6), seed)
-                runs = [("bare", lambda: bare(req)),
-                        ("service", lambda: service.decode_at(record.id, x, y, seed)),
-                        ("http", lambda: http.post(f"/api/maps/{made['id']}/decode",
-                                                   json={"x": x, "y": y, "seed": seed}).raise_for_status())]
+                runs = [
+                    ("bare", lambda: bare(req)),
+                    ("service", lambda: service.decode_at(record.id, x, y, seed)),
+                    (
+                        "http",
+                        lambda: http.post(
+                            f"/api/maps/{made['id']}/decode", json={"x": x, "y": y, "seed": seed}
+                        ).raise_for_status(),
+                    ),
+                ]
                 if preview_supported:
-                    runs.append(("preview", lambda: http.post(f"/api/maps/{made['id']}/decode", json={
-                        "x": x, "y": y, "seed": seed + 1, "preview": True}).raise_for_status()))
+                    runs.append(
+                        (
+                            "preview",
+                            lambda: http.post(
+                                f"/api/maps/{made['id']}/decode",
+                                json={"x": x, "y": y, "seed": seed + 1, "preview": True},
+                            ).raise_for_status(),
+                        )
+                    )
                 for name, fn in runs:
                     t = time.perf_counter()
                     fn()
                     if i >= 2:  # first two rounds are warm-up
                         times[name].append(time.perf_counter() - t)
     ms = lambda v: f"{1000 * v:.0f}"  # noqa: E731
-    b50 = pct(times["bare"], .5)
-    print(f"decode: space={args.space} requests={args.requests} steps={settings['steps']} "
-          f"guidance={settings['guidance']} map={args.prompts} prompts + {args.images} images, "
-          f"server map identical to the bench's: {same_map} threads={args.threads} ({machine()})")
+    b50 = pct(times["bare"], 0.5)
+    print(
+        f"decode: space={args.space} requests={args.requests} steps={settings['steps']} "
+        f"guidance={settings['guidance']} map={args.prompts} prompts + {args.images} images, "
+        f"server map identical to the bench's: {same_map} threads={args.threads} ({machine()})"
+    )
     print("| path | p50 ms | p95 ms | p50 ÷ bare p50 |\n|---|---|---|---|")
     bare_label = "bare pipeline call" if hasattr(space, "pipeline") else "bare Space.decode (the diffusers call)"
-    labels = {"bare": f"{bare_label} (same vector/latent/strength/seed)",
-              "service": "MapService.decode_at (in-process, cache miss)",
-              "http": "POST /decode (cache miss, real server)",
-              "preview": "POST /decode preview=true"}
+    labels = {
+        "bare": f"{bare_label} (same vector/latent/strength/seed)",
+        "service": "MapService.decode_at (in-process, cache miss)",
+        "http": "POST /decode (cache miss, real server)",
+        "preview": "POST /decode preview=true",
+    }
     for name, v in times.items():
         if v:
-            print(f"| {labels[name]} | {ms(pct(v, .5))} | {ms(pct(v, .95))} | {pct(v, .5) / b50:.2f} |")
+            print(f"| {labels[name]} | {ms(pct(v, 0.5))} | {ms(pct(v, 0.95))} | {pct(v, 0.5) / b50:.2f} |")
     if not preview_supported:
         print("| POST /decode preview=true | absent (DecodeIn has no `preview` field) | | |")
 

@@ -85,13 +85,17 @@ def main(args):
                 times[name].append(time.perf_counter() - t)
 
     rate = {k: args.batch / statistics.median(v) for k, v in times.items()}
-    print(f"encode: space={args.space} batch={args.batch} rounds={args.rounds} image={args.image_size}px "
-          f"threads={args.threads} ({machine()})")
+    print(
+        f"encode: space={args.space} batch={args.batch} rounds={args.rounds} image={args.image_size}px "
+        f"threads={args.threads} ({machine()})"
+    )
     print("| path | items/s (median round) | ÷ bare |\n|---|---|---|")
-    for name, label in (("bare", "bare encode_image + VAE encode, prepared tensors"),
-                        ("service", f"MapService.add_images (PNG bytes in), {service.image_workers} image workers"),
-                        ("serial", "MapService.add_images, 1 image worker"),
-                        ("http", "POST /images (multipart, real server)")):
+    for name, label in (
+        ("bare", "bare encode_image + VAE encode, prepared tensors"),
+        ("service", f"MapService.add_images (PNG bytes in), {service.image_workers} image workers"),
+        ("serial", "MapService.add_images, 1 image worker"),
+        ("http", "POST /images (multipart, real server)"),
+    ):
         print(f"| {label} | {rate[name]:.1f} | {rate[name] / rate['bare']:.2f} |")
 
 
@@ -124,7 +128,7 @@ def folder_main(args):
     @torch.inference_mode()
     def user_loop():
         for start in range(0, len(files), 64):
-            batch = torch.stack([preprocess(Image.open(f).convert("RGB")) for f in files[start:start + 64]])
+            batch = torch.stack([preprocess(Image.open(f).convert("RGB")) for f in files[start : start + 64]])
             encode_image(batch.to(space.device))
 
     service = make_service(space, place_refine_epochs=0)
@@ -157,14 +161,20 @@ def folder_main(args):
     finally:
         ray.shutdown()
     rate = {k: len(files) / statistics.median(v) for k, v in times.items()}
-    print(f"encode --folder: space={args.space} files={len(files)} image={args.image_size}px rounds={args.rounds} "
-          f"threads={args.threads} ({machine()})")
+    print(
+        f"encode --folder: space={args.space} files={len(files)} image={args.image_size}px rounds={args.rounds} "
+        f"threads={args.threads} ({machine()})"
+    )
     print("| path | items/s (median round) | ratio |\n|---|---|---|")
     print(f"| user loop: PIL open -> preprocess -> encode_image, batches of 64 | {rate['user']:.1f} | 1.00 |")
-    print(f"| our ingest (local.build: + thumbnails, VAE latents, SQLite, placement) | {rate['ingest']:.1f} | "
-          f"{rate['ingest'] / rate['user']:.2f} x user loop (target >= 1.0) |")
-    print(f"| our ingest on a local Ray (ray_pipeline.build) | {rate['ray']:.1f} | "
-          f"{rate['ray'] / rate['ingest']:.2f} x local ingest (target >= 0.8) |")
+    print(
+        f"| our ingest (local.build: + thumbnails, VAE latents, SQLite, placement) | {rate['ingest']:.1f} | "
+        f"{rate['ingest'] / rate['user']:.2f} x user loop (target >= 1.0) |"
+    )
+    print(
+        f"| our ingest on a local Ray (ray_pipeline.build) | {rate['ray']:.1f} | "
+        f"{rate['ray'] / rate['ingest']:.2f} x local ingest (target >= 0.8) |"
+    )
 
 
 if __name__ == "__main__":

@@ -103,8 +103,14 @@ def bench_space(space: str, args, device: str, workdir: Path) -> dict:
     if args.preview_steps:
         config["preview"] = {**(defaults.get("preview") or {}), "steps": args.preview_steps}
     t = time.perf_counter()
-    sp = cls.from_paths(paths, device, cache_dir=workdir / "stats" / space, config=config,
-                        n_reference=args.reference_prompts, provenance=provenance)
+    sp = cls.from_paths(
+        paths,
+        device,
+        cache_dir=workdir / "stats" / space,
+        config=config,
+        n_reference=args.reference_prompts,
+        provenance=provenance,
+    )
     load_s = time.perf_counter() - t  # includes measuring modality stats on the reference prompts
 
     vector = sp.encode_images(_images(1))
@@ -112,10 +118,13 @@ def bench_space(space: str, args, device: str, workdir: Path) -> dict:
     sp.decode([DecodeRequest(vector=v, seed=0)])  # warm-up (kernels, allocator)
     sp.decode([DecodeRequest(vector=v, seed=0, preview=True)])
     decode = [_timed(lambda i=i: sp.decode([DecodeRequest(vector=v, seed=i)]), device) for i in range(args.n)]
-    preview = [_timed(lambda i=i: sp.decode([DecodeRequest(vector=v, seed=i, preview=True)]), device)
-               for i in range(args.n)]
-    img2img = [_timed(lambda i=i: sp.decode([DecodeRequest(vector=v, seed=i, latent=latent, strength=0.8)]), device)
-               for i in range(max(1, args.n // 2))]
+    preview = [
+        _timed(lambda i=i: sp.decode([DecodeRequest(vector=v, seed=i, preview=True)]), device) for i in range(args.n)
+    ]
+    img2img = [
+        _timed(lambda i=i: sp.decode([DecodeRequest(vector=v, seed=i, latent=latent, strength=0.8)]), device)
+        for i in range(max(1, args.n // 2))
+    ]
     texts = [f"a photo of thing number {i}" for i in range(64)]
     text_s = _timed(lambda: sp.encode_text(texts), device)
     imgs = _images(16)
@@ -124,13 +133,21 @@ def bench_space(space: str, args, device: str, workdir: Path) -> dict:
     prompt_s = _timed(lambda: sp.encode_prompts(prompts), device)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
     return {
-        "space": space, "weights": weights, "device": device,
+        "space": space,
+        "weights": weights,
+        "device": device,
         "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
-        "dtype": str(sp.dtype).replace("torch.", ""), "size": [sp.config["width"], sp.config["height"]],
-        "steps": sp.config["steps"], "preview_steps": (sp.config.get("preview") or {}).get("steps"),
-        "build_random_s": round(build_s, 2), "load_s": round(load_s, 2), "n": args.n,
-        "decode_p50_s": round(_pct(decode, 0.5), 4), "decode_p95_s": round(_pct(decode, 0.95), 4),
-        "preview_p50_s": round(_pct(preview, 0.5), 4), "preview_p95_s": round(_pct(preview, 0.95), 4),
+        "dtype": str(sp.dtype).replace("torch.", ""),
+        "size": [sp.config["width"], sp.config["height"]],
+        "steps": sp.config["steps"],
+        "preview_steps": (sp.config.get("preview") or {}).get("steps"),
+        "build_random_s": round(build_s, 2),
+        "load_s": round(load_s, 2),
+        "n": args.n,
+        "decode_p50_s": round(_pct(decode, 0.5), 4),
+        "decode_p95_s": round(_pct(decode, 0.95), 4),
+        "preview_p50_s": round(_pct(preview, 0.5), 4),
+        "preview_p95_s": round(_pct(preview, 0.95), 4),
         "img2img_0.8_p50_s": round(statistics.median(img2img), 4),
         "encode_text_per_s": round(len(texts) / text_s, 1),
         "encode_images_per_s": round(len(imgs) / image_s, 2),
@@ -142,15 +159,22 @@ def bench_space(space: str, args, device: str, workdir: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--space", nargs="+", choices=SPACES, default=list(SPACES))
-    p.add_argument("--random-weights", action="store_true",
-                   help="build the architectures with random weights instead of loading the downloaded ones")
+    p.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="build the architectures with random weights instead of loading the downloaded ones",
+    )
     p.add_argument("--tiny", action="store_true", help="toy-size architectures (implies --random-weights)")
     p.add_argument("--device", default="auto")
     p.add_argument("--n", type=int, default=10, help="timed decodes per measurement")
     p.add_argument("--steps", type=int, help="override the steps of decodes and of per-prompt images")
     p.add_argument("--preview-steps", type=int, help="override the preview's steps")
-    p.add_argument("--reference-prompts", type=int, default=4,
-                   help="reference prompts for the modality statistics measured at load (the app uses 32)")
+    p.add_argument(
+        "--reference-prompts",
+        type=int,
+        default=4,
+        help="reference prompts for the modality statistics measured at load (the app uses 32)",
+    )
     p.add_argument("--out", help="also write the results to this JSON file")
     args = p.parse_args(argv)
     if args.tiny:

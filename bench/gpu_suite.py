@@ -46,8 +46,7 @@ REAL_CONFIG = {"reference_prompts": 4}
 
 def space_env(space: str, paths: dict, config_file: Path | None) -> dict:
     """LATENTMAP_<COMPONENT>_ID for every component of `space`, pointing at the local folders in `paths`."""
-    env = {f"LATENTMAP_{comp.env}_ID": str(paths[key]) for key, comp in hub.components(space).items()
-           if key in paths}
+    env = {f"LATENTMAP_{comp.env}_ID": str(paths[key]) for key, comp in hub.components(space).items() if key in paths}
     if config_file is not None:
         env[f"LATENTMAP_{space.upper().replace('-', '_')}_CONFIG"] = str(config_file)
     return env
@@ -56,8 +55,14 @@ def space_env(space: str, paths: dict, config_file: Path | None) -> dict:
 def run(name: str, space: str, cmd: list[str], env: dict, out: Path | None, timeout: int) -> bool:
     print(f"\n### {name} — {space} (RANDOM WEIGHTS)\n", flush=True)
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(BENCH / cmd[0]), *cmd[1:]], cwd=BENCH.parent, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / cmd[0]), *cmd[1:]],
+        cwd=BENCH.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     text = proc.stdout if proc.returncode == 0 else proc.stdout + "\n" + proc.stderr[-3000:]
     print(text.rstrip() + f"\n({time.perf_counter() - t:.0f} s, exit {proc.returncode})", flush=True)
     if out is not None:
@@ -80,37 +85,89 @@ def main() -> int:
     base_env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     if args.tiny:
         base_env["LATENTMAP_DEVICE"] = "cpu"
-    small = ["--requests", "3", "--prompts", "4", "--images", "2"] if args.tiny else \
-        ["--requests", "10", "--prompts", "8", "--images", "8"]
+    small = (
+        ["--requests", "3", "--prompts", "4", "--images", "2"]
+        if args.tiny
+        else ["--requests", "10", "--prompts", "8", "--images", "8"]
+    )
     ok = True
     with tempfile.TemporaryDirectory(prefix="latentmap-gpu-suite-") as tmp:
         for space in args.space:
             config_file = Path(tmp) / f"{space}-config.json"
             size = arch["image_size"]
-            config_file.write_text(json.dumps({**TINY_CONFIG, "height": size, "width": size} if args.tiny
-                                              else REAL_CONFIG))
+            config_file.write_text(
+                json.dumps({**TINY_CONFIG, "height": size, "width": size} if args.tiny else REAL_CONFIG)
+            )
             paths = MODULES[space].build_random(Path(tmp) / space, arch)
             env = {**base_env, **space_env(space, paths, config_file)}
             threads = ["--threads", "1" if args.tiny else "0"]
-            ok &= run("gpu_spaces", space, ["gpu_spaces.py", "--random-weights", "--space", space,
-                                            *(["--tiny", "--device", "cpu", "--n", "2"] if args.tiny else [])],
-                      env, out, args.timeout)
-            ok &= run("encode", space, ["encode.py", "--space", space, *threads,
-                                        *(["--rounds", "2", "--batch", "4"] if args.tiny else [])],
-                      env, out, args.timeout)
-            ok &= run("prompt_latency", space, ["prompt_latency.py", "--space", space, *threads,
-                                                "--requests", "5" if args.tiny else "20",
-                                                "--seed-items", "2" if args.tiny else "20"],
-                      env, out, args.timeout)
+            ok &= run(
+                "gpu_spaces",
+                space,
+                [
+                    "gpu_spaces.py",
+                    "--random-weights",
+                    "--space",
+                    space,
+                    *(["--tiny", "--device", "cpu", "--n", "2"] if args.tiny else []),
+                ],
+                env,
+                out,
+                args.timeout,
+            )
+            ok &= run(
+                "encode",
+                space,
+                ["encode.py", "--space", space, *threads, *(["--rounds", "2", "--batch", "4"] if args.tiny else [])],
+                env,
+                out,
+                args.timeout,
+            )
+            ok &= run(
+                "prompt_latency",
+                space,
+                [
+                    "prompt_latency.py",
+                    "--space",
+                    space,
+                    *threads,
+                    "--requests",
+                    "5" if args.tiny else "20",
+                    "--seed-items",
+                    "2" if args.tiny else "20",
+                ],
+                env,
+                out,
+                args.timeout,
+            )
             ok &= run("decode", space, ["decode.py", "--space", space, *threads, *small], env, out, args.timeout)
             if space == "turbo-h":  # a user's checkpoint and LoRAs (issue 19): load time, decode with 0/1/3 LoRAs
-                ok &= run("own_models", space, ["own_models.py", *(["--tiny", "--device", "cpu", "--n", "2"]
-                                                                   if args.tiny else [])], env, out, args.timeout)
-            ok &= run("terrain", space, ["terrain.py", "--space", space, *threads,
-                                         *(["--tiny"] if args.tiny else ["--cells", "4", "--rounds", "2",
-                                                                          "--pan-tiles", "4", "--clicks", "6",
-                                                                          "--flood", "3"])],
-                      env, out, args.timeout)
+                ok &= run(
+                    "own_models",
+                    space,
+                    ["own_models.py", *(["--tiny", "--device", "cpu", "--n", "2"] if args.tiny else [])],
+                    env,
+                    out,
+                    args.timeout,
+                )
+            ok &= run(
+                "terrain",
+                space,
+                [
+                    "terrain.py",
+                    "--space",
+                    space,
+                    *threads,
+                    *(
+                        ["--tiny"]
+                        if args.tiny
+                        else ["--cells", "4", "--rounds", "2", "--pan-tiles", "4", "--clicks", "6", "--flood", "3"]
+                    ),
+                ],
+                env,
+                out,
+                args.timeout,
+            )
     return 0 if ok else 1
 
 

@@ -42,9 +42,10 @@ async def client_loop(base, map_id, seconds, rng, results):
             start = time.perf_counter()
             try:
                 if kind < 0.7:  # fresh decodes: cache misses, the expensive path
-                    r = await http.post(f"/api/maps/{map_id}/decode",
-                                        json={"x": rng.uniform(-1, 1), "y": rng.uniform(-1, 1),
-                                              "seed": rng.randrange(1 << 30)})
+                    r = await http.post(
+                        f"/api/maps/{map_id}/decode",
+                        json={"x": rng.uniform(-1, 1), "y": rng.uniform(-1, 1), "seed": rng.randrange(1 << 30)},
+                    )
                     op = "decode"
                 else:
                     r = await http.get(f"/api/maps/{map_id}/points")
@@ -60,14 +61,20 @@ async def client_loop(base, map_id, seconds, rng, results):
 async def run(args):
     with running_server(args.space) as (base, proc):
         made = httpx.post(base + "/api/maps", json={"title": "load"}).json()
-        httpx.post(f"{base}/api/maps/{made['id']}/prompts", headers={"X-Edit-Key": made["edit_key"]},
-                   json={"prompts": [f"prompt {i}" for i in range(30)]}, timeout=120)
+        httpx.post(
+            f"{base}/api/maps/{made['id']}/prompts",
+            headers={"X-Edit-Key": made["edit_key"]},
+            json={"prompts": [f"prompt {i}" for i in range(30)]},
+            timeout=120,
+        )
         rss_before = rss_mb(proc.pid)
         results: list = []
         rng = random.Random(0)
         started = time.monotonic()
-        tasks = [client_loop(base, made["id"], args.seconds, random.Random(rng.random()), results)
-                 for _ in range(args.clients)]
+        tasks = [
+            client_loop(base, made["id"], args.seconds, random.Random(rng.random()), results)
+            for _ in range(args.clients)
+        ]
         await asyncio.gather(*tasks)
         wall = time.monotonic() - started
         rss_after, rss_peak = rss_mb(proc.pid), peak_rss_mb(proc.pid)
@@ -146,15 +153,20 @@ def flood_process(base: str, url: str, body: bytes, seconds: float, clients: int
 async def run_oversized(args):
     with running_server(args.space) as (base, proc):
         made = httpx.post(base + "/api/maps", json={"title": "oversized"}).json()
-        httpx.post(f"{base}/api/maps/{made['id']}/prompts", headers={"X-Edit-Key": made["edit_key"]},
-                   json={"prompts": [f"prompt {i}" for i in range(30)]}, timeout=120)
+        httpx.post(
+            f"{base}/api/maps/{made['id']}/prompts",
+            headers={"X-Edit-Key": made["edit_key"]},
+            json={"prompts": [f"prompt {i}" for i in range(30)]},
+            timeout=120,
+        )
         url = f"/api/maps/{made['id']}/path"
         limit = args.json_cap
         idle = await health_times(base, args.seconds / 3)
         rows = [("idle (baseline)", idle, [])]
-        for name, body in (("500,000 zeros (1.5 MB)", path_of_zeros(500_000)),
-                           (f"{len(under_the_cap_body(limit)) / 1e6:.2f} MB of bad pairs, under the cap",
-                            under_the_cap_body(limit))):
+        for name, body in (
+            ("500,000 zeros (1.5 MB)", path_of_zeros(500_000)),
+            (f"{len(under_the_cap_body(limit)) / 1e6:.2f} MB of bad pairs, under the cap", under_the_cap_body(limit)),
+        ):
             # The 10 senders run in another process: the timing loop here measures the server, not them.
             with ProcessPoolExecutor(1) as pool:
                 sending = pool.submit(flood_process, base, url, body, args.seconds / 3, 10)
@@ -169,8 +181,10 @@ async def run_oversized(args):
     for name, times, codes in rows:
         answers = ", ".join(f"{c}×{n}" for c, n in sorted(_count(c for c, _ in codes).items(), key=str)) or "-"
         largest = max((size for _, size in codes), default=0)
-        print(f"| {name} | {pct(times, 0.5) * 1e3:.1f} / {pct(times, 0.95) * 1e3:.1f} | "
-              f"{pct(times, 0.95) / base_p95:.2f} | {answers} | {largest} |")
+        print(
+            f"| {name} | {pct(times, 0.5) * 1e3:.1f} / {pct(times, 0.95) * 1e3:.1f} | "
+            f"{pct(times, 0.95) / base_p95:.2f} | {answers} | {largest} |"
+        )
 
 
 def _count(values) -> dict:
@@ -183,7 +197,7 @@ def _count(values) -> dict:
 def big_png(pixels: int) -> bytes:
     from PIL import Image
 
-    width = int(pixels ** 0.5 * 4 / 3)
+    width = int(pixels**0.5 * 4 / 3)
     height = pixels // width
     buf = io.BytesIO()
     Image.new("RGB", (width, height), (120, 80, 200)).save(buf, format="PNG", optimize=True)
@@ -200,22 +214,34 @@ def run_uploads(args):
         for count in (1, args.files):
             before, peak_before = rss_mb(proc.pid), peak_rss_mb(proc.pid)
             start = time.perf_counter()
-            r = httpx.post(url, headers=key, timeout=1800,
-                           files=[("files", (f"{count}-{i}.png", png, "image/png")) for i in range(count)])
+            r = httpx.post(
+                url,
+                headers=key,
+                timeout=1800,
+                files=[("files", (f"{count}-{i}.png", png, "image/png")) for i in range(count)],
+            )
             wall = time.perf_counter() - start
             rows.append((count, r.status_code, wall, before, peak_before, peak_rss_mb(proc.pid), rss_mb(proc.pid)))
-    print(f"uploads: space={args.space}, PNGs of {args.megapixels} MP ({len(png) / 1e3:.0f} kB each on the wire, "
-          f"{args.megapixels * 3:.0f} MB each decoded)")
-    print("| files in the request | status | wall (s) | RSS before (MB) | peak before → after (MB) | added peak (MB) | "
-          "RSS after (MB) |")
+    print(
+        f"uploads: space={args.space}, PNGs of {args.megapixels} MP ({len(png) / 1e3:.0f} kB each on the wire, "
+        f"{args.megapixels * 3:.0f} MB each decoded)"
+    )
+    print(
+        "| files in the request | status | wall (s) | RSS before (MB) | peak before → after (MB) | added peak (MB) | "
+        "RSS after (MB) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for count, status, wall, before, peak_before, peak_after, after in rows:
-        print(f"| {count} | {status} | {wall:.1f} | {before:.0f} | {peak_before:.0f} → {peak_after:.0f} | "
-              f"{peak_after - max(peak_before, before):.0f} | {after:.0f} |")
+        print(
+            f"| {count} | {status} | {wall:.1f} | {before:.0f} | {peak_before:.0f} → {peak_after:.0f} | "
+            f"{peak_after - max(peak_before, before):.0f} | {after:.0f} |"
+        )
     one, many = rows[0], rows[-1]
     added_one, added_many = one[5] - max(one[4], one[3]), many[5] - max(many[4], many[3])
-    print(f"added peak, {many[0]} files ÷ 1 file: {added_many / max(1.0, added_one):.2f} "
-          f"({added_many:.0f} MB ÷ {added_one:.0f} MB)")
+    print(
+        f"added peak, {many[0]} files ÷ 1 file: {added_many / max(1.0, added_one):.2f} "
+        f"({added_many:.0f} MB ÷ {added_one:.0f} MB)"
+    )
 
 
 if __name__ == "__main__":

@@ -35,11 +35,14 @@ def main(args):
                 batch = [f"a photo of thing number {i}" for i in range(start, min(n_prompts, start + 200))]
                 http.post(f"/api/maps/{mid}/prompts", headers=h, json={"prompts": batch}).raise_for_status()
             for start in range(0, args.images, 64):
-                files = [("files", (f"im{i}.png", photo_like_png(i, 128), "image/png"))
-                         for i in range(start, min(args.images, start + 64))]
+                files = [
+                    ("files", (f"im{i}.png", photo_like_png(i, 128), "image/png"))
+                    for i in range(start, min(args.images, start + 64))
+                ]
                 http.post(f"/api/maps/{mid}/images", headers=h, files=files).raise_for_status()
-            rows.append((f"after adding {args.items:,} items", rss_mb(proc.pid), peak_rss_mb(proc.pid),
-                         time.perf_counter() - t))
+            rows.append(
+                (f"after adding {args.items:,} items", rss_mb(proc.pid), peak_rss_mb(proc.pid), time.perf_counter() - t)
+            )
             t = time.perf_counter()
             http.post(f"/api/maps/{mid}/refit", headers=h).raise_for_status()
             rows.append(("after a full refit", rss_mb(proc.pid), peak_rss_mb(proc.pid), time.perf_counter() - t))
@@ -52,8 +55,14 @@ def main(args):
                 http.get(f"/api/maps/{mid}/neighbors", params=params).raise_for_status()
             http.get(f"/api/maps/{mid}/search", params={"q": "a red thing", "k": 10}).raise_for_status()
             count = http.get(f"/api/maps/{mid}").json()["count"]
-            rows.append(("after reads (points, points.bin, decodes, neighbours, search)", rss_mb(proc.pid),
-                         peak_rss_mb(proc.pid), time.perf_counter() - t))
+            rows.append(
+                (
+                    "after reads (points, points.bin, decodes, neighbours, search)",
+                    rss_mb(proc.pid),
+                    peak_rss_mb(proc.pid),
+                    time.perf_counter() - t,
+                )
+            )
     print(f"memory: space={space} items={count:,} ({args.images:,} images) ({machine()})")
     print("| stage | RSS MB | peak RSS MB (VmHWM) | stage seconds |\n|---|---|---|---|")
     for name, rss, peak, secs in rows:

@@ -44,11 +44,13 @@ def main(args):
         print_rows.append((n, approx.kind, t_build, approx_t, float(np.mean(recall))))
         del x, exact, approx
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"neighbours: clustered synthetic, dim={args.dim}, {args.queries} held-out queries, k=10, "
-          f"faiss threads={_faiss_threads()} ({machine()}); bench peak RSS {peak:.0f} MB")
+    print(
+        f"neighbours: clustered synthetic, dim={args.dim}, {args.queries} held-out queries, k=10, "
+        f"faiss threads={_faiss_threads()} ({machine()}); bench peak RSS {peak:.0f} MB"
+    )
     print("| N | search | build s | p50 ms/query | p95 ms/query | recall@10 |\n|---|---|---|---|---|---|")
     for n, name, build, ts, rec in print_rows:
-        print(f"| {n:,} | {name} | {build:.1f} | {1000 * pct(ts, .5):.2f} | {1000 * pct(ts, .95):.2f} | {rec:.3f} |")
+        print(f"| {n:,} | {name} | {build:.1f} | {1000 * pct(ts, 0.5):.2f} | {1000 * pct(ts, 0.95):.2f} | {rec:.3f} |")
 
 
 def _faiss_threads():

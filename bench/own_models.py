@@ -75,16 +75,23 @@ def write_files(paths: dict, arch: dict, rank: int, workdir: Path) -> tuple[Path
     unet = UNet2DConditionModel.from_pretrained(paths["sd15"] / "unet", use_safetensors=True)
     text_encoder = CLIPTextModel.from_pretrained(paths["sd15"] / "text_encoder", use_safetensors=True)
     torch.manual_seed(0)
-    ckpt = write_sd1_checkpoint(workdir / "files" / "finetune.safetensors", unet, text_encoder,
-                                AutoencoderKL(**arch["vae"]), {"modelspec.architecture": "stable-diffusion-v1",
-                                                               "modelspec.title": "random fine-tune (bench)"})
+    ckpt = write_sd1_checkpoint(
+        workdir / "files" / "finetune.safetensors",
+        unet,
+        text_encoder,
+        AutoencoderKL(**arch["vae"]),
+        {"modelspec.architecture": "stable-diffusion-v1", "modelspec.title": "random fine-tune (bench)"},
+    )
     from safetensors.torch import save_file
 
     loras = []
     for i in range(3):
         path = workdir / "files" / f"lora-{i}.safetensors"
-        save_file(own_models.kohya_lora_state_dict(unet, text_encoder, rank=rank, seed=i, scale=0.02), str(path),
-                  metadata={"ss_base_model_version": "sd_v1", "ss_network_dim": str(rank)})
+        save_file(
+            own_models.kohya_lora_state_dict(unet, text_encoder, rank=rank, seed=i, scale=0.02),
+            str(path),
+            metadata={"ss_base_model_version": "sd_v1", "ss_network_dim": str(rank)},
+        )
         loras.append(path)
     return ckpt, loras
 
@@ -137,8 +144,10 @@ def main() -> int:
 
         def decode_times(variant):
             space.decode([DecodeRequest(vector=v, seed=0, variant=variant)])  # warm-up
-            return [_timed(lambda i=i: space.decode([DecodeRequest(vector=v, seed=i, variant=variant)]), device)
-                    for i in range(args.n)]
+            return [
+                _timed(lambda i=i: space.decode([DecodeRequest(vector=v, seed=i, variant=variant)]), device)
+                for i in range(args.n)
+            ]
 
         reference = None
         for count in (0, 1, 3):
@@ -146,15 +155,25 @@ def main() -> int:
             if count > have:
                 t = time.perf_counter()
                 space.load_loras([own_models.LoraChoice(str(f)) for f in lora_files[have:count]], 1 << 27)
-                rows.append({"row": f"load {count - have} LoRA{'s' if count - have > 1 else ''} (rank {rank})",
-                             "s": time.perf_counter() - t})
+                rows.append(
+                    {
+                        "row": f"load {count - have} LoRA{'s' if count - have > 1 else ''} (rank {rank})",
+                        "s": time.perf_counter() - t,
+                    }
+                )
             for variant in [None] + ([space.variants()[0]["name"]] if count else []):
                 times = decode_times(variant)
                 p50 = _pct(times, 0.5)
                 reference = reference or p50
-                rows.append({"row": f"decode, {count} LoRA{'s' if count != 1 else ''} loaded, "
-                                    f"{'base' if variant is None else 'one LoRA on'}",
-                             "p50_s": p50, "p95_s": _pct(times, 0.95), "ratio": p50 / reference})
+                rows.append(
+                    {
+                        "row": f"decode, {count} LoRA{'s' if count != 1 else ''} loaded, "
+                        f"{'base' if variant is None else 'one LoRA on'}",
+                        "p50_s": p50,
+                        "p95_s": _pct(times, 0.95),
+                        "ratio": p50 / reference,
+                    }
+                )
         peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
     print(f"{weights}; turbo-h {size}x{size}, {config.get('steps', 4)} steps; files built in {build_s:.1f} s\n")
     print("| row | s (load) / p50 s | p95 s | ÷ base decode, 0 LoRAs |\n|---|---|---|---|")

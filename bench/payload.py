@@ -29,11 +29,17 @@ def build_map(data_dir: str, n: int) -> str:
     for start in range(0, n, 50_000):
         m = min(n, start + 50_000) - start
         kinds = rng.choice(["text", "image"], size=m)
-        items = [NewItem(kind=str(kinds[i]), label=f"a photo of thing number {start + i}", vector=vec,
-                         decode_vector=vec) for i in range(m)]
+        items = [
+            NewItem(kind=str(kinds[i]), label=f"a photo of thing number {start + i}", vector=vec, decode_vector=vec)
+            for i in range(m)
+        ]
         xy = rng.uniform(-0.95, 0.95, size=(m, 2)).astype(np.float32)
-        store.add_items(record.id, items, xy, projection={"method": "umap", "revision": 1, "fitted_count": n}
-                        if start == 0 else None)
+        store.add_items(
+            record.id,
+            items,
+            xy,
+            projection={"method": "umap", "revision": 1, "fitted_count": n} if start == 0 else None,
+        )
     return record.id
 
 
@@ -53,8 +59,10 @@ def main(args):
                     body = r.content
                     rows.append((n, path, len(body), len(gzip.compress(body, 6)), secs))
     print(f"payload: synthetic map, real server ({machine()})")
-    print("| N | endpoint | bytes/point | gzip bytes/point | total MB | server+transfer s (loopback) |\n"
-          "|---|---|---|---|---|---|")
+    print(
+        "| N | endpoint | bytes/point | gzip bytes/point | total MB | server+transfer s (loopback) |\n"
+        "|---|---|---|---|---|---|"
+    )
     for n, path, raw, gz, secs in rows:
         print(f"| {n:,} | /{path} | {raw / n:.1f} | {gz / n:.1f} | {raw / 1e6:.1f} | {secs:.2f} |")
 

@@ -33,7 +33,7 @@ def vectors_for(args, n: int) -> np.ndarray:
         from app.maps.demo import digit_pil_images
 
         images, _ = digit_pil_images()
-        vecs = np.concatenate([space.encode_images(images[i:i + 64]).vectors for i in range(0, len(images), 64)])
+        vecs = np.concatenate([space.encode_images(images[i : i + 64]).vectors for i in range(0, len(images), 64)])
         vecs = space.map_vectors(vecs, ["image"] * len(vecs))
         return vecs[:n]
     if args.data == "random":
@@ -59,19 +59,29 @@ def main(args):
         base = Settings(umap_backend="umap-learn")
         variants = [
             ("plain umap-learn (baseline)", lambda: umap.UMAP(metric="cosine").fit_transform(x)),
-            ("previous fit (umap-learn, seeded)", lambda: umap.UMAP(
-                n_neighbors=15, metric="cosine", random_state=42, init="spectral").fit_transform(x)),
-            ("ours: exact kNN graph, 500 epochs", lambda: projection.fit(
-                x, 20, 1, settings=base.with_(umap_epochs=500)).xy),
-            ("ours: exact kNN graph, 200 epochs", lambda: projection.fit(
-                x, 20, 1, settings=base.with_(umap_epochs=200)).xy),
+            (
+                "previous fit (umap-learn, seeded)",
+                lambda: umap.UMAP(n_neighbors=15, metric="cosine", random_state=42, init="spectral").fit_transform(x),
+            ),
+            (
+                "ours: exact kNN graph, 500 epochs",
+                lambda: projection.fit(x, 20, 1, settings=base.with_(umap_epochs=500)).xy,
+            ),
+            (
+                "ours: exact kNN graph, 200 epochs",
+                lambda: projection.fit(x, 20, 1, settings=base.with_(umap_epochs=200)).xy,
+            ),
         ]
         if args.sample and args.sample < n:
-            variants.append((f"ours, fit {args.sample} + place rest", lambda: projection.fit(
-                x, 20, 1, settings=base.with_(umap_fit_sample=args.sample)).xy))
+            variants.append(
+                (
+                    f"ours, fit {args.sample} + place rest",
+                    lambda: projection.fit(x, 20, 1, settings=base.with_(umap_fit_sample=args.sample)).xy,
+                )
+            )
         # Warm every code path first (numba compiles per path: umap-learn switches to NN-descent and other
         # kernels at 4,096 items), so no row pays compilation. Cold cost is the header's warm-up figure.
-        warm = x[:min(n, 4200)] if n >= 4096 else x[:200]
+        warm = x[: min(n, 4200)] if n >= 4096 else x[:200]
         umap.UMAP(metric="cosine", n_epochs=5).fit_transform(warm)
         umap.UMAP(metric="cosine", n_epochs=5, random_state=42).fit_transform(warm)
         projection.fit(warm, 20, 1, settings=base.with_(umap_epochs=5))
@@ -88,8 +98,10 @@ def main(args):
             rows.append((n, name, dt, dt / base_t, q, q - base_q))
 
     data = args.space if args.space != "synthetic" else args.data
-    print(f"projection: data={data} dim={','.join(map(str, sorted(dims)))} ({machine()}); "
-          f"numba warm-up (first UMAP call in a process) {cold:.1f} s")
+    print(
+        f"projection: data={data} dim={','.join(map(str, sorted(dims)))} ({machine()}); "
+        f"numba warm-up (first UMAP call in a process) {cold:.1f} s"
+    )
     print("| N | fit | seconds | ÷ plain | trustworthiness k=10 | Δ vs plain |\n|---|---|---|---|---|---|")
     for n, name, dt, ratio, q, dq in rows:
         print(f"| {n:,} | {name} | {dt:.1f} | {ratio:.2f} | {q:.4f} | {dq:+.4f} |")

@@ -29,6 +29,7 @@ def main(args):
         the timing, so each timed request finds the device idle (as a user adding one prompt does)."""
         if service.prompt_images is not None:
             service.prompt_images.wait_idle(600)
+
     bare_t, service_t, floor_t, http_t = [], [], [], []
     with running_server(args.space, extra_env=env) as (base, _proc):
         made = httpx.post(base + "/api/maps", json={"title": "prompt latency"}).json()
@@ -67,16 +68,20 @@ def main(args):
                 http_t.append(time.perf_counter() - t)
                 settle_server()
     ms = lambda v: f"{1000 * v:.1f}"  # noqa: E731
-    print(f"prompt latency: space={args.space} requests={args.requests} map seeded with {args.seed_items} prompts "
-          f"(projection {method.get('method', '?') if isinstance(method, dict) else method}) threads={args.threads} "
-          f"({machine()})")
+    print(
+        f"prompt latency: space={args.space} requests={args.requests} map seeded with {args.seed_items} prompts "
+        f"(projection {method.get('method', '?') if isinstance(method, dict) else method}) threads={args.threads} "
+        f"({machine()})"
+    )
     print("| path | p50 ms | p95 ms | p50 ÷ bare p50 |\n|---|---|---|---|")
-    b50 = pct(bare_t, .5)
-    for name, v in (("bare encode_text (1 prompt)", bare_t),
-                    ("MapService.add_prompts (in-process: encode + place + SQLite)", service_t),
-                    ("for scale: GET /api/health round trip (HTTP floor)", floor_t),
-                    ("POST /prompts (1 prompt, real server)", http_t)):
-        print(f"| {name} | {ms(pct(v, .5))} | {ms(pct(v, .95))} | {pct(v, .5) / b50:.2f} |")
+    b50 = pct(bare_t, 0.5)
+    for name, v in (
+        ("bare encode_text (1 prompt)", bare_t),
+        ("MapService.add_prompts (in-process: encode + place + SQLite)", service_t),
+        ("for scale: GET /api/health round trip (HTTP floor)", floor_t),
+        ("POST /prompts (1 prompt, real server)", http_t),
+    ):
+        print(f"| {name} | {ms(pct(v, 0.5))} | {ms(pct(v, 0.95))} | {pct(v, 0.5) / b50:.2f} |")
 
 
 if __name__ == "__main__":

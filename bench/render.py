@@ -26,8 +26,14 @@ import numpy as np
 from serve_util import running_server
 from space_util import machine
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--enable-precise-memory-info"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--enable-precise-memory-info",
+]
 
 # Wheel-zoom in and out around a cursor that wanders over the map: every event pans and zooms; frame times from
 # requestAnimationFrame.
@@ -101,7 +107,7 @@ def photo_thumbnails(k: int = 256, size: int = 96) -> list[bytes]:
         im = images[i % 2]
         y, x = rng.integers(0, im.shape[0] - size), rng.integers(0, im.shape[1] - size)
         buf = io.BytesIO()
-        Image.fromarray(im[y:y + size, x:x + size]).save(buf, "PNG", compress_level=1)
+        Image.fromarray(im[y : y + size, x : x + size]).save(buf, "PNG", compress_level=1)
         out.append(buf.getvalue())
     return out
 
@@ -124,10 +130,22 @@ def build_map(data_dir: str, n: int, images: bool) -> str:
     store._write_atomic = lambda path, data: None  # bench only: the files are hard links made below
     for start in range(0, n, 50_000):
         m = min(n, start + 50_000) - start
-        items = [NewItem(kind="image" if images else "text", label=f"thing {start + i}", vector=vec,
-                         decode_vector=vec, thumbnail_png=marker if images else None) for i in range(m)]
-        made = store.add_items(record.id, items, xy[start:start + m],
-                               projection={"method": "umap", "revision": 1, "fitted_count": n} if start == 0 else None)
+        items = [
+            NewItem(
+                kind="image" if images else "text",
+                label=f"thing {start + i}",
+                vector=vec,
+                decode_vector=vec,
+                thumbnail_png=marker if images else None,
+            )
+            for i in range(m)
+        ]
+        made = store.add_items(
+            record.id,
+            items,
+            xy[start : start + m],
+            projection={"method": "umap", "revision": 1, "fitted_count": n} if start == 0 else None,
+        )
         for j, item in enumerate(made):
             if images:
                 os.link(sources[(start + j) % len(sources)], store.thumb_dir / f"{item.id}.png")
@@ -145,12 +163,18 @@ def measure(browser, base: str, map_id: str, page_kind: str, seconds: float, bou
         page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
         first_frame = time.perf_counter() - start
         times = sorted(page.evaluate(FRAME_PROBE, [int(seconds * 1000), canvas_selector]))
-        row = {"first_frame_s": first_frame, "frames": len(times),
-               "frame_p50_ms": statistics.median(times) if times else float("nan"),
-               "frame_p95_ms": times[int(0.95 * (len(times) - 1))] if times else float("nan"),
-               "max_ms": times[-1] if times else float("nan"), "pictures_s": None}
-        has_tiles = page.evaluate("(() => { const i = window.latentmap ? window.latentmap.renderer()"
-                                  " : window.renderer.info(); return i && i.settled !== undefined; })()")
+        row = {
+            "first_frame_s": first_frame,
+            "frames": len(times),
+            "frame_p50_ms": statistics.median(times) if times else float("nan"),
+            "frame_p95_ms": times[int(0.95 * (len(times) - 1))] if times else float("nan"),
+            "max_ms": times[-1] if times else float("nan"),
+            "pictures_s": None,
+        }
+        has_tiles = page.evaluate(
+            "(() => { const i = window.latentmap ? window.latentmap.renderer()"
+            " : window.renderer.info(); return i && i.settled !== undefined; })()"
+        )
         if has_tiles:
             row["pictures_s"] = page.evaluate(ZOOM_AND_WAIT, canvas_selector)
         row.update(page.evaluate(MEMORY))
@@ -170,8 +194,11 @@ def main() -> None:
     args = p.parse_args()
     from playwright.sync_api import sync_playwright
 
-    specs = [(1000, False)] + [(int(s), False) for s in args.points.split(",") if s] + \
-        [(int(s), True) for s in args.images.split(",") if s]
+    specs = (
+        [(1000, False)]
+        + [(int(s), False) for s in args.points.split(",") if s]
+        + [(int(s), True) for s in args.images.split(",") if s]
+    )
     pages = [k for k in args.pages.split(",") if k] + (["regl"] if args.regl else [])
     data_dir = tempfile.mkdtemp(prefix="latentmap-render-")
     maps = {}
@@ -183,8 +210,9 @@ def main() -> None:
     with running_server("tiny-random", data_dir=data_dir) as (base, _), sync_playwright() as pw:
         import httpx
 
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
-                                     args=CHROMIUM_ARGS + ([] if args.gpu else ["--disable-gpu"]))
+        browser = pw.chromium.launch(
+            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS + ([] if args.gpu else ["--disable-gpu"])
+        )
         try:
             for spec in specs:
                 map_id = maps[spec]
@@ -200,8 +228,10 @@ def main() -> None:
         finally:
             browser.close()
     print(f"\nrender: headless Chromium {'(GPU)' if args.gpu else '(software GL)'}, 1280x800; {machine()}")
-    print("| map | page | first frame s (÷ 1k) | frame p50 ms (÷ 1k) | frame p95 ms (÷ 1k) | worst frame ms | frames "
-          "| pictures after a zoom s | JS heap MB | GPU est. MB | bytes fetched MB (tiles) | tile index s |")
+    print(
+        "| map | page | first frame s (÷ 1k) | frame p50 ms (÷ 1k) | frame p95 ms (÷ 1k) | worst frame ms | frames "
+        "| pictures after a zoom s | JS heap MB | GPU est. MB | bytes fetched MB (tiles) | tile index s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     base_rows = {kind: r for (spec, kind, r) in rows if spec == (1000, False)}
     for (n, images), kind, r in rows:
@@ -210,11 +240,13 @@ def main() -> None:
         pics_text = f"{pics['s']:.2f} ({pics['pictures']} shown)" if pics else "–"
         gpu = f"{r['gpu'] / 1e6:.1f}" if r.get("gpu") is not None else "–"
         tiles = f" ({r['tileBytes'] / 1e6:.2f})" if r.get("tileBytes") is not None else ""
-        print(f"| {n:,} {'images' if images else 'points'} | {kind} | {r['first_frame_s']:.2f} "
-              f"({r['first_frame_s'] / b['first_frame_s']:.2f}) | {r['frame_p50_ms']:.1f} "
-              f"({r['frame_p50_ms'] / b['frame_p50_ms']:.2f}) | {r['frame_p95_ms']:.1f} "
-              f"({r['frame_p95_ms'] / b['frame_p95_ms']:.2f}) | {r['max_ms']:.0f} | {r['frames']} | {pics_text} "
-              f"| {r['heap'] / 1e6:.1f} | {gpu} | {r['bytes'] / 1e6:.2f}{tiles} | {r['index_s']:.2f} |")
+        print(
+            f"| {n:,} {'images' if images else 'points'} | {kind} | {r['first_frame_s']:.2f} "
+            f"({r['first_frame_s'] / b['first_frame_s']:.2f}) | {r['frame_p50_ms']:.1f} "
+            f"({r['frame_p50_ms'] / b['frame_p50_ms']:.2f}) | {r['frame_p95_ms']:.1f} "
+            f"({r['frame_p95_ms'] / b['frame_p95_ms']:.2f}) | {r['max_ms']:.0f} | {r['frames']} | {pics_text} "
+            f"| {r['heap'] / 1e6:.1f} | {gpu} | {r['bytes'] / 1e6:.2f}{tiles} | {r['index_s']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -38,9 +38,12 @@ window.timeFrames = async (draw, sync) => {
 };
 """
 
-DECK_PAGE = """<!doctype html><html><head><link rel="icon" href="data:,"></head><body style="margin:0">
+DECK_PAGE = (
+    """<!doctype html><html><head><link rel="icon" href="data:,"></head><body style="margin:0">
 <div id="c" style="width:1280px;height:800px;position:relative"></div>
-<script src="deck.gl-9.4.0.min.js"></script><script>""" + COMMON + """
+<script src="deck.gl-9.4.0.min.js"></script><script>"""
+    + COMMON
+    + """
 const layer = () => new deck.ScatterplotLayer({id: 's', data: {length: n, attributes: {
   getPosition: {value: pos, size: 2}, getFillColor: {value: col, size: 4, normalized: true}}},
   getRadius: 3, radiusUnits: 'pixels'});
@@ -49,9 +52,13 @@ const dk = new deck.Deck({parent: document.getElementById('c'), width: 1280, hei
 window.run = () => timeFrames((i) => dk.setProps({viewState: {target: [i * 0.001, 0, 0], zoom: 8.6}}),
   () => { const gl = dk.device && dk.device.gl; if (gl) gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, new Uint8Array(4)); });
 </script></body></html>"""
+)
 
-GL_PAGE = """<!doctype html><html><head><link rel="icon" href="data:,"></head><body style="margin:0">
-<canvas id="c" width="1280" height="800"></canvas><script>""" + COMMON + """
+GL_PAGE = (
+    """<!doctype html><html><head><link rel="icon" href="data:,"></head><body style="margin:0">
+<canvas id="c" width="1280" height="800"></canvas><script>"""
+    + COMMON
+    + """
 const gl = document.getElementById('c').getContext('webgl2', {antialias: false});
 const sh = (t, src) => { const x = gl.createShader(t); gl.shaderSource(x, src); gl.compileShader(x); return x; };
 const p = gl.createProgram();
@@ -74,6 +81,7 @@ window.run = () => timeFrames((i) => { gl.clearColor(0.08, 0.09, 0.11, 1); gl.cl
   gl.uniform2f(offset, i * 0.001, 0); gl.drawArrays(gl.POINTS, 0, n); },
   () => gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, new Uint8Array(4)));
 </script></body></html>"""
+)
 
 
 def main() -> None:

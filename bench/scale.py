@@ -51,12 +51,14 @@ def make_table(path: Path, n: int, seed: int = 0) -> None:
     scale = 0.05 * np.linalg.norm(base, axis=1).mean() / np.sqrt(base.shape[1])
     vectors = (base[pick] + rng.normal(scale=scale, size=(n, base.shape[1]))).astype(np.float32)
     flat = pa.array(vectors.reshape(-1), type=pa.float32())
-    table = pa.table({
-        "id": pa.array([f"item-{i}" for i in range(n)]),
-        "vector": pa.FixedSizeListArray.from_arrays(flat, base.shape[1]),
-        "digit": pa.array([str(int(d)) for d in np.asarray(labels)[pick]]),
-        "brightness": pa.array(vectors[:, 0].astype(np.float64)),
-    })
+    table = pa.table(
+        {
+            "id": pa.array([f"item-{i}" for i in range(n)]),
+            "vector": pa.FixedSizeListArray.from_arrays(flat, base.shape[1]),
+            "digit": pa.array([str(int(d)) for d in np.asarray(labels)[pick]]),
+            "brightness": pa.array(vectors[:, 0].astype(np.float64)),
+        }
+    )
     pq.write_table(table, path)
 
 
@@ -64,9 +66,31 @@ def build(data_dir: Path, table: Path, title: str) -> tuple[float, float, str]:
     """(seconds, peak RSS in MB, map id) of the CLI build."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "build", "--space", SPACE, "--data-dir", str(data_dir),
-                             "--table", str(table), "--vector", "vector", "--label", "id", "--title", title,
-                             "--quiet"], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "build",
+            "--space",
+            SPACE,
+            "--data-dir",
+            str(data_dir),
+            "--table",
+            str(table),
+            "--vector",
+            "vector",
+            "--label",
+            "id",
+            "--title",
+            title,
+            "--quiet",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     out = proc.stdout.read()
     err = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -106,8 +130,12 @@ def probe(base: str, map_id: str, n_clicks: int, seed: int) -> dict:
     client.get(f"/api/maps/{map_id}/points.bin").raise_for_status()
     points_bin = time.perf_counter() - t
     client.close()
-    return {"first_decode_s": first, "decode_p50_ms": 1000 * statistics.median(decode),
-            "neighbors_p50_ms": 1000 * statistics.median(neighbours), "points_bin_s": points_bin}
+    return {
+        "first_decode_s": first,
+        "decode_p50_ms": 1000 * statistics.median(decode),
+        "neighbors_p50_ms": 1000 * statistics.median(neighbours),
+        "points_bin_s": points_bin,
+    }
 
 
 def first_frame(base: str, map_id: str) -> float:
@@ -142,8 +170,10 @@ def main() -> None:
         table, data = work / f"vectors-{n}.parquet", work / f"data-{n}"
         t = time.perf_counter()
         make_table(table, n)
-        print(f"{n:,}: table written in {time.perf_counter() - t:.1f} s ({table.stat().st_size / n:.0f} B/row)",
-              flush=True)
+        print(
+            f"{n:,}: table written in {time.perf_counter() - t:.1f} s ({table.stat().st_size / n:.0f} B/row)",
+            flush=True,
+        )
         seconds, peak_mb, map_id = build(data, table, f"scale {n}")
         row = {"n": n, "build_s": seconds, "peak_rss_mb": peak_mb, "disk_b_per_item": disk_bytes(data) / n}
         print(f"{n:,}: built in {seconds:.1f} s, peak RSS {peak_mb:.0f} MB", flush=True)
@@ -158,11 +188,15 @@ def main() -> None:
         print(f"{n:,}: {row}", flush=True)
         rows.append(row)
     print(f"\nscale: space {SPACE}, {os.cpu_count()} CPUs (shared), {args.clicks} clicks per map")
-    keys = [("build_s", "build (s)"), ("peak_rss_mb", "build peak RSS (MB)"),
-            ("disk_b_per_item", "disk (bytes/item)"), ("points_bin_s", "points.bin (s)"),
-            ("first_decode_s", "first click, loads the map (s)"), ("decode_p50_ms", "click -> decode p50 (ms)"),
-            ("neighbors_p50_ms", "neighbours p50 (ms)")] + \
-        ([("first_frame_s", "first frame (s)")] if args.first_frame else [])
+    keys = [
+        ("build_s", "build (s)"),
+        ("peak_rss_mb", "build peak RSS (MB)"),
+        ("disk_b_per_item", "disk (bytes/item)"),
+        ("points_bin_s", "points.bin (s)"),
+        ("first_decode_s", "first click, loads the map (s)"),
+        ("decode_p50_ms", "click -> decode p50 (ms)"),
+        ("neighbors_p50_ms", "neighbours p50 (ms)"),
+    ] + ([("first_frame_s", "first frame (s)")] if args.first_frame else [])
     base_row = rows[0]
     print("| figure | " + " | ".join(f"{r['n']:,} items" for r in rows) + " | ratio to 1k |")
     print("|---|" + "---|" * len(rows) + "---|")

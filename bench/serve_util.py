@@ -24,8 +24,13 @@ def running_server(space: str, data_dir: str | None = None, extra_env: dict | No
     data_dir = data_dir or tempfile.mkdtemp(prefix="latentmap-bench-")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "LATENTMAP_WARM_UMAP": "0", **(extra_env or {})}
     log = open(Path(data_dir) / "server.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--data-dir", data_dir,
-                             "--space", space], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--data-dir", data_dir, "--space", space],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 300

@@ -32,8 +32,9 @@ def make_service(space, data_dir: str | None = None, **settings_overrides):
     from app.settings import Settings
 
     data_dir = Path(data_dir or tempfile.mkdtemp(prefix="latentmap-bench-data-"))
-    settings = Settings(data_dir=data_dir, space=space.name, warm_umap=False, create_demo_map=False,
-                        **settings_overrides)
+    settings = Settings(
+        data_dir=data_dir, space=space.name, warm_umap=False, create_demo_map=False, **settings_overrides
+    )
     return MapService(Store(data_dir), space, settings, WorkQueue(settings.max_queued_jobs))
 
 

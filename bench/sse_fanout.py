@@ -32,8 +32,9 @@ async def run(args):
     with running_server(args.space) as (base, proc):
         async with httpx.AsyncClient(base_url=base, timeout=60) as http:
             made = (await http.post("/api/maps", json={"title": "fan-out"})).json()
-            p = (await http.post(f"/api/maps/{made['id']}/presentations",
-                                 headers={"X-Edit-Key": made["edit_key"]})).json()
+            p = (
+                await http.post(f"/api/maps/{made['id']}/presentations", headers={"X-Edit-Key": made["edit_key"]})
+            ).json()
             code, key = p["code"], {"X-Presenter-Key": p["presenter_key"]}
             inboxes = [[] for _ in range(args.followers)]
             readies = [asyncio.Event() for _ in range(args.followers)]
@@ -47,8 +48,11 @@ async def run(args):
                 if time.monotonic() > end:
                     break
                 t0 = time.time()
-                r = await http.put(f"/api/presentations/{code}/state", headers=key,
-                                   json={"view": [i / 100, 0, 1], "at": [0, i / 100], "seed": i})
+                r = await http.put(
+                    f"/api/presentations/{code}/state",
+                    headers=key,
+                    json={"view": [i / 100, 0, 1], "at": [0, i / 100], "seed": i},
+                )
                 presenter_latency.append(time.time() - t0)
                 sent[r.json()["version"]] = t0
                 await asyncio.sleep(args.interval)

@@ -44,9 +44,15 @@ def build_map(service, space_name: str, items: int) -> str:
 def main(args) -> None:
     set_threads(args.threads)
     space = load_space(args.space)
-    service = make_service(space, defer_prompt_images=False, terrain_cells=args.cells,
-                           terrain_batch_size=args.batch, max_tile_jobs=4 * (args.flood + args.concurrency),
-                           max_tiles_per_client=4 * args.concurrency, max_queued_jobs=64)
+    service = make_service(
+        space,
+        defer_prompt_images=False,
+        terrain_cells=args.cells,
+        terrain_batch_size=args.batch,
+        max_tile_jobs=4 * (args.flood + args.concurrency),
+        max_tiles_per_client=4 * args.concurrency,
+        max_queued_jobs=64,
+    )
     from app.maps.terrain import Terrain
 
     terrain = Terrain(service)
@@ -73,8 +79,8 @@ def main(args) -> None:
         tile_times.append(time.perf_counter() - t)
 
     # 2. tiles/s while the page pans: a row of tiles, a browser's few requests at a time
-    pan_seed, n = next(seeds), 2 ** args.zoom
-    todo = [(x, y) for y in range(n) for x in range(n)][:args.pan_tiles]
+    pan_seed, n = next(seeds), 2**args.zoom
+    todo = [(x, y) for y in range(n) for x in range(n)][: args.pan_tiles]
     lock, done = threading.Lock(), []
 
     def browser():
@@ -96,13 +102,15 @@ def main(args) -> None:
 
     # 3. clicks idle vs under a tile flood
     rng = random.Random(0)
-    (x0, y0), size = terrain.base_tile(service.store.get_map(map_id)).origin, terrain.base_tile(
-        service.store.get_map(map_id)).size
+    (x0, y0), size = (
+        terrain.base_tile(service.store.get_map(map_id)).origin,
+        terrain.base_tile(service.store.get_map(map_id)).size,
+    )
 
     def click_times(count):
         out = []
         for _ in range(count):
-            x, y = x0 + rng.uniform(.2, .8) * size, y0 + rng.uniform(.2, .8) * size
+            x, y = x0 + rng.uniform(0.2, 0.8) * size, y0 + rng.uniform(0.2, 0.8) * size
             t = time.perf_counter()
             service.decode_at(map_id, x, y, next(seeds))
             out.append(time.perf_counter() - t)
@@ -114,7 +122,7 @@ def main(args) -> None:
 
     def flooder(client):
         while not stop.is_set():
-            x, y = rng.randrange(2 ** args.zoom), rng.randrange(2 ** args.zoom)
+            x, y = rng.randrange(2**args.zoom), rng.randrange(2**args.zoom)
             try:
                 terrain.tile(terrain.tile_key(map_id, args.zoom, x, y, next(seeds)), client)
             except QueueFull:
@@ -130,19 +138,25 @@ def main(args) -> None:
         th.join()
 
     ms = lambda v: f"{1000 * v:.0f}"  # noqa: E731
-    g2 = args.cells ** 2
-    print(f"terrain: space={args.space} cells={args.cells} ({g2} decodes a tile) batch={args.batch} zoom={args.zoom} "
-          f"items={len(arrays)} threads={args.threads} ({machine()})")
+    g2 = args.cells**2
+    print(
+        f"terrain: space={args.space} cells={args.cells} ({g2} decodes a tile) batch={args.batch} zoom={args.zoom} "
+        f"items={len(arrays)} threads={args.threads} ({machine()})"
+    )
     print("| measure | value | target |\n|---|---|---|")
-    print(f"| one tile, batched through the TILE lane (p50 of {args.rounds}) | {ms(pct(tile_times, .5))} ms | |")
-    print(f"| the same {g2} single decodes in sequence (p50) | {ms(pct(single_times, .5))} ms | |")
-    print(f"| **tile ÷ single decodes** | **{pct(tile_times, .5) / pct(single_times, .5):.2f}** | ≤ 0.3 (digits) |")
-    print(f"| tiles/s while panning ({len(done)} tiles, {args.concurrency} at a time, cold) | "
-          f"{len(done) / pan_seconds:.2f} | |")
-    print(f"| click p50 / p95, idle queue ({args.clicks} clicks) | {ms(pct(idle, .5))} / {ms(pct(idle, .95))} ms | |")
-    print(f"| click p50 / p95 while {args.flood} clients flood tiles | {ms(pct(busy, .5))} / "
-          f"{ms(pct(busy, .95))} ms | |")
-    print(f"| **click under tile flood ÷ idle (p50)** | **{pct(busy, .5) / pct(idle, .5):.2f}** | ≤ 1.5 |")
+    print(f"| one tile, batched through the TILE lane (p50 of {args.rounds}) | {ms(pct(tile_times, 0.5))} ms | |")
+    print(f"| the same {g2} single decodes in sequence (p50) | {ms(pct(single_times, 0.5))} ms | |")
+    print(f"| **tile ÷ single decodes** | **{pct(tile_times, 0.5) / pct(single_times, 0.5):.2f}** | ≤ 0.3 (digits) |")
+    print(
+        f"| tiles/s while panning ({len(done)} tiles, {args.concurrency} at a time, cold) | "
+        f"{len(done) / pan_seconds:.2f} | |"
+    )
+    print(f"| click p50 / p95, idle queue ({args.clicks} clicks) | {ms(pct(idle, 0.5))} / {ms(pct(idle, 0.95))} ms | |")
+    print(
+        f"| click p50 / p95 while {args.flood} clients flood tiles | {ms(pct(busy, 0.5))} / "
+        f"{ms(pct(busy, 0.95))} ms | |"
+    )
+    print(f"| **click under tile flood ÷ idle (p50)** | **{pct(busy, 0.5) / pct(idle, 0.5):.2f}** | ≤ 1.5 |")
 
 
 if __name__ == "__main__":

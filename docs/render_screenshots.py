@@ -40,9 +40,26 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="latentmap-shots-"))
     folder = digit_folder(work)
     data = work / "data"
-    subprocess.run([sys.executable, "-m", "app.cli", "build", "--data-dir", str(data), "--space", "digits",
-                    "--images", str(folder), "--title", "A folder of handwritten digits", "--quiet"],
-                   cwd=ROOT, check=True, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "build",
+            "--data-dir",
+            str(data),
+            "--space",
+            "digits",
+            "--images",
+            str(folder),
+            "--title",
+            "A folder of handwritten digits",
+            "--quiet",
+        ],
+        cwd=ROOT,
+        check=True,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+    )
     with running_server("digits", data_dir=str(data)) as (base, _), sync_playwright() as pw:
         import httpx
 

@@ -21,8 +21,14 @@ from tests import helpers
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOT_DIR = REPO_ROOT / "test-output" / "screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 VIEWPORT = {"width": 1280, "height": 800}
 SERVER_START_TIMEOUT_S = 120
 
@@ -66,8 +72,7 @@ class LiveServer:
         return response.json()
 
     def add_prompts(self, map_id: str, key: str, prompts: list[str]) -> list[dict]:
-        response = self.http.post(f"/api/maps/{map_id}/prompts", json={"prompts": prompts},
-                                  headers={"X-Edit-Key": key})
+        response = self.http.post(f"/api/maps/{map_id}/prompts", json={"prompts": prompts}, headers={"X-Edit-Key": key})
         assert response.status_code == 201, response.text
         return response.json()["items"]
 
@@ -84,10 +89,27 @@ def start_server(data_dir: Path, space: str = "tiny-random", extra_env: dict | N
     """`latentmap serve` as a subprocess on a free loopback port, returned once /api/health answers."""
     log_path = data_dir.parent / f"server-{data_dir.name}-{time.monotonic_ns()}.log"
     port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LATENTMAP_WARM_UMAP": "0", "PYTHONUNBUFFERED": "1",
-           **(extra_env or {})}
-    cmd = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--data-dir", str(data_dir), "--space", space]
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "LATENTMAP_WARM_UMAP": "0",
+        "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "app.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--space",
+        space,
+    ]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     server = LiveServer(f"http://127.0.0.1:{port}", process, log_path)
@@ -130,13 +152,16 @@ def live_server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     from playwright import sync_api
+
     executable = chromium_executable()  # None: Playwright's own download, if there is one
     with sync_api.sync_playwright() as playwright:
         try:
             chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         except Exception as exc:  # no browser: a missing install step, not a reason to pass quietly
-            pytest.fail(f"cannot launch Chromium ({exc}); install Debian's chromium (bash .ci/test does) "
-                        "or set LATENTMAP_CHROMIUM")
+            pytest.fail(
+                f"cannot launch Chromium ({exc}); install Debian's chromium (bash .ci/test does) "
+                "or set LATENTMAP_CHROMIUM"
+            )
         yield chromium
         chromium.close()
 
@@ -199,7 +224,8 @@ def point_screen_positions(page) -> list[dict]:
 
 def empty_spot(page, min_distance: float = 40.0) -> tuple[float, float]:
     """A page position on the canvas far from every point (empty space between items)."""
-    spot = page.evaluate("""(minDistance) => {
+    spot = page.evaluate(
+        """(minDistance) => {
         const lm = window.latentmap;
         const rect = document.getElementById('map-canvas').getBoundingClientRect();
         const pts = lm.state.items.map((item) => lm.dataToScreen(item.x, item.y));
@@ -212,7 +238,9 @@ def empty_spot(page, min_distance: float = 40.0) -> tuple[float, float]:
             }
         }
         return best;
-    }""", min_distance)
+    }""",
+        min_distance,
+    )
     assert spot["d"] >= min_distance, spot
     return spot["x"], spot["y"]
 
@@ -237,11 +265,16 @@ def decoded_image_base64(page) -> str:
 
 def data_to_page(page, x: float, y: float) -> tuple[float, float]:
     """The page position of a map point (data coordinates), as the page itself computes it."""
-    return tuple(page.evaluate("""([x, y]) => {
+    return tuple(
+        page.evaluate(
+            """([x, y]) => {
         const rect = document.getElementById('map-canvas').getBoundingClientRect();
         const [px, py] = window.latentmap.dataToScreen(x, y);
         return [rect.left + px, rect.top + py];
-    }""", [x, y]))
+    }""",
+            [x, y],
+        )
+    )
 
 
 def draw_path(page, points: list[tuple[float, float]], steps: int | None = None, decode: bool = True) -> None:
@@ -271,9 +304,13 @@ def click_item(page, label: str | None = None, index: int | None = None) -> dict
     """Click a drawn item (by label, or by index on maps loaded without labels) as a user does: point at it, wait
     until the page sees it under the pointer (wherever layout and camera settled), click, and wait until it is the
     selected item. Returns the point."""
+
     def locate():
-        return next(p for p in point_screen_positions(page)
-                    if p["inside"] and (p["label"] == label if index is None else p["index"] == index))
+        return next(
+            p
+            for p in point_screen_positions(page)
+            if p["inside"] and (p["label"] == label if index is None else p["index"] == index)
+        )
 
     target = locate()
     page.mouse.move(target["x"] - 20, target["y"] - 20)
@@ -281,8 +318,9 @@ def click_item(page, label: str | None = None, index: int | None = None) -> dict
     page.wait_for_function("(i) => window.latentmap.state.hovered === i", arg=target["index"])
     target = locate()
     page.mouse.click(target["x"], target["y"])
-    page.wait_for_function("(i) => window.latentmap.state.selected === window.latentmap.state.items[i]",
-                           arg=target["index"])
+    page.wait_for_function(
+        "(i) => window.latentmap.state.selected === window.latentmap.state.items[i]", arg=target["index"]
+    )
     return target
 
 

@@ -10,15 +10,20 @@ from PIL import Image, ImageDraw
 from app.settings import Settings
 
 
-def png_bytes(color: tuple[int, int, int] = (200, 30, 30), size: int | tuple[int, int] = (40, 32), fmt: str = "PNG",
-              mark: bool = False) -> bytes:
+def png_bytes(
+    color: tuple[int, int, int] = (200, 30, 30),
+    size: int | tuple[int, int] = (40, 32),
+    fmt: str = "PNG",
+    mark: bool = False,
+) -> bytes:
     """An image file of one colour (`size` an int for a square); `mark` draws a disc in the opposite colour in
     the middle, so pictures on a page are told apart by more than their colour."""
     width, height = (size, size) if isinstance(size, int) else size
     image = Image.new("RGB", (width, height), color)
     if mark:
-        ImageDraw.Draw(image).ellipse((width // 4, height // 4, 3 * width // 4, 3 * height // 4),
-                                      fill=tuple(255 - c for c in color))
+        ImageDraw.Draw(image).ellipse(
+            (width // 4, height // 4, 3 * width // 4, 3 * height // 4), fill=tuple(255 - c for c in color)
+        )
     buf = io.BytesIO()
     image.save(buf, format=fmt)
     return buf.getvalue()

@@ -16,15 +16,22 @@ def add_prompts(client, map_id, headers, prompts):
 
 
 def add_images(client, map_id, headers, files):
-    r = client.post(f"/api/maps/{map_id}/images", headers=headers,
-                    files=[("files", (name, data, "application/octet-stream")) for name, data in files])
+    r = client.post(
+        f"/api/maps/{map_id}/images",
+        headers=headers,
+        files=[("files", (name, data, "application/octet-stream")) for name, data in files],
+    )
     assert r.status_code == 201, r.text
     return r.json()["items"]
 
 
 def test_health_and_spaces(client):
-    assert client.get("/api/health").json() == {"status": "ok", "space": "tiny-random", "device": "cpu",
-                                                "preview": True}
+    assert client.get("/api/health").json() == {
+        "status": "ok",
+        "space": "tiny-random",
+        "device": "cpu",
+        "preview": True,
+    }
     spaces = {s["name"]: s for s in client.get("/api/spaces").json()}
     assert spaces["tiny-random"]["loaded"] is True
     assert spaces["digits"]["loaded"] is False
@@ -54,8 +61,9 @@ def test_prompts_and_images_become_points(client, new_map):
     texts = add_prompts(client, map_id, key, ["a red square", "a blue square", "a green square"])
     assert [i["kind"] for i in texts] == ["text"] * 3
     assert [i["label"] for i in texts] == ["a red square", "a blue square", "a green square"]
-    images = add_images(client, map_id, key, [("red.png", png_bytes((255, 0, 0))),
-                                              ("blue.jpg", png_bytes((0, 0, 255), fmt="JPEG"))])
+    images = add_images(
+        client, map_id, key, [("red.png", png_bytes((255, 0, 0))), ("blue.jpg", png_bytes((0, 0, 255), fmt="JPEG"))]
+    )
     assert [(i["kind"], i["label"]) for i in images] == [("image", "red.png"), ("image", "blue.jpg")]
     points = client.get(f"/api/maps/{map_id}/points").json()["points"]
     assert len(points) == 5
@@ -81,8 +89,9 @@ def test_mutations_need_the_edit_key(client, new_map, key):
     r = client.post(f"/api/maps/{map_id}/prompts", json={"prompts": ["x"]}, headers=headers)
     assert r.status_code == 403 and "edit key" in r.json()["detail"]
     assert client.post(f"/api/maps/{map_id}/refit", headers=headers).status_code == 403
-    r = client.post(f"/api/maps/{map_id}/images", files=[("files", ("a.png", png_bytes(), "image/png"))],
-                    headers=headers)
+    r = client.post(
+        f"/api/maps/{map_id}/images", files=[("files", ("a.png", png_bytes(), "image/png"))], headers=headers
+    )
     assert r.status_code == 403
     assert client.get(f"/api/maps/{map_id}").json()["count"] == 0
 
@@ -131,8 +140,9 @@ def test_decode_empty_space_between_items(client, new_map):
     assert r.status_code == 200 and r.content[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize("body", [{"x": 0, "y": 0, "seed": -1}, {"x": 0, "y": 0, "seed": 2**40},
-                                  {"x": "a", "y": 0}, {"y": 0}])
+@pytest.mark.parametrize(
+    "body", [{"x": 0, "y": 0, "seed": -1}, {"x": 0, "y": 0, "seed": 2**40}, {"x": "a", "y": 0}, {"y": 0}]
+)
 def test_decode_bad_input_is_422(client, new_map, body):
     map_id, key = new_map
     add_prompts(client, map_id, key, ["a"])
@@ -168,18 +178,23 @@ def test_refit_is_explicit_and_bumps_revision(client, new_map):
 
 def test_corrupt_image_is_422_naming_the_file_and_adds_nothing(client, new_map):
     map_id, key = new_map
-    r = client.post(f"/api/maps/{map_id}/images", headers=key,
-                    files=[("files", ("good.png", png_bytes(), "image/png")),
-                           ("files", ("broken.png", png_bytes()[:40], "image/png"))])
+    r = client.post(
+        f"/api/maps/{map_id}/images",
+        headers=key,
+        files=[
+            ("files", ("good.png", png_bytes(), "image/png")),
+            ("files", ("broken.png", png_bytes()[:40], "image/png")),
+        ],
+    )
     assert r.status_code == 422 and "broken.png" in r.json()["detail"]
     assert client.get(f"/api/maps/{map_id}").json()["count"] == 0
-    r = client.post(f"/api/maps/{map_id}/images", headers=key,
-                    files=[("files", ("notes.png", b"just some text", "image/png"))])
+    r = client.post(
+        f"/api/maps/{map_id}/images", headers=key, files=[("files", ("notes.png", b"just some text", "image/png"))]
+    )
     assert r.status_code == 422 and "notes.png" in r.json()["detail"]
 
 
-@pytest.mark.parametrize("prompts", [[], [""], ["x" * 301], ["p"] * 201],
-                         ids=["none", "empty", "too long", "too many"])
+@pytest.mark.parametrize("prompts", [[], [""], ["x" * 301], ["p"] * 201], ids=["none", "empty", "too long", "too many"])
 def test_prompt_limits(client, new_map, prompts):
     map_id, key = new_map
     r = client.post(f"/api/maps/{map_id}/prompts", json={"prompts": prompts}, headers=key)
@@ -243,9 +258,9 @@ def test_binary_points_match_json_points(client, new_map):
     assert raw[:4] == b"LMP1"
     n = int(np.frombuffer(raw[4:8], "<u4")[0])
     assert n == 4 and len(raw) == 8 + 9 * n  # 9 bytes a point
-    x = np.frombuffer(raw[8:8 + 4 * n], "<f4")
-    y = np.frombuffer(raw[8 + 4 * n:8 + 8 * n], "<f4")
-    kinds = np.frombuffer(raw[8 + 8 * n:], "u1")
+    x = np.frombuffer(raw[8 : 8 + 4 * n], "<f4")
+    y = np.frombuffer(raw[8 + 4 * n : 8 + 8 * n], "<f4")
+    kinds = np.frombuffer(raw[8 + 8 * n :], "u1")
     assert np.allclose(x, [p["x"] for p in points]) and np.allclose(y, [p["y"] for p in points])
     assert list(kinds) == [0, 0, 0, 1]
     assert client.get(f"/api/maps/{map_id}/points/3").json() == points[3]
@@ -309,12 +324,16 @@ def test_a_data_dir_from_before_pending_images_is_migrated_in_place(make_client,
     add_prompts(client, made["id"], {"X-Edit-Key": made["edit_key"]}, ["an old prompt"])
     client.__exit__(None, None, None)
     db = sqlite3.connect(data / "latentmap.sqlite3")  # rebuild the items table as it was, without the column
-    items_table = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS items"):SCHEMA.index("CREATE INDEX")]
+    items_table = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS items") : SCHEMA.index("CREATE INDEX")]
     old_schema = "\n".join(line for line in items_table.splitlines() if "pending_image" not in line).replace(
-        "created_at REAL NOT NULL,\n)", "created_at REAL NOT NULL\n)")
-    db.executescript("DROP INDEX IF EXISTS items_pending; ALTER TABLE items RENAME TO items_new;" + old_schema +
-                     "INSERT INTO items SELECT id, map_id, seq, kind, label, x, y, vector, decode_vector, latent, "
-                     "latent_shape, has_thumbnail, created_at FROM items_new; DROP TABLE items_new;")
+        "created_at REAL NOT NULL,\n)", "created_at REAL NOT NULL\n)"
+    )
+    db.executescript(
+        "DROP INDEX IF EXISTS items_pending; ALTER TABLE items RENAME TO items_new;"
+        + old_schema
+        + "INSERT INTO items SELECT id, map_id, seq, kind, label, x, y, vector, decode_vector, latent, "
+        "latent_shape, has_thumbnail, created_at FROM items_new; DROP TABLE items_new;"
+    )
     assert "pending_image" not in {r[1] for r in db.execute("PRAGMA table_info(items)")}
     db.close()
 

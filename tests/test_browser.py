@@ -50,7 +50,7 @@ def hover_until_tooltip(page, target_id: str | None = None) -> dict:
 
 
 def test_index_lists_maps_and_creates_one(live_server, browser):
-    existing = live_server.create_map('<script>window.__xss=2</script> listed map')
+    existing = live_server.create_map("<script>window.__xss=2</script> listed map")
     context, page, problems = new_page(browser)
     try:
         page.goto(live_server.url("/"))
@@ -95,10 +95,13 @@ def test_owner_adds_decodes_and_shares(live_server, browser):
 
         # Two images through the file picker.
         before = {p["id"]: (p["x"], p["y"]) for p in live_server.points(map_id)}
-        page.set_input_files("#file-input", [
-            {"name": "red.png", "mimeType": "image/png", "buffer": png_bytes((220, 40, 40))},
-            {"name": "blue <b>.png", "mimeType": "image/png", "buffer": png_bytes((40, 60, 220))},
-        ])
+        page.set_input_files(
+            "#file-input",
+            [
+                {"name": "red.png", "mimeType": "image/png", "buffer": png_bytes((220, 40, 40))},
+                {"name": "blue <b>.png", "mimeType": "image/png", "buffer": png_bytes((40, 60, 220))},
+            ],
+        )
         page.click("#upload-submit")
         wait_point_count(page, 7)
         page.wait_for_selector("#add-progress", state="hidden")
@@ -122,8 +125,9 @@ def test_owner_adds_decodes_and_shares(live_server, browser):
         screenshot(page, "03-tooltip-escaped")
         image_item = next(p for p in live_server.points(map_id) if p["kind"] == "image")
         hover_until_tooltip(page, image_item["id"])
-        page.wait_for_function("() => { const i = document.querySelector('#tooltip img');"
-                               " return i && i.complete && i.naturalWidth > 0; }")
+        page.wait_for_function(
+            "() => { const i = document.querySelector('#tooltip img'); return i && i.complete && i.naturalWidth > 0; }"
+        )
         assert page.evaluate("document.querySelectorAll('img[src=\"x\"]').length") == 0
         assert page.evaluate("window.__xss") is None
 
@@ -199,8 +203,9 @@ def test_owner_adds_decodes_and_shares(live_server, browser):
         # Without the key the API refuses changes.
         denied = live_server.http.post(f"/api/maps/{map_id}/prompts", json={"prompts": ["sneaky"]})
         assert denied.status_code == 403
-        wrong = live_server.http.post(f"/api/maps/{map_id}/prompts", json={"prompts": ["sneaky"]},
-                                      headers={"X-Edit-Key": "not-the-key"})
+        wrong = live_server.http.post(
+            f"/api/maps/{map_id}/prompts", json={"prompts": ["sneaky"]}, headers={"X-Edit-Key": "not-the-key"}
+        )
         assert wrong.status_code == 403
 
         # New seed: a different decode at the same spot, recorded in the URL.
@@ -234,7 +239,8 @@ def test_drag_and_drop_images(live_server, browser):
         wait_ready(page)
         wait_point_count(page, 2)
         payloads = [base64.b64encode(png_bytes(c)).decode() for c in ((30, 160, 90), (200, 200, 40))]
-        page.evaluate("""(payloads) => {
+        page.evaluate(
+            """(payloads) => {
             const transfer = new DataTransfer();
             payloads.forEach((b64, i) => {
                 const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
@@ -244,7 +250,9 @@ def test_drag_and_drop_images(live_server, browser):
             for (const type of ['dragenter', 'dragover', 'drop']) {
                 frame.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true}));
             }
-        }""", payloads)
+        }""",
+            payloads,
+        )
         wait_point_count(page, 4)
         labels = [p["label"] for p in live_server.points(map_id)]
         assert "dropped-0.png" in labels and "dropped-1.png" in labels
@@ -277,11 +285,15 @@ def test_read_only_visitor_and_unknown_map(live_server, browser):
         wait_point_count(page, 2)
         assert page.is_visible("#share-btn")
         # No edit control anywhere: in every tab of the side panel, nothing only the owner may use is shown.
-        owner_only = ("#edit-section, #delete-btn, #copy-edit-btn, #present-start-btn, #tour-recorder, #quiz-start-btn, "
-                      ".tour-delete, .owner-only")
+        owner_only = (
+            "#edit-section, #delete-btn, #copy-edit-btn, #present-start-btn, #tour-recorder, #quiz-start-btn, "
+            ".tour-delete, .owner-only"
+        )
         for tab in ("decode", "explore", "teach"):
             open_tab(page, tab)
-            visible = page.eval_on_selector_all(owner_only, "els => els.filter((e) => e.checkVisibility()).map((e) => e.id)")
+            visible = page.eval_on_selector_all(
+                owner_only, "els => els.filter((e) => e.checkVisibility()).map((e) => e.id)"
+            )
             assert visible == [], (tab, visible)
         open_tab(page, "decode")
         x, y = empty_spot(page)
@@ -357,8 +369,7 @@ def test_owner_controls_keyboard_refit_delete(live_server, browser):
         assert live_server.http.get(f"/api/maps/{map_id}").json()["projection"]["revision"] == revision
         page.click("#refit-btn")
         page.click("#refit-confirm")
-        page.wait_for_function(
-            f"document.getElementById('map-meta').textContent.includes('revision {revision + 1}')")
+        page.wait_for_function(f"document.getElementById('map-meta').textContent.includes('revision {revision + 1}')")
         wait_point_count(page, 2)
         assert not problems.errors and not problems.dialogs
         assert items  # created through the API above
@@ -396,8 +407,9 @@ def test_slow_decodes_show_a_preview_first(live_server, browser):
         page.wait_for_function("window.latentmap.state.decodeState === 'done'")
         assert [b.get("preview", False) for b in decode_bodies] == [False, True, False]
         assert not page.eval_on_selector("#decode-img", "img => img.classList.contains('is-preview')")
-        full = live_server.http.post(f"/api/maps/{created['id']}/decode", json={
-            k: decode_bodies[2][k] for k in ("x", "y", "seed")})
+        full = live_server.http.post(
+            f"/api/maps/{created['id']}/decode", json={k: decode_bodies[2][k] for k in ("x", "y", "seed")}
+        )
         assert full.headers["x-decode-cache"] == "hit"  # the page ended on the full, cached picture
         assert not problems.errors
     finally:
@@ -408,7 +420,9 @@ def test_vary_a_selected_image(live_server, browser):
     created = live_server.create_map("Variations")
     map_id, key = created["id"], created["edit_key"]
     files = [("files", (f"c{i}.png", png_bytes((200 - 60 * i, 80, 60 * i)), "image/png")) for i in range(3)]
-    assert live_server.http.post(f"/api/maps/{map_id}/images", files=files, headers={"X-Edit-Key": key}).status_code == 201
+    assert (
+        live_server.http.post(f"/api/maps/{map_id}/images", files=files, headers={"X-Edit-Key": key}).status_code == 201
+    )
     live_server.add_prompts(map_id, key, ["a prompt has no picture to vary here"])
     context, page, problems = new_page(browser)
     try:
@@ -427,7 +441,9 @@ def test_vary_a_selected_image(live_server, browser):
         for n in (1, 2):
             page.click("#vary-btn")
             page.wait_for_function(f"document.querySelectorAll('#variations li img').length === {n}")
-        page.wait_for_function("[...document.querySelectorAll('#variations img')].every((i) => i.complete && i.naturalWidth > 0)")
+        page.wait_for_function(
+            "[...document.querySelectorAll('#variations img')].every((i) => i.complete && i.naturalWidth > 0)"
+        )
         seeds = page.eval_on_selector_all("#variations li", "(els) => els.map((e) => e.dataset.seed)")
         assert len(set(seeds)) == 2
         assert "change 0.40" in page.get_attribute("#variations li img", "alt")

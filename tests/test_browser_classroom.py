@@ -20,8 +20,14 @@ from tests.browser_util import (
 
 pytestmark = pytest.mark.browser
 
-PROMPTS = ["a red bicycle", "a cat asleep on a sofa", "snowy mountains at dawn", "a bowl of ramen",
-           "a lighthouse in a storm", "an old typewriter"]
+PROMPTS = [
+    "a red bicycle",
+    "a cat asleep on a sofa",
+    "snowy mountains at dawn",
+    "a bowl of ramen",
+    "a lighthouse in a storm",
+    "an old typewriter",
+]
 
 
 def make_map(live_server, title: str) -> tuple[str, str]:
@@ -36,11 +42,15 @@ def current_view(page) -> dict:
 
 def wait_same_view(page, view: dict, timeout: float = 10_000) -> None:
     """The page's view matches `view` (centre within 1% of the visible height, zoom within 1%)."""
-    page.wait_for_function("""(v) => {
+    page.wait_for_function(
+        """(v) => {
         const c = window.latentmap.currentView();
         const tol = 0.01 / v.zoom;
         return Math.abs(c.x - v.x) <= tol && Math.abs(c.y - v.y) <= tol && Math.abs(c.zoom / v.zoom - 1) <= 0.01;
-    }""", arg=view, timeout=timeout)
+    }""",
+        arg=view,
+        timeout=timeout,
+    )
 
 
 def views_match(a: dict, b: dict) -> bool:
@@ -121,8 +131,11 @@ def test_present_and_follow(live_server, browser):
             presenter.wait_for_timeout(30)
         presenter.wait_for_timeout(400)
         # Throttled: at most one update every 200 ms, the last (trailing) one after the gesture ended.
-        starts = presenter.evaluate("""(t0) => performance.getEntriesByType('resource')
-            .filter((e) => e.name.endsWith('/state') && e.startTime >= t0).map((e) => e.startTime)""", put_times)
+        starts = presenter.evaluate(
+            """(t0) => performance.getEntriesByType('resource')
+            .filter((e) => e.name.endsWith('/state') && e.startTime >= t0).map((e) => e.startTime)""",
+            put_times,
+        )
         assert starts, "no presentation update was sent"
         assert len(starts) <= 2 + (starts[-1] - starts[0]) / 200, starts
         assert all(b - a >= 150 for a, b in zip(starts, starts[1:])), starts
@@ -134,8 +147,11 @@ def test_present_and_follow(live_server, browser):
         presenter_image = decoded_image_base64(presenter)
         presenter_at = decoded_at(presenter)
         for page, _ in followers:
-            page.wait_for_function("(at) => { const c = window.latentmap.state.current; "
-                                   "return c && c.x === at[0] && c.y === at[1] && c.seed === at[2]; }", arg=presenter_at)
+            page.wait_for_function(
+                "(at) => { const c = window.latentmap.state.current; "
+                "return c && c.x === at[0] && c.y === at[1] && c.seed === at[2]; }",
+                arg=presenter_at,
+            )
             assert decoded_image_base64(page) == presenter_image
             wait_same_view(page, current_view(presenter))
         screenshot(followers[0][0], "classroom-02-follower-following")
@@ -143,8 +159,10 @@ def test_present_and_follow(live_server, browser):
         # A new seed on the presenter's side reaches the followers too.
         presenter.fill("#seed-input", "7")
         presenter.press("#seed-input", "Enter")
-        presenter.wait_for_function("window.latentmap.state.current.seed === 7 && "
-                                    "document.getElementById('map-root').dataset.decodeState === 'done'")
+        presenter.wait_for_function(
+            "window.latentmap.state.current.seed === 7 && "
+            "document.getElementById('map-root').dataset.decodeState === 'done'"
+        )
         presenter_image = decoded_image_base64(presenter)
         for page, _ in followers:
             page.wait_for_function("window.latentmap.state.current.seed === 7")
@@ -168,8 +186,14 @@ def test_present_and_follow(live_server, browser):
         assert not away.is_visible("#follow-again-btn")
 
         # A tour played by the presenter shows its caption on the followers' screens.
-        tour = live_server.http.post(f"/api/maps/{map_id}/tours", headers={"X-Edit-Key": key}, json={
-            "title": "Live tour", "steps": [{"caption": "Look here", "view": [0.0, 0.0, 0.8], "at": [0.1, 0.1], "seed": 2}]})
+        tour = live_server.http.post(
+            f"/api/maps/{map_id}/tours",
+            headers={"X-Edit-Key": key},
+            json={
+                "title": "Live tour",
+                "steps": [{"caption": "Look here", "view": [0.0, 0.0, 0.8], "at": [0.1, 0.1], "seed": 2}],
+            },
+        )
         assert tour.status_code == 201
         presenter.reload()  # picks up the new tour, and a reload keeps presenting (presenter key in sessionStorage)
         wait_ready(presenter)
@@ -180,8 +204,10 @@ def test_present_and_follow(live_server, browser):
         for page, _ in followers:
             page.wait_for_selector("#tour-player.is-remote:not([hidden])")
             page.wait_for_function("document.getElementById('tour-caption-text').textContent === 'Look here'")
-            page.wait_for_function("(() => { const c = window.latentmap.state.current; "
-                                   "return c && c.x === 0.1 && c.y === 0.1 && c.seed === 2; })()")
+            page.wait_for_function(
+                "(() => { const c = window.latentmap.state.current; "
+                "return c && c.x === 0.1 && c.y === 0.1 && c.seed === 2; })()"
+            )
             assert not page.is_visible("#tour-next")  # followers see the caption, the presenter drives
         screenshot(stay, "classroom-04-follower-tour-caption")
         presenter.click("#tour-close")
@@ -268,8 +294,14 @@ def test_tour_record_play_and_bundle(live_server, browser):
             assert got == pytest.approx(want, abs=0.01)
 
         # A tour with a path step, made through the API.
-        response = live_server.http.post(f"/api/maps/{map_id}/tours", headers={"X-Edit-Key": key}, json={
-            "title": "A walk", "steps": [{"caption": "Walk across", "path": [[-0.5, 0.0], [0.5, 0.2]], "seed": 1}]})
+        response = live_server.http.post(
+            f"/api/maps/{map_id}/tours",
+            headers={"X-Edit-Key": key},
+            json={
+                "title": "A walk",
+                "steps": [{"caption": "Walk across", "path": [[-0.5, 0.0], [0.5, 0.2]], "seed": 1}],
+            },
+        )
         assert response.status_code == 201
 
         # Anyone can play it: a viewer without the key.
@@ -304,8 +336,10 @@ def test_tour_record_play_and_bundle(live_server, browser):
 
         # The path step shows its frames.
         viewer.locator("#tour-list li", has_text="A walk").locator(".tour-play").click()
-        viewer.wait_for_function("document.querySelectorAll('#tour-frames img').length === 8 && "
-                                 "[...document.querySelectorAll('#tour-frames img')].every((i) => i.complete && i.naturalWidth > 0)")
+        viewer.wait_for_function(
+            "document.querySelectorAll('#tour-frames img').length === 8 && "
+            "[...document.querySelectorAll('#tour-frames img')].every((i) => i.complete && i.naturalWidth > 0)"
+        )
         screenshot(viewer, "classroom-07-tour-path")
         viewer.click("#tour-close")
 
@@ -379,11 +413,16 @@ def test_quiz_round(live_server, browser):
             assert page.locator(".cr-guess").count() == 2
         # Everyone following sees the hidden image's spot decoded.
         for _, page, _ in players:
-            page.wait_for_function("(a) => { const c = window.latentmap.state.current; "
-                                   "return c && c.x === a.x && c.y === a.y && c.seed === a.seed; }", arg=answer)
+            page.wait_for_function(
+                "(a) => { const c = window.latentmap.state.current; "
+                "return c && c.x === a.x && c.y === a.y && c.seed === a.seed; }",
+                arg=answer,
+            )
         screenshot(presenter, "classroom-09-quiz-revealed")
-        assert live_server.http.post(f"/api/quiz/{round_id}/guess",
-                                     json={"player": "late", "x": 0, "y": 0}).status_code == 403
+        assert (
+            live_server.http.post(f"/api/quiz/{round_id}/guess", json={"player": "late", "x": 0, "y": 0}).status_code
+            == 403
+        )
 
         # Projector: 1024x768, large text + high contrast, remembered across a reload.
         page = players[1][1]

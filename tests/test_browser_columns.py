@@ -44,8 +44,9 @@ def table_map(tmp_path_factory, tiny_space):
         writer.writerows(rows)
     data = root / "data"
     service = MapService(Store(data), tiny_space, make_settings(data, place_refine_epochs=0), WorkQueue(1))
-    result = local.build(service, sources.table_source(root / "items.csv", service.settings, image="path"),
-                         "Shops", progress=False)
+    result = local.build(
+        service, sources.table_source(root / "items.csv", service.settings, image="path"), "Shops", progress=False
+    )
     service.close()
     server = start_server(data)
     yield server, result.map_id
@@ -75,8 +76,10 @@ def test_colour_by_category_and_number_hide_a_category_share_link(table_map, bro
 
         # Clicking a category in the legend hides (dims) its points; the share link keeps colouring and hiding.
         page.click("#explore-legend button[data-category='south']")
-        page.wait_for_function("document.querySelector(\"#explore-legend button[data-category='south']\")"
-                               ".getAttribute('aria-pressed') === 'false'")
+        page.wait_for_function(
+            "document.querySelector(\"#explore-legend button[data-category='south']\")"
+            ".getAttribute('aria-pressed') === 'false'"
+        )
         half = page.evaluate("window.latentmap.renderer().palette.length") // 2
         values = page.evaluate("window.latentmap.state.colors.values")
         for value, label in zip(values, labels):

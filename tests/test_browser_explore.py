@@ -30,9 +30,20 @@ from tests.browser_util import (
 pytestmark = pytest.mark.browser
 
 XSS = '<img src=x onerror="window.__xss=1">'
-PROMPTS = ["a red bicycle", "a blue bicycle", "a green bicycle", "a cat asleep on a sofa", "a cat in the sun",
-           "a dog in the snow", "snowy mountains at dawn", "mountains by a lake", "a city at night",
-           "a yellow submarine", XSS, "a bowl of fruit"]
+PROMPTS = [
+    "a red bicycle",
+    "a blue bicycle",
+    "a green bicycle",
+    "a cat asleep on a sofa",
+    "a cat in the sun",
+    "a dog in the snow",
+    "snowy mountains at dawn",
+    "mountains by a lake",
+    "a city at night",
+    "a yellow submarine",
+    XSS,
+    "a bowl of fruit",
+]
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +110,11 @@ def test_path_draw_export_and_share_link(live_server, browser, filled_map):
         assert page.locator(".explore-path-frame").count() == 5
 
         # Export links serve a strip PNG, a GIF and a WebP.
-        for link, magic in (("#explore-strip-link", b"\x89PNG"), ("#explore-gif-link", b"GIF8"),
-                            ("#explore-webp-link", b"RIFF")):
+        for link, magic in (
+            ("#explore-strip-link", b"\x89PNG"),
+            ("#explore-gif-link", b"GIF8"),
+            ("#explore-webp-link", b"RIFF"),
+        ):
             href = page.get_attribute(link, "href")
             body = live_server.http.get(href)
             assert body.status_code == 200 and body.content.startswith(magic), (link, body.status_code)
@@ -159,10 +173,15 @@ def test_neighbours_of_clicked_point(live_server, browser, filled_map):
         assert "selected item" in page.inner_text("#explore-neighbors-note")
         ids = page.eval_on_selector_all("#explore-neighbors button", "bs => bs.map((b) => b.dataset.itemId)")
         assert target["id"] not in ids  # neighbours of the item: not itself
-        sims = [float(s) for s in page.eval_on_selector_all(".explore-neighbor-sim", "ss => ss.map((s) => s.textContent)")
-                if s]
+        sims = [
+            float(s)
+            for s in page.eval_on_selector_all(".explore-neighbor-sim", "ss => ss.map((s) => s.textContent)")
+            if s
+        ]
         assert sims == sorted(sims, reverse=True) and all(-1 <= s <= 1 for s in sims)
-        labels = page.eval_on_selector_all("#explore-neighbors .explore-neighbor-label", "ls => ls.map((l) => l.textContent)")
+        labels = page.eval_on_selector_all(
+            "#explore-neighbors .explore-neighbor-label", "ls => ls.map((l) => l.textContent)"
+        )
         assert any(lbl.startswith("img") for lbl in labels) or page.locator("#explore-neighbors img").count() >= 0
         screenshot(page, "explore-neighbours")
 
@@ -171,7 +190,9 @@ def test_neighbours_of_clicked_point(live_server, browser, filled_map):
         chosen = first.get_attribute("data-item-id")
         chosen_label = first.locator(".explore-neighbor-label").inner_text()
         first.click()
-        page.wait_for_function(f"window.latentmap.state.selected && window.latentmap.state.selected.id === {json.dumps(chosen)}")
+        page.wait_for_function(
+            f"window.latentmap.state.selected && window.latentmap.state.selected.id === {json.dumps(chosen)}"
+        )
         assert chosen_label in page.inner_text("#selected-label")
         pos = page.evaluate(f"""() => {{
             const lm = window.latentmap, item = lm.state.items.find((p) => p.id === {json.dumps(chosen)});
@@ -242,7 +263,9 @@ def test_search_similarity_filter_and_clusters(live_server, browser, filled_map)
         clusters = live_server.http.get(f"/api/maps/{map_id}/clusters").json()
         assert "No cluster" in page.inner_text("#explore-legend")
         page.check("#explore-cluster-labels")
-        page.wait_for_function(f"document.querySelectorAll('.explore-cluster-label').length === {len(clusters['clusters'])}")
+        page.wait_for_function(
+            f"document.querySelectorAll('.explore-cluster-label').length === {len(clusters['clusters'])}"
+        )
         for c in clusters["clusters"]:
             assert page.locator(f".explore-cluster-label[data-cluster='{c['id']}']").inner_text() == c["label"]
         screenshot(page, "explore-clusters")
@@ -325,7 +348,7 @@ def test_filter_and_export_on_a_map_loaded_without_labels(live_server, browser, 
         page.wait_for_function("!document.getElementById('explore-filter-info').hidden")
         assert page.inner_text("#explore-filter-info") == f"3 of {n} points match “Bicycle”."
         colours = page.evaluate("window.latentmap.renderer().palette")
-        dimmed = colours[len(colours) // 2:]
+        dimmed = colours[len(colours) // 2 :]
         assert all(c[3] == 1 for c in dimmed)  # no blending in this mode: dimmed by mixing, not by alpha
         assert all(max(c[:3]) < 0.25 for c in dimmed)
         screenshot(page, "explore-filter-fast-render")
@@ -354,7 +377,9 @@ def test_bundle_round_trip_through_the_pages(live_server, browser, filled_map, t
 
         page.goto(live_server.url("/"))
         # A broken file is refused with a readable message.
-        page.set_input_files("#import-file", {"name": "broken.zip", "mimeType": "application/zip", "buffer": b"not a zip"})
+        page.set_input_files(
+            "#import-file", {"name": "broken.zip", "mimeType": "application/zip", "buffer": b"not a zip"}
+        )
         page.click("#import-submit")
         page.wait_for_selector("#import-error:not([hidden])")
         assert "Could not import the bundle" in page.inner_text("#import-error")
@@ -371,8 +396,9 @@ def test_bundle_round_trip_through_the_pages(live_server, browser, filled_map, t
                     manifest["map"]["space"] = "some-other-space"
                     data = json.dumps(manifest).encode()
                 dst.writestr(name, data)
-        page.set_input_files("#import-file", {"name": "other.zip", "mimeType": "application/zip",
-                                              "buffer": other.getvalue()})
+        page.set_input_files(
+            "#import-file", {"name": "other.zip", "mimeType": "application/zip", "buffer": other.getvalue()}
+        )
         page.click("#import-submit")
         page.wait_for_function("document.getElementById('import-error').textContent.includes('some-other-space')")
         assert "Conflict" in page.inner_text("#import-error")

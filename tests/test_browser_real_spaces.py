@@ -32,9 +32,11 @@ def turbo_server(tmp_path_factory):
     paths = turbo.build_random(root / "weights", ARCH)
     config_file = root / "turbo-h-config.json"
     config_file.write_text(json.dumps(TEST_CONFIG))
-    server = start_server(root / "data", space="turbo-h",
-                          extra_env={**_env_for("turbo-h", paths, config_file), "OMP_NUM_THREADS": "1",
-                                     "LATENTMAP_DEVICE": "cpu"})
+    server = start_server(
+        root / "data",
+        space="turbo-h",
+        extra_env={**_env_for("turbo-h", paths, config_file), "OMP_NUM_THREADS": "1", "LATENTMAP_DEVICE": "cpu"},
+    )
     try:
         yield server
     finally:
@@ -53,11 +55,14 @@ def test_prompt_pictures_arrive_after_the_prompts(turbo_server, browser):
         wait_point_count(page, 3)
         # On the map at once; the page knows the pictures are still coming (it asks again every 2.5 s).
         assert page.evaluate("window.latentmap.state.items.every((p) => p.pending === true)")
-        page.wait_for_function("window.latentmap.state.items.every((p) => p.pending === false && p.thumbnail)",
-                               timeout=60_000)
+        page.wait_for_function(
+            "window.latentmap.state.items.every((p) => p.pending === false && p.thumbnail)", timeout=60_000
+        )
         hover_until_tooltip(page)
-        page.wait_for_function("(() => { const img = document.querySelector('#tooltip .tooltip-thumb');"
-                               " return img && img.complete && img.naturalWidth > 0; })()")
+        page.wait_for_function(
+            "(() => { const img = document.querySelector('#tooltip .tooltip-thumb');"
+            " return img && img.complete && img.naturalWidth > 0; })()"
+        )
         assert not page.is_visible("#tooltip .tooltip-pending")
         screenshot(page, "real-prompt-picture")
         assert not problems.errors, problems.errors

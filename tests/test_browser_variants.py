@@ -34,8 +34,9 @@ PROMPTS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight
 @pytest.fixture(scope="module")
 def digits_server(tmp_path_factory):
     """`latentmap serve --space digits` without its demo map."""
-    server = start_server(tmp_path_factory.mktemp("latentmap-variants"), space="digits",
-                          extra_env={"LATENTMAP_CREATE_DEMO_MAP": "0"})
+    server = start_server(
+        tmp_path_factory.mktemp("latentmap-variants"), space="digits", extra_env={"LATENTMAP_CREATE_DEMO_MAP": "0"}
+    )
     try:
         yield server
     finally:
@@ -62,29 +63,38 @@ def check_clean(problems):
 
 def click_point(page, label):
     """Click on the item `label` (a spot that always has something to decode)."""
-    pos = page.evaluate("""(label) => {
+    pos = page.evaluate(
+        """(label) => {
         const lm = window.latentmap;
         const rect = document.getElementById('map-canvas').getBoundingClientRect();
         const item = lm.state.items.find((p) => p.label === label);
         const [px, py] = lm.dataToScreen(item.x, item.y);
         return [rect.left + px, rect.top + py];
-    }""", label)
+    }""",
+        label,
+    )
     page.mouse.click(pos[0], pos[1])
 
 
 def wait_grid(page, n):
-    page.wait_for_function("""(n) => {
+    page.wait_for_function(
+        """(n) => {
         const tiles = [...document.querySelectorAll('#variants-grid .variants-tile img')];
         return document.getElementById('map-root').dataset.variantsState === 'done' && tiles.length === n
             && tiles.every((img) => img.complete && img.naturalWidth > 0);
-    }""", arg=n)
+    }""",
+        arg=n,
+    )
 
 
 def image_bytes(page, url):
-    return page.evaluate("""async (url) => {
+    return page.evaluate(
+        """async (url) => {
         const buf = await (await fetch(url)).arrayBuffer();
         return Array.from(new Uint8Array(buf)).join(',');
-    }""", url)
+    }""",
+        url,
+    )
 
 
 def test_compare_strength_lineage_upscale_and_share_link(digits_server, browser, digits_map):
@@ -144,7 +154,9 @@ def test_compare_strength_lineage_upscale_and_share_link(digits_server, browser,
         page.focus("#variants-lora")
         for _ in range(5):
             page.keyboard.press("ArrowRight")
-        page.wait_for_function("[...document.querySelectorAll('#variants-grid figcaption')].some(e => e.textContent === 'thick ×1.0')")
+        page.wait_for_function(
+            "[...document.querySelectorAll('#variants-grid figcaption')].some(e => e.textContent === 'thick ×1.0')"
+        )
         wait_grid(page, 3)
         assert parse_qs(urlsplit(page.url).query)["lora"] == ["1.0"]
         screenshot(page, "variants-compare")
@@ -207,9 +219,14 @@ def test_compare_strength_lineage_upscale_and_share_link(digits_server, browser,
 def test_errors_are_readable(digits_server, browser, digits_map):
     context, page, problems = new_page(browser)
     try:
-        page.route("**/compare", lambda route: route.fulfill(
-            status=422, content_type="application/json",
-            body=json.dumps({"detail": "unknown decoder variant 'zzz'; choose 'base' or one of italic, thick"})))
+        page.route(
+            "**/compare",
+            lambda route: route.fulfill(
+                status=422,
+                content_type="application/json",
+                body=json.dumps({"detail": "unknown decoder variant 'zzz'; choose 'base' or one of italic, thick"}),
+            ),
+        )
         open_map(page, digits_server, digits_map, "?compare=base,thick&lora=0.8")
         page.wait_for_selector("#map-root[data-variants='ready']")
         open_tab(page, "decoders")
@@ -227,9 +244,14 @@ def test_space_without_variants_hides_the_panel(digits_server, browser, digits_m
     """What tiny-random answers (no variants): the panel and the Upscale button stay hidden, nothing breaks."""
     context, page, problems = new_page(browser)
     try:
-        page.route("**/api/variants", lambda route: route.fulfill(
-            status=200, content_type="application/json",
-            body=json.dumps({"space": "digits", "lineage": None, "variants": []})))
+        page.route(
+            "**/api/variants",
+            lambda route: route.fulfill(
+                status=200,
+                content_type="application/json",
+                body=json.dumps({"space": "digits", "lineage": None, "variants": []}),
+            ),
+        )
         open_map(page, digits_server, digits_map, "?compare=base,thick")
         click_point(page, "one")
         page.wait_for_function("document.getElementById('map-root').dataset.decodeState === 'done'")
@@ -259,9 +281,13 @@ def test_compare_along_a_drawn_path(digits_server, browser, digits_map):
         page.wait_for_selector("#variants-path-btn:not([disabled])")
         page.click("#variants-path-btn")
         page.wait_for_selector("#map-root[data-variants-path-state='done']")
-        rows = page.eval_on_selector_all(".variants-path-row", "els => els.map(e => [e.dataset.variant, e.querySelectorAll('img').length])")
+        rows = page.eval_on_selector_all(
+            ".variants-path-row", "els => els.map(e => [e.dataset.variant, e.querySelectorAll('img').length])"
+        )
         assert rows == [["base", 4], ["thick", 4]]
-        page.wait_for_function("[...document.querySelectorAll('.variants-path-row img')].every(i => i.complete && i.naturalWidth > 0)")
+        page.wait_for_function(
+            "[...document.querySelectorAll('.variants-path-row img')].every(i => i.complete && i.naturalWidth > 0)"
+        )
         page.locator("#variants-path-rows").scroll_into_view_if_needed()
         screenshot(page, "variants-path")
         # Clearing the path clears the comparison.

@@ -10,8 +10,13 @@ from app.maps.service import MapService
 from app.maps.store import NewItem, Store
 from tests.helpers import make_settings
 
-item_strategy = st.tuples(st.sampled_from(["text", "image"]), st.text(min_size=1, max_size=40),
-                          st.floats(-1, 1, allow_nan=False), st.floats(-1, 1, allow_nan=False), st.booleans())
+item_strategy = st.tuples(
+    st.sampled_from(["text", "image"]),
+    st.text(min_size=1, max_size=40),
+    st.floats(-1, 1, allow_nan=False),
+    st.floats(-1, 1, allow_nan=False),
+    st.booleans(),
+)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
@@ -21,10 +26,16 @@ def test_bundle_round_trip(tiny_space, tmp_path_factory, items, seed):
     service = MapService(Store(data_dir), tiny_space, make_settings(data_dir), WorkQueue(2))
     rng = np.random.default_rng(seed)
     record, _ = service.create_map("property")
-    new = [NewItem(kind=k, label=label, vector=rng.normal(size=tiny_space.dim).astype(np.float32),
-                   decode_vector=rng.normal(size=tiny_space.dim).astype(np.float32),
-                   latent=rng.normal(size=(4, 16, 16)).astype(np.float32) if with_latent else None)
-           for k, label, _, _, with_latent in items]
+    new = [
+        NewItem(
+            kind=k,
+            label=label,
+            vector=rng.normal(size=tiny_space.dim).astype(np.float32),
+            decode_vector=rng.normal(size=tiny_space.dim).astype(np.float32),
+            latent=rng.normal(size=(4, 16, 16)).astype(np.float32) if with_latent else None,
+        )
+        for k, label, _, _, with_latent in items
+    ]
     xy = np.array([[x, y] for _, _, x, y, _ in items], dtype=np.float32).reshape(-1, 2)
     if new:
         service.store.add_items(record.id, new, xy, projection={"method": "umap", "revision": 3})

@@ -38,8 +38,12 @@ def test_followers_receive_the_presenters_state(live_url):
     n = 20
     inboxes = [[] for _ in range(n)]
     ready = [threading.Event() for _ in range(n)]
-    threads = [threading.Thread(target=read_events, args=(f"{live_url}/api/presentations/{code}/events", 3,
-                                                          inboxes[i], ready[i])) for i in range(n)]
+    threads = [
+        threading.Thread(
+            target=read_events, args=(f"{live_url}/api/presentations/{code}/events", 3, inboxes[i], ready[i])
+        )
+        for i in range(n)
+    ]
     for t in threads:
         t.start()
     for r in ready:
@@ -80,10 +84,16 @@ def test_presentations_expire():
         classroom.get(p.code)
 
 
-@pytest.mark.parametrize("bad", [{"title": "", "steps": [{"caption": "x"}]}, {"title": "t", "steps": []},
-                                 {"title": "t", "steps": [{"view": [1, 2]}]},
-                                 {"title": "t", "steps": [{"caption": "x" * 501}]}],
-                         ids=["no title", "no steps", "view not x-y-zoom", "caption too long"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"title": "", "steps": [{"caption": "x"}]},
+        {"title": "t", "steps": []},
+        {"title": "t", "steps": [{"view": [1, 2]}]},
+        {"title": "t", "steps": [{"caption": "x" * 501}]},
+    ],
+    ids=["no title", "no steps", "view not x-y-zoom", "caption too long"],
+)
 def test_invalid_tours_are_422_and_not_saved(client, new_map, bad):
     map_id, key = new_map
     r = client.post(f"/api/maps/{map_id}/tours", json=bad, headers=key)
@@ -93,10 +103,14 @@ def test_invalid_tours_are_422_and_not_saved(client, new_map, bad):
 
 def test_tours_round_trip(client, new_map):
     map_id, key = new_map
-    tour = {"title": "Five steps", "steps": [
-        {"caption": "Clusters", "view": [0, 0, 1]},
-        {"caption": "Between clusters", "view": [0.2, 0.1, 3], "at": [0.2, 0.1], "seed": 1},
-        {"caption": "A walk", "path": [[-0.5, 0], [0.5, 0]], "seed": 2}]}
+    tour = {
+        "title": "Five steps",
+        "steps": [
+            {"caption": "Clusters", "view": [0, 0, 1]},
+            {"caption": "Between clusters", "view": [0.2, 0.1, 3], "at": [0.2, 0.1], "seed": 1},
+            {"caption": "A walk", "path": [[-0.5, 0], [0.5, 0]], "seed": 2},
+        ],
+    }
     assert client.post(f"/api/maps/{map_id}/tours", json=tour).status_code == 403
     saved = client.post(f"/api/maps/{map_id}/tours", json=tour, headers=key)
     assert saved.status_code == 201

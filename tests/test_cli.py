@@ -16,8 +16,9 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
 def run_cli(*args, env=ENV):
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 @pytest.mark.parametrize("command", ["serve", "spaces", "build", "train-digits"])
@@ -53,8 +54,19 @@ def test_build_from_prompts_and_images(tmp_path, tiny_space):
     (images / "red.png").write_bytes(png_bytes((255, 0, 0)))
     (images / "readme.txt").write_text("not an image")
     data = tmp_path / "data"
-    r = run_cli("build", "--space", "tiny-random", "--data-dir", str(data), "--title", "Built",
-                "--prompts", str(prompts), "--images", str(images))
+    r = run_cli(
+        "build",
+        "--space",
+        "tiny-random",
+        "--data-dir",
+        str(data),
+        "--title",
+        "Built",
+        "--prompts",
+        str(prompts),
+        "--images",
+        str(images),
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["count"] == 4 and out["url"].startswith(f"/m/{out['id']}#key=")
@@ -81,13 +93,17 @@ def test_export_import_round_trip(tmp_path, tiny_space):
     data = tmp_path / "data"
     with TestClient(create_app(Settings(data_dir=data, warm_umap=False), space=tiny_space)) as client:
         made = client.post("/api/maps", json={"title": "to export"}).json()
-        client.post(f"/api/maps/{made['id']}/prompts", json={"prompts": ["a", "b", "c"]},
-                    headers={"X-Edit-Key": made["edit_key"]})
+        client.post(
+            f"/api/maps/{made['id']}/prompts",
+            json={"prompts": ["a", "b", "c"]},
+            headers={"X-Edit-Key": made["edit_key"]},
+        )
     bundle_file = tmp_path / "map.zip"
     r = run_cli("export", made["id"], "--out", str(bundle_file), "--data-dir", str(data))
     assert r.returncode == 0, r.stderr
-    r = run_cli("import", str(bundle_file), "--title", "copy", "--data-dir", str(tmp_path / "other"),
-                "--space", "tiny-random")
+    r = run_cli(
+        "import", str(bundle_file), "--title", "copy", "--data-dir", str(tmp_path / "other"), "--space", "tiny-random"
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["count"] == 3
     r = run_cli("import", str(bundle_file), "--data-dir", str(tmp_path / "digits"), "--space", "digits")

@@ -26,8 +26,9 @@ def test_kill_9_during_ingest_loses_nothing_acknowledged(tmp_path):
             i = 0
             with httpx.Client(base_url=base, timeout=30) as http:
                 while not stop.is_set():
-                    files = [("files", (f"{i}-{j}.png", png_bytes((i * 7 % 255, j * 40, 90)), "image/png"))
-                             for j in range(4)]
+                    files = [
+                        ("files", (f"{i}-{j}.png", png_bytes((i * 7 % 255, j * 40, 90)), "image/png")) for j in range(4)
+                    ]
                     try:
                         r = http.post(f"/api/maps/{map_id}/images", headers=key, files=files)
                     except httpx.TransportError:
@@ -70,8 +71,9 @@ def test_kill_9_during_ingest_loses_nothing_acknowledged(tmp_path):
             assert r.status_code == 200 and r.content.startswith(b"\x89PNG")
         r = httpx.post(f"{base}/api/maps/{map_id}/decode", json={"x": 0, "y": 0, "seed": 1}, timeout=60)
         assert r.status_code == 200
-        r = httpx.post(f"{base}/api/maps/{map_id}/images", headers=key,
-                       files=[("files", ("after.png", png_bytes(), "image/png"))])
+        r = httpx.post(
+            f"{base}/api/maps/{map_id}/images", headers=key, files=[("files", ("after.png", png_bytes(), "image/png"))]
+        )
         assert r.status_code == 201
     finally:
         stop_server(server)

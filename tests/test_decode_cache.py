@@ -69,8 +69,9 @@ def test_an_evicted_decode_is_made_again_bit_for_bit(make_client, tmp_path):
     made = client.post("/api/maps", json={"title": "tiny budget"}).json()
     map_id, key = made["id"], {"X-Edit-Key": made["edit_key"]}
     client.post(f"/api/maps/{map_id}/prompts", json={"prompts": ["a", "b", "c"]}, headers=key)
-    client.post(f"/api/maps/{map_id}/images", files=[("files", ("a.png", png_bytes((10, 200, 10)), "image/png"))],
-                headers=key)
+    client.post(
+        f"/api/maps/{map_id}/images", files=[("files", ("a.png", png_bytes((10, 200, 10)), "image/png"))], headers=key
+    )
     first = client.post(f"/api/maps/{map_id}/decode", json={"x": 0.1, "y": 0.2, "seed": 3})
     client.post(f"/api/maps/{map_id}/decode", json={"x": 0.4, "y": -0.1, "seed": 3})  # pushes the first out
     assert client.get(f"/api/decodes/{first.headers['x-decode-key']}.png").status_code == 404

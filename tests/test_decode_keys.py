@@ -11,10 +11,29 @@ from app.maps.decode_keys import MapDecodeState, PathFrameDecode, SpotDecode, Te
 from app.maps.service import Rejected
 
 STATE = MapDecodeState(space="digits", map_id="abcdef", revision=2, content=7, blend="8,2.0,0.8", pending="")
-OTHER_VALUES = {"space": "tiny-random", "map_id": "ghijkl", "revision": 3, "content": 8, "blend": "8,2.0,0.7",
-                "pending": "0123456789abcdef", "x": 0.25, "y": -0.5, "seed": 8, "variant": "thick", "lora_scale": 0.5,
-                "preview": True, "points": ((0.0, 0.0), (2.0, 1.0)), "steps": 5, "index": 2, "origin": (0.0, -1.0),
-                "size": 3.0, "cells": 4, "cell_px": 16, "z": 2, "decoder": "my-checkpoint@sha256:abcd"}
+OTHER_VALUES = {
+    "space": "tiny-random",
+    "map_id": "ghijkl",
+    "revision": 3,
+    "content": 8,
+    "blend": "8,2.0,0.7",
+    "pending": "0123456789abcdef",
+    "x": 0.25,
+    "y": -0.5,
+    "seed": 8,
+    "variant": "thick",
+    "lora_scale": 0.5,
+    "preview": True,
+    "points": ((0.0, 0.0), (2.0, 1.0)),
+    "steps": 5,
+    "index": 2,
+    "origin": (0.0, -1.0),
+    "size": 3.0,
+    "cells": 4,
+    "cell_px": 16,
+    "z": 2,
+    "decoder": "my-checkpoint@sha256:abcd",
+}
 
 
 def _every_field_changes_the_key(made):

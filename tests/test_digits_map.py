@@ -36,8 +36,9 @@ def classifier():
     from sklearn.linear_model import LogisticRegression
 
     images, labels, train_idx, _ = digit_images()
-    return LogisticRegression(max_iter=2000).fit(np.stack([image_to_digit(images[i]) for i in train_idx]),
-                                                 labels[train_idx])
+    return LogisticRegression(max_iter=2000).fit(
+        np.stack([image_to_digit(images[i]) for i in train_idx]), labels[train_idx]
+    )
 
 
 def cluster_centres(points, k: int = 10):
@@ -50,7 +51,7 @@ def cluster_centres(points, k: int = 10):
     xy = np.array([(p["x"], p["y"]) for p in images])
     digit = np.array([int(p["label"].split()[1]) for p in images])
     dist = np.linalg.norm(xy[:, None] - xy[None], axis=2)
-    nearest = np.argsort(dist, axis=1)[:, 1:k + 1]
+    nearest = np.argsort(dist, axis=1)[:, 1 : k + 1]
     purity = (digit[nearest] == digit[:, None]).mean(1)
     centres = []
     for d in range(10):
@@ -85,8 +86,9 @@ def test_default_map_holds_every_digit_and_the_prompts(digits):
 def test_prompts_land_nearest_their_digits_images(digits):
     _, _, points = digits
     c = cluster_centres(points)
-    right = sum(int(np.argmin(np.linalg.norm(c - word_position(points, w), axis=1)) == d)
-                for d, w in enumerate(DIGIT_WORDS))
+    right = sum(
+        int(np.argmin(np.linalg.norm(c - word_position(points, w), axis=1)) == d) for d, w in enumerate(DIGIT_WORDS)
+    )
     print(f"prompt nearest its own digit's cluster centre: {right}/10")
     assert right >= 8
 
@@ -158,8 +160,9 @@ def test_path_from_one_to_seven(digits, classifier):
     central = ones[np.argsort(np.linalg.norm(ones[:, None] - ones[None], axis=2).sum(1))]  # most central first
     start = next((xy for xy in central[:40] if predict(classifier, [decode(client, map_id, xy)])[0] == 1), None)
     assert start is not None, "no spot among the 40 most central ones decodes as a one"
-    out = client.post(f"/api/maps/{map_id}/path", json={"points": [start.tolist(), sevens.tolist()], "steps": 6,
-                                                         "seed": 0}).json()
+    out = client.post(
+        f"/api/maps/{map_id}/path", json={"points": [start.tolist(), sevens.tolist()], "steps": 6, "seed": 0}
+    ).json()
     pred = predict(classifier, [client.get(f["url"]).content for f in out["frames"]])
     print(f"path one → seven classified: {pred.tolist()}")
     assert pred[0] == 1 and pred[-1] == 7
@@ -171,8 +174,14 @@ def test_neighbours_of_a_three_are_mostly_threes(digits):
     shares = []
     for p in threes[:10]:
         found = client.get(f"/api/maps/{map_id}/neighbors", params={"item": p["id"], "k": 10}).json()["neighbors"]
-        shares.append(np.mean([n["label"].startswith("digit 3 ") or n["label"] in ("three", "a handwritten three",
-                                                                               "the digit 3") for n in found]))
+        shares.append(
+            np.mean(
+                [
+                    n["label"].startswith("digit 3 ") or n["label"] in ("three", "a handwritten three", "the digit 3")
+                    for n in found
+                ]
+            )
+        )
     print(f"share of threes among the neighbours of threes: {np.mean(shares):.2f}")
     assert np.mean(shares) >= 0.7
 

@@ -18,8 +18,11 @@ PROMPTS = [f"prompt {i}" for i in range(12)]
 def filled_map(client, new_map):
     map_id, key = new_map
     client.post(f"/api/maps/{map_id}/prompts", json={"prompts": PROMPTS}, headers=key)
-    client.post(f"/api/maps/{map_id}/images", headers=key,
-                files=[("files", (f"{i}.png", png_bytes((i * 60, 100, 200 - i * 50)), "image/png")) for i in range(4)])
+    client.post(
+        f"/api/maps/{map_id}/images",
+        headers=key,
+        files=[("files", (f"{i}.png", png_bytes((i * 60, 100, 200 - i * 50)), "image/png")) for i in range(4)],
+    )
     return map_id, key
 
 
@@ -46,8 +49,15 @@ def test_path_is_deterministic_and_exports(client, filled_map):
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(click))), np.asarray(frame))
 
 
-@pytest.mark.parametrize("body", [{"points": [[0, 0]], "steps": 4}, {"points": [[0, 0], [1, 1]], "steps": 1},
-                                  {"points": [[0, 0], [1, 1]], "steps": 1000}, {"points": [[0, 0, 0], [1, 1, 1]]}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"points": [[0, 0]], "steps": 4},
+        {"points": [[0, 0], [1, 1]], "steps": 1},
+        {"points": [[0, 0], [1, 1]], "steps": 1000},
+        {"points": [[0, 0, 0], [1, 1, 1]]},
+    ],
+)
 def test_bad_paths_are_422(client, filled_map, body):
     map_id, _ = filled_map
     r = client.post(f"/api/maps/{map_id}/path", json=body)
@@ -66,8 +76,11 @@ def test_neighbors_by_point_and_item(client, filled_map):
     at_item = client.get(f"/api/maps/{map_id}/neighbors", params={"x": target["x"], "y": target["y"], "k": 3})
     assert at_item.json()["neighbors"][0]["id"] == target["id"]
     assert at_item.json()["neighbors"][0]["similarity"] == pytest.approx(1.0, abs=1e-3)
-    image = next(n for n in client.get(f"/api/maps/{map_id}/neighbors", params={"x": 0, "y": 0, "k": 16}).json()[
-        "neighbors"] if n["kind"] == "image")
+    image = next(
+        n
+        for n in client.get(f"/api/maps/{map_id}/neighbors", params={"x": 0, "y": 0, "k": 16}).json()["neighbors"]
+        if n["kind"] == "image"
+    )
     assert client.get(image["thumbnail_url"]).status_code == 200
     assert client.get(f"/api/maps/{map_id}/neighbors", params={"k": 5}).status_code == 422
     assert client.get(f"/api/maps/{map_id}/neighbors", params={"item": "nosuchitem", "k": 5}).status_code == 422
@@ -211,9 +224,16 @@ def test_malformed_bundles_are_refused_without_side_effects(client, filled_map):
     for name, data in bad.items():
         r = client.post("/api/bundles", files={"file": ("b.zip", data, "application/zip")})
         assert r.status_code == 422 and r.json()["detail"], name
-    r = client.post("/api/bundles", files={"file": ("b.zip", _rezip(good, lambda n, c: json.dumps(other_space).encode()
-                                                                       if n == "latentmap-bundle.json" else c),
-                                                    "application/zip")})
+    r = client.post(
+        "/api/bundles",
+        files={
+            "file": (
+                "b.zip",
+                _rezip(good, lambda n, c: json.dumps(other_space).encode() if n == "latentmap-bundle.json" else c),
+                "application/zip",
+            )
+        },
+    )
     assert r.status_code == 409 and "digits" in r.json()["detail"]
     assert len(client.get("/api/maps").json()) == before
 

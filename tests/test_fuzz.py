@@ -15,8 +15,11 @@ def api_schema(tiny_space, tmp_path_factory):
     app = create_app(make_settings(tmp_path_factory.mktemp("fuzz")), space=tiny_space)
     with TestClient(app) as client:  # runs the lifespan: app.state holds the service
         made = client.post("/api/maps", json={"title": "fuzz"}).json()
-        client.post(f"/api/maps/{made['id']}/prompts", json={"prompts": ["a", "b", "c"]},
-                    headers={"X-Edit-Key": made["edit_key"]})
+        client.post(
+            f"/api/maps/{made['id']}/prompts",
+            json={"prompts": ["a", "b", "c"]},
+            headers={"X-Edit-Key": made["edit_key"]},
+        )
         yield schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
@@ -27,5 +30,6 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_server_errors(case):
     response = case.call()
-    assert response.status_code < 500, f"{case.method} {case.formatted_path} → {response.status_code}: " \
-                                       f"{response.text[:300]}"
+    assert response.status_code < 500, (
+        f"{case.method} {case.formatted_path} → {response.status_code}: {response.text[:300]}"
+    )

@@ -28,8 +28,11 @@ def filled(client, new_map):
     map_id, key = new_map
     r = client.post(f"/api/maps/{map_id}/prompts", json={"prompts": PROMPTS}, headers=key)
     assert r.status_code == 201
-    client.post(f"/api/maps/{map_id}/images", headers=key,
-                files=[("files", (f"{i}.png", png_bytes((i * 60, 100, 200 - i * 50)), "image/png")) for i in range(3)])
+    client.post(
+        f"/api/maps/{map_id}/images",
+        headers=key,
+        files=[("files", (f"{i}.png", png_bytes((i * 60, 100, 200 - i * 50)), "image/png")) for i in range(3)],
+    )
     return map_id, key
 
 
@@ -68,8 +71,9 @@ def test_1_uploads_keep_the_larger_cap(client, filled):
     noisy = io.BytesIO()
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (700, 700, 3), dtype=np.uint8)).save(noisy, "PNG")
     assert len(noisy.getvalue()) > client.app.state.settings.max_json_bytes
-    r = client.post(f"/api/maps/{map_id}/images", headers=key, files=[("files", ("big.png", noisy.getvalue(),
-                                                                                   "image/png"))])
+    r = client.post(
+        f"/api/maps/{map_id}/images", headers=key, files=[("files", ("big.png", noisy.getvalue(), "image/png"))]
+    )
     assert r.status_code == 201
 
 
@@ -84,8 +88,17 @@ def test_1_validation_errors_are_one_short_message(client, filled):
 
 
 # ---------------------------------------------------------------- 2. one bundle broke the map list
-@pytest.mark.parametrize("projection", [{"fitted_count": "x"}, {"revision": "x"}, {"method": "pca", "mean": "x"},
-                                        {"method": "umap", "scale": -1}, "not an object", {"method": "tsne"}])
+@pytest.mark.parametrize(
+    "projection",
+    [
+        {"fitted_count": "x"},
+        {"revision": "x"},
+        {"method": "pca", "mean": "x"},
+        {"method": "umap", "scale": -1},
+        "not an object",
+        {"method": "tsne"},
+    ],
+)
 def test_2_a_bundle_with_a_bad_projection_is_refused_and_leaves_no_map(client, filled, projection):
     map_id, _ = filled
     good = client.get(f"/api/maps/{map_id}/bundle").content
@@ -130,14 +143,17 @@ def test_2_latents_that_do_not_fit_the_space_are_refused(client, filled):
     assert len(client.get("/api/maps").json()) == before
 
 
-@pytest.mark.parametrize("edit, word", [
-    (lambda m: m["items"][0].update(x="1"), "x"),
-    (lambda m: m["items"][0].update(x=1e300), "x"),
-    (lambda m: m["items"][0].update(label=["a"]), "label"),
-    (lambda m: m["items"][0].update(thumbnail="yes"), "thumbnail"),
-    (lambda m: m["map"].update(title={"a": 1}), "title"),
-    (lambda m: m["map"].update(tours=[{"title": "t", "steps": [{"at": [1e300, 0]}]}]), "tour"),
-])
+@pytest.mark.parametrize(
+    "edit, word",
+    [
+        (lambda m: m["items"][0].update(x="1"), "x"),
+        (lambda m: m["items"][0].update(x=1e300), "x"),
+        (lambda m: m["items"][0].update(label=["a"]), "label"),
+        (lambda m: m["items"][0].update(thumbnail="yes"), "thumbnail"),
+        (lambda m: m["map"].update(title={"a": 1}), "title"),
+        (lambda m: m["map"].update(tours=[{"title": "t", "steps": [{"at": [1e300, 0]}]}]), "tour"),
+    ],
+)
 def test_2_every_manifest_field_is_checked(client, filled, edit, word):
     map_id, _ = filled
     good = client.get(f"/api/maps/{map_id}/bundle").content
@@ -169,6 +185,7 @@ def test_3_uploads_are_decoded_in_chunks_of_bounded_pixels(make_client, monkeypa
             def freed(pixels=im.width * im.height):
                 with lock:
                     alive[0] -= pixels
+
             weakref.finalize(im, freed)
         return im
 
@@ -202,7 +219,9 @@ def test_4_a_deeply_nested_manifest_is_422(client, filled):
     good = client.get(f"/api/maps/{map_id}/bundle").content
     for depth in (20, 100_000):
         deep = '{"format": "latentmap-bundle", "version": 1, "x": ' + "[" * depth + "]" * depth + "}"
-        r = post_bundle(client, rezip(good, lambda n, c, deep=deep: deep.encode() if n == "latentmap-bundle.json" else c))
+        r = post_bundle(
+            client, rezip(good, lambda n, c, deep=deep: deep.encode() if n == "latentmap-bundle.json" else c)
+        )
         assert r.status_code == 422 and "nested" in r.json()["detail"], depth
 
 
@@ -213,8 +232,11 @@ def test_5_clusters_go_through_the_work_queue_and_their_cache_is_bounded(make_cl
     ids = []
     for n in range(3):
         made = client.post("/api/maps", json={"title": f"c{n}"}).json()
-        client.post(f"/api/maps/{made['id']}/prompts", json={"prompts": [f"{w} {n}" for w in PROMPTS]},
-                    headers={"X-Edit-Key": made["edit_key"]})
+        client.post(
+            f"/api/maps/{made['id']}/prompts",
+            json={"prompts": [f"{w} {n}" for w in PROMPTS]},
+            headers={"X-Edit-Key": made["edit_key"]},
+        )
         ids.append(made["id"])
     ran = []
     real_run = service.queue.run
@@ -318,8 +340,11 @@ def test_8_a_quiz_guess_with_nan_is_422(client, filled):
     map_id, key = filled
     round_ = client.post(f"/api/maps/{map_id}/quiz", json={"seed": 1}, headers=key).json()
     for x in ("NaN", "Infinity", "1e300"):
-        r = client.post(f"/api/quiz/{round_['id']}/guess", content=f'{{"player": "p", "x": {x}, "y": 0}}',
-                        headers={"Content-Type": "application/json"})
+        r = client.post(
+            f"/api/quiz/{round_['id']}/guess",
+            content=f'{{"player": "p", "x": {x}, "y": 0}}',
+            headers={"Content-Type": "application/json"},
+        )
         assert r.status_code == 422, x
 
 
@@ -337,8 +362,16 @@ def test_8_no_nan_reaches_the_decoder_or_the_cache(client, filled):
 # ---------------------------------------------------------------- 9. headers, docs, timeouts, Host, CSV
 def test_9_security_headers_on_every_response(client, filled):
     map_id, _ = filled
-    for url in ("/", f"/m/{map_id}", "/api/health", f"/api/maps/{map_id}/points", "/docs", "/static/css/style.css",
-                "/api/maps/nosuchmap0", "/openapi.json"):
+    for url in (
+        "/",
+        f"/m/{map_id}",
+        "/api/health",
+        f"/api/maps/{map_id}/points",
+        "/docs",
+        "/static/css/style.css",
+        "/api/maps/nosuchmap0",
+        "/openapi.json",
+    ):
         r = client.get(url)
         csp = r.headers.get("content-security-policy", "")
         assert "frame-ancestors 'none'" in csp and "'unsafe-inline'" not in csp, url
@@ -387,8 +420,10 @@ def test_9_a_trickled_body_is_cut_off(tiny_space, tmp_path):
         made = httpx.post(f"{url}/api/maps", json={"title": "slow"}).json()
         port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-            s.sendall(f"POST /api/maps/{made['id']}/path HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                      f"Content-Length: 1000\r\n\r\n{{".encode())
+            s.sendall(
+                f"POST /api/maps/{made['id']}/path HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Content-Length: 1000\r\n\r\n{{".encode()
+            )
             started = time.monotonic()
             reply = b""
             while b"\r\n\r\n" not in reply and time.monotonic() - started < 8:
@@ -413,13 +448,18 @@ def test_the_operator_lists_and_deletes_a_map_with_everything_it_owns(client, fi
     map_id, key = filled
     service = client.app.state.service
     store, data_dir = service.store, service.settings.data_dir
-    client.post(f"/api/maps/{map_id}/tours", json={"title": "t", "steps": [{"caption": "c", "at": [0, 0]}]},
-                headers=key)
+    client.post(
+        f"/api/maps/{map_id}/tours", json={"title": "t", "steps": [{"caption": "c", "at": [0, 0]}]}, headers=key
+    )
     client.post(f"/api/maps/{map_id}/decode", json={"x": 0.1, "y": 0.1, "seed": 1})
     path = client.post(f"/api/maps/{map_id}/path", json={"points": [[0, 0], [0.5, 0.5]], "steps": 2}).json()
     other = client.post("/api/maps", json={"title": "kept"}).json()
-    client.post(f"/api/maps/{other['id']}/prompts", json={"prompts": ["x", "y"]}, headers={"X-Edit-Key": other["edit_key"]})
-    kept_decode = client.post(f"/api/maps/{other['id']}/decode", json={"x": 0, "y": 0, "seed": 1}).headers["x-decode-key"]
+    client.post(
+        f"/api/maps/{other['id']}/prompts", json={"prompts": ["x", "y"]}, headers={"X-Edit-Key": other["edit_key"]}
+    )
+    kept_decode = client.post(f"/api/maps/{other['id']}/decode", json={"x": 0, "y": 0, "seed": 1}).headers[
+        "x-decode-key"
+    ]
     thumbs = [p for p in store.points(map_id) if p.has_thumbnail]
     assert thumbs and len(list(store.decode_dir.glob("*.png"))) >= 4
 
@@ -464,11 +504,12 @@ def test_list_fields_have_a_maximum_length(client, filled):
     map_id, key = filled
     settings = client.app.state.settings
     too_many = [[0.0, 0.0]] * (settings.max_path_points + 1)
-    for url, body in ((f"/api/maps/{map_id}/path", {"points": too_many, "steps": 2}),
-                      (f"/api/maps/{map_id}/compare/path", {"points": too_many, "steps": 2, "variants": ["base"]}),
-                      (f"/api/maps/{map_id}/compare", {"x": 0, "y": 0, "variants": ["base"] * 100}),
-                      (f"/api/maps/{map_id}/selection", {"indices": list(range(settings.max_selection_items + 1)),
-                                                         "version": 0})):
+    for url, body in (
+        (f"/api/maps/{map_id}/path", {"points": too_many, "steps": 2}),
+        (f"/api/maps/{map_id}/compare/path", {"points": too_many, "steps": 2, "variants": ["base"]}),
+        (f"/api/maps/{map_id}/compare", {"x": 0, "y": 0, "variants": ["base"] * 100}),
+        (f"/api/maps/{map_id}/selection", {"indices": list(range(settings.max_selection_items + 1)), "version": 0}),
+    ):
         r = client.post(url, json=body)
         assert r.status_code in (413, 422) and len(r.content) < 500, url
     r = client.post(f"/api/maps/{map_id}/prompts", json={"prompts": ["p"] * 1000}, headers=key)
@@ -479,7 +520,7 @@ def test_list_fields_have_a_maximum_length(client, filled):
 
 def test_csv_exports_neutralise_formulas(client, new_map):
     map_id, key = new_map
-    labels = ["=HYPERLINK(\"http://evil.example\",\"click\")", "+1+2", "-3", "@SUM(A1)", "plain"]
+    labels = ['=HYPERLINK("http://evil.example","click")', "+1+2", "-3", "@SUM(A1)", "plain"]
     client.post(f"/api/maps/{map_id}/prompts", json={"prompts": labels}, headers=key)
     ids = [p["id"] for p in client.get(f"/api/maps/{map_id}/points").json()["points"]]
     text = client.post(f"/api/maps/{map_id}/selection", json={"item_ids": ids, "format": "csv"}).text

@@ -24,8 +24,14 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
 def _cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "app.cli", "build", "--space", "tiny-random", "--quiet", *args],
-                          check=False, capture_output=True, text=True, env={**ENV, **(env or {})}, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", "build", "--space", "tiny-random", "--quiet", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**ENV, **(env or {})},
+        timeout=300,
+    )
 
 
 def _png(color, size=(24, 20), mode="RGB") -> bytes:
@@ -39,8 +45,11 @@ def tree(tmp_path):
     """animals/mammals/cats, animals/birds, food (with a corrupt file), an oversized picture at the top, a
     symlink out of the tree, a link back into it (followed, listed once), and a file that is not a picture."""
     root = tmp_path / "tree"
-    for folder, n, colour in (("animals/mammals/cats", 3, (200, 40, 40)), ("animals/birds", 2, (40, 200, 40)),
-                              ("food", 2, (40, 40, 200))):
+    for folder, n, colour in (
+        ("animals/mammals/cats", 3, (200, 40, 40)),
+        ("animals/birds", 2, (40, 200, 40)),
+        ("food", 2, (40, 40, 200)),
+    ):
         (root / folder).mkdir(parents=True)
         for i in range(n):
             (root / folder / f"{i}.png").write_bytes(_png(tuple(c + 5 * i for c in colour)))
@@ -62,8 +71,9 @@ def test_folder_tree_cli(tree, tmp_path):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert (out["count"], out["added"], out["skipped"]) == (7, 7, 4)
-    skipped = dict(line.removeprefix("skipped ").split(": ", 1) for line in r.stderr.splitlines()
-                   if line.startswith("skipped "))
+    skipped = dict(
+        line.removeprefix("skipped ").split(": ", 1) for line in r.stderr.splitlines() if line.startswith("skipped ")
+    )
     assert set(skipped) == {"food/corrupt.jpg", "huge.png", "food/escape.png", "food/escape_dir"}
     assert "limit is 4,000,000 pixels" in skipped["huge.png"]  # our message, naming our limit
     assert "outside the folder" in skipped["food/escape.png"]
@@ -74,8 +84,14 @@ def test_folder_tree_cli(tree, tmp_path):
     values, _ = store.column_values(out["id"], column)
     labels = [p.label for p in store.points(out["id"])]
     assert sorted(zip(values, labels)) == [
-        ("animals/birds", "0.png"), ("animals/birds", "1.png"), ("animals/mammals/cats", "0.png"),
-        ("animals/mammals/cats", "1.png"), ("animals/mammals/cats", "2.png"), ("food", "0.png"), ("food", "1.png")]
+        ("animals/birds", "0.png"),
+        ("animals/birds", "1.png"),
+        ("animals/mammals/cats", "0.png"),
+        ("animals/mammals/cats", "1.png"),
+        ("animals/mammals/cats", "2.png"),
+        ("food", "0.png"),
+        ("food", "1.png"),
+    ]
     assert "secret.png" not in labels
 
     # --strict: the same skips are an error, and nothing is added
@@ -96,8 +112,14 @@ def test_table_with_metadata_columns(fmt, tmp_path, tiny_space):
     rows = []
     for i in range(8):
         (pics / f"p{i}.png").write_bytes(_png((30 * i, 10, 200 - 20 * i)))
-        rows.append({"path": f"pics/p{i}.png", "caption": f"picture number {i} of a colour ramp",
-                     "price": 1.5 * i if i != 3 else None, "shop": ["north", "south"][i % 2]})
+        rows.append(
+            {
+                "path": f"pics/p{i}.png",
+                "caption": f"picture number {i} of a colour ramp",
+                "price": 1.5 * i if i != 3 else None,
+                "shop": ["north", "south"][i % 2],
+            }
+        )
     rows.append({"path": "../elsewhere.png", "caption": "x", "price": 1.0, "shop": "north"})
     table = tmp_path / f"t.{fmt}"
     if fmt == "csv":
@@ -147,9 +169,9 @@ def test_table_with_metadata_columns(fmt, tmp_path, tiny_space):
             r = client.get(f"/api/maps/{result.map_id}/columns/values.bin", params=params)
             assert r.status_code == 200, r.text
             head_len = int.from_bytes(r.content[4:8], "little")
-            header = json.loads(r.content[8:8 + head_len])
+            header = json.loads(r.content[8 : 8 + head_len])
             dtype = {"float32": "<f4", "uint32": "<u4", "uint8": "u1"}[header["encoding"]]
-            return header, np.frombuffer(r.content[8 + head_len:], dtype=dtype)
+            return header, np.frombuffer(r.content[8 + head_len :], dtype=dtype)
 
         header, shop = values(name="shop")
         assert [header["categories"][c] for c in shop] == [p["columns"]["shop"] for p in points]
@@ -161,8 +183,9 @@ def test_table_with_metadata_columns(fmt, tmp_path, tiny_space):
         assert values.status_code == 422
         assert client.get(f"/api/maps/{result.map_id}/columns/values.bin", params={"name": "nope"}).status_code == 404
         if fmt == "csv":  # selection exports and bundles carry the columns
-            r = client.post(f"/api/maps/{result.map_id}/selection",
-                            json={"item_ids": [points[1]["id"]], "format": "csv"})
+            r = client.post(
+                f"/api/maps/{result.map_id}/selection", json={"item_ids": [points[1]["id"]], "format": "csv"}
+            )
             assert r.text.splitlines()[0] == "id,kind,label,x,y,caption,price,shop"
             assert r.text.splitlines()[1].endswith("picture number 1 of a colour ramp,1.5,south")
             from app.maps.bundle import export_bundle, import_bundle
@@ -170,15 +193,21 @@ def test_table_with_metadata_columns(fmt, tmp_path, tiny_space):
             copy, _ = import_bundle(client.app.state.service, export_bundle(store, result.map_id), title="copy")
             copied = client.get(f"/api/maps/{copy.id}/points").json()["points"]
             assert [p["columns"] for p in copied] == [p["columns"] for p in points]
-            assert client.get(f"/api/maps/{copy.id}/columns").json() == client.get(
-                f"/api/maps/{result.map_id}/columns").json()
+            assert (
+                client.get(f"/api/maps/{copy.id}/columns").json()
+                == client.get(f"/api/maps/{result.map_id}/columns").json()
+            )
 
 
 def test_table_of_prompts_and_of_vectors(tmp_path, tiny_space):
     service = _service(tiny_space, tmp_path / "data")
     prompts = tmp_path / "p.jsonl"
-    prompts.write_text("\n".join(json.dumps({"prompt": p, "topic": t}) for p, t in
-                                 [("a red apple", "fruit"), ("a green pear", "fruit"), ("a tall tree", "plant")]))
+    prompts.write_text(
+        "\n".join(
+            json.dumps({"prompt": p, "topic": t})
+            for p, t in [("a red apple", "fruit"), ("a green pear", "fruit"), ("a tall tree", "plant")]
+        )
+    )
     first = local.build(service, sources.table_source(prompts, service.settings, text="prompt"), "P", progress=False)
     assert first.added == 3
     assert sorted(p.label for p in service.store.points(first.map_id)) == ["a green pear", "a red apple", "a tall tree"]
@@ -246,8 +275,12 @@ def test_kill_9_mid_build_then_rerun_completes_without_duplicates(tmp_path):
     data = tmp_path / "data"
     args = ["--data-dir", str(data), "--images", str(folder), "--title", "Many"]
     env = {**ENV, "LATENTMAP_INGEST_BATCH_SIZE": "8"}
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "build", "--space", "tiny-random", "--quiet", *args],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "build", "--space", "tiny-random", "--quiet", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     db = data / "latentmap.sqlite3"
     deadline = time.time() + 240
     count = 0
@@ -297,8 +330,14 @@ def test_ray_pipeline_gives_the_same_items_and_vectors_as_the_local_one(tmp_path
     space = load_space(Settings(space="digits", device="cpu"))
     built = {}
     for name in ("local", "ray"):
-        settings = Settings(data_dir=tmp_path / name, space="digits", warm_umap=False, place_refine_epochs=0,
-                            ingest_batch_size=16, ray_num_cpus=2)
+        settings = Settings(
+            data_dir=tmp_path / name,
+            space="digits",
+            warm_umap=False,
+            place_refine_epochs=0,
+            ingest_batch_size=16,
+            ray_num_cpus=2,
+        )
         service = MapService(Store(settings.data_dir), space, settings, WorkQueue(1))
         source = sources.folder_source(folder, settings)
         if name == "local":
@@ -308,8 +347,9 @@ def test_ray_pipeline_gives_the_same_items_and_vectors_as_the_local_one(tmp_path
         assert (result.added, [s.name for s in result.skipped]) == (60, ["broken.png"])
         arrays = service.store.get_arrays(result.map_id)
         folders, _ = service.store.column_values(result.map_id, service.store.column(result.map_id, "folder"))
-        built[name] = {(f, label): (v, lat) for f, label, v, lat in
-                       zip(folders, arrays.labels, arrays.vectors, arrays.latents)}
+        built[name] = {
+            (f, label): (v, lat) for f, label, v, lat in zip(folders, arrays.labels, arrays.vectors, arrays.latents)
+        }
         service.close()
     assert built["local"].keys() == built["ray"].keys()
     for key, (vector, latent) in built["local"].items():

@@ -30,11 +30,24 @@ from app.spaces.vith import CONFIG_DIR, torch_dtype
 
 ARCH = json.loads((CONFIG_DIR / "arch" / "tiny.json").read_text())
 SIZE = ARCH["image_size"]
-TEST_CONFIG = {"height": SIZE, "width": SIZE, "steps": 2, "preview": {"steps": 1}, "reference_prompts": 2,
-               "prompt_images": {"steps": 2, "seed": 0}}
-ENV = {"unclip-h": {"clip": "CLIP_H", "pipeline": "UNCLIP_H_PIPELINE", "taesd": "TAESD"},
-       "turbo-h": {"clip": "CLIP_H", "sd15": "TURBO_H_SD15", "ip_adapter": "TURBO_H_IP_ADAPTER",
-                   "lcm_lora": "TURBO_H_LCM_LORA", "taesd": "TAESD"}}
+TEST_CONFIG = {
+    "height": SIZE,
+    "width": SIZE,
+    "steps": 2,
+    "preview": {"steps": 1},
+    "reference_prompts": 2,
+    "prompt_images": {"steps": 2, "seed": 0},
+}
+ENV = {
+    "unclip-h": {"clip": "CLIP_H", "pipeline": "UNCLIP_H_PIPELINE", "taesd": "TAESD"},
+    "turbo-h": {
+        "clip": "CLIP_H",
+        "sd15": "TURBO_H_SD15",
+        "ip_adapter": "TURBO_H_IP_ADAPTER",
+        "lcm_lora": "TURBO_H_LCM_LORA",
+        "taesd": "TAESD",
+    },
+}
 
 
 def _env_for(name: str, paths: dict, config_file: Path) -> dict:
@@ -109,8 +122,9 @@ def test_fp16_on_cuda_fp32_on_cpu():
 
 def test_decode_deterministic_per_seed(space):
     v = space.encode_images([_img(2)]).vectors[0]
-    a, b, c = space.decode([DecodeRequest(vector=v, seed=3), DecodeRequest(vector=v, seed=3),
-                            DecodeRequest(vector=v, seed=4)])
+    a, b, c = space.decode(
+        [DecodeRequest(vector=v, seed=3), DecodeRequest(vector=v, seed=3), DecodeRequest(vector=v, seed=4)]
+    )
     assert a.size == (SIZE, SIZE) and a.mode == "RGB"
     assert _bytes(a) == _bytes(b)
     assert _bytes(a) != _bytes(c)
@@ -217,9 +231,13 @@ def test_turbo_lcm_lora_is_fused_and_scheduler_is_lcm(turbo_space, turbo_paths):
 def test_stats_cached_on_second_load(unclip_space, unclip_paths, tmp_path):
     cache = Path(unclip_space.info["stats"]["file"])
     assert cache.is_file() and cache.suffix == ".safetensors"
-    again = unclip.UnclipSpace.from_paths(unclip_paths, "cpu", cache_dir=cache.parent,
-                                          config={**TEST_CONFIG, "name": "unclip-h"},
-                                          n_reference=TEST_CONFIG["reference_prompts"])
+    again = unclip.UnclipSpace.from_paths(
+        unclip_paths,
+        "cpu",
+        cache_dir=cache.parent,
+        config={**TEST_CONFIG, "name": "unclip-h"},
+        n_reference=TEST_CONFIG["reference_prompts"],
+    )
     assert again.info["stats"]["source"] == "cache"
     np.testing.assert_allclose(again.stats.image_mean, unclip_space.stats.image_mean)
     assert again.clip is unclip_space.clip  # one ViT-H per process and device
@@ -268,12 +286,14 @@ def test_map_service_with_turbo(turbo_space, tmp_path, monkeypatch):
 
 
 def test_prompt_images_can_be_waited_for(turbo_space, tmp_path):
-    settings = Settings(data_dir=tmp_path / "data", space="turbo-h", warm_umap=False, create_demo_map=False,
-                        defer_prompt_images=False)
+    settings = Settings(
+        data_dir=tmp_path / "data", space="turbo-h", warm_umap=False, create_demo_map=False, defer_prompt_images=False
+    )
     with TestClient(create_app(settings, space=turbo_space)) as client:
         made = client.post("/api/maps", json={"title": "turbo"}).json()
-        r = client.post(f"/api/maps/{made['id']}/prompts", json={"prompts": ["a cat"]},
-                        headers={"X-Edit-Key": made["edit_key"]})
+        r = client.post(
+            f"/api/maps/{made['id']}/prompts", json={"prompts": ["a cat"]}, headers={"X-Edit-Key": made["edit_key"]}
+        )
         assert r.json()["items"][0]["thumbnail"] is True and r.json()["items"][0]["pending"] is False
         assert client.app.state.service.prompt_images is None
 
@@ -286,8 +306,10 @@ def test_pending_prompt_images_survive_a_restart_and_failures(turbo_space, tmp_p
     record, _ = store.create_map("left pending", "turbo-h")
     vectors = turbo_space.encode_text(["a cat", "a dog", "a cow"])
     provisional = turbo_space.text_to_image_side(vectors)
-    items = [NewItem(kind="text", label=t, vector=vectors[i], decode_vector=provisional[i], pending_image=True)
-             for i, t in enumerate(["a cat", "a dog", "a cow"])]
+    items = [
+        NewItem(kind="text", label=t, vector=vectors[i], decode_vector=provisional[i], pending_image=True)
+        for i, t in enumerate(["a cat", "a dog", "a cow"])
+    ]
     ids = [r.id for r in store.add_items(record.id, items, np.zeros((3, 2), np.float32))]
     store.delete_item(record.id, ids[2])
     assert store.complete_image(ids[2], provisional[2], None, b"png") is False  # deleted: nothing written
@@ -379,8 +401,13 @@ def test_no_gpu_means_digits_and_a_reason(monkeypatch, tmp_path):
 def test_download_cli(monkeypatch, capsys):
     assert cli.main(["download", "turbo-h", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    for repo in ("laion/CLIP-ViT-H-14-laion2B-s32B-b79K", "stable-diffusion-v1-5/stable-diffusion-v1-5",
-                 "h94/IP-Adapter", "latent-consistency/lcm-lora-sdv1-5", "madebyollin/taesd"):
+    for repo in (
+        "laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
+        "stable-diffusion-v1-5/stable-diffusion-v1-5",
+        "h94/IP-Adapter",
+        "latent-consistency/lcm-lora-sdv1-5",
+        "madebyollin/taesd",
+    ):
         assert repo in out
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert cli.main(["download", "unclip-h"]) == 1
@@ -432,9 +459,25 @@ def test_download_fetches_only_safetensors_json_txt(monkeypatch, tmp_path):
 def test_gpu_benchmark_script_runs_at_toy_size(tmp_path):
     """bench/gpu_spaces.py is what runs on a GPU machine (one prepared command): it must not rot here."""
     out = tmp_path / "gpu.json"
-    proc = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / "gpu_spaces.py"), "--tiny", "--device", "cpu",
-                           "--n", "2", "--reference-prompts", "2", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "bench" / "gpu_spaces.py"),
+            "--tiny",
+            "--device",
+            "cpu",
+            "--n",
+            "2",
+            "--reference-prompts",
+            "2",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(out.read_text())
     assert [r["space"] for r in rows] == ["unclip-h", "turbo-h"]
@@ -446,17 +489,32 @@ def test_gpu_benchmark_script_runs_at_toy_size(tmp_path):
 def test_gpu_suite_runs_at_toy_size(tmp_path):
     """bench/gpu_suite.py is the one prepared command for a GPU session (encode, prompt and decode ratios on the
     real spaces): it must run end to end here, on toy sizes."""
-    proc = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / "gpu_suite.py"), "--tiny", "--space", "turbo-h",
-                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "bench" / "gpu_suite.py"),
+            "--tiny",
+            "--space",
+            "turbo-h",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     tables = {p.name: p.read_text() for p in tmp_path.glob("*.md")}
-    assert set(tables) == {f"{b}-turbo-h.md" for b in ("gpu_spaces", "encode", "prompt_latency", "decode",
-                                                        "own_models", "terrain")}
+    assert set(tables) == {
+        f"{b}-turbo-h.md" for b in ("gpu_spaces", "encode", "prompt_latency", "decode", "own_models", "terrain")
+    }
     assert all(t.startswith("RANDOM WEIGHTS") for t in tables.values())
     assert "| POST /decode (cache miss, real server) |" in tables["decode-turbo-h.md"]
     own = tables["own_models-turbo-h.md"]
-    assert "| load: single-file checkpoint (original layout) |" in own and "| decode, 3 LoRAs loaded, one LoRA on |" in own
+    assert (
+        "| load: single-file checkpoint (original layout) |" in own and "| decode, 3 LoRAs loaded, one LoRA on |" in own
+    )
     assert "| **tile ÷ single decodes** |" in tables["terrain-turbo-h.md"]
 
 

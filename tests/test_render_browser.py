@@ -26,7 +26,7 @@ def photo_crops(n: int, size: int = 96) -> list[bytes]:
         h, w, _ = im.shape
         y, x = rng.integers(0, h - size), rng.integers(0, w - size)
         buf = io.BytesIO()
-        Image.fromarray(im[y:y + size, x:x + size]).save(buf, "PNG")
+        Image.fromarray(im[y : y + size, x : x + size]).save(buf, "PNG")
         out.append(buf.getvalue())
     return out
 
@@ -37,8 +37,9 @@ def photo_map(live_server):  # noqa: F811
     key = {"X-Edit-Key": created["edit_key"]}
     crops = photo_crops(40)
     for start in range(0, len(crops), 20):
-        files = [("files", (f"crop{start + i}.png", data, "image/png"))
-                 for i, data in enumerate(crops[start:start + 20])]
+        files = [
+            ("files", (f"crop{start + i}.png", data, "image/png")) for i, data in enumerate(crops[start : start + 20])
+        ]
         r = live_server.http.post(f"/api/maps/{created['id']}/images", files=files, headers=key)
         assert r.status_code == 201, r.text
     live_server.add_prompts(created["id"], created["edit_key"], ["a red temple roof", "an orange flower"])
@@ -46,8 +47,10 @@ def photo_map(live_server):  # noqa: F811
 
 
 def canvas_box(page) -> dict:
-    return page.evaluate("(() => { const r = document.getElementById('map-canvas').getBoundingClientRect();"
-                         " return {x: r.left, y: r.top, w: r.width, h: r.height}; })()")
+    return page.evaluate(
+        "(() => { const r = document.getElementById('map-canvas').getBoundingClientRect();"
+        " return {x: r.left, y: r.top, w: r.width, h: r.height}; })()"
+    )
 
 
 def crop_at(page, cx: float, cy: float, size: float) -> Image.Image:
@@ -75,8 +78,10 @@ def test_picture_drawn_at_its_item_close_up_dots_far_out_clicks_decode(live_serv
     dist = np.linalg.norm(xy[:, None] - xy[None], axis=2) + np.eye(len(xy)) * 1e9
     item = max(images, key=lambda p: dist[points.index(p)].min())
     gap = dist[points.index(item)].min()
-    thumbs = {p["id"]: Image.open(io.BytesIO(live_server.http.get(f"/api/items/{p['id']}/thumbnail").content))
-              .convert("RGB") for p in images}
+    thumbs = {
+        p["id"]: Image.open(io.BytesIO(live_server.http.get(f"/api/items/{p['id']}/thumbnail").content)).convert("RGB")
+        for p in images
+    }
     context, page, problems = new_page(browser)
     try:
         zoom = 1 / (gap * 4)  # the visible height spans four gaps: the item alone at the centre, large
@@ -91,8 +96,9 @@ def test_picture_drawn_at_its_item_close_up_dots_far_out_clicks_decode(live_serv
         assert size >= info["picturePx"]
         drawn = crop_at(page, cx, cy, size * 0.9)
         screenshot(page, "render-close-up")
-        inner = {pid: t.crop((t.width * 0.05, t.height * 0.05, t.width * 0.95, t.height * 0.95))
-                 for pid, t in thumbs.items()}
+        inner = {
+            pid: t.crop((t.width * 0.05, t.height * 0.05, t.width * 0.95, t.height * 0.95)) for pid, t in thumbs.items()
+        }
         errors = {pid: mae(drawn, t) for pid, t in inner.items()}
         best = min(errors, key=errors.get)
         assert best == item["id"], (errors[best], errors[item["id"]])
@@ -104,15 +110,18 @@ def test_picture_drawn_at_its_item_close_up_dots_far_out_clicks_decode(live_serv
         assert page.evaluate("window.latentmap.state.selected && window.latentmap.state.selected.id") == item["id"]
         # A click on empty space (a gap away from every item) decodes there and selects nothing.
         page.mouse.click(cx + box["h"] * 0.4, cy)
-        page.wait_for_function("document.getElementById('map-root').dataset.decodeState === 'done' && "
-                               "!window.latentmap.state.selected")
+        page.wait_for_function(
+            "document.getElementById('map-root').dataset.decodeState === 'done' && !window.latentmap.state.selected"
+        )
         current = page.evaluate("window.latentmap.state.current")
         assert current["x"] == pytest.approx(item["x"] + 0.4 / zoom, rel=0.02, abs=0.02 / zoom)
 
         # Far out: the whole map a few hundred pixels wide; pictures would be unreadable, so dots.
         bounds = live_server.http.get(f"/api/maps/{photo_map}").json()["bounds"]
         far = 1 / ((bounds[3] - bounds[1]) * 4)
-        page.goto(live_server.url(f"/m/{photo_map}?view={(bounds[0] + bounds[2]) / 2},{(bounds[1] + bounds[3]) / 2},{far}"))
+        page.goto(
+            live_server.url(f"/m/{photo_map}?view={(bounds[0] + bounds[2]) / 2},{(bounds[1] + bounds[3]) / 2},{far}")
+        )
         page.wait_for_selector("body[data-ready='1']")
         info = wait_drawn(page)
         assert info["pictures"] == 0 and info["points"] == len(points), info

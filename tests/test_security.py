@@ -15,20 +15,35 @@ from tests.helpers import make_settings, png_bytes
 
 
 def upload(client, map_id, key, files):
-    return client.post(f"/api/maps/{map_id}/images", headers=key,
-                       files=[("files", (name, data, ctype)) for name, data, ctype in files])
+    return client.post(
+        f"/api/maps/{map_id}/images", headers=key, files=[("files", (name, data, ctype)) for name, data, ctype in files]
+    )
 
 
 # ---------------------------------------------------------------- paths and ids
-TRAVERSAL = ["../../etc/passwd", "..%2f..%2fetc%2fpasswd", "%2e%2e%2f%2e%2e%2fetc%2fpasswd", "/etc/passwd",
-             "..\\..\\windows\\win.ini", "....//....//etc/passwd", "%252e%252e%252fetc%252fpasswd",
-             "thumbnails/../../latentmap.sqlite3", "a" * 65, "x%00y"]
+TRAVERSAL = [
+    "../../etc/passwd",
+    "..%2f..%2fetc%2fpasswd",
+    "%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+    "/etc/passwd",
+    "..\\..\\windows\\win.ini",
+    "....//....//etc/passwd",
+    "%252e%252e%252fetc%252fpasswd",
+    "thumbnails/../../latentmap.sqlite3",
+    "a" * 65,
+    "x%00y",
+]
 
 
 @pytest.mark.parametrize("payload", TRAVERSAL)
 def test_traversal_payloads_are_refused(client, payload):
-    for url in (f"/api/items/{payload}/thumbnail", f"/api/maps/{payload}", f"/api/maps/{payload}/points",
-                f"/static/{payload}", f"/m/{payload}"):
+    for url in (
+        f"/api/items/{payload}/thumbnail",
+        f"/api/maps/{payload}",
+        f"/api/maps/{payload}/points",
+        f"/static/{payload}",
+        f"/m/{payload}",
+    ):
         r = client.get(url)
         assert r.status_code in (400, 404, 422), (url, r.status_code)
         assert b"root:" not in r.content and b"SQLite format" not in r.content
@@ -94,8 +109,11 @@ def test_size_and_count_limits(make_client, tmp_path):
     assert r.status_code == 413 and "big.png" in r.json()["detail"]
     r = upload(client, map_id, key, [(f"{i}.png", png_bytes(), "image/png") for i in range(3)])
     assert r.status_code == 422 and "at most 2 files" in r.json()["detail"]
-    r = client.post(f"/api/maps/{map_id}/images", headers={**key, "Content-Type": "multipart/form-data; boundary=x"},
-                    content=b"x" * 60_000)
+    r = client.post(
+        f"/api/maps/{map_id}/images",
+        headers={**key, "Content-Type": "multipart/form-data; boundary=x"},
+        content=b"x" * 60_000,
+    )
     assert r.status_code == 413 and "larger than" in r.json()["detail"]
     assert client.get(f"/api/maps/{map_id}").json()["count"] == 0
 
@@ -108,8 +126,11 @@ def test_streamed_body_without_length_is_cut_off(make_client, tmp_path):
         for _ in range(100):
             yield b"y" * 1000
 
-    r = client.post(f"/api/maps/{body['id']}/prompts", headers={"X-Edit-Key": body["edit_key"],
-                    "Content-Type": "application/json"}, content=chunks())
+    r = client.post(
+        f"/api/maps/{body['id']}/prompts",
+        headers={"X-Edit-Key": body["edit_key"], "Content-Type": "application/json"},
+        content=chunks(),
+    )
     assert r.status_code == 413
 
 
@@ -126,8 +147,15 @@ def test_stored_images_are_reencoded_without_metadata(client, new_map):
 
 
 # ---------------------------------------------------------------- text
-WEIRD = ["مرحبا بالعالم", "emoji 🧠🎨", "zero\u200bwidth", "nul\x00byte", "<script>alert(1)</script>",
-         "' OR 1=1; --", "\u202eRTL override"]
+WEIRD = [
+    "مرحبا بالعالم",
+    "emoji 🧠🎨",
+    "zero\u200bwidth",
+    "nul\x00byte",
+    "<script>alert(1)</script>",
+    "' OR 1=1; --",
+    "\u202eRTL override",
+]
 
 
 def test_any_unicode_round_trips(client, new_map):
@@ -260,8 +288,9 @@ def test_overload_answers_429_with_retry_after(tiny_space, tmp_path):
     app = create_app(make_settings(tmp_path / "busy", max_queued_jobs=2), space=SlowSpace(tiny_space, 0.5))
     with TestClient(app) as client:
         body = client.post("/api/maps", json={"title": "busy"}).json()
-        client.post(f"/api/maps/{body['id']}/prompts", json={"prompts": ["a", "b"]},
-                    headers={"X-Edit-Key": body["edit_key"]})
+        client.post(
+            f"/api/maps/{body['id']}/prompts", json={"prompts": ["a", "b"]}, headers={"X-Edit-Key": body["edit_key"]}
+        )
         responses = []
 
         def hit(i):
@@ -298,10 +327,16 @@ def test_a_client_that_disconnects_while_queued_frees_its_slot(tiny_space, tmp_p
     url, stop = serve_live(create_app(make_settings(tmp_path / "gone", max_queued_jobs=4), space=slow))
     try:
         made = httpx.post(f"{url}/api/maps", json={"title": "gone"}).json()
-        httpx.post(f"{url}/api/maps/{made['id']}/prompts", json={"prompts": ["a", "b"]},
-                   headers={"X-Edit-Key": made["edit_key"]})
-        busy = threading.Thread(target=lambda: httpx.post(f"{url}/api/maps/{made['id']}/decode",
-                                                          json={"x": 0, "y": 0, "seed": 1}, timeout=30))
+        httpx.post(
+            f"{url}/api/maps/{made['id']}/prompts",
+            json={"prompts": ["a", "b"]},
+            headers={"X-Edit-Key": made["edit_key"]},
+        )
+        busy = threading.Thread(
+            target=lambda: httpx.post(
+                f"{url}/api/maps/{made['id']}/decode", json={"x": 0, "y": 0, "seed": 1}, timeout=30
+            )
+        )
         busy.start()
         time.sleep(0.3)  # seed 1 holds the model
         with pytest.raises(httpx.TimeoutException):  # seed 2 waits behind it, then its client gives up

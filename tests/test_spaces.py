@@ -16,10 +16,16 @@ from app.spaces.loading import UnsafeWeightsError
 
 def test_saved_space_has_the_hub_layout_and_only_safetensors(tiny_space_dir):
     files = {p.relative_to(tiny_space_dir).as_posix() for p in tiny_space_dir.rglob("*") if p.is_file()}
-    for expected in ("space.json", "stats.safetensors", "clip/open_clip_config.json",
-                     "clip/open_clip_model.safetensors", "decoder/model_index.json",
-                     "decoder/unet/diffusion_pytorch_model.safetensors", "decoder/vae/config.json",
-                     "decoder/scheduler/scheduler_config.json"):
+    for expected in (
+        "space.json",
+        "stats.safetensors",
+        "clip/open_clip_config.json",
+        "clip/open_clip_model.safetensors",
+        "decoder/model_index.json",
+        "decoder/unet/diffusion_pytorch_model.safetensors",
+        "decoder/vae/config.json",
+        "decoder/scheduler/scheduler_config.json",
+    ):
         assert expected in files
     assert not [f for f in files if f.endswith((".bin", ".pt", ".pth", ".ckpt"))]
     index = json.loads((tiny_space_dir / "decoder" / "model_index.json").read_text())
@@ -53,8 +59,8 @@ def test_decode_deterministic_per_seed(tiny_space):
 
 def test_decode_from_a_latent_starts_from_it(tiny_space):
     enc = tiny_space.encode_images([Image.new("RGB", (32, 32), (250, 0, 0))])
-    plain, = tiny_space.decode([DecodeRequest(enc.vectors[0], seed=1)])
-    varied, = tiny_space.decode([DecodeRequest(enc.vectors[0], seed=1, latent=enc.latents[0], strength=0.5)])
+    (plain,) = tiny_space.decode([DecodeRequest(enc.vectors[0], seed=1)])
+    (varied,) = tiny_space.decode([DecodeRequest(enc.vectors[0], seed=1, latent=enc.latents[0], strength=0.5)])
     assert not np.array_equal(np.asarray(plain), np.asarray(varied))
 
 

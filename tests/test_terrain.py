@@ -24,11 +24,17 @@ def tclient(make_client):
 def tmap(tclient):
     made = tclient.post("/api/maps", json={"title": "terrain"}).json()
     key = {"X-Edit-Key": made["edit_key"]}
-    tclient.post(f"/api/maps/{made['id']}/prompts", json={"prompts": ["a red fox", "a blue car", "green hills"]},
-                 headers=key).raise_for_status()
-    tclient.post(f"/api/maps/{made['id']}/images", headers=key, files=[
-        ("files", ("warm.png", png_bytes((220, 120, 20)), "image/png")),
-        ("files", ("cold.png", png_bytes((20, 60, 230)), "image/png"))]).raise_for_status()
+    tclient.post(
+        f"/api/maps/{made['id']}/prompts", json={"prompts": ["a red fox", "a blue car", "green hills"]}, headers=key
+    ).raise_for_status()
+    tclient.post(
+        f"/api/maps/{made['id']}/images",
+        headers=key,
+        files=[
+            ("files", ("warm.png", png_bytes((220, 120, 20)), "image/png")),
+            ("files", ("cold.png", png_bytes((20, 60, 230)), "image/png")),
+        ],
+    ).raise_for_status()
     return made["id"], key
 
 
@@ -40,8 +46,11 @@ def tile_url(map_id, z, x, y, **query):
 def cells(png: bytes) -> list[np.ndarray]:
     tile = Image.open(io.BytesIO(png)).convert("RGB")
     assert tile.size == (CELLS * CELL_PX, CELLS * CELL_PX)
-    return [np.asarray(tile.crop((i * CELL_PX, j * CELL_PX, (i + 1) * CELL_PX, (j + 1) * CELL_PX)), np.float32)
-            for j in range(CELLS) for i in range(CELLS)]
+    return [
+        np.asarray(tile.crop((i * CELL_PX, j * CELL_PX, (i + 1) * CELL_PX, (j + 1) * CELL_PX)), np.float32)
+        for j in range(CELLS)
+        for i in range(CELLS)
+    ]
 
 
 def test_map_info_describes_a_square_around_the_map(tclient, tmap):
@@ -66,14 +75,15 @@ def test_each_cell_is_the_decode_of_its_centre(tclient, tmap):
     z, x, y, seed = 1, 1, 0, 5
     r = tclient.get(tile_url(map_id, z, x, y, seed=seed))
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
-    side = s / 2 ** z
+    side = s / 2**z
     for n, cell in enumerate(cells(r.content)):
         i, j = n % g, n // g
-        cx, cy = x0 + (x + (i + .5) / g) * side, y0 + s - (y + (j + .5) / g) * side
+        cx, cy = x0 + (x + (i + 0.5) / g) * side, y0 + s - (y + (j + 0.5) / g) * side
         single = tclient.post(f"/api/maps/{map_id}/decode", json={"x": cx, "y": cy, "seed": seed})
         decoded = Image.open(io.BytesIO(single.content)).convert("RGB")
-        back = np.asarray(Image.fromarray(cell.astype(np.uint8)).resize(decoded.size, Image.Resampling.NEAREST),
-                          np.float32)
+        back = np.asarray(
+            Image.fromarray(cell.astype(np.uint8)).resize(decoded.size, Image.Resampling.NEAREST), np.float32
+        )
         # the cell was averaged 2x2 down: compare it with the decode averaged the same way
         expect = np.asarray(decoded.resize((CELL_PX, CELL_PX), Image.Resampling.BOX), np.float32)
         assert np.abs(cell - expect).mean() <= 2.0, f"cell {i},{j} is not the decode of its centre"
@@ -116,14 +126,17 @@ def test_revision_changes_with_a_refit_and_with_new_items(tclient, tmap):
     assert tclient.get(f"/api/maps/{map_id}").json()["terrain"]["revision"] not in (before, after)
 
 
-@pytest.mark.parametrize("path, status, message", [
-    ("5/0/0.png?seed=0", 404, "deepest zoom"),
-    ("1/2/0.png?seed=0", 404, "outside"),
-    ("1/0/-1.png?seed=0", 404, "outside"),
-    ("0/0/0.png?seed=-1", 422, "seed"),
-    ("0/0/0.png?seed=2147483648", 422, "seed"),
-    ("0/0/0.png?seed=0&variant=nope", 422, "variant"),
-])
+@pytest.mark.parametrize(
+    "path, status, message",
+    [
+        ("5/0/0.png?seed=0", 404, "deepest zoom"),
+        ("1/2/0.png?seed=0", 404, "outside"),
+        ("1/0/-1.png?seed=0", 404, "outside"),
+        ("0/0/0.png?seed=-1", 422, "seed"),
+        ("0/0/0.png?seed=2147483648", 422, "seed"),
+        ("0/0/0.png?seed=0&variant=nope", 422, "variant"),
+    ],
+)
 def test_bad_tiles_are_refused_with_a_message(tclient, tmap, path, status, message):
     map_id, _ = tmap
     r = tclient.get(f"/api/maps/{map_id}/terrain/{path}")
@@ -174,8 +187,9 @@ def test_a_click_goes_between_the_slices_of_a_tile():
     tile = threading.Thread(target=lambda: queue.run_steps(tile_steps(), lane=TILE))
     tile.start()
     started.wait(5)  # the tile's first slice holds the device
-    second_tile = threading.Thread(target=lambda: queue.run_steps(_steps(log, "other", threading.Event(), 0),
-                                                                  lane=TILE))
+    second_tile = threading.Thread(
+        target=lambda: queue.run_steps(_steps(log, "other", threading.Event(), 0), lane=TILE)
+    )
     second_tile.start()
     click = threading.Thread(target=lambda: queue.run(lambda: log.append("click")))
     click.start()
@@ -191,8 +205,9 @@ def test_a_click_goes_between_the_slices_of_a_tile():
 def test_tile_work_is_bounded_per_client_and_in_total(make_client, tmp_path):
     client = make_client(terrain_cells=1, terrain_cell_px=8, max_tiles_per_client=2, max_tile_jobs=3)
     made = client.post("/api/maps", json={"title": "flood"}).json()
-    client.post(f"/api/maps/{made['id']}/prompts", json={"prompts": ["a", "b", "c"]},
-                headers={"X-Edit-Key": made["edit_key"]}).raise_for_status()
+    client.post(
+        f"/api/maps/{made['id']}/prompts", json={"prompts": ["a", "b", "c"]}, headers={"X-Edit-Key": made["edit_key"]}
+    ).raise_for_status()
     service, terrain = client.app.state.service, client.app.state.terrain
     hold, holding = threading.Event(), threading.Event()
 

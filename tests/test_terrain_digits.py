@@ -18,8 +18,13 @@ CELLS, CELL_PX, ZOOM = 2, 16, 4  # 16 px: the digits space's own decode size
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
-    settings = Settings(data_dir=tmp_path_factory.mktemp("terrain-digits"), space="digits", warm_umap=False,
-                        terrain_cells=CELLS, terrain_cell_px=CELL_PX)
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("terrain-digits"),
+        space="digits",
+        warm_umap=False,
+        terrain_cells=CELLS,
+        terrain_cell_px=CELL_PX,
+    )
     with TestClient(create_app(settings)) as client:
         map_id = client.get("/api/maps").json()[0]["id"]
         yield client, map_id, client.get(f"/api/maps/{map_id}/points").json()["points"]
@@ -31,8 +36,9 @@ def classifier():
     from sklearn.linear_model import LogisticRegression
 
     images, labels, _, held_out = digit_images()
-    return LogisticRegression(max_iter=3000).fit(np.stack([image_to_digit(images[i]) for i in held_out]),
-                                                 labels[held_out])
+    return LogisticRegression(max_iter=3000).fit(
+        np.stack([image_to_digit(images[i]) for i in held_out]), labels[held_out]
+    )
 
 
 def cluster_centres(points) -> list[tuple[float, float]]:
@@ -48,11 +54,11 @@ def cluster_centres(points) -> list[tuple[float, float]]:
 def cell_under(terrain: dict, px: float, py: float, z: int) -> tuple[tuple[int, int], tuple[int, int], tuple]:
     """(tile x, y), (cell i, j) and the cell's centre under map point (px, py), from the contract's geometry."""
     (x0, y0), s, g = terrain["origin"], terrain["size"], terrain["cells"]
-    side = s / 2 ** z
+    side = s / 2**z
     u, v = (px - x0) / side, (y0 + s - py) / side  # v counts from the top
     tx, ty = int(u), int(v)
     i, j = int((u - tx) * g), int((v - ty) * g)
-    return (tx, ty), (i, j), (x0 + (tx + (i + .5) / g) * side, y0 + s - (ty + (j + .5) / g) * side)
+    return (tx, ty), (i, j), (x0 + (tx + (i + 0.5) / g) * side, y0 + s - (ty + (j + 0.5) / g) * side)
 
 
 def test_the_cell_over_each_digits_cluster_reads_as_that_digit(digits, classifier):

@@ -19,8 +19,10 @@ def clustered(seed: int = 0):
     rng = np.random.default_rng(seed)
     centers = rng.uniform(-10, 10, (40, 2))
     sizes = rng.integers(20, 6000, 40)
-    xy = np.concatenate([c + rng.normal(0, 0.25, (k, 2)) for c, k in zip(centers, sizes)]
-                        + [np.array([[14.0, -14.0], [14.02, -14.0], [14.0, -13.98]])]).astype(np.float32)
+    xy = np.concatenate(
+        [c + rng.normal(0, 0.25, (k, 2)) for c, k in zip(centers, sizes)]
+        + [np.array([[14.0, -14.0], [14.02, -14.0], [14.0, -13.98]])]
+    ).astype(np.float32)
     labels = np.concatenate([np.full(k, i) for i, k in enumerate(sizes)] + [np.full(3, 40)])
     return xy, labels, np.vstack([centers, [[14.0, -14.0]]])
 
@@ -28,8 +30,7 @@ def clustered(seed: int = 0):
 def index_of(xy, settings, pictured=None):
     n = len(xy)
     pictured = np.ones(n, bool) if pictured is None else pictured
-    return build_index("m", xy, np.ones(n, np.uint8), pictured, np.array([f"i{k}" for k in range(n)], "S"), 1,
-                       settings)
+    return build_index("m", xy, np.ones(n, np.uint8), pictured, np.array([f"i{k}" for k in range(n)], "S"), 1, settings)
 
 
 def box_of(index, z, x, y):
@@ -97,11 +98,13 @@ def _parse_tile(data: bytes):
     assert data[:4] == b"LMT1"
     n, m = np.frombuffer(data, "<u4", 2, 4)
     off = 12
+
     def take(dtype, count):
         nonlocal off
         a = np.frombuffer(data, dtype, count, off)
         off += a.nbytes
         return a
+
     idx, x, y = take("<u4", n), take("<f4", n), take("<f4", n)
     tidx, tx, ty = take("<u4", m), take("<f4", m), take("<f4", m)
     kinds = take("u1", n)
@@ -166,10 +169,13 @@ def lattice_map(tmp_path_factory):
     xy = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)
     vec = np.zeros(8, np.float32)
     for start in range(0, len(xy), 50_000):
-        part = xy[start:start + 50_000]
-        store.add_items(record.id, [NewItem(kind="text", label=f"p{start + i}", vector=vec, decode_vector=vec)
-                                    for i in range(len(part))], part,
-                        projection={"method": "umap", "revision": 1, "fitted_count": len(xy)} if start == 0 else None)
+        part = xy[start : start + 50_000]
+        store.add_items(
+            record.id,
+            [NewItem(kind="text", label=f"p{start + i}", vector=vec, decode_vector=vec) for i in range(len(part))],
+            part,
+            projection={"method": "umap", "revision": 1, "fitted_count": len(xy)} if start == 0 else None,
+        )
     store.close()
     return data_dir, record.id
 
@@ -191,7 +197,11 @@ def test_polygon_selection_on_a_200k_point_map(make_client, lattice_map):
     assert all(it["x"] + it["y"] < 200 for it in out["items"])
     # Bad polygons and stale versions.
     assert client.post(f"/api/maps/{map_id}/selection", json={"polygon": [[0, 0], [1, 1]]}).status_code == 422
-    assert client.post(f"/api/maps/{map_id}/selection",
-                       json={"polygon": [[0, 0], [1, 1], [1, 0]], "item_ids": ["x"]}).status_code == 422
+    assert (
+        client.post(
+            f"/api/maps/{map_id}/selection", json={"polygon": [[0, 0], [1, 1], [1, 0]], "item_ids": ["x"]}
+        ).status_code
+        == 422
+    )
     stale = client.post(f"/api/maps/{map_id}/selection", json={"polygon": ell, "version": version - 1})
     assert stale.status_code == 409

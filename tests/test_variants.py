@@ -41,8 +41,15 @@ def _random_lora(unet_dir: Path, out: Path, name: str = "style", seed: int = 0) 
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel.from_pretrained(unet_dir, use_safetensors=True)
-    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian",
-                                target_modules=["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"]), name)
+    unet.add_adapter(
+        LoraConfig(
+            r=4,
+            lora_alpha=4,
+            init_lora_weights="gaussian",
+            target_modules=["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"],
+        ),
+        name,
+    )
     with torch.no_grad():
         for n, p in unet.named_parameters():
             if "lora_B" in n:
@@ -61,9 +68,17 @@ def variant_space_dir(tiny_space_dir, tmp_path_factory) -> Path:
     shutil.copytree(tiny_space_dir, root)
     v = root / "variants"
     _random_lora(root / "decoder" / "unet", v / "style")
-    (v / "style" / "variant.json").write_text(json.dumps({
-        "kind": "lora", "base": "tiny-random", "default_scale": 1.0, "licence": "test",
-        "lineage": {"kind": "lora", "lora_of": "tiny-random"}}))
+    (v / "style" / "variant.json").write_text(
+        json.dumps(
+            {
+                "kind": "lora",
+                "base": "tiny-random",
+                "default_scale": 1.0,
+                "licence": "test",
+                "lineage": {"kind": "lora", "lora_of": "tiny-random"},
+            }
+        )
+    )
     torch.manual_seed(1)
     unet = UNet2DConditionModel.from_pretrained(root / "decoder" / "unet", use_safetensors=True)
     with torch.no_grad():
@@ -74,8 +89,7 @@ def variant_space_dir(tiny_space_dir, tmp_path_factory) -> Path:
     up = ConvUpscaler(channels=3, scale=2, width=8, blocks=1)
     (v / "x2").mkdir()
     up.save(v / "x2")
-    (v / "x2" / "variant.json").write_text(json.dumps({"kind": "upscaler", "base": "tiny-random",
-                                                       "config": up.config}))
+    (v / "x2" / "variant.json").write_text(json.dumps({"kind": "upscaler", "base": "tiny-random", "config": up.config}))
     return root
 
 
@@ -126,8 +140,18 @@ def test_lora_strength_and_finetune_change_the_picture(vspace):
     assert np.array_equal(_arr(vspace.decode([_req(vspace, variant="style")])[0]), full)  # deterministic
 
 
-@pytest.mark.parametrize("variant, scale", [("nope", None), ("x2", None), ("base", 0.5), ("tuned", 0.5),
-                                            ("style", 2.5), ("style", -1.0), ("style", float("nan"))])
+@pytest.mark.parametrize(
+    "variant, scale",
+    [
+        ("nope", None),
+        ("x2", None),
+        ("base", 0.5),
+        ("tuned", 0.5),
+        ("style", 2.5),
+        ("style", -1.0),
+        ("style", float("nan")),
+    ],
+)
 def test_undecodable_variants_are_refused(vspace, variant, scale):
     """Unknown names, the upscaler as a decoder, a strength for a decoder without one, out-of-range strengths."""
     with pytest.raises(ValueError):
@@ -200,8 +224,7 @@ def vclient(vspace, tmp_path):
 def vmap(vclient):
     body = vclient.post("/api/maps", json={"title": "variants"}).json()
     headers = {"X-Edit-Key": body["edit_key"]}
-    r = vclient.post(f"/api/maps/{body['id']}/prompts", json={"prompts": ["a cat", "a dog", "a car"]},
-                     headers=headers)
+    r = vclient.post(f"/api/maps/{body['id']}/prompts", json={"prompts": ["a cat", "a dog", "a car"]}, headers=headers)
     assert r.status_code == 201
     return body["id"]
 
@@ -216,13 +239,21 @@ def test_api_lists_variants_and_lineage(vclient):
 
 
 def test_api_compare_point(vclient, vmap):
-    body = {"x": 0.1, "y": 0.2, "seed": 3,
-            "variants": ["base", "style", {"variant": "style", "lora_scale": 0.5}, "tuned"]}
+    body = {
+        "x": 0.1,
+        "y": 0.2,
+        "seed": 3,
+        "variants": ["base", "style", {"variant": "style", "lora_scale": 0.5}, "tuned"],
+    }
     r = vclient.post(f"/api/maps/{vmap}/compare", json=body)
     assert r.status_code == 200, r.text
     images = r.json()["images"]
-    assert [(i["variant"], i["lora_scale"]) for i in images] == [("base", None), ("style", 1.0), ("style", 0.5),
-                                                                 ("tuned", None)]
+    assert [(i["variant"], i["lora_scale"]) for i in images] == [
+        ("base", None),
+        ("style", 1.0),
+        ("style", 0.5),
+        ("tuned", None),
+    ]
     pngs = [vclient.get(i["url"]).content for i in images]
     assert len(set(pngs)) == 4
     # the base image is the plain /decode of the same point (same cache key, same bytes)
@@ -231,13 +262,24 @@ def test_api_compare_point(vclient, vmap):
     again = vclient.post(f"/api/maps/{vmap}/compare", json=body).json()["images"]
     assert all(i["cached"] for i in again)
     # "style" and "style@1.0" are one decode
-    r = vclient.post(f"/api/maps/{vmap}/compare", json={"x": 0.1, "y": 0.2, "seed": 3,
-                                                         "variants": [{"variant": "style", "lora_scale": 1.0}]})
+    r = vclient.post(
+        f"/api/maps/{vmap}/compare",
+        json={"x": 0.1, "y": 0.2, "seed": 3, "variants": [{"variant": "style", "lora_scale": 1.0}]},
+    )
     assert r.json()["images"][0]["key"] == images[1]["key"]
 
 
-@pytest.mark.parametrize("variants", [[], ["nope"], ["x2"], [{"variant": "style", "lora_scale": 9}],
-                                      [{"variant": "base", "lora_scale": 0.5}], ["base"] * 7])
+@pytest.mark.parametrize(
+    "variants",
+    [
+        [],
+        ["nope"],
+        ["x2"],
+        [{"variant": "style", "lora_scale": 9}],
+        [{"variant": "base", "lora_scale": 0.5}],
+        ["base"] * 7,
+    ],
+)
 def test_api_compare_rejects(vclient, vmap, variants):
     r = vclient.post(f"/api/maps/{vmap}/compare", json={"x": 0, "y": 0, "variants": variants})
     assert r.status_code == 422 and "detail" in r.json()
@@ -245,8 +287,9 @@ def test_api_compare_rejects(vclient, vmap, variants):
 
 def test_api_compare_path(vclient, vmap):
     pts = [[-0.5, 0.0], [0.5, 0.3]]
-    r = vclient.post(f"/api/maps/{vmap}/compare/path", json={"points": pts, "steps": 3, "seed": 1,
-                                                              "variants": ["base", "style"]})
+    r = vclient.post(
+        f"/api/maps/{vmap}/compare/path", json={"points": pts, "steps": 3, "seed": 1, "variants": ["base", "style"]}
+    )
     assert r.status_code == 200, r.text
     paths = r.json()["paths"]
     assert [p["variant"] for p in paths] == ["base", "style"] and all(len(p["frames"]) == 3 for p in paths)
@@ -275,8 +318,9 @@ def test_api_upscale(vclient, vmap):
 def test_api_upscale_without_upscaler(tiny_space, tmp_path):
     with _start(tiny_space, tmp_path / "plain") as client:
         body = client.post("/api/maps", json={"title": "plain"}).json()
-        client.post(f"/api/maps/{body['id']}/prompts", json={"prompts": ["a", "b"]},
-                    headers={"X-Edit-Key": body["edit_key"]})
+        client.post(
+            f"/api/maps/{body['id']}/prompts", json={"prompts": ["a", "b"]}, headers={"X-Edit-Key": body["edit_key"]}
+        )
         key = client.post(f"/api/maps/{body['id']}/decode", json={"x": 0, "y": 0}).headers["X-Decode-Key"]
         r = client.post(f"/api/decodes/{key}/upscale")
         assert r.status_code == 422 and "no upscaler" in r.json()["detail"]
@@ -310,8 +354,9 @@ def test_api_align_two_spaces(vclient):
     maps = []
     for title in ("a", "b"):
         body = vclient.post("/api/maps", json={"title": title}).json()
-        vclient.post(f"/api/maps/{body['id']}/prompts", json={"prompts": prompts},
-                     headers={"X-Edit-Key": body["edit_key"]})
+        vclient.post(
+            f"/api/maps/{body['id']}/prompts", json={"prompts": prompts}, headers={"X-Edit-Key": body["edit_key"]}
+        )
         maps.append(body["id"])
     r = vclient.get(f"/api/maps/{maps[0]}/align/{maps[1]}", params={"k": 3})
     assert r.status_code == 200, r.text
@@ -328,17 +373,25 @@ def test_api_align_two_spaces(vclient):
     angle = 0.7
     turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     other, _ = store.create_map("other space", "another-space")
-    store.add_items(other.id, [NewItem("text", lab, v, v) for lab, v in zip(arrays.labels, rotated)],
-                    (arrays.xy @ turn.T * 3 + 5).astype(np.float32))
+    store.add_items(
+        other.id,
+        [NewItem("text", lab, v, v) for lab, v in zip(arrays.labels, rotated)],
+        (arrays.xy @ turn.T * 3 + 5).astype(np.float32),
+    )
     body = vclient.get(f"/api/maps/{maps[0]}/align/{other.id}", params={"k": 3}).json()
     assert body["mean_agreement"] == 1.0 and body["disparity"] < 1e-6 and abs(body["scale"] - 1 / 3) < 1e-4
     for item in body["items"]:
         assert np.allclose(item["a"], item["b_aligned"], atol=1e-3)
     # Noisy vectors: some neighbourhoods disagree, per item.
     noisy, _ = store.create_map("noisy", "another-space")
-    store.add_items(noisy.id, [NewItem("text", lab, v, v) for lab, v in
-                               zip(arrays.labels, rng.standard_normal(rotated.shape).astype(np.float32))],
-                    arrays.xy)
+    store.add_items(
+        noisy.id,
+        [
+            NewItem("text", lab, v, v)
+            for lab, v in zip(arrays.labels, rng.standard_normal(rotated.shape).astype(np.float32))
+        ],
+        arrays.xy,
+    )
     body = vclient.get(f"/api/maps/{maps[0]}/align/{noisy.id}", params={"k": 3}).json()
     assert body["mean_agreement"] < 1.0 and len({i["agreement"] for i in body["items"]}) > 1
 
@@ -348,7 +401,6 @@ def test_api_align_two_spaces(vclient):
 
 
 # ---------------------------------------------------------------------------------------------- digits: meaning
-
 
 
 @pytest.fixture(scope="module")
@@ -369,8 +421,15 @@ def digits(one_thread):
     images, labels, train_idx, test_idx = digit_images()
     clf = classifier(images, labels, train_idx)
     vectors = space.encode_images([images[i] for i in test_idx]).vectors
-    return {"space": space, "clf": clf, "means": mean_image_vectors(vectors, labels[test_idx]),
-            "images": images, "labels": labels, "train_idx": train_idx, "test_idx": test_idx}
+    return {
+        "space": space,
+        "clf": clf,
+        "means": mean_image_vectors(vectors, labels[test_idx]),
+        "images": images,
+        "labels": labels,
+        "train_idx": train_idx,
+        "test_idx": test_idx,
+    }
 
 
 SEEDS = (0, 1)
@@ -382,8 +441,13 @@ def digit_decodes(digits):
     space, out = digits["space"], {}
     for name, scale in [("base", None), ("thick", None), ("thick", 0.5), ("italic", None)]:
         t = time.perf_counter()
-        ims = [im for s in SEEDS for im in space.decode(
-            [DecodeRequest(vector=v, seed=s, variant=name, lora_scale=scale) for v in digits["means"]])]
+        ims = [
+            im
+            for s in SEEDS
+            for im in space.decode(
+                [DecodeRequest(vector=v, seed=s, variant=name, lora_scale=scale) for v in digits["means"]]
+            )
+        ]
         out[name if scale is None else f"{name}@{scale}"] = (ims, (time.perf_counter() - t) / len(ims))
     return out
 
@@ -405,9 +469,11 @@ def test_digits_lora_thickens_strokes_and_keeps_the_digit(digits, digit_decodes)
     base, thick, half = (digit_decodes[k][0] for k in ("base", "thick", "thick@0.5"))
     ink = {k: ink_fraction(digit_decodes[k][0]) for k in ("base", "thick@0.5", "thick")}
     acc = float((predict(digits["clf"], thick) == targets).mean())
-    print(f"\nink fraction base {ink['base']:.3f}, thick@0.5 {ink['thick@0.5']:.3f}, thick {ink['thick']:.3f}; "
-          f"thick classified as intended {acc:.0%}; s/image base {digit_decodes['base'][1]:.3f}, "
-          f"thick {digit_decodes['thick'][1]:.3f}")
+    print(
+        f"\nink fraction base {ink['base']:.3f}, thick@0.5 {ink['thick@0.5']:.3f}, thick {ink['thick']:.3f}; "
+        f"thick classified as intended {acc:.0%}; s/image base {digit_decodes['base'][1]:.3f}, "
+        f"thick {digit_decodes['thick'][1]:.3f}"
+    )
     assert ink["thick"] >= 1.2 * ink["base"], ink
     assert ink["base"] < ink["thick@0.5"] < ink["thick"], ink
     assert acc >= 0.8
@@ -442,7 +508,9 @@ def test_digits_upscaler_beats_bicubic(digits):
     target = (high[:, 0].numpy() + 1) / 2
     arr = lambda ims: np.stack([np.asarray(im, dtype=np.float32) / 255 for im in ims])  # noqa: E731
     p_up, p_bic = psnr(arr(ups), target), psnr(arr(bic), target)
-    print(f"\nupscaler PSNR {p_up:.2f} dB vs bicubic {p_bic:.2f} dB on {len(ups)} held-out digits; "
-          f"{dt * 1000:.1f} ms/image")
+    print(
+        f"\nupscaler PSNR {p_up:.2f} dB vs bicubic {p_bic:.2f} dB on {len(ups)} held-out digits; "
+        f"{dt * 1000:.1f} ms/image"
+    )
     assert ups[0].size == (64, 64) and ups[0].mode == "L"
     assert p_up > p_bic + 3.0

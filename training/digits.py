@@ -53,8 +53,13 @@ OPEN_CLIP_CFG = {
     # open_clip's bundled tokenizer emits ids up to 49407, so the vocabulary must stay 49408.
     "text_cfg": {"context_length": 8, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 2},
 }
-PREPROCESS_CFG = {"size": PIXELS, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bicubic",
-                  "resize_mode": "shortest"}
+PREPROCESS_CFG = {
+    "size": PIXELS,
+    "mean": [0.5, 0.5, 0.5],
+    "std": [0.5, 0.5, 0.5],
+    "interpolation": "bicubic",
+    "resize_mode": "shortest",
+}
 
 # Training budget (steps x batch); about 15 minutes on 2 CPU cores in total.
 CLIP_STEPS, CLIP_BATCH = 700, 128
@@ -111,7 +116,8 @@ def _clip_model(tmp_dir: Path):
     clip_dir = tmp_dir / "clip"
     clip_dir.mkdir(parents=True, exist_ok=True)
     (clip_dir / "open_clip_config.json").write_text(
-        json.dumps({"model_cfg": OPEN_CLIP_CFG, "preprocess_cfg": PREPROCESS_CFG}))
+        json.dumps({"model_cfg": OPEN_CLIP_CFG, "preprocess_cfg": PREPROCESS_CFG})
+    )
     model = open_clip.create_model(f"local-dir:{clip_dir}", load_weights=False)
     tokenizer = open_clip.get_tokenizer(f"local-dir:{clip_dir}")
     return model, tokenizer
@@ -133,16 +139,19 @@ def train_clip(x_train: torch.Tensor, y_train: np.ndarray, tmp_dir: Path, seed: 
     for step in range(CLIP_STEPS):
         idx = torch.randint(0, len(y), (CLIP_BATCH,), generator=gen)
         labels = y[idx]
-        pick = torch.stack([by_label[int(d)][torch.randint(0, len(by_label[int(d)]), (1,), generator=gen)]
-                            for d in labels]).flatten()
+        pick = torch.stack(
+            [by_label[int(d)][torch.randint(0, len(by_label[int(d)]), (1,), generator=gen)] for d in labels]
+        ).flatten()
         images = _augment(x_train[idx], gen).repeat(1, 3, 1, 1)
         img = model.encode_image(images, normalize=True)
         txt = model.encode_text(tokens[pick], normalize=True)
         logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T
         pos = (labels[:, None] == labels[None, :]).float()
         target = pos / pos.sum(1, keepdim=True)
-        loss = 0.5 * (torch.sum(-target * F.log_softmax(logits, 1), 1).mean()
-                      + torch.sum(-target * F.log_softmax(logits.T, 1), 1).mean())
+        loss = 0.5 * (
+            torch.sum(-target * F.log_softmax(logits, 1), 1).mean()
+            + torch.sum(-target * F.log_softmax(logits.T, 1), 1).mean()
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -175,8 +184,9 @@ def align_text(model, tokenizer, x_train: torch.Tensor, y_train: np.ndarray, see
     cap_label = torch.tensor([d for d, _ in captions])
     params = [p for n, p in model.named_parameters() if not n.startswith("visual.") and n != "logit_scale"]
     for n, p in model.named_parameters():
-        p.requires_grad_(n in {n2 for n2, p2 in model.named_parameters() if not n2.startswith("visual.")
-                               and n2 != "logit_scale"})
+        p.requires_grad_(
+            n in {n2 for n2, p2 in model.named_parameters() if not n2.startswith("visual.") and n2 != "logit_scale"}
+        )
     opt = torch.optim.AdamW(params, lr=3e-4, weight_decay=0.0)
     gen = torch.Generator().manual_seed(seed + 5)
     model.train()
@@ -204,18 +214,26 @@ def align_text(model, tokenizer, x_train: torch.Tensor, y_train: np.ndarray, see
 
 @torch.inference_mode()
 def _encode_images(model, x: torch.Tensor, batch: int = 512) -> torch.Tensor:
-    return torch.cat([model.encode_image(x[i:i + batch].repeat(1, 3, 1, 1), normalize=False)
-                      for i in range(0, len(x), batch)])
+    return torch.cat(
+        [model.encode_image(x[i : i + batch].repeat(1, 3, 1, 1), normalize=False) for i in range(0, len(x), batch)]
+    )
 
 
 # ---------------------------------------------------------------------------------------------- VAE
 def make_vae():
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL(in_channels=1, out_channels=1, down_block_types=("DownEncoderBlock2D",) * 2,
-                         up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(32, 64),
-                         layers_per_block=1, latent_channels=LATENT_CHANNELS, norm_num_groups=8,
-                         sample_size=PIXELS)
+    return AutoencoderKL(
+        in_channels=1,
+        out_channels=1,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        latent_channels=LATENT_CHANNELS,
+        norm_num_groups=8,
+        sample_size=PIXELS,
+    )
 
 
 def train_vae(x_train: torch.Tensor, seed: int, progress: bool):
@@ -244,8 +262,8 @@ def train_vae(x_train: torch.Tensor, seed: int, progress: bool):
     bar.close()
     vae.eval()
     with torch.inference_mode():
-        latents = torch.cat([vae.encode(x_train[i:i + 256]).latent_dist.mean for i in range(0, len(x_train), 256)])
-        rec = torch.cat([vae.decode(latents[i:i + 256]).sample for i in range(0, len(latents), 256)])
+        latents = torch.cat([vae.encode(x_train[i : i + 256]).latent_dist.mean for i in range(0, len(x_train), 256)])
+        rec = torch.cat([vae.decode(latents[i : i + 256]).sample for i in range(0, len(latents), 256)])
     vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
     return vae, float(F.mse_loss(rec.clamp(-1, 1), x_train))
 
@@ -255,13 +273,20 @@ def make_unet():
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(
-        sample_size=LATENT_SIZE, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS,
+        sample_size=LATENT_SIZE,
+        in_channels=LATENT_CHANNELS,
+        out_channels=LATENT_CHANNELS,
         down_block_types=("DownBlock2D", "SimpleCrossAttnDownBlock2D"),
         up_block_types=("SimpleCrossAttnUpBlock2D", "UpBlock2D"),
         mid_block_type="UNetMidBlock2DSimpleCrossAttn",
-        block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=8,
-        addition_embed_type="image", encoder_hid_dim=EMBED_DIM, encoder_hid_dim_type="image_proj",
-        cross_attention_dim=64, attention_head_dim=16,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        norm_num_groups=8,
+        addition_embed_type="image",
+        encoder_hid_dim=EMBED_DIM,
+        encoder_hid_dim_type="image_proj",
+        cross_attention_dim=64,
+        attention_head_dim=16,
     )
 
 
@@ -271,8 +296,7 @@ def train_unet(latents: torch.Tensor, cond: torch.Tensor, seed: int, progress: b
     torch.manual_seed(seed)
     unet = make_unet()
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
-    noise_sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
-                                prediction_type="epsilon")
+    noise_sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon")
     gen = torch.Generator().manual_seed(seed + 3)
     opt = torch.optim.AdamW(unet.parameters(), lr=1e-3, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine_lr(s, UNET_STEPS, 100))
@@ -337,8 +361,11 @@ def evaluate(space, images, labels, train_idx, test_idx, seeds=(0, 1)) -> dict:
             pred = clf.predict(features(out))
         return int((pred == np.arange(10)).sum()), dt
 
-    metrics = {"zero_shot_accuracy": round(zero_shot, 4), "zero_shot_accuracy_canonical": round(zero_shot_canonical, 4),
-               "classifier_test_accuracy": round(float(clf.score(features(test_images), y_test)), 4)}
+    metrics = {
+        "zero_shot_accuracy": round(zero_shot, 4),
+        "zero_shot_accuracy_canonical": round(zero_shot_canonical, 4),
+        "classifier_test_accuracy": round(float(clf.score(features(test_images), y_test)), 4),
+    }
     times = []
     for seed in seeds:
         n_img, dt = judge(means, seed)
@@ -387,41 +414,58 @@ def train(out_dir: Path, seed: int = 0, progress: bool = True, threads: int = TH
     xs = torch.cat([x_train] + [_augment(x_train, gen) for _ in range(UNET_AUGMENTED_COPIES)])
     with torch.inference_mode():
         cond = _encode_images(clip_model, xs)
-        latents = torch.cat([vae.encode(xs[i:i + 512]).latent_dist.mean for i in range(0, len(xs), 512)])
+        latents = torch.cat([vae.encode(xs[i : i + 512]).latent_dist.mean for i in range(0, len(xs), 512)])
         latents = latents * vae.config.scaling_factor
     t = time.perf_counter()
     unet = train_unet(latents.clone(), cond.clone(), seed, progress)
     timings["unet_s"] = round(time.perf_counter() - t, 1)
 
     with torch.inference_mode():
-        text_vectors = clip_model.encode_text(tokenizer([c for d in range(10) for c in captions_for(d)]),
-                                              normalize=False).numpy()
+        text_vectors = clip_model.encode_text(
+            tokenizer([c for d in range(10) for c in captions_for(d)]), normalize=False
+        ).numpy()
         image_vectors = _encode_images(clip_model, x_train).numpy()
     stats = compute_stats(text_vectors, image_vectors)
-    scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=False,
-                              set_alpha_to_one=False, prediction_type="epsilon", timestep_spacing="trailing")
+    scheduler = DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="squaredcos_cap_v2",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        prediction_type="epsilon",
+        timestep_spacing="trailing",
+    )
     pipeline = ClipDecoderPipeline(unet=unet.eval(), scheduler=scheduler, vae=vae.eval())
     timings["total_train_s"] = round(time.perf_counter() - t_start, 1)
 
     provenance = {
         "data": "sklearn.datasets.load_digits (1,797 8x8 digits, upsampled bicubic to 16x16 'L')",
         "split": "70/30 stratified, random_state=0; trained on the 70% train split only "
-                 f"({len(train_idx)} images); metrics on the {len(test_idx)} held-out test images",
+        f"({len(train_idx)} images); metrics on the {len(test_idx)} held-out test images",
         "seed": seed,
         "trainer": "python -m training.digits --out DIR --seed N",
-        "torch": torch.__version__, "open_clip": open_clip.__version__,
-        "training": {"clip": {"steps": CLIP_STEPS, "batch": CLIP_BATCH, "captions": CAPTION_TEMPLATES},
-                     "align_text": {"steps": ALIGN_STEPS},
-                     "vae": {"steps": VAE_STEPS, "batch": VAE_BATCH, "train_mse": round(vae_mse, 5)},
-                     "unet": {"steps": UNET_STEPS, "batch": UNET_BATCH, "cond_dropout": COND_DROPOUT,
-                              "ema_decay": EMA_DECAY, "schedule": "cosine DDPM, epsilon",
-                              "augmented_copies": UNET_AUGMENTED_COPIES},
-                     "seconds": timings, "threads": torch.get_num_threads()},
+        "torch": torch.__version__,
+        "open_clip": open_clip.__version__,
+        "training": {
+            "clip": {"steps": CLIP_STEPS, "batch": CLIP_BATCH, "captions": CAPTION_TEMPLATES},
+            "align_text": {"steps": ALIGN_STEPS},
+            "vae": {"steps": VAE_STEPS, "batch": VAE_BATCH, "train_mse": round(vae_mse, 5)},
+            "unet": {
+                "steps": UNET_STEPS,
+                "batch": UNET_BATCH,
+                "cond_dropout": COND_DROPOUT,
+                "ema_decay": EMA_DECAY,
+                "schedule": "cosine DDPM, epsilon",
+                "augmented_copies": UNET_AUGMENTED_COPIES,
+            },
+            "seconds": timings,
+            "threads": torch.get_num_threads(),
+        },
     }
     config = {"name": "digits", "image_mode": "L", "decode": dict(DECODE), "provenance": provenance}
     # float16 CLIP weights keep the directory small (loaded back into the float32 model).
-    ClipDecoderSpace.save_components(out_dir, config, copy.deepcopy(clip_model).half(), OPEN_CLIP_CFG,
-                                     PREPROCESS_CFG, pipeline, stats)
+    ClipDecoderSpace.save_components(
+        out_dir, config, copy.deepcopy(clip_model).half(), OPEN_CLIP_CFG, PREPROCESS_CFG, pipeline, stats
+    )
 
     space = ClipDecoderSpace.from_pretrained(out_dir, device="cpu")
     metrics = evaluate(space, images, labels, train_idx, test_idx)

@@ -55,8 +55,10 @@ COND_DROPOUT = 0.15  # as in the base decoder's training, so classifier-free gui
 SHEAR = 0.2
 EVAL_SEEDS = (0, 1, 2, 3)
 THREADS = 1
-DATA_LICENCE = ("training data: UCI Optical Recognition of Handwritten Digits via scikit-learn's load_digits "
-                "(CC BY 4.0 per the UCI repository); weights: trained by latentmap, no separate licence declared")
+DATA_LICENCE = (
+    "training data: UCI Optical Recognition of Handwritten Digits via scikit-learn's load_digits "
+    "(CC BY 4.0 per the UCI repository); weights: trained by latentmap, no separate licence declared"
+)
 
 
 # ---------------------------------------------------------------------------------------------- styles
@@ -69,8 +71,9 @@ def thicken(x: torch.Tensor) -> torch.Tensor:
 
 
 def _affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    grid = F.affine_grid(theta.expand(x.shape[0], 2, 3) if theta.ndim == 2 else theta, list(x.shape),
-                         align_corners=False)
+    grid = F.affine_grid(
+        theta.expand(x.shape[0], 2, 3) if theta.ndim == 2 else theta, list(x.shape), align_corners=False
+    )
     return F.grid_sample((x + 1) / 2, grid, mode="bilinear", padding_mode="zeros", align_corners=False) * 2 - 1
 
 
@@ -120,8 +123,9 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def classifier(images, labels, train_idx):
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(max_iter=2000).fit(np.stack([image_to_digit(images[i]) for i in train_idx]),
-                                                 labels[train_idx])
+    return LogisticRegression(max_iter=2000).fit(
+        np.stack([image_to_digit(images[i]) for i in train_idx]), labels[train_idx]
+    )
 
 
 def predict(clf, images) -> np.ndarray:
@@ -140,8 +144,18 @@ def _load_unet(space_dir: Path):
     return UNet2DConditionModel.from_pretrained(space_dir / "decoder" / "unet", use_safetensors=True)
 
 
-def _diffusion_train(unet, params, cond: torch.Tensor, latents: torch.Tensor, steps: int, batch: int, lr: float,
-                     seed: int, desc: str, progress: bool) -> float:
+def _diffusion_train(
+    unet,
+    params,
+    cond: torch.Tensor,
+    latents: torch.Tensor,
+    steps: int,
+    batch: int,
+    lr: float,
+    seed: int,
+    desc: str,
+    progress: bool,
+) -> float:
     """Epsilon-prediction training on (cond, latent) pairs, as the base decoder was trained. Returns the
     mean loss of the last 50 steps."""
     from diffusers import DDPMScheduler
@@ -159,8 +173,9 @@ def _diffusion_train(unet, params, cond: torch.Tensor, latents: torch.Tensor, st
         c[torch.rand(batch, generator=gen) < COND_DROPOUT] = 0.0
         noise = torch.randn(z0.shape, generator=gen)
         t = torch.randint(0, 1000, (batch,), generator=gen)
-        pred = unet(noise_sched.add_noise(z0, noise, t), t, encoder_hidden_states=None,
-                    added_cond_kwargs={"image_embeds": c}).sample
+        pred = unet(
+            noise_sched.add_noise(z0, noise, t), t, encoder_hidden_states=None, added_cond_kwargs={"image_embeds": c}
+        ).sample
         loss = F.mse_loss(pred, noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -180,8 +195,10 @@ def train_lora(space_dir: Path, cond, latents, seed: int, progress: bool, steps:
     from peft import LoraConfig
 
     unet = _load_unet(space_dir).requires_grad_(False)
-    unet.add_adapter(LoraConfig(r=LORA_RANK, lora_alpha=LORA_RANK, init_lora_weights=True,
-                                target_modules=LORA_TARGETS), adapter_name=LORA_NAME)
+    unet.add_adapter(
+        LoraConfig(r=LORA_RANK, lora_alpha=LORA_RANK, init_lora_weights=True, target_modules=LORA_TARGETS),
+        adapter_name=LORA_NAME,
+    )
     params = [p for n, p in unet.named_parameters() if "lora_" in n]
     for p in params:
         p.requires_grad_(True)
@@ -193,8 +210,9 @@ def train_lora(space_dir: Path, cond, latents, seed: int, progress: bool, steps:
 def train_finetune(space_dir: Path, cond, latents, seed: int, progress: bool, steps: int = FINETUNE_STEPS):
     unet = _load_unet(space_dir)
     params = list(unet.parameters())
-    loss = _diffusion_train(unet, params, cond, latents, steps, FINETUNE_BATCH, FINETUNE_LR, seed + 20, "finetune",
-                            progress)
+    loss = _diffusion_train(
+        unet, params, cond, latents, steps, FINETUNE_BATCH, FINETUNE_LR, seed + 20, "finetune", progress
+    )
     return unet, loss
 
 
@@ -208,8 +226,9 @@ def upscaler_data(vae, x16: torch.Tensor, x64: torch.Tensor, copies: int, gen: t
         highs.append(_affine(x64, theta))
     low, high = torch.cat(lows), torch.cat(highs)
     with torch.inference_mode():
-        rec = torch.cat([vae.decode(vae.encode(low[i:i + 512]).latent_dist.mean).sample
-                         for i in range(0, len(low), 512)]).clamp(-1, 1)
+        rec = torch.cat(
+            [vae.decode(vae.encode(low[i : i + 512]).latent_dist.mean).sample for i in range(0, len(low), 512)]
+        ).clamp(-1, 1)
     # What a decode gives is 8-bit pixels: quantise the input the same way.
     rec = ((rec + 1) * 127.5).round() / 127.5 - 1
     return rec.clone(), high.clone()
@@ -251,17 +270,28 @@ def evaluate_decoders(space, clf, mean_vectors: np.ndarray, seeds=EVAL_SEEDS) ->
     out, base_pred = {}, None
     for name, scale in decoders:
         t = time.perf_counter()
-        images = [im for s in seeds for im in space.decode(
-            [DecodeRequest(vector=v, seed=s, variant=None if name == "base" else name, lora_scale=scale)
-             for v in mean_vectors])]
+        images = [
+            im
+            for s in seeds
+            for im in space.decode(
+                [
+                    DecodeRequest(vector=v, seed=s, variant=None if name == "base" else name, lora_scale=scale)
+                    for v in mean_vectors
+                ]
+            )
+        ]
         dt = (time.perf_counter() - t) / len(images)
         pred = predict(clf, images)
         base_pred = pred if base_pred is None else base_pred
         key = name if scale is None else f"{name}@{scale}"
-        out[key] = {"ink_fraction": round(ink_fraction(images), 4), "slant": round(slant(images), 4),
-                    "accuracy": round(float((pred == targets).mean()), 4),
-                    "agreement_with_base": round(float((pred == base_pred).mean()), 4),
-                    "seconds_per_image": round(dt, 4), "n": len(images)}
+        out[key] = {
+            "ink_fraction": round(ink_fraction(images), 4),
+            "slant": round(slant(images), 4),
+            "accuracy": round(float((pred == targets).mean()), 4),
+            "agreement_with_base": round(float((pred == base_pred).mean()), 4),
+            "seconds_per_image": round(dt, 4),
+            "n": len(images),
+        }
     return out
 
 
@@ -274,11 +304,14 @@ def evaluate_upscaler(space, model, low_test, high_test, clf, base_decodes) -> d
     target = ((high_test[:, 0].numpy() + 1) / 2).astype(np.float32)
     as_arr = lambda ims: np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in ims])  # noqa: E731
     decoded_up = [space.upscale(im) for im in base_decodes]
-    return {"psnr_db_upscaler": round(psnr(as_arr(ups), target), 2),
-            "psnr_db_bicubic": round(psnr(as_arr(bicubic), target), 2),
-            "seconds_per_image": round(dt, 5), "n_test_images": len(ups),
-            "decoded_class_kept": round(float((predict(clf, decoded_up) == predict(clf, base_decodes)).mean()), 4),
-            "output_size": list(decoded_up[0].size)}
+    return {
+        "psnr_db_upscaler": round(psnr(as_arr(ups), target), 2),
+        "psnr_db_bicubic": round(psnr(as_arr(bicubic), target), 2),
+        "seconds_per_image": round(dt, 5),
+        "n_test_images": len(ups),
+        "decoded_class_kept": round(float((predict(clf, decoded_up) == predict(clf, base_decodes)).mean()), 4),
+        "output_size": list(decoded_up[0].size),
+    }
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -296,8 +329,14 @@ def _save_variant(variants_dir: Path, name: str, save: Callable[[Path], None], m
     return d
 
 
-def train(space_dir: Path, seed: int = 0, progress: bool = True, threads: int = THREADS,
-          only: tuple[str, ...] = ("lora", "finetune", "upscaler"), quick: bool = False) -> dict:
+def train(
+    space_dir: Path,
+    seed: int = 0,
+    progress: bool = True,
+    threads: int = THREADS,
+    only: tuple[str, ...] = ("lora", "finetune", "upscaler"),
+    quick: bool = False,
+) -> dict:
     """Train the chosen variants into `space_dir/variants/`, evaluate them through the loaded space, and
     return the figures. `quick` (smoke tests only) trains a handful of steps."""
     from app.spaces.clip_decoder import ClipDecoderSpace
@@ -324,47 +363,79 @@ def train(space_dir: Path, seed: int = 0, progress: bool = True, threads: int = 
 
     def latents_of(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            z = torch.cat([vae.encode(x[i:i + 512]).latent_dist.mean for i in range(0, len(x), 512)])
+            z = torch.cat([vae.encode(x[i : i + 512]).latent_dist.mean for i in range(0, len(x), 512)])
         return (z * vae.config.scaling_factor).clone()
 
-    common = {"base": base_name, "trainer": "python -m training.digits_variants --space DIR",
-              "licence": DATA_LICENCE}
+    common = {"base": base_name, "trainer": "python -m training.digits_variants --space DIR", "licence": DATA_LICENCE}
     split = f"load_digits 70% train split ({len(train_idx)} images) + {AUGMENTED_COPIES} augmented copies"
     timings, written = {}, {}
 
     if "lora" in only:
         t = time.perf_counter()
-        unet, loss, n_params = train_lora(space_dir, cond.clone(), latents_of(thicken(xs)), seed, progress,
-                                          max(2, LORA_STEPS // div))
+        unet, loss, n_params = train_lora(
+            space_dir, cond.clone(), latents_of(thicken(xs)), seed, progress, max(2, LORA_STEPS // div)
+        )
         timings["lora_s"] = round(time.perf_counter() - t, 1)
         save_lora = partial(unet.save_lora_adapter, adapter_name=LORA_NAME, weight_name="lora.safetensors")
-        written[LORA_NAME] = _save_variant(variants_dir, LORA_NAME, save_lora, {
-            "kind": "lora", **common, "default_scale": 1.0, "rank": LORA_RANK,
-            "description": "Thicker strokes: a LoRA on the base decoder trained on dilated digits.",
-            "lineage": {"kind": "lora", "lora_of": base_name, "base_model": base_name, "loras": [LORA_NAME]},
-            "training": {"data": split + "; targets: strokes dilated by a 3x3 cross, conditioned on the "
-                         "original image's CLIP embedding", "rank": LORA_RANK, "alpha": LORA_RANK,
-                         "targets": LORA_TARGETS, "params": n_params, "steps": max(2, LORA_STEPS // div),
-                         "batch": LORA_BATCH, "lr": LORA_LR, "cond_dropout": COND_DROPOUT,
-                         "final_loss": round(loss, 4), "seed": seed}})
+        written[LORA_NAME] = _save_variant(
+            variants_dir,
+            LORA_NAME,
+            save_lora,
+            {
+                "kind": "lora",
+                **common,
+                "default_scale": 1.0,
+                "rank": LORA_RANK,
+                "description": "Thicker strokes: a LoRA on the base decoder trained on dilated digits.",
+                "lineage": {"kind": "lora", "lora_of": base_name, "base_model": base_name, "loras": [LORA_NAME]},
+                "training": {
+                    "data": split + "; targets: strokes dilated by a 3x3 cross, conditioned on the "
+                    "original image's CLIP embedding",
+                    "rank": LORA_RANK,
+                    "alpha": LORA_RANK,
+                    "targets": LORA_TARGETS,
+                    "params": n_params,
+                    "steps": max(2, LORA_STEPS // div),
+                    "batch": LORA_BATCH,
+                    "lr": LORA_LR,
+                    "cond_dropout": COND_DROPOUT,
+                    "final_loss": round(loss, 4),
+                    "seed": seed,
+                },
+            },
+        )
 
     if "finetune" in only:
         t = time.perf_counter()
-        unet, loss = train_finetune(space_dir, cond.clone(), latents_of(italicize(xs)), seed, progress,
-                                    max(2, FINETUNE_STEPS // div))
+        unet, loss = train_finetune(
+            space_dir, cond.clone(), latents_of(italicize(xs)), seed, progress, max(2, FINETUNE_STEPS // div)
+        )
         timings["finetune_s"] = round(time.perf_counter() - t, 1)
 
         def save_unet(d: Path) -> None:
             unet.save_pretrained(d / "unet", safe_serialization=True)
 
-        written[FINETUNE_NAME] = _save_variant(variants_dir, FINETUNE_NAME, save_unet, {
-            "kind": "finetune", **common,
-            "description": f"Italic digits: the base decoder fine-tuned (all weights) on digits sheared by {SHEAR}.",
-            "lineage": {"kind": "finetune", "fine_tune_of": base_name, "base_model": base_name, "loras": []},
-            "training": {"data": split + f"; targets: digits sheared right (x += {SHEAR} y), conditioned on the "
-                         "original image's CLIP embedding", "steps": max(2, FINETUNE_STEPS // div),
-                         "batch": FINETUNE_BATCH, "lr": FINETUNE_LR, "cond_dropout": COND_DROPOUT,
-                         "final_loss": round(loss, 4), "seed": seed}})
+        written[FINETUNE_NAME] = _save_variant(
+            variants_dir,
+            FINETUNE_NAME,
+            save_unet,
+            {
+                "kind": "finetune",
+                **common,
+                "description": f"Italic digits: the base decoder fine-tuned (all weights) on digits sheared by {SHEAR}.",
+                "lineage": {"kind": "finetune", "fine_tune_of": base_name, "base_model": base_name, "loras": []},
+                "training": {
+                    "data": split + f"; targets: digits sheared right (x += {SHEAR} y), conditioned on the "
+                    "original image's CLIP embedding",
+                    "steps": max(2, FINETUNE_STEPS // div),
+                    "batch": FINETUNE_BATCH,
+                    "lr": FINETUNE_LR,
+                    "cond_dropout": COND_DROPOUT,
+                    "final_loss": round(loss, 4),
+                    "seed": seed,
+                },
+            },
+        )
 
     up_test = None
     if "upscaler" in only:
@@ -372,22 +443,37 @@ def train(space_dir: Path, seed: int = 0, progress: bool = True, threads: int = 
 
         images64 = digit_images(16 * UPSCALE)[0]
         x64 = _to_tensor(images64)
-        low, high = upscaler_data(vae, x_train, x64[train_idx], UPSCALER_COPIES,
-                                  torch.Generator().manual_seed(seed + 5))
+        low, high = upscaler_data(
+            vae, x_train, x64[train_idx], UPSCALER_COPIES, torch.Generator().manual_seed(seed + 5)
+        )
         up_test = upscaler_data(vae, x_all[test_idx], x64[test_idx], 0, None)
         t = time.perf_counter()
         model = train_upscaler(low, high, seed, progress, max(2, UPSCALER_STEPS // div))
         timings["upscaler_s"] = round(time.perf_counter() - t, 1)
-        written[UPSCALER_NAME] = _save_variant(variants_dir, UPSCALER_NAME, model.save, {
-            "kind": "upscaler", **common, "config": model.config,
-            "description": f"x{UPSCALE} super-resolution (16 px -> {16 * UPSCALE} px): a small conv net "
-                           "(residual over bicubic) trained by latentmap.",
-            "lineage": {"kind": "upscaler", "upscaler_for": base_name, "base_model": None},
-            "training": {"data": f"load_digits 70% train split ({len(train_idx)} images, no augmentation); "
-                         "input: 16 px digits through the space's VAE, 8-bit; target: the same 8x8 digits "
-                         f"rendered bicubic at {16 * UPSCALE} px", "loss": "MSE",
-                         "steps": max(2, UPSCALER_STEPS // div), "batch": UPSCALER_BATCH, "lr": UPSCALER_LR,
-                         "params": sum(p.numel() for p in model.parameters()), "seed": seed}})
+        written[UPSCALER_NAME] = _save_variant(
+            variants_dir,
+            UPSCALER_NAME,
+            model.save,
+            {
+                "kind": "upscaler",
+                **common,
+                "config": model.config,
+                "description": f"x{UPSCALE} super-resolution (16 px -> {16 * UPSCALE} px): a small conv net "
+                "(residual over bicubic) trained by latentmap.",
+                "lineage": {"kind": "upscaler", "upscaler_for": base_name, "base_model": None},
+                "training": {
+                    "data": f"load_digits 70% train split ({len(train_idx)} images, no augmentation); "
+                    "input: 16 px digits through the space's VAE, 8-bit; target: the same 8x8 digits "
+                    f"rendered bicubic at {16 * UPSCALE} px",
+                    "loss": "MSE",
+                    "steps": max(2, UPSCALER_STEPS // div),
+                    "batch": UPSCALER_BATCH,
+                    "lr": UPSCALER_LR,
+                    "params": sum(p.numel() for p in model.parameters()),
+                    "seed": seed,
+                },
+            },
+        )
         assert isinstance(model, ConvUpscaler)
 
     # Evaluate through the space as it loads from disk, variants included.
@@ -400,8 +486,9 @@ def train(space_dir: Path, seed: int = 0, progress: bool = True, threads: int = 
         from app.spaces.base import DecodeRequest
 
         base_decodes = space.decode([DecodeRequest(vector=v, seed=0) for v in means])
-        figures[UPSCALER_NAME] = evaluate_upscaler(space, space.variant_set.upscaler(UPSCALER_NAME).upscaler,
-                                                   *up_test, clf, base_decodes)
+        figures[UPSCALER_NAME] = evaluate_upscaler(
+            space, space.variant_set.upscaler(UPSCALER_NAME).upscaler, *up_test, clf, base_decodes
+        )
     figures["seconds"] = {**timings, "total_s": round(time.perf_counter() - t_start, 1)}
     figures["threads"] = torch.get_num_threads()
     for name, d in written.items():
@@ -413,9 +500,11 @@ def train(space_dir: Path, seed: int = 0, progress: bool = True, threads: int = 
             meta["metrics"] = {"base": dec["base"], name: dec[name]}
         else:
             meta["metrics"] = dict(figures[name])
-        meta["metrics"]["measured_on"] = ("the 10 digits' mean test-split CLIP embeddings x seeds "
-                                          f"{list(EVAL_SEEDS)}" if meta["kind"] != "upscaler" else
-                                          "the load_digits test split (540 images) and 10 base decodes")
+        meta["metrics"]["measured_on"] = (
+            f"the 10 digits' mean test-split CLIP embeddings x seeds {list(EVAL_SEEDS)}"
+            if meta["kind"] != "upscaler"
+            else "the load_digits test split (540 images) and 10 base decodes"
+        )
         meta["training"]["seconds"] = timings.get(f"{meta['kind']}_s")
         _write_variant(d, meta)
     return figures
@@ -432,8 +521,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     only = tuple(s.strip() for s in args.only.split(",") if s.strip())
-    figures = train(args.space, seed=args.seed, progress=not args.no_progress, threads=args.threads, only=only,
-                    quick=args.quick)
+    figures = train(
+        args.space, seed=args.seed, progress=not args.no_progress, threads=args.threads, only=only, quick=args.quick
+    )
     print(json.dumps(figures, indent=2))
 
 

@@ -23,16 +23,26 @@ def list_columns(request: Request, map_id: MapId, store: StoreDep):
     return {"columns": columns.describe(store, map_id, request.app.state.settings.max_category_values)}
 
 
-@router.get("/maps/{map_id}/columns/values.bin", response_class=Response,
-            responses={200: {"content": {"application/octet-stream": {}}}})
-def column_values(request: Request, map_id: MapId, store: StoreDep,
-                  name: Annotated[str, Query(description="the column")],
-                  contains: Annotated[str | None, Query(max_length=300, description="text columns: which points' "
-                                                                                    "value contains this")] = None,
-                  version: Annotated[int | None, Query(description="the map version the client holds (409 "
-                                                                   "when it has changed)")] = None):
+@router.get(
+    "/maps/{map_id}/columns/values.bin",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def column_values(
+    request: Request,
+    map_id: MapId,
+    store: StoreDep,
+    name: Annotated[str, Query(description="the column")],
+    contains: Annotated[
+        str | None, Query(max_length=300, description="text columns: which points' value contains this")
+    ] = None,
+    version: Annotated[
+        int | None, Query(description="the map version the client holds (409 when it has changed)")
+    ] = None,
+):
     """One column for all points, in points order (the order of /points.bin); the format is in
     app/maps/columns.py `values_payload`. `X-Map-Version` names the version the values belong to."""
-    body, current = columns.values_payload(store, map_id, name, request.app.state.settings.max_category_values,
-                                           contains, version)
+    body, current = columns.values_payload(
+        store, map_id, name, request.app.state.settings.max_category_values, contains, version
+    )
     return Response(body, media_type="application/octet-stream", headers={"X-Map-Version": str(current)})

@@ -14,16 +14,23 @@ from .responses import IMMUTABLE, PNG, decoded_png
 router = APIRouter(prefix="/api", tags=["decode"])
 
 
-@router.post("/maps/{map_id}/decode", response_class=Response,
-             responses={200: {"content": {"image/png": {}}, "description": "The decoded image"}})
+@router.post(
+    "/maps/{map_id}/decode",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}, "description": "The decoded image"}},
+)
 def decode(body: schemas.DecodeIn, map_id: ExistingMap, service: ServiceDep, gone: DisconnectCheck):
-    result = service.decode_at(map_id, body.x, body.y, body.seed, gone, variant=body.variant,
-                               lora_scale=body.lora_scale, preview=body.preview)
+    result = service.decode_at(
+        map_id, body.x, body.y, body.seed, gone, variant=body.variant, lora_scale=body.lora_scale, preview=body.preview
+    )
     return decoded_png(result, {"X-Decode-Preview": "1" if body.preview else "0"})
 
 
-@router.post("/maps/{map_id}/items/{item_id}/vary", response_class=Response,
-             responses={200: {"content": {"image/png": {}}, "description": "A variation of the item's image"}})
+@router.post(
+    "/maps/{map_id}/items/{item_id}/vary",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}, "description": "A variation of the item's image"}},
+)
 def vary(item_id: str, body: schemas.VaryIn, map_id: ExistingMap, service: ServiceDep, gone: DisconnectCheck):
     """Image-to-image: the item's own vector, starting from its VAE latent noised to `strength`. Same inputs,
     same bytes (cached)."""

@@ -19,30 +19,43 @@ def path(body: schemas.PathIn, map_id: ExistingMap, explorer: ExplorerDep, gone:
     """`steps` images along a drawn polyline, decoded (and cached) one by one."""
     result = explorer.path(map_id, body.points, body.steps, body.seed, gone)
     base = f"/api/paths/{result.key}"
-    return {"key": result.key, "frames": [{"url": decode_url(k), "x": x, "y": y}
-                                          for k, (x, y) in zip(result.frame_keys, result.points)],
-            "strip_url": base + ".png", "gif_url": base + ".gif", "webp_url": base + ".webp"}
+    return {
+        "key": result.key,
+        "frames": [{"url": decode_url(k), "x": x, "y": y} for k, (x, y) in zip(result.frame_keys, result.points)],
+        "strip_url": base + ".png",
+        "gif_url": base + ".gif",
+        "webp_url": base + ".webp",
+    }
 
 
-@router.get("/paths/{key}.{fmt}", response_class=Response,
-            responses={200: {"content": {"image/png": {}, "image/gif": {}, "image/webp": {}}}})
+@router.get(
+    "/paths/{key}.{fmt}",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}, "image/gif": {}, "image/webp": {}}}},
+)
 def path_media(key: str, fmt: Literal["png", "gif", "webp"], explorer: ExplorerDep):
     data = explorer.path_media(check_key(key), fmt)
-    return Response(data, media_type=f"image/{fmt}",
-                    headers={"Content-Disposition": f'attachment; filename="latentmap-path.{fmt}"'})
+    return Response(
+        data, media_type=f"image/{fmt}", headers={"Content-Disposition": f'attachment; filename="latentmap-path.{fmt}"'}
+    )
 
 
 @router.get("/maps/{map_id}/neighbors", response_model=schemas.NeighborsOut)
-def neighbors(map_id: ExistingMap, explorer: ExplorerDep, store: StoreDep, x: float | None = None,
-              y: float | None = None, item: str | None = Query(None, description="an item id instead of x, y"),
-              k: int = 10):
+def neighbors(
+    map_id: ExistingMap,
+    explorer: ExplorerDep,
+    store: StoreDep,
+    x: float | None = None,
+    y: float | None = None,
+    item: str | None = Query(None, description="an item id instead of x, y"),
+    k: int = 10,
+):
     found = explorer.neighbors(map_id, k, x=x, y=y, item_id=item)
     return {"neighbors": responses.neighbors(store.get_arrays(map_id), found)}
 
 
 @router.get("/maps/{map_id}/search", response_model=schemas.SearchOut)
-def search(q: str, map_id: ExistingMap, explorer: ExplorerDep, store: StoreDep, gone: DisconnectCheck,
-           k: int = 10):
+def search(q: str, map_id: ExistingMap, explorer: ExplorerDep, store: StoreDep, gone: DisconnectCheck, k: int = 10):
     """Where a prompt would land (it is not stored), its nearest items, and every point's similarity to it
     (in points order: colour the map by it)."""
     found = explorer.search(map_id, q, k, gone)

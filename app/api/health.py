@@ -13,8 +13,12 @@ router = APIRouter(prefix="/api", tags=["server"])
 
 @router.get("/health", response_model=schemas.Health)
 def health(service: ServiceDep):
-    return {"status": "ok", "space": service.space.name, "device": service.space.device,
-            "preview": bool(service.space.info.get("preview"))}
+    return {
+        "status": "ok",
+        "space": service.space.name,
+        "device": service.space.device,
+        "preview": bool(service.space.info.get("preview")),
+    }
 
 
 @router.get("/spaces", response_model=list[schemas.SpaceRow], response_model_exclude_unset=True)

@@ -22,8 +22,7 @@ def add_prompts(body: schemas.PromptsIn, map_id: EditableMap, service: ServiceDe
 
 
 @router.post("/maps/{map_id}/images", status_code=201, response_model=schemas.ItemsOut)
-def add_images(map_id: EditableMap, service: ServiceDep, gone: DisconnectCheck,
-               files: list[UploadFile] = File(...)):
+def add_images(map_id: EditableMap, service: ServiceDep, gone: DisconnectCheck, files: list[UploadFile] = File(...)):
     limit = service.settings.max_file_bytes
     uploads = []
     for f in files:
@@ -49,8 +48,13 @@ def points_binary(map_id: ExistingMap, store: StoreDep):
     names the map version the points belong to (see `/labels/match` and `/selection` by index)."""
     xy, kinds, version = store.positions(map_id)
     n = len(kinds)
-    body = b"LMP1" + np.uint32(n).tobytes() + np.ascontiguousarray(xy[:, 0], "<f4").tobytes() + \
-        np.ascontiguousarray(xy[:, 1], "<f4").tobytes() + kinds.tobytes()
+    body = (
+        b"LMP1"
+        + np.uint32(n).tobytes()
+        + np.ascontiguousarray(xy[:, 0], "<f4").tobytes()
+        + np.ascontiguousarray(xy[:, 1], "<f4").tobytes()
+        + kinds.tobytes()
+    )
     # The version lets a client that holds only indices ask by index later (label match, selection export).
     return Response(body, media_type="application/octet-stream", headers={MAP_VERSION_HEADER: str(version)})
 
@@ -62,8 +66,13 @@ def point_at(index: int, map_id: ExistingMap, store: StoreDep):
 
 
 @router.get("/maps/{map_id}/labels/match", response_class=Response, responses=BINARY)
-def label_match(map_id: ExistingMap, store: StoreDep, settings: SettingsDep, q: str = Query(..., min_length=1),
-                version: int | None = None):
+def label_match(
+    map_id: ExistingMap,
+    store: StoreDep,
+    settings: SettingsDep,
+    q: str = Query(..., min_length=1),
+    version: int | None = None,
+):
     """Which points' labels contain `q` (case-insensitive), for maps loaded from /points.bin without labels:
     b"LMM1", uint32 n, then n bits, point i in bit i % 8 of byte i // 8 (least significant first).
     With `version` (the X-Map-Version the client holds) a changed map answers 409 instead."""
@@ -86,5 +95,6 @@ def thumbnail(item_id: str, store: StoreDep):
     item = store.get_item(item_id)  # the id is checked against the pattern and must exist in the database
     if not item.has_thumbnail:
         raise HTTPException(404, f"item {item_id} ({item.kind}) has no thumbnail")
-    return Response(store.read_thumbnail(item.id), media_type="image/png",
-                    headers={"Cache-Control": "public, max-age=86400"})
+    return Response(
+        store.read_thumbnail(item.id), media_type="image/png", headers={"Cache-Control": "public, max-age=86400"}
+    )

@@ -84,9 +84,17 @@ class RequestSizeLimit:
     @staticmethod
     async def _reject(send, status: int, detail: str):
         body = json.dumps({"detail": detail}).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -99,7 +107,7 @@ def validation_message(errors: list, max_chars: int) -> str:
     text = f"{where}: {first.get('msg', 'invalid')}"
     if len(errors) > 1:
         text += f" (and {len(errors) - 1} more {'error' if len(errors) == 2 else 'errors'})"
-    return text if len(text) <= max_chars else text[:max_chars - 3] + "..."
+    return text if len(text) <= max_chars else text[: max_chars - 3] + "..."
 
 
 def install_validation_handler(app: FastAPI, max_chars: int) -> None:

@@ -26,8 +26,7 @@ def list_maps(store: StoreDep, settings: SettingsDep):
 
 @router.get("/maps/{map_id}", response_model=schemas.MapInfo)
 def get_map(map_id: ExistingMap, store: StoreDep, terrain: TerrainDep, x_edit_key: str | None = Header(None)):
-    return map_info(store.get_map(map_id), store, can_edit=store.check_edit_key(map_id, x_edit_key),
-                    terrain=terrain)
+    return map_info(store.get_map(map_id), store, can_edit=store.check_edit_key(map_id, x_edit_key), terrain=terrain)
 
 
 @router.post("/maps/{map_id}/refit", response_model=schemas.MapInfo)

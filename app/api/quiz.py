@@ -17,10 +17,16 @@ def _round_out(classroom: Classroom, r: QuizRound) -> dict:
     return {**out, "image_url": decode_url(out.pop("image_key"))}
 
 
-@router.post("/maps/{map_id}/quiz", status_code=201, response_model=schemas.QuizStarted,
-             response_model_exclude_unset=True)
-def start_quiz(map_id: EditableMap, service: ServiceDep, classroom: ClassroomDep, gone: DisconnectCheck,
-               body: schemas.QuizIn | None = None):
+@router.post(
+    "/maps/{map_id}/quiz", status_code=201, response_model=schemas.QuizStarted, response_model_exclude_unset=True
+)
+def start_quiz(
+    map_id: EditableMap,
+    service: ServiceDep,
+    classroom: ClassroomDep,
+    gone: DisconnectCheck,
+    body: schemas.QuizIn | None = None,
+):
     """A hidden point near the map's items is decoded; players guess where it came from."""
     x, y, seed = classroom.pick_target(service.store.positions(map_id)[0], body.seed if body else None)
     decoded = service.decode_at(map_id, x, y, seed, gone)

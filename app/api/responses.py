@@ -23,17 +23,34 @@ def map_info(record: MapRecord, store: Store, can_edit: bool = False, terrain=No
     bounds = store.bounds(record.id) if record.count else None
     proj = record.projection
     fitted = proj.get("fitted_count", 0)
-    return {"id": record.id, "title": record.title, "space": record.space, "count": record.count,
-            "created_at": record.created_at, "bounds": bounds, "can_edit": can_edit,
-            "projection": {"method": proj.get("method", "none"), "revision": proj.get("revision", 0),
-                           "fitted_count": fitted},
-            "refit_recommended": record.count >= 2 * max(fitted, 10),
-            "terrain": terrain.describe(record, bounds) if terrain is not None and bounds is not None else None}
+    return {
+        "id": record.id,
+        "title": record.title,
+        "space": record.space,
+        "count": record.count,
+        "created_at": record.created_at,
+        "bounds": bounds,
+        "can_edit": can_edit,
+        "projection": {
+            "method": proj.get("method", "none"),
+            "revision": proj.get("revision", 0),
+            "fitted_count": fitted,
+        },
+        "refit_recommended": record.count >= 2 * max(fitted, 10),
+        "terrain": terrain.describe(record, bounds) if terrain is not None and bounds is not None else None,
+    }
 
 
 def point(item: ItemRecord, meta: dict | None = None) -> dict:
-    out = {"id": item.id, "kind": item.kind, "label": item.label, "x": item.x, "y": item.y,
-           "thumbnail": item.has_thumbnail, "pending": item.pending_image}
+    out = {
+        "id": item.id,
+        "kind": item.kind,
+        "label": item.label,
+        "x": item.x,
+        "y": item.y,
+        "thumbnail": item.has_thumbnail,
+        "pending": item.pending_image,
+    }
     if meta is not None:  # the map's metadata columns (app/ingest): only those the item has a value in
         out["columns"] = meta.get(item.id, {})
     return out
@@ -46,14 +63,29 @@ def points(items, meta: dict | None = None) -> list[dict]:
 def neighbors(arrays: MapArrays, found) -> list[dict]:
     """Neighbours (index, similarity) as rows of the map's items."""
     ids, kinds, labels, xy = arrays.ids, arrays.kinds, arrays.labels, arrays.xy
-    return [{"id": ids[n.index], "kind": kinds[n.index], "label": labels[n.index], "x": float(xy[n.index, 0]),
-             "y": float(xy[n.index, 1]), "similarity": round(n.similarity, 4),
-             "thumbnail_url": thumbnail_url(ids[n.index]) if kinds[n.index] == "image" else None}
-            for n in found]
+    return [
+        {
+            "id": ids[n.index],
+            "kind": kinds[n.index],
+            "label": labels[n.index],
+            "x": float(xy[n.index, 0]),
+            "y": float(xy[n.index, 1]),
+            "similarity": round(n.similarity, 4),
+            "thumbnail_url": thumbnail_url(ids[n.index]) if kinds[n.index] == "image" else None,
+        }
+        for n in found
+    ]
 
 
 def decoded_png(result, extra: dict | None = None) -> Response:
     """A decoded picture: immutable (its key names everything that made it), cache hit or miss said."""
-    return Response(result.png, media_type="image/png",
-                    headers={"X-Decode-Cache": "hit" if result.cached else "miss", "X-Decode-Key": result.key,
-                             "Cache-Control": IMMUTABLE, **(extra or {})})
+    return Response(
+        result.png,
+        media_type="image/png",
+        headers={
+            "X-Decode-Cache": "hit" if result.cached else "miss",
+            "X-Decode-Key": result.key,
+            "Cache-Control": IMMUTABLE,
+            **(extra or {}),
+        },
+    )

@@ -17,10 +17,12 @@ LIMITS = Settings.from_env()
 def at_most(n: int):
     """A list of at most `n` elements, counted before any element is validated: pydantic's own max_length is
     checked after validating every element (87,000 bad pairs in a 1 MB body took seconds, on the event loop)."""
+
     def check(value):
         if isinstance(value, (list, tuple)) and len(value) > n:
             raise ValueError(f"at most {n} items, not {len(value)}")
         return value
+
     return BeforeValidator(check)
 
 
@@ -52,8 +54,9 @@ class TerrainInfo(BaseModel):
     cells: int = Field(..., description="cells across a tile; tile (z, x, y) is cells x cells decodes")
     cell_px: int = Field(..., description="pixels across a cell in the tile image")
     max_zoom: int = Field(..., description="deepest zoom served (404 beyond)")
-    revision: int = Field(..., description="changes whenever any tile of the map can change (refit, items, "
-                                           "generated prompt images)")
+    revision: int = Field(
+        ..., description="changes whenever any tile of the map can change (refit, items, generated prompt images)"
+    )
 
 
 class MapInfo(BaseModel):
@@ -66,8 +69,9 @@ class MapInfo(BaseModel):
     bounds: list[float] | None = Field(None, description="[xmin, ymin, xmax, ymax] of the points")
     can_edit: bool = Field(False, description="True when the request carried this map's edit key")
     refit_recommended: bool = Field(False, description="The map grew well past what its projection was fitted on")
-    terrain: TerrainInfo | None = Field(None, description="the terrain layer (GET /api/maps/{id} and refit only; "
-                                                          "none for a map without items)")
+    terrain: TerrainInfo | None = Field(
+        None, description="the terrain layer (GET /api/maps/{id} and refit only; none for a map without items)"
+    )
 
 
 class MapCreated(MapInfo):
@@ -76,7 +80,8 @@ class MapCreated(MapInfo):
 
 class PromptsIn(BaseModel):
     prompts: Annotated[list[str], at_most(LIMITS.max_prompts_per_request)] = Field(
-        ..., max_length=LIMITS.max_prompts_per_request)
+        ..., max_length=LIMITS.max_prompts_per_request
+    )
 
 
 class Point(BaseModel):
@@ -85,12 +90,16 @@ class Point(BaseModel):
     label: str
     x: float
     y: float
-    thumbnail: bool = Field(False, description="GET /api/items/{id}/thumbnail has a picture (images, and prompts "
-                                               "of spaces that generate one)")
+    thumbnail: bool = Field(
+        False,
+        description="GET /api/items/{id}/thumbnail has a picture (images, and prompts of spaces that generate one)",
+    )
     pending: bool = Field(False, description="a prompt whose generated image is still being made")
     columns: dict[str, float | str] | None = Field(
-        None, description="metadata columns the item has a value in (maps built from a folder or table; "
-                          "GET .../columns lists them)")
+        None,
+        description="metadata columns the item has a value in (maps built from a folder or table; "
+        "GET .../columns lists them)",
+    )
 
 
 class ItemsOut(BaseModel):
@@ -103,19 +112,26 @@ class PointsOut(BaseModel):
 
 class VaryIn(BaseModel):
     seed: int = 0
-    strength: float = Field(0.6, description="how far the variation may stray from the item: the noise put on "
-                                             "its VAE latent, in (0, 1]; 1 = only its CLIP vector is kept")
+    strength: float = Field(
+        0.6,
+        description="how far the variation may stray from the item: the noise put on "
+        "its VAE latent, in (0, 1]; 1 = only its CLIP vector is kept",
+    )
 
 
 class DecodeIn(BaseModel):
     x: float
     y: float
     seed: int = 0
-    variant: str | None = Field(None, description="decoder variant (GET /api/variants); none or 'base' = the "
-                                                   "space's own decoder")
+    variant: str | None = Field(
+        None, description="decoder variant (GET /api/variants); none or 'base' = the space's own decoder"
+    )
     lora_scale: float | None = Field(None, description="LoRA strength for a LoRA variant (default: its own)")
-    preview: bool = Field(False, description="a fast, rougher picture (fewer steps or a tiny autoencoder) to show "
-                                             "while the full decode runs; cached separately")
+    preview: bool = Field(
+        False,
+        description="a fast, rougher picture (fewer steps or a tiny autoencoder) to show "
+        "while the full decode runs; cached separately",
+    )
 
 
 class TileInfo(BaseModel):
@@ -142,8 +158,8 @@ class ColumnInfo(BaseModel):
     min: float | None = Field(None, description="numbers: the smallest value")
     max: float | None = Field(None, description="numbers: the largest value")
     categories: list[CategoryCount] | None = Field(
-        None, description="categories: the values with their counts, most frequent first (at most "
-                          "max_category_values)")
+        None, description="categories: the values with their counts, most frequent first (at most max_category_values)"
+    )
     more_categories: bool | None = Field(None, description="categories: more values exist than are listed")
 
 
@@ -164,8 +180,9 @@ class SpaceRow(BaseModel):
 
 # ---------------------------------------------------------------------------------------------- exploration
 class PathIn(BaseModel):
-    points: Annotated[list[XY], at_most(LIMITS.max_path_points)] = Field(..., max_length=LIMITS.max_path_points,
-                             description="[[x, y], ...] polyline on the map, 2 or more vertices")
+    points: Annotated[list[XY], at_most(LIMITS.max_path_points)] = Field(
+        ..., max_length=LIMITS.max_path_points, description="[[x, y], ...] polyline on the map, 2 or more vertices"
+    )
     steps: int = Field(8, description="number of images along the path")
     seed: int = 0
 
@@ -220,19 +237,24 @@ class ClustersOut(BaseModel):
 
 class SelectionIn(BaseModel):
     item_ids: Annotated[list[str], at_most(LIMITS.max_selection_items)] | None = Field(
-        None, max_length=LIMITS.max_selection_items,
-                                       description="the selected items' ids")
+        None, max_length=LIMITS.max_selection_items, description="the selected items' ids"
+    )
     indices: Annotated[list[int], at_most(LIMITS.max_selection_items)] | None = Field(
-        None, max_length=LIMITS.max_selection_items,
-                                      description="or their positions in points order (maps loaded from "
-                                      "/points.bin, which carry no ids); needs `version`")
+        None,
+        max_length=LIMITS.max_selection_items,
+        description="or their positions in points order (maps loaded from "
+        "/points.bin, which carry no ids); needs `version`",
+    )
     polygon: Annotated[list[XY], at_most(LIMITS.max_selection_polygon_vertices)] | None = Field(
-        None, max_length=LIMITS.max_selection_polygon_vertices,
-                                     description="or a lasso: [[x, y], ...] in map coordinates, "
-                                              "every item inside it (even-odd rule); with `version`, 409 if the "
-                                              "map changed")
-    version: int | None = Field(None, description="the X-Map-Version the indices or polygon refer to (409 if the "
-                                                  "map changed)")
+        None,
+        max_length=LIMITS.max_selection_polygon_vertices,
+        description="or a lasso: [[x, y], ...] in map coordinates, "
+        "every item inside it (even-odd rule); with `version`, 409 if the "
+        "map changed",
+    )
+    version: int | None = Field(
+        None, description="the X-Map-Version the indices or polygon refer to (409 if the map changed)"
+    )
     format: Literal["json", "csv", "zip", "count"] = Field("json", description="count: only how many were chosen")
 
 
@@ -253,13 +275,15 @@ class SelectionOut(BaseModel):
 
 # ---------------------------------------------------------------------------------------------- variants
 class VariantChoice(BaseModel):
-    variant: str | None = Field(None, description="a name from GET /api/variants; none or 'base' = the space's "
-                                                   "own decoder")
+    variant: str | None = Field(
+        None, description="a name from GET /api/variants; none or 'base' = the space's own decoder"
+    )
     lora_scale: float | None = Field(None, description="LoRA strength (LoRA variants only; default: its own)")
 
 
-Choices = Annotated[list[str | VariantChoice], at_most(LIMITS.max_compare_variants),
-                    Field(max_length=LIMITS.max_compare_variants)]
+Choices = Annotated[
+    list[str | VariantChoice], at_most(LIMITS.max_compare_variants), Field(max_length=LIMITS.max_compare_variants)
+]
 
 
 class VariantsOut(BaseModel):
@@ -272,8 +296,10 @@ class CompareIn(BaseModel):
     x: float
     y: float
     seed: int = 0
-    variants: Choices = Field(..., description='decoders to compare, e.g. ["base", "thick", '
-                                               '{"variant": "thick", "lora_scale": 0.5}, "italic"]')
+    variants: Choices = Field(
+        ...,
+        description='decoders to compare, e.g. ["base", "thick", {"variant": "thick", "lora_scale": 0.5}, "italic"]',
+    )
 
 
 class ComparedImage(BaseModel):
@@ -292,8 +318,9 @@ class CompareOut(BaseModel):
 
 
 class ComparePathIn(BaseModel):
-    points: Annotated[list[XY], at_most(LIMITS.max_path_points)] = Field(..., max_length=LIMITS.max_path_points,
-                             description="[[x, y], ...] polyline on the map, 2 or more vertices")
+    points: Annotated[list[XY], at_most(LIMITS.max_path_points)] = Field(
+        ..., max_length=LIMITS.max_path_points, description="[[x, y], ...] polyline on the map, 2 or more vertices"
+    )
     steps: int = Field(6, description="images along the path, per decoder")
     seed: int = 0
     variants: Choices
@@ -383,8 +410,9 @@ class TourStep(BaseModel):
     view: Annotated[list[float], at_most(3)] | None = Field(None, max_length=3, description="[x, y, zoom]")
     at: Annotated[list[float], at_most(2)] | None = Field(None, max_length=2, description="[x, y] of a decoded point")
     seed: int | None = None
-    path: Annotated[list[XY], at_most(LIMITS.max_path_points)] | None = Field(None, max_length=LIMITS.max_path_points,
-                                           description="[[x, y], ...] a walk to decode")
+    path: Annotated[list[XY], at_most(LIMITS.max_path_points)] | None = Field(
+        None, max_length=LIMITS.max_path_points, description="[[x, y], ...] a walk to decode"
+    )
 
 
 class TourIn(BaseModel):

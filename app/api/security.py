@@ -28,18 +28,20 @@ def import_map_hashes(templates_dir: Path) -> list[str]:
 
 def content_security_policy(templates_dir: Path, allow_eval: bool) -> str:
     scripts = ["'self'", *import_map_hashes(templates_dir)] + (["'unsafe-eval'"] if allow_eval else [])
-    return "; ".join([
-        "default-src 'self'",
-        "script-src " + " ".join(scripts),
-        "style-src 'self'",
-        "img-src 'self' data: blob:",
-        "connect-src 'self'",
-        "worker-src 'self' blob:",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ])
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "script-src " + " ".join(scripts),
+            "style-src 'self'",
+            "img-src 'self' data: blob:",
+            "connect-src 'self'",
+            "worker-src 'self' blob:",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
 
 
 class SecurityHeaders:
@@ -49,11 +51,13 @@ class SecurityHeaders:
 
     def __init__(self, app, csp: str):
         self.app = app
-        self.headers = [(b"content-security-policy", csp.encode()),
-                        (b"x-content-type-options", b"nosniff"),
-                        (b"x-frame-options", b"DENY"),
-                        (b"referrer-policy", b"no-referrer"),
-                        (b"cross-origin-opener-policy", b"same-origin")]
+        self.headers = [
+            (b"content-security-policy", csp.encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"cross-origin-opener-policy", b"same-origin"),
+        ]
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -61,8 +65,9 @@ class SecurityHeaders:
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in
-                           {name for name, _ in self.headers}]
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() not in {name for name, _ in self.headers}
+                ]
                 headers = [(k, _relative(v) if k.lower() == b"location" else v) for k, v in headers]
                 message = {**message, "headers": headers + self.headers}
             await send(message)

@@ -27,12 +27,15 @@ async def get_tiles(request: Request) -> PointTiles:
 
 Tiles = Annotated[PointTiles, Depends(get_tiles)]
 MapId = Annotated[str, Depends(existing_map_id)]
-Version = Annotated[int | None, Query(description="the map version the tile belongs to (from GET .../tiles); "
-                                                  "409 when the map has changed since")]
+Version = Annotated[
+    int | None,
+    Query(description="the map version the tile belongs to (from GET .../tiles); 409 when the map has changed since"),
+]
 
 
-def _tile_response(request: Request, index: TileIndex, z: int, x: int, y: int, what: str, pinned: bool,
-                   media_type: str, make) -> Response:
+def _tile_response(
+    request: Request, index: TileIndex, z: int, x: int, y: int, what: str, pinned: bool, media_type: str, make
+) -> Response:
     etag = index.etag(z, x, y, what)
     headers = {"ETag": etag, "Cache-Control": IMMUTABLE if pinned else REVALIDATE}
     if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
@@ -45,28 +48,52 @@ def tile_info(map_id: MapId, tiles: Tiles):
     """The square the point tiles cut, how deep they go and what each holds, for the current map version."""
     index = tiles.index(map_id)
     s = tiles.settings
-    return {"version": index.version, "count": index.count, "origin": list(index.origin), "size": index.size,
-            "max_zoom": index.max_zoom, "tile_points": s.tile_points, "thumbs_side": s.tile_thumbs_side,
-            "thumb_px": s.tile_thumb_px, "pictures": int(index.has_thumb.sum())}
+    return {
+        "version": index.version,
+        "count": index.count,
+        "origin": list(index.origin),
+        "size": index.size,
+        "max_zoom": index.max_zoom,
+        "tile_points": s.tile_points,
+        "thumbs_side": s.tile_thumbs_side,
+        "thumb_px": s.tile_thumb_px,
+        "pictures": int(index.has_thumb.sum()),
+    }
 
 
-@router.get("/maps/{map_id}/tiles/{z}/{x}/{y}.bin", response_class=Response,
-            responses={200: {"content": {"application/octet-stream": {}}}, 304: {"description": "Not modified"}})
+@router.get(
+    "/maps/{map_id}/tiles/{z}/{x}/{y}.bin",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}, 304: {"description": "Not modified"}},
+)
 def point_tile(z: int, x: int, y: int, request: Request, map_id: MapId, tiles: Tiles, v: Version = None):
     """At most `tile_points` points of tile (z, x, y) (y counted from the top), chosen so every cluster keeps its
     shape, and the items whose pictures its atlas holds. Little-endian: b"LMT1", uint32 n, uint32 m,
     uint32 index[n] (points order), float32 x[n], float32 y[n], uint32 thumb_index[m], float32 thumb_x[m],
     float32 thumb_y[m], uint8 kind[n]. Picture k is atlas slot k: column k % thumbs_side, row k // thumbs_side."""
     index = tiles.index(map_id, v)
-    return _tile_response(request, index, z, x, y, "points", v is not None, "application/octet-stream",
-                          lambda: tiles.points_tile(index, z, x, y))
+    return _tile_response(
+        request,
+        index,
+        z,
+        x,
+        y,
+        "points",
+        v is not None,
+        "application/octet-stream",
+        lambda: tiles.points_tile(index, z, x, y),
+    )
 
 
-@router.get("/maps/{map_id}/tiles/{z}/{x}/{y}.webp", response_class=Response,
-            responses={200: {"content": {"image/webp": {}}}, 304: {"description": "Not modified"}})
+@router.get(
+    "/maps/{map_id}/tiles/{z}/{x}/{y}.webp",
+    response_class=Response,
+    responses={200: {"content": {"image/webp": {}}}, 304: {"description": "Not modified"}},
+)
 def atlas_tile(z: int, x: int, y: int, request: Request, map_id: MapId, tiles: Tiles, v: Version = None):
     """The pictures of tile (z, x, y) in one image: `thumbs_side` columns of `thumb_px` square cells, each picture
     centred in its cell with its aspect kept. 404 when the tile has none (its .bin says m = 0)."""
     index = tiles.index(map_id, v)
-    return _tile_response(request, index, z, x, y, "atlas", v is not None, "image/webp",
-                          lambda: tiles.atlas(index, z, x, y))
+    return _tile_response(
+        request, index, z, x, y, "atlas", v is not None, "image/webp", lambda: tiles.atlas(index, z, x, y)
+    )

@@ -33,8 +33,12 @@ def compare_point(body: schemas.CompareIn, map_id: ExistingMap, service: Service
     cache at /api/decodes/{key}.png."""
     decoders = _decoders(service, body.variants)
     images = compare.compare_point(service, map_id, body.x, body.y, body.seed, decoders, gone)
-    return {"x": body.x, "y": body.y, "seed": body.seed,
-            "images": [{**image, "url": decode_url(image["key"])} for image in images]}
+    return {
+        "x": body.x,
+        "y": body.y,
+        "seed": body.seed,
+        "images": [{**image, "url": decode_url(image["key"])} for image in images],
+    }
 
 
 @router.post("/maps/{map_id}/compare/path", response_model=schemas.ComparePathOut)

@@ -34,8 +34,10 @@ class BuildResult:
     continued: bool = False
 
     def summary(self) -> str:
-        return (f"added {self.added}, skipped {len(self.skipped)}, already present {self.present}, "
-                f"took {self.seconds:.1f} s")
+        return (
+            f"added {self.added}, skipped {len(self.skipped)}, already present {self.present}, "
+            f"took {self.seconds:.1f} s"
+        )
 
 
 def choose_map(service: MapService, source: Source, title: str, map_id: str | None) -> tuple[str, str | None, bool]:
@@ -60,15 +62,28 @@ def _checked_title(service: MapService, title: str) -> str:
     return title
 
 
-def build(service: MapService, source: Source, title: str, map_id: str | None = None, strict: bool = False,
-          progress: bool = True, refit: bool = True) -> BuildResult:
+def build(
+    service: MapService,
+    source: Source,
+    title: str,
+    map_id: str | None = None,
+    strict: bool = False,
+    progress: bool = True,
+    refit: bool = True,
+) -> BuildResult:
     started = time.perf_counter()
     settings = service.settings
     if strict:
         _check_strict(service, source)
     the_map, key, continued = choose_map(service, source, title, map_id)
-    result = BuildResult(the_map, service.store.get_map(the_map).title, key, skipped=list(source.skipped),
-                         ignored=len(source.ignored), continued=continued)
+    result = BuildResult(
+        the_map,
+        service.store.get_map(the_map).title,
+        key,
+        skipped=list(source.skipped),
+        ignored=len(source.ignored),
+        continued=continued,
+    )
     service.store.declare_columns(the_map, source.columns)
     present = service.store.content_hashes(the_map) if continued else set()
     pending: list[Record] = []
@@ -79,8 +94,17 @@ def build(service: MapService, source: Source, title: str, map_id: str | None = 
             pending.append(r)
     from tqdm import tqdm
 
-    with tqdm(total=len(source.records), initial=result.present, unit="item", desc="building", disable=not progress,
-              dynamic_ncols=True) as bar, ThreadPoolExecutor(service.image_workers, "ingest") as pool:
+    with (
+        tqdm(
+            total=len(source.records),
+            initial=result.present,
+            unit="item",
+            desc="building",
+            disable=not progress,
+            dynamic_ncols=True,
+        ) as bar,
+        ThreadPoolExecutor(service.image_workers, "ingest") as pool,
+    ):
         for batch, loaded in _read_ahead(pool, pending, settings, frozenset(present)):
             items = _encode(service, pool, batch, loaded, result)
             if items:
@@ -96,21 +120,26 @@ def build(service: MapService, source: Source, title: str, map_id: str | None = 
     return result
 
 
-def _read_ahead(pool: ThreadPoolExecutor, records: Sequence[Record], settings, present: frozenset
-                ) -> Iterator[tuple[list[Record], list[Future | None]]]:
+def _read_ahead(
+    pool: ThreadPoolExecutor, records: Sequence[Record], settings, present: frozenset
+) -> Iterator[tuple[list[Record], list[Future | None]]]:
     batches: list[list[Record]] = []
     for r in records:  # each batch holds one kind of record (pictures, prompts or vectors)
         kind = record_kind(r)
-        size = settings.ingest_vector_batch_size if kind == "vector" and r.image_path is None else \
-            settings.ingest_batch_size
+        size = (
+            settings.ingest_vector_batch_size
+            if kind == "vector" and r.image_path is None
+            else settings.ingest_batch_size
+        )
         if not batches or len(batches[-1]) >= size or record_kind(batches[-1][0]) != kind:
             batches.append([])
         batches[-1].append(r)
     futures: list[list[Future | None]] = []
 
     def submit(k: int) -> None:
-        futures.append([pool.submit(stages.read_image, r, settings, present) if r.image_path else None
-                        for r in batches[k]])
+        futures.append(
+            [pool.submit(stages.read_image, r, settings, present) if r.image_path else None for r in batches[k]]
+        )
 
     for k in range(min(PREFETCH_BATCHES + 1, len(batches))):
         submit(k)
@@ -126,8 +155,9 @@ def _read_ahead(pool: ThreadPoolExecutor, records: Sequence[Record], settings, p
                     f.cancel()
 
 
-def _encode(service: MapService, pool: ThreadPoolExecutor, batch: list[Record], loaded: list[Future | None],
-            result: BuildResult) -> list[NewItem]:
+def _encode(
+    service: MapService, pool: ThreadPoolExecutor, batch: list[Record], loaded: list[Future | None], result: BuildResult
+) -> list[NewItem]:
     decoded: list[stages.Decoded | None] = []
     kept: list[Record] = []
     for record, future in zip(batch, loaded):
@@ -145,8 +175,9 @@ def _encode(service: MapService, pool: ThreadPoolExecutor, batch: list[Record], 
         return stages.vector_items(kept, decoded)
     if kept[0].text is not None:
         return stages.text_items(service.space, kept, service.queue.run, service.settings.thumbnail_size)
-    vectors, latents = stages.encode_images(service.space, [d.image for d in decoded],
-                                            service.settings.encode_batch_size, pool.map, service.queue.run)
+    vectors, latents = stages.encode_images(
+        service.space, [d.image for d in decoded], service.settings.encode_batch_size, pool.map, service.queue.run
+    )
     return stages.image_items(decoded, vectors, latents)
 
 
@@ -154,12 +185,12 @@ def _check_strict(service: MapService, source: Source) -> None:
     """--strict: every record must be readable before anything is added (pictures are decoded once to know)."""
     skipped = list(source.skipped)
     with ThreadPoolExecutor(service.image_workers, "check") as pool:
-        for got in pool.map(lambda r: stages.read_image(r, service.settings) if r.image_path else None,
-                            source.records):
+        for got in pool.map(lambda r: stages.read_image(r, service.settings) if r.image_path else None, source.records):
             if isinstance(got, Skip):
                 skipped.append(got)
     if skipped:
-        raise StrictFailure(f"--strict: {len(skipped)} would be skipped, nothing was added:\n" +
-                            "\n".join(f"  {s.name}: {s.reason}" for s in skipped[:50]) +
-                            (f"\n  ... and {len(skipped) - 50} more" if len(skipped) > 50 else ""))
-
+        raise StrictFailure(
+            f"--strict: {len(skipped)} would be skipped, nothing was added:\n"
+            + "\n".join(f"  {s.name}: {s.reason}" for s in skipped[:50])
+            + (f"\n  ... and {len(skipped) - 50} more" if len(skipped) > 50 else "")
+        )

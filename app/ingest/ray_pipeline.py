@@ -32,8 +32,9 @@ def decode_batch(batch: dict, settings: Settings, present: frozenset) -> dict:
     RGB bytes (lossless, exactly what the local pipeline encodes), skips as their reason."""
     out = {"index": [], "skip": [], "hash": [], "thumbnail": [], "pixels": [], "width": [], "height": []}
     for index, path, name, identity in zip(batch["index"], batch["path"], batch["name"], batch["identity"]):
-        got = stages.read_image(Record(name=str(name), label="", image_path=Path(str(path)), identity=str(identity)),
-                                settings, present)
+        got = stages.read_image(
+            Record(name=str(name), label="", image_path=Path(str(path)), identity=str(identity)), settings, present
+        )
         out["index"].append(int(index))
         if isinstance(got, stages.Decoded):
             out["skip"].append("")
@@ -48,10 +49,15 @@ def decode_batch(batch: dict, settings: Settings, present: frozenset) -> dict:
                 out[key].append(b"" if key != "hash" else "")
             out["width"].append(0)
             out["height"].append(0)
-    return {"index": np.array(out["index"], np.int64), "skip": np.array(out["skip"], dtype=object),
-            "hash": np.array(out["hash"], dtype=object), "thumbnail": np.array(out["thumbnail"], dtype=object),
-            "pixels": np.array(out["pixels"], dtype=object), "width": np.array(out["width"], np.int32),
-            "height": np.array(out["height"], np.int32)}
+    return {
+        "index": np.array(out["index"], np.int64),
+        "skip": np.array(out["skip"], dtype=object),
+        "hash": np.array(out["hash"], dtype=object),
+        "thumbnail": np.array(out["thumbnail"], dtype=object),
+        "pixels": np.array(out["pixels"], dtype=object),
+        "width": np.array(out["width"], np.int32),
+        "height": np.array(out["height"], np.int32),
+    }
 
 
 class Encoder:
@@ -65,8 +71,9 @@ class Encoder:
 
     def __call__(self, batch: dict) -> dict:
         keep = [i for i, s in enumerate(batch["skip"]) if not s]
-        images = [Image.frombytes("RGB", (int(batch["width"][i]), int(batch["height"][i])), batch["pixels"][i])
-                  for i in keep]
+        images = [
+            Image.frombytes("RGB", (int(batch["width"][i]), int(batch["height"][i])), batch["pixels"][i]) for i in keep
+        ]
         vectors, latents = stages.encode_images(self.space, images, self.settings.encode_batch_size)
         # Plain binary columns (float32 bytes): shards any Parquet reader understands, nothing Ray-specific.
         n = len(batch["index"])
@@ -76,9 +83,15 @@ class Encoder:
             if latents[k] is not None:
                 latent_out[i] = np.ascontiguousarray(latents[k], np.float32).tobytes()
                 shape_out[i] = ",".join(str(d) for d in np.shape(latents[k]))
-        return {"index": batch["index"], "skip": batch["skip"], "hash": batch["hash"],
-                "thumbnail": batch["thumbnail"], "vector": np.array(vector_out, dtype=object),
-                "latent": np.array(latent_out, dtype=object), "latent_shape": np.array(shape_out, dtype=object)}
+        return {
+            "index": batch["index"],
+            "skip": batch["skip"],
+            "hash": batch["hash"],
+            "thumbnail": batch["thumbnail"],
+            "vector": np.array(vector_out, dtype=object),
+            "latent": np.array(latent_out, dtype=object),
+            "latent_shape": np.array(shape_out, dtype=object),
+        }
 
 
 def _init_ray(address: str | None, settings: Settings):
@@ -96,8 +109,9 @@ def _init_ray(address: str | None, settings: Settings):
     return ray, True
 
 
-def encode_on_ray(records: list[Record], settings: Settings, address: str | None, shard_dir: Path,
-                  present: frozenset) -> Path:
+def encode_on_ray(
+    records: list[Record], settings: Settings, address: str | None, shard_dir: Path, present: frozenset
+) -> Path:
     """Run decode and encode on Ray; the results as Parquet shards in `shard_dir`."""
     ray, started = _init_ray(address, settings)
     try:
@@ -112,32 +126,59 @@ def _run(ray, records: list[Record], settings: Settings, shard_dir: Path, presen
 
     gpus = 1 if torch.cuda.is_available() else 0
     actors = settings.ray_encode_actors or max(1, int(ray.cluster_resources().get("GPU", 0)) if gpus else 1)
-    items = [{"index": i, "path": str(r.image_path), "name": r.name, "identity": r.identity}
-             for i, r in enumerate(records)]
+    items = [
+        {"index": i, "path": str(r.image_path), "name": r.name, "identity": r.identity} for i, r in enumerate(records)
+    ]
     ds = ray.data.from_items(items)
-    ds = ds.map_batches(decode_batch, batch_size=settings.ingest_batch_size, batch_format="numpy",
-                        fn_kwargs={"settings": settings, "present": present})
-    ds = ds.map_batches(Encoder, batch_size=settings.ingest_batch_size, batch_format="numpy",
-                        compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus,
-                        num_cpus=0 if gpus else 1, fn_constructor_kwargs={"settings": settings})
+    ds = ds.map_batches(
+        decode_batch,
+        batch_size=settings.ingest_batch_size,
+        batch_format="numpy",
+        fn_kwargs={"settings": settings, "present": present},
+    )
+    ds = ds.map_batches(
+        Encoder,
+        batch_size=settings.ingest_batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_gpus=gpus,
+        num_cpus=0 if gpus else 1,
+        fn_constructor_kwargs={"settings": settings},
+    )
     ds.write_parquet(str(shard_dir))
     return shard_dir
 
 
-def build(service: MapService, source: Source, title: str, address: str | None, map_id: str | None = None,
-          strict: bool = False, progress: bool = True, refit: bool = True) -> local.BuildResult:
+def build(
+    service: MapService,
+    source: Source,
+    title: str,
+    address: str | None,
+    map_id: str | None = None,
+    strict: bool = False,
+    progress: bool = True,
+    refit: bool = True,
+) -> local.BuildResult:
     """The local build's contract (map choice, skips, resume by content hash, summary) with the pictures
     decoded and encoded on Ray."""
     if any(record_kind(r) != "image" or r.image_path is None for r in source.records):
-        raise Rejected("--ray encodes pictures: use it with --images DIR or --table FILE --image COL "
-                       "(prompts and precomputed vectors need no cluster)")
+        raise Rejected(
+            "--ray encodes pictures: use it with --images DIR or --table FILE --image COL "
+            "(prompts and precomputed vectors need no cluster)"
+        )
     started = time.perf_counter()
     settings = service.settings
     if strict:
         local._check_strict(service, source)
     the_map, key, continued = local.choose_map(service, source, title, map_id)
-    result = local.BuildResult(the_map, service.store.get_map(the_map).title, key, skipped=list(source.skipped),
-                               ignored=len(source.ignored), continued=continued)
+    result = local.BuildResult(
+        the_map,
+        service.store.get_map(the_map).title,
+        key,
+        skipped=list(source.skipped),
+        ignored=len(source.ignored),
+        continued=continued,
+    )
     service.store.declare_columns(the_map, source.columns)
     present = frozenset(service.store.content_hashes(the_map)) if continued else frozenset()
     shard_dir = settings.data_dir / "ingest" / f"{the_map}-{uuid.uuid4().hex[:8]}"
@@ -153,8 +194,15 @@ def build(service: MapService, source: Source, title: str, address: str | None, 
     return result
 
 
-def _import_shards(service: MapService, map_id: str, records: list[Record], shard_dir: Path,
-                   result: local.BuildResult, progress: bool, refit: bool) -> None:
+def _import_shards(
+    service: MapService,
+    map_id: str,
+    records: list[Record],
+    shard_dir: Path,
+    result: local.BuildResult,
+    progress: bool,
+    refit: bool,
+) -> None:
     import pyarrow.parquet as pq
     from tqdm import tqdm
 
@@ -173,11 +221,25 @@ def _import_shards(service: MapService, map_id: str, records: list[Record], shar
                         result.skipped.append(Skip(record.name, row["skip"]))
                     else:
                         vector = np.frombuffer(row["vector"], np.float32).copy()
-                        latent = (None if not row["latent"] else np.frombuffer(row["latent"], np.float32).reshape(
-                            [int(d) for d in row["latent_shape"].split(",")]).copy())
-                        items.append(NewItem(kind="image", label=record.label, vector=vector, decode_vector=vector,
-                                             latent=latent, thumbnail_png=row["thumbnail"],
-                                             content_hash=row["hash"], meta=record.meta or None))
+                        latent = (
+                            None
+                            if not row["latent"]
+                            else np.frombuffer(row["latent"], np.float32)
+                            .reshape([int(d) for d in row["latent_shape"].split(",")])
+                            .copy()
+                        )
+                        items.append(
+                            NewItem(
+                                kind="image",
+                                label=record.label,
+                                vector=vector,
+                                decode_vector=vector,
+                                latent=latent,
+                                thumbnail_png=row["thumbnail"],
+                                content_hash=row["hash"],
+                                meta=record.meta or None,
+                            )
+                        )
                 if items:
                     service.add_items(map_id, items, settings.ingest_reference_items if refit else None)
                     result.added += len(items)

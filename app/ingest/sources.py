@@ -20,8 +20,24 @@ from ..settings import Settings
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 # Pictures in formats we do not decode: skipped and named (other files in a folder are only counted).
-UNSUPPORTED_IMAGE_SUFFIXES = (".bmp", ".tif", ".tiff", ".svg", ".heic", ".heif", ".avif", ".ico", ".psd",
-                              ".jp2", ".raw", ".cr2", ".nef", ".dng", ".exr", ".tga")
+UNSUPPORTED_IMAGE_SUFFIXES = (
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".svg",
+    ".heic",
+    ".heif",
+    ".avif",
+    ".ico",
+    ".psd",
+    ".jp2",
+    ".raw",
+    ".cr2",
+    ".nef",
+    ".dng",
+    ".exr",
+    ".tga",
+)
 TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 ROOT_FOLDER = "."  # the `folder` value of files directly in the built folder
 
@@ -71,8 +87,12 @@ def prompts_source(path: str | Path, settings: Settings) -> Source:
         if not text:
             continue
         if len(text) > settings.max_prompt_chars:
-            skipped.append(Skip(f"line {n}", f"prompt is longer than {settings.max_prompt_chars} characters "
-                                             "(LATENTMAP_MAX_PROMPT_CHARS)"))
+            skipped.append(
+                Skip(
+                    f"line {n}",
+                    f"prompt is longer than {settings.max_prompt_chars} characters (LATENTMAP_MAX_PROMPT_CHARS)",
+                )
+            )
             continue
         records.append(Record(name=f"line {n}", label=text, text=text, identity=f"prompt:{text}"))
     return Source(description=f"prompts:{path.resolve()}", records=records, skipped=skipped, columns={})
@@ -85,9 +105,13 @@ def combine(parts: list[Source]) -> Source:
     columns: dict[str, str] = {}
     for part in parts:
         columns.update({k: v for k, v in part.columns.items() if k not in columns})
-    return Source(description="+".join(p.description for p in parts),
-                  records=[r for p in parts for r in p.records], skipped=[s for p in parts for s in p.skipped],
-                  columns=columns, ignored=[n for p in parts for n in p.ignored])
+    return Source(
+        description="+".join(p.description for p in parts),
+        records=[r for p in parts for r in p.records],
+        skipped=[s for p in parts for s in p.skipped],
+        columns=columns,
+        ignored=[n for p in parts for n in p.ignored],
+    )
 
 
 def record_kind(record: Record) -> str:
@@ -148,21 +172,42 @@ def folder_source(root: str | Path, settings: Settings) -> Source:
                     skipped.append(Skip(name, f"not readable ({e.strerror or e})"))
                     continue
                 if size > settings.max_ingest_file_bytes:
-                    skipped.append(Skip(name, f"file is {size:,} bytes; the limit is "
-                                              f"{settings.max_ingest_file_bytes:,} (LATENTMAP_MAX_INGEST_FILE_BYTES)"))
+                    skipped.append(
+                        Skip(
+                            name,
+                            f"file is {size:,} bytes; the limit is "
+                            f"{settings.max_ingest_file_bytes:,} (LATENTMAP_MAX_INGEST_FILE_BYTES)",
+                        )
+                    )
                     continue
-                records.append(Record(name=name, label=entry.name, image_path=path,
-                                      meta={"folder": rel or ROOT_FOLDER}, identity=name))
+                records.append(
+                    Record(
+                        name=name, label=entry.name, image_path=path, meta={"folder": rel or ROOT_FOLDER}, identity=name
+                    )
+                )
 
     walk(root, "")
-    return Source(description=f"images:{real_root}", records=records, skipped=skipped,
-                  columns={"folder": "category"}, ignored=ignored)
+    return Source(
+        description=f"images:{real_root}",
+        records=records,
+        skipped=skipped,
+        columns={"folder": "category"},
+        ignored=ignored,
+    )
 
 
 # ---------------------------------------------------------------------- tables
-def table_source(path: str | Path, settings: Settings, *, image: str | None = None, text: str | None = None,
-                 label: str | None = None, vector: str | None = None, any_path: bool = False,
-                 dim: int | None = None) -> Source:
+def table_source(
+    path: str | Path,
+    settings: Settings,
+    *,
+    image: str | None = None,
+    text: str | None = None,
+    label: str | None = None,
+    vector: str | None = None,
+    any_path: bool = False,
+    dim: int | None = None,
+) -> Source:
     """One record per row. `image` paths are relative to the table's folder and must stay inside it unless
     `any_path` (the operator allows absolute paths and ..). `vector` rows must have `dim` numbers. Every other
     column becomes metadata, typed from its values."""
@@ -182,8 +227,10 @@ def table_source(path: str | Path, settings: Settings, *, image: str | None = No
     # In the table's order; an image row's text is searchable metadata (the picture is the item).
     meta_names = [n for n in names if n not in roles.values() or (image and n == text)]
     if len(meta_names) > settings.max_columns:
-        raise SourceError(f"the table has {len(meta_names)} metadata columns; the limit is {settings.max_columns} "
-                          "(LATENTMAP_MAX_COLUMNS)")
+        raise SourceError(
+            f"the table has {len(meta_names)} metadata columns; the limit is {settings.max_columns} "
+            "(LATENTMAP_MAX_COLUMNS)"
+        )
     columns = {n: column_type([r.get(n) for r in rows], settings.max_category_values) for n in meta_names}
     base = path.resolve().parent
     records, skipped = [], []
@@ -210,12 +257,20 @@ def table_source(path: str | Path, settings: Settings, *, image: str | None = No
             skipped.append(Skip(rec.name, problem))
             continue
         given = row.get(label) if label else None
-        rec.label = (str(given) if not _missing(given) else
-                     rec.image_path.name if rec.image_path else rec.text or name)[:200]
-        rec.identity = json.dumps({"image": str(row.get(image)) if image else None, "text": rec.text,
-                                   "label": rec.label, "meta": meta,
-                                   "vector": None if rec.vector is None else
-                                   hashlib.sha256(rec.vector.tobytes()).hexdigest()}, sort_keys=True, default=str)
+        rec.label = (
+            str(given) if not _missing(given) else rec.image_path.name if rec.image_path else rec.text or name
+        )[:200]
+        rec.identity = json.dumps(
+            {
+                "image": str(row.get(image)) if image else None,
+                "text": rec.text,
+                "label": rec.label,
+                "meta": meta,
+                "vector": None if rec.vector is None else hashlib.sha256(rec.vector.tobytes()).hexdigest(),
+            },
+            sort_keys=True,
+            default=str,
+        )
         records.append(rec)
     description = f"table:{path.resolve()}|image={image}|text={text}|label={label}|vector={vector}"
     return Source(description=description, records=records, skipped=skipped, columns=columns)

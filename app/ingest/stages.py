@@ -1,8 +1,8 @@
 """The stage functions of an ingest, shared by the local pipeline (local.py) and the Ray one (ray_pipeline.py):
 
-    read_image (CPU: bytes -> checked, decoded, reduced picture + thumbnail)
-    encode_images (model: prepared pictures -> CLIP vectors and VAE latents)
-    image_items / text_items / vector_items (-> NewItem rows for the store)
+read_image (CPU: bytes -> checked, decoded, reduced picture + thumbnail)
+encode_images (model: prepared pictures -> CLIP vectors and VAE latents)
+image_items / text_items / vector_items (-> NewItem rows for the store)
 """
 
 from __future__ import annotations
@@ -48,8 +48,11 @@ def read_image(record: Record, settings: Settings, present: frozenset | set = fr
     try:
         size = path.stat().st_size
         if size > settings.max_ingest_file_bytes:
-            return Skip(record.name, f"file is {size:,} bytes; the limit is {settings.max_ingest_file_bytes:,} "
-                                     "(LATENTMAP_MAX_INGEST_FILE_BYTES)")
+            return Skip(
+                record.name,
+                f"file is {size:,} bytes; the limit is {settings.max_ingest_file_bytes:,} "
+                "(LATENTMAP_MAX_INGEST_FILE_BYTES)",
+            )
         data = path.read_bytes()
     except FileNotFoundError:
         return Skip(record.name, "file not found")
@@ -73,8 +76,13 @@ def decoded(record: Record, picture: Image.Image, digest: str, settings: Setting
     return Decoded(record, imaging.on_white(picture), imaging.thumbnail_png(picture, settings.thumbnail_size), digest)
 
 
-def encode_images(space: Space, images: Sequence[Image.Image], batch_size: int,
-                  prepare_map: Callable = map, run: Callable = lambda f: f()) -> tuple[np.ndarray, list]:
+def encode_images(
+    space: Space,
+    images: Sequence[Image.Image],
+    batch_size: int,
+    prepare_map: Callable = map,
+    run: Callable = lambda f: f(),
+) -> tuple[np.ndarray, list]:
     """CLIP vectors (n, dim) and VAE latents (or Nones) of RGB pictures. `prepare_map` runs the CPU preparation
     (a thread pool's map overlaps it with the model); `run` wraps each model call (the work queue)."""
     vectors, latents = [], []
@@ -88,27 +96,52 @@ def encode_images(space: Space, images: Sequence[Image.Image], batch_size: int,
 
 
 def image_items(batch: Sequence[Decoded], vectors: np.ndarray, latents: Sequence) -> list[NewItem]:
-    return [NewItem(kind="image", label=d.record.label, vector=vectors[i], decode_vector=vectors[i],
-                    latent=latents[i], thumbnail_png=d.thumbnail_png, content_hash=d.content_hash,
-                    meta=d.record.meta or None)
-            for i, d in enumerate(batch)]
+    return [
+        NewItem(
+            kind="image",
+            label=d.record.label,
+            vector=vectors[i],
+            decode_vector=vectors[i],
+            latent=latents[i],
+            thumbnail_png=d.thumbnail_png,
+            content_hash=d.content_hash,
+            meta=d.record.meta or None,
+        )
+        for i, d in enumerate(batch)
+    ]
 
 
-def text_items(space: Space, records: Sequence[Record], run: Callable = lambda f: f(),
-               thumbnail_size: int = 128) -> list[NewItem]:
+def text_items(
+    space: Space, records: Sequence[Record], run: Callable = lambda f: f(), thumbnail_size: int = 128
+) -> list[NewItem]:
     encoded = run(lambda: space.encode_prompts([r.text for r in records]))
-    return [NewItem(kind="text", label=r.label, vector=encoded.vectors[i], decode_vector=encoded.decode_vectors[i],
-                    latent=None if encoded.latents is None else encoded.latents[i],
-                    thumbnail_png=None if encoded.images is None else
-                    imaging.thumbnail_png(encoded.images[i], thumbnail_size),
-                    content_hash=content_hash(r), meta=r.meta or None)
-            for i, r in enumerate(records)]
+    return [
+        NewItem(
+            kind="text",
+            label=r.label,
+            vector=encoded.vectors[i],
+            decode_vector=encoded.decode_vectors[i],
+            latent=None if encoded.latents is None else encoded.latents[i],
+            thumbnail_png=None if encoded.images is None else imaging.thumbnail_png(encoded.images[i], thumbnail_size),
+            content_hash=content_hash(r),
+            meta=r.meta or None,
+        )
+        for i, r in enumerate(records)
+    ]
 
 
 def vector_items(records: Sequence[Record], thumbnails: Sequence[Decoded | None] | None = None) -> list[NewItem]:
     """Precomputed image vectors: no model call. With a picture per row its thumbnail is kept."""
     thumbs = thumbnails or [None] * len(records)
-    return [NewItem(kind="image", label=r.label, vector=r.vector, decode_vector=r.vector,
-                    thumbnail_png=None if t is None else t.thumbnail_png,
-                    content_hash=content_hash(r) if t is None else t.content_hash, meta=r.meta or None)
-            for r, t in zip(records, thumbs)]
+    return [
+        NewItem(
+            kind="image",
+            label=r.label,
+            vector=r.vector,
+            decode_vector=r.vector,
+            thumbnail_png=None if t is None else t.thumbnail_png,
+            content_hash=content_hash(r) if t is None else t.content_hash,
+            meta=r.meta or None,
+        )
+        for r, t in zip(records, thumbs)
+    ]

@@ -34,14 +34,30 @@ def export_bundle(store: Store, map_id: str) -> bytes:
     arrays = store.get_arrays(map_id)
     points = store.points(map_id)
     meta = store.item_meta(map_id, [p.id for p in points])
-    items = [{"kind": p.kind, "label": p.label, "x": p.x, "y": p.y, "thumbnail": p.has_thumbnail,
-              "latent": arrays.latents[i] is not None, **({"columns": meta[p.id]} if p.id in meta else {})}
-             for i, p in enumerate(points)]
-    manifest = {"format": FORMAT, "version": VERSION,
-                "map": {"title": record.title, "space": record.space, "projection": record.projection,
-                        "tours": [{"title": t["title"], "steps": t["steps"]} for t in store.tours(map_id)],
-                        "columns": [{"name": c.name, "type": c.type} for c in store.columns(map_id)]},
-                "items": items}
+    items = [
+        {
+            "kind": p.kind,
+            "label": p.label,
+            "x": p.x,
+            "y": p.y,
+            "thumbnail": p.has_thumbnail,
+            "latent": arrays.latents[i] is not None,
+            **({"columns": meta[p.id]} if p.id in meta else {}),
+        }
+        for i, p in enumerate(points)
+    ]
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "map": {
+            "title": record.title,
+            "space": record.space,
+            "projection": record.projection,
+            "tours": [{"title": t["title"], "steps": t["steps"]} for t in store.tours(map_id)],
+            "columns": [{"name": c.name, "type": c.type} for c in store.columns(map_id)],
+        },
+        "items": items,
+    }
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
         z.writestr(MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1))
@@ -120,9 +136,11 @@ def read_bundle(service: MapService, data: bytes, title: str | None = None) -> C
         if not isinstance(meta, dict) or not isinstance(items, list):
             raise Rejected("bundle manifest needs 'map' (an object) and 'items' (a list)")
         if meta.get("space") != space.name:
-            raise SpaceMismatch(f"this bundle was made with space '{_short(meta.get('space'))}', but this server "
-                                f"runs '{space.name}'; import it into a server started with --space "
-                                f"{_short(meta.get('space'))}")
+            raise SpaceMismatch(
+                f"this bundle was made with space '{_short(meta.get('space'))}', but this server "
+                f"runs '{space.name}'; import it into a server started with --space "
+                f"{_short(meta.get('space'))}"
+            )
         title = _check_title(title if title is not None else meta.get("title", "Imported map"), settings)
         if len(items) > settings.max_items_per_map:
             raise Rejected(f"a map holds at most {settings.max_items_per_map} items")
@@ -145,8 +163,12 @@ def read_bundle(service: MapService, data: bytes, title: str | None = None) -> C
             if expected is None:
                 raise Rejected(f"space '{space.name}' keeps no latents; this bundle has {with_latent}")
             latents = _load_array(read("latents.npy"), "latents.npy", (with_latent, *expected))
-        projection = _check_projection(meta.get("projection"), n, settings,
-                                       service._map_vectors(vectors[:1], [items[0]["kind"]]).shape[1] if n else 0)
+        projection = _check_projection(
+            meta.get("projection"),
+            n,
+            settings,
+            service._map_vectors(vectors[:1], [items[0]["kind"]]).shape[1] if n else 0,
+        )
         tours = meta.get("tours", [])
         if tours is None:
             tours = []
@@ -164,17 +186,26 @@ def read_bundle(service: MapService, data: bytes, title: str | None = None) -> C
             thumb = None
             if thumbnail:
                 try:
-                    picture = imaging.open_image(read(f"thumbnails/{i}.png"), settings.max_bundle_thumbnail_pixels,
-                                                 keep_alpha=True)  # transparent thumbnails stay transparent
+                    picture = imaging.open_image(
+                        read(f"thumbnails/{i}.png"), settings.max_bundle_thumbnail_pixels, keep_alpha=True
+                    )  # transparent thumbnails stay transparent
                     thumb = imaging.thumbnail_png(picture, settings.thumbnail_size)
                 except imaging.ImageRejected as e:
                     raise Rejected(f"item {i}: thumbnail {e}") from None
             item_latent = None
             if latent:
                 item_latent, li = latents[li], li + 1
-            new_items.append(NewItem(kind=it["kind"], label=it["label"], vector=vectors[i],
-                                     decode_vector=decode_vectors[i], latent=item_latent, thumbnail_png=thumb,
-                                     meta=_item_columns(it, columns, i)))
+            new_items.append(
+                NewItem(
+                    kind=it["kind"],
+                    label=it["label"],
+                    vector=vectors[i],
+                    decode_vector=decode_vectors[i],
+                    latent=item_latent,
+                    thumbnail_png=thumb,
+                    meta=_item_columns(it, columns, i),
+                )
+            )
     return CheckedBundle(title, new_items, xy, projection, tours, columns)
 
 
@@ -221,8 +252,12 @@ def _check_title(value, settings) -> str:
 
 
 def _number(value, what: str, lo: float, hi: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) \
-            or not lo <= value <= hi:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not np.isfinite(value)
+        or not lo <= value <= hi
+    ):
         raise Rejected(f"{what} must be a number from {lo:g} to {hi:g}")
     return float(value)
 
@@ -289,8 +324,11 @@ def _floats(value, shape: tuple, what: str) -> list:
     if not isinstance(rows, list) or len(rows) != (shape[0] if len(shape) == 2 else 1):
         raise Rejected(message)
     for row in rows:
-        if not isinstance(row, list) or len(row) != shape[-1] or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in row):
+        if (
+            not isinstance(row, list)
+            or len(row) != shape[-1]
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in row)
+        ):
             raise Rejected(message)
     return [[float(v) for v in row] for row in rows] if len(shape) == 2 else [float(v) for v in value]
 
@@ -298,8 +336,9 @@ def _floats(value, shape: tuple, what: str) -> list:
 def _columns(meta: dict) -> dict[str, str]:
     """The bundle's metadata columns: name -> type (bundles from before columns have none)."""
     raw = meta.get("columns") or []
-    if not isinstance(raw, list) or not all(isinstance(c, dict) and isinstance(c.get("name"), str) and
-                                            c.get("type") in COLUMN_TYPES for c in raw):
+    if not isinstance(raw, list) or not all(
+        isinstance(c, dict) and isinstance(c.get("name"), str) and c.get("type") in COLUMN_TYPES for c in raw
+    ):
         raise Rejected("bundle columns must be a list of {name, type: number|category|text}")
     return {c["name"][:200]: c["type"] for c in raw}
 
@@ -312,8 +351,11 @@ def _item_columns(item: dict, columns: dict[str, str], i: int) -> dict | None:
         raise Rejected(f"item {i}: columns must be an object of the bundle's columns")
     out = {}
     for name, value in values.items():
-        ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
-              if columns[name] == "number" else isinstance(value, str) and len(value) <= 10_000)
+        ok = (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+            if columns[name] == "number"
+            else isinstance(value, str) and len(value) <= 10_000
+        )
         if not ok:
             raise Rejected(f"item {i}: column {name} must be a {'number' if columns[name] == 'number' else 'string'}")
         out[name] = value
@@ -325,8 +367,7 @@ def _load_array(raw: bytes, name: str, shape: tuple) -> np.ndarray:
     try:
         buf = io.BytesIO(raw)
         version = np.lib.format.read_magic(buf)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-            np.lib.format.read_array_header_2_0
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         header_shape, _, dtype = read_header(buf)
         buf.seek(0)
         if not _fits(header_shape, shape) or dtype.kind != "f":

@@ -77,8 +77,13 @@ class Classroom:
     the server (a new one is refused), players per round, followers per presentation (counted as they join,
     so concurrent joins cannot pass it together). `check_point(map_id, x, y)` refuses guesses far off the map."""
 
-    def __init__(self, max_presentation_seconds: int, max_followers: int, limits=None,
-                 check_point: Callable[[str, float, float], None] | None = None):
+    def __init__(
+        self,
+        max_presentation_seconds: int,
+        max_followers: int,
+        limits=None,
+        check_point: Callable[[str, float, float], None] | None = None,
+    ):
         from ..settings import Settings
 
         self.max_seconds, self.max_followers = max_presentation_seconds, max_followers
@@ -159,8 +164,9 @@ class Classroom:
     def leave(p: Presentation, queue: asyncio.Queue) -> None:
         p.followers.discard(queue)
 
-    async def follow(self, p: Presentation, is_disconnected, heartbeat: float = 15.0,
-                     queue: asyncio.Queue | None = None):
+    async def follow(
+        self, p: Presentation, is_disconnected, heartbeat: float = 15.0, queue: asyncio.Queue | None = None
+    ):
         """Server-sent events for one follower: the current state at once, then every change. `queue` is the
         place `join` reserved (joined here when not given)."""
         if queue is None:
@@ -189,8 +195,9 @@ class Classroom:
 
     # ------------------------------------------------------------------ quiz
     @staticmethod
-    def pick_target(points: np.ndarray, seed: int | None = None, rng: random.Random | None = None
-                    ) -> tuple[float, float, int]:
+    def pick_target(
+        points: np.ndarray, seed: int | None = None, rng: random.Random | None = None
+    ) -> tuple[float, float, int]:
         """Where a round's hidden picture comes from: part way from one item towards another (so not always on
         an item), and the seed to decode it with (`seed` if given)."""
         if not len(points):
@@ -205,7 +212,7 @@ class Classroom:
         self._expire_rounds()
         mine = [r.id for r in self.rounds.values() if r.map_id == map_id]
         if len(mine) >= self.limits.max_quiz_rounds_per_map:  # this map's own oldest rounds make room
-            for old in mine[:len(mine) - self.limits.max_quiz_rounds_per_map + 1]:
+            for old in mine[: len(mine) - self.limits.max_quiz_rounds_per_map + 1]:
                 self.rounds.pop(old)
         elif len(self.rounds) >= self.limits.max_quiz_rounds:  # never another class's live round
             raise Full("this server holds as many live quiz rounds as it allows; try again later")
@@ -254,8 +261,13 @@ class Classroom:
     def result(self, r: QuizRound) -> dict:
         """What players may see of a round (the hidden point and the ranking once revealed). The picture is
         named by its decode key, `image_key`."""
-        out = {"id": r.id, "map_id": r.map_id, "image_key": r.image_key, "revealed": r.revealed,
-               "players": len(r.guesses)}
+        out = {
+            "id": r.id,
+            "map_id": r.map_id,
+            "image_key": r.image_key,
+            "revealed": r.revealed,
+            "players": len(r.guesses),
+        }
         if r.revealed:
             ranking = []
             for name, (gx, gy) in r.guesses.items():
@@ -281,8 +293,13 @@ def check_tour(title: str, steps: list, settings) -> tuple[str, list[dict]]:
         if not isinstance(caption, str) or len(caption) > settings.max_caption_chars:
             raise Rejected(f"step {i}: captions are text of at most {settings.max_caption_chars} characters")
         bound = settings.max_abs_coordinate
-        out = {"caption": caption, "view": _numbers(step.get("view"), 3, f"step {i}: view is [x, y, zoom]", bound),
-               "at": _numbers(step.get("at"), 2, f"step {i}: at is [x, y]", bound), "seed": None, "path": None}
+        out = {
+            "caption": caption,
+            "view": _numbers(step.get("view"), 3, f"step {i}: view is [x, y, zoom]", bound),
+            "at": _numbers(step.get("at"), 2, f"step {i}: at is [x, y]", bound),
+            "seed": None,
+            "path": None,
+        }
         if step.get("seed") is not None:
             try:
                 out["seed"] = check_seed(step["seed"], settings.max_seed)
@@ -300,9 +317,14 @@ def check_tour(title: str, steps: list, settings) -> tuple[str, list[dict]]:
 def _numbers(value, n: int, message: str, bound: float) -> list[float] | None:
     if value is None:
         return None
-    if not isinstance(value, (list, tuple)) or len(value) != n or not all(
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != n
+        or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and abs(v) <= bound
-            for v in value):
+            for v in value
+        )
+    ):
         raise Rejected(f"{message} (finite numbers within ±{bound:g})")
     return [float(v) for v in value]
 

@@ -18,12 +18,15 @@ MISSING_CODE = 0xFFFFFFFF  # category code of a point without a value (or with a
 def describe(store: Store, map_id: str, max_categories: int) -> list[dict]:
     """name, type, how many points have a value; categories with counts (most frequent first); numbers'
     min and max."""
-    return [{"name": c.name, "type": c.type, **store.column_summary(c, map_id, max_categories)}
-            for c in store.columns(map_id)]
+    return [
+        {"name": c.name, "type": c.type, **store.column_summary(c, map_id, max_categories)}
+        for c in store.columns(map_id)
+    ]
 
 
-def values_payload(store: Store, map_id: str, name: str, max_categories: int, contains: str | None = None,
-                   version: int | None = None) -> tuple[bytes, int]:
+def values_payload(
+    store: Store, map_id: str, name: str, max_categories: int, contains: str | None = None, version: int | None = None
+) -> tuple[bytes, int]:
     """One column for all points, in points order (as /points.bin), little-endian:
     b"LMC1", uint32 header length, a JSON header ({name, type, n, encoding, categories?}), zero padding to a
     multiple of 4 bytes, then the values:
@@ -51,4 +54,3 @@ def values_payload(store: Store, map_id: str, name: str, max_categories: int, co
     head = json.dumps(header, ensure_ascii=False).encode()
     head += b" " * (-(len(VALUES_MAGIC) + 4 + len(head)) % 4)  # values start 4-byte aligned
     return VALUES_MAGIC + struct.pack("<I", len(head)) + head + body, current
-

@@ -33,8 +33,15 @@ def decoder_label(variant: str | None, scale: float | None) -> dict:
     return {"variant": variant or "base", "lora_scale": scale}
 
 
-def compare_point(service: MapService, map_id: str, x: float, y: float, seed: int, decoders: list[Decoder],
-                  gone: Callable[[], bool] | None) -> list[dict]:
+def compare_point(
+    service: MapService,
+    map_id: str,
+    x: float,
+    y: float,
+    seed: int,
+    decoders: list[Decoder],
+    gone: Callable[[], bool] | None,
+) -> list[dict]:
     """One clicked point decoded by each decoder (same blend, same seed): label, decode `key`, `cached`."""
     images = []
     for variant, scale in decoders:
@@ -43,8 +50,15 @@ def compare_point(service: MapService, map_id: str, x: float, y: float, seed: in
     return images
 
 
-def compare_path(service: MapService, map_id: str, points: Sequence[Sequence[float]], steps: int, seed: int,
-                 decoders: list[Decoder], gone: Callable[[], bool] | None) -> list[dict]:
+def compare_path(
+    service: MapService,
+    map_id: str,
+    points: Sequence[Sequence[float]],
+    steps: int,
+    seed: int,
+    decoders: list[Decoder],
+    gone: Callable[[], bool] | None,
+) -> list[dict]:
     """The frames of one path (geometry and blending as POST /path) through each decoder. Base frames share
     /path's cache keys; a variant's key adds its name and strength."""
     frames = path_frames(service, map_id, points, steps, seed, service.settings.max_compare_path_steps)
@@ -60,8 +74,7 @@ def compare_path(service: MapService, map_id: str, points: Sequence[Sequence[flo
     return out
 
 
-def upscale_decode(service: MapService, key: str, upscaler: str | None,
-                   gone: Callable[[], bool] | None) -> dict:
+def upscale_decode(service: MapService, key: str, upscaler: str | None, gone: Callable[[], bool] | None) -> dict:
     """Upscale a cached decode; the result is cached under its own decode key `key` (`source_key`: the
     decode it came from)."""
     png = service.store.cached_decode(check_key(key))
@@ -87,8 +100,14 @@ def upscale_decode(service: MapService, key: str, upscaler: str | None,
     else:
         hit = True
     size = Image.open(io.BytesIO(cached)).size
-    return {"key": out_key, "cached": hit, "upscaler": name, "source_key": key, "source_size": list(image.size),
-            "size": list(size)}
+    return {
+        "key": out_key,
+        "cached": hit,
+        "upscaler": name,
+        "source_key": key,
+        "source_size": list(image.size),
+        "size": list(size),
+    }
 
 
 def align_maps(store: Store, map_a: str, map_b: str, k: int, max_items: int) -> dict:
@@ -117,9 +136,9 @@ def align_maps(store: Store, map_a: str, map_b: str, k: int, max_items: int) -> 
     ca, cb = xa - ma, xb - mb
     u, sv, vt = np.linalg.svd(cb.T @ ca)
     rot = u @ vt  # may include a reflection: a map's handedness means nothing
-    scale = float(sv.sum() / max((cb ** 2).sum(), 1e-12))
+    scale = float(sv.sum() / max((cb**2).sum(), 1e-12))
     aligned = cb @ rot * scale + ma
-    disparity = float(((aligned - xa) ** 2).sum() / max((ca ** 2).sum(), 1e-12))
+    disparity = float(((aligned - xa) ** 2).sum() / max((ca**2).sum(), 1e-12))
 
     def knn(vectors: np.ndarray) -> np.ndarray:
         u_ = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
@@ -129,8 +148,24 @@ def align_maps(store: Store, map_a: str, map_b: str, k: int, max_items: int) -> 
 
     na, nb = knn(a.vectors[ia].astype(np.float32)), knn(b.vectors[ib].astype(np.float32))
     agreement = np.array([len(set(x) & set(y)) / k for x, y in zip(na.tolist(), nb.tolist())])
-    items = [{"label": a.labels[i], "a_id": a.ids[i], "b_id": b.ids[j], "a": [float(xa[n, 0]), float(xa[n, 1])],
-              "b_aligned": [float(aligned[n, 0]), float(aligned[n, 1])], "agreement": round(float(agreement[n]), 4)}
-             for n, (i, j) in enumerate(pairs)]
-    return {"a": map_a, "b": map_b, "matched": len(pairs), "k": k, "scale": round(scale, 6),
-            "disparity": round(disparity, 6), "mean_agreement": round(float(agreement.mean()), 4), "items": items}
+    items = [
+        {
+            "label": a.labels[i],
+            "a_id": a.ids[i],
+            "b_id": b.ids[j],
+            "a": [float(xa[n, 0]), float(xa[n, 1])],
+            "b_aligned": [float(aligned[n, 0]), float(aligned[n, 1])],
+            "agreement": round(float(agreement[n]), 4),
+        }
+        for n, (i, j) in enumerate(pairs)
+    ]
+    return {
+        "a": map_a,
+        "b": map_b,
+        "matched": len(pairs),
+        "k": k,
+        "scale": round(scale, 6),
+        "disparity": round(disparity, 6),
+        "mean_agreement": round(float(agreement.mean()), 4),
+        "items": items,
+    }

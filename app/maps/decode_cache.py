@@ -95,8 +95,9 @@ class DecodeCache:
                     os.replace(tmp, self.dir / name)
                     row = self._db.execute("SELECT bytes FROM entries WHERE name = ?", (name,)).fetchone()
                     if row is None:
-                        self._db.execute("INSERT INTO entries(name, map_id, bytes) VALUES (?, ?, ?)",
-                                         (name, map_id, len(data)))
+                        self._db.execute(
+                            "INSERT INTO entries(name, map_id, bytes) VALUES (?, ?, ?)", (name, map_id, len(data))
+                        )
                     else:
                         self._db.execute("UPDATE entries SET bytes = ? WHERE name = ?", (len(data), name))
                     self._db.execute("UPDATE total SET bytes = bytes + ?", (len(data) - (row[0] if row else 0),))
@@ -132,8 +133,9 @@ class DecodeCache:
         total = self._db.execute("SELECT bytes FROM total").fetchone()[0]
         doomed: list[str] = []
         while total > self.budget:
-            rows = self._db.execute("SELECT seq, name, bytes FROM entries WHERE name IS NOT ? ORDER BY seq LIMIT 64",
-                                    (keep,)).fetchall()
+            rows = self._db.execute(
+                "SELECT seq, name, bytes FROM entries WHERE name IS NOT ? ORDER BY seq LIMIT 64", (keep,)
+            ).fetchall()
             if not rows:
                 break
             for seq, name, size in rows:
@@ -149,13 +151,18 @@ class DecodeCache:
         """First start on a directory written before the index existed: count what is there, oldest first."""
         files = []
         for entry in os.scandir(self.dir):
-            if entry.is_file(follow_symlinks=False) and entry.name.endswith((".png", ".json")) \
-                    and not entry.name.startswith("."):
+            if (
+                entry.is_file(follow_symlinks=False)
+                and entry.name.endswith((".png", ".json"))
+                and not entry.name.startswith(".")
+            ):
                 st = entry.stat(follow_symlinks=False)
                 files.append((st.st_mtime_ns, entry.name, st.st_size))
         files.sort()
-        self._db.executemany("INSERT OR IGNORE INTO entries(name, map_id, bytes) VALUES (?, NULL, ?)",
-                             [(name, size) for _, name, size in files])
+        self._db.executemany(
+            "INSERT OR IGNORE INTO entries(name, map_id, bytes) VALUES (?, NULL, ?)",
+            [(name, size) for _, name, size in files],
+        )
         self._db.execute("INSERT INTO total(id, bytes) VALUES (0, ?)", (sum(f[2] for f in files),))
 
     def _unlink(self, names: list[str]) -> None:

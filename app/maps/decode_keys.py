@@ -72,15 +72,31 @@ class SpotDecode:
     decoder: str = ""  # Space.decoder_identity(variant): a user's checkpoint / LoRA file ("" = default weights)
 
     def digest(self) -> str:
-        return _digest("spot", *self.state.parts(), f"{self.x:.6f}", f"{self.y:.6f}", self.seed, self.variant,
-                       self.lora_scale, int(self.preview), self.decoder)
+        return _digest(
+            "spot",
+            *self.state.parts(),
+            f"{self.x:.6f}",
+            f"{self.y:.6f}",
+            self.seed,
+            self.variant,
+            self.lora_scale,
+            int(self.preview),
+            self.decoder,
+        )
 
 
-def spot(state: MapDecodeState, x: float, y: float, seed: int, variant: str | None = None,
-         lora_scale: float | None = None, preview: bool = False, decoder: str = "") -> SpotDecode:
+def spot(
+    state: MapDecodeState,
+    x: float,
+    y: float,
+    seed: int,
+    variant: str | None = None,
+    lora_scale: float | None = None,
+    preview: bool = False,
+    decoder: str = "",
+) -> SpotDecode:
     """The click at (x, y), rounded as every decode of a point is (6 decimals)."""
-    return SpotDecode(state, round(float(x), 6), round(float(y), 6), seed, variant, lora_scale, bool(preview),
-                      decoder)
+    return SpotDecode(state, round(float(x), 6), round(float(y), 6), seed, variant, lora_scale, bool(preview), decoder)
 
 
 @dataclass(frozen=True)
@@ -96,8 +112,9 @@ class VaryDecode:
     decoder: str = ""
 
     def digest(self) -> str:
-        return _digest("vary", self.space, self.map_id, self.item_id, self.seed, self.strength, self.pending,
-                       self.decoder)
+        return _digest(
+            "vary", self.space, self.map_id, self.item_id, self.seed, self.strength, self.pending, self.decoder
+        )
 
 
 @dataclass(frozen=True)
@@ -114,8 +131,17 @@ class PathFrameDecode:
     decoder: str = ""
 
     def digest(self) -> str:
-        return _digest("path", *self.state.parts(), json.dumps([list(p) for p in self.points]), self.steps,
-                       self.seed, self.index, self.variant, self.lora_scale, self.decoder)
+        return _digest(
+            "path",
+            *self.state.parts(),
+            json.dumps([list(p) for p in self.points]),
+            self.steps,
+            self.seed,
+            self.index,
+            self.variant,
+            self.lora_scale,
+            self.decoder,
+        )
 
 
 @dataclass(frozen=True)
@@ -161,16 +187,40 @@ class TerrainTile:
     decoder: str = ""
 
     def digest(self) -> str:
-        return _digest("tile", *self.state.parts(), f"{self.origin[0]:.6f}", f"{self.origin[1]:.6f}",
-                       f"{self.size:.6f}", self.cells, self.cell_px, self.z, self.x, self.y, self.seed,
-                       self.variant, self.lora_scale, int(self.preview), self.decoder)
+        return _digest(
+            "tile",
+            *self.state.parts(),
+            f"{self.origin[0]:.6f}",
+            f"{self.origin[1]:.6f}",
+            f"{self.size:.6f}",
+            self.cells,
+            self.cell_px,
+            self.z,
+            self.x,
+            self.y,
+            self.seed,
+            self.variant,
+            self.lora_scale,
+            int(self.preview),
+            self.decoder,
+        )
 
     @property
     def revision(self) -> int:
         """The terrain's revision (GET /api/maps/{id}): one number for everything every tile depends on but its
         own z/x/y/seed/variant; it changes whenever any tile of the map can change (52 bits: exact in JS)."""
-        return int(_digest("terrain", *self.state.parts(), f"{self.origin[0]:.6f}", f"{self.origin[1]:.6f}",
-                           f"{self.size:.6f}", self.cells, self.cell_px)[:13], 16)
+        return int(
+            _digest(
+                "terrain",
+                *self.state.parts(),
+                f"{self.origin[0]:.6f}",
+                f"{self.origin[1]:.6f}",
+                f"{self.size:.6f}",
+                self.cells,
+                self.cell_px,
+            )[:13],
+            16,
+        )
 
     def cell_spot(self, cx: float, cy: float) -> SpotDecode:
         """The click a cell is the decode of (same blend, same latent start, same seed)."""

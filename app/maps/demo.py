@@ -55,20 +55,45 @@ def digits_tour(service: MapService, map_id: str) -> list[dict]:
     seven = arrays.xy[arrays.labels.index("seven")].round(4).tolist()
     between = ((np.array(centre[1]) + np.array(centre[7])) / 2).round(4).tolist()
     return [
-        {"caption": "Every dot is a handwritten digit or a prompt, placed by what the model sees in it. "
-                    "Digits that look alike land together: ten islands, one per digit.",
-         "view": [0.0, 0.0, 1.0], "at": None, "seed": None, "path": None},
-        {"caption": "The sea between islands is part of the space too. This spot lies halfway between the ones "
-                    "and the sevens: the decoder draws what lives there.",
-         "view": [*between, 2.5], "at": between, "seed": 0, "path": None},
-        {"caption": "A walk from the ones to the sevens: each frame is decoded from a point along the way.",
-         "view": [*between, 1.5], "at": None, "seed": 0, "path": [centre[1], centre[7]]},
-        {"caption": "The prompt \"seven\" is text, not a picture, yet it lands among the images of sevens: "
-                    "text and images share one space.",
-         "view": [*seven, 3.0], "at": seven, "seed": 0, "path": None},
-        {"caption": "Same point, another seed: the digit stays a seven, the handwriting changes. A point is an "
-                    "idea; the seed picks one drawing of it.",
-         "view": [*seven, 3.0], "at": seven, "seed": 1, "path": None},
+        {
+            "caption": "Every dot is a handwritten digit or a prompt, placed by what the model sees in it. "
+            "Digits that look alike land together: ten islands, one per digit.",
+            "view": [0.0, 0.0, 1.0],
+            "at": None,
+            "seed": None,
+            "path": None,
+        },
+        {
+            "caption": "The sea between islands is part of the space too. This spot lies halfway between the ones "
+            "and the sevens: the decoder draws what lives there.",
+            "view": [*between, 2.5],
+            "at": between,
+            "seed": 0,
+            "path": None,
+        },
+        {
+            "caption": "A walk from the ones to the sevens: each frame is decoded from a point along the way.",
+            "view": [*between, 1.5],
+            "at": None,
+            "seed": 0,
+            "path": [centre[1], centre[7]],
+        },
+        {
+            "caption": 'The prompt "seven" is text, not a picture, yet it lands among the images of sevens: '
+            "text and images share one space.",
+            "view": [*seven, 3.0],
+            "at": seven,
+            "seed": 0,
+            "path": None,
+        },
+        {
+            "caption": "Same point, another seed: the digit stays a seven, the handwriting changes. A point is an "
+            "idea; the seed picks one drawing of it.",
+            "view": [*seven, 3.0],
+            "at": seven,
+            "seed": 1,
+            "path": None,
+        },
     ]
 
 

@@ -69,8 +69,7 @@ class Explorer:
         idx, w = projection.blend_weights((x, y), arrays.xy, self.settings.blend_neighbors, self.settings.blend_power)
         return unit((w[:, None] * map_vectors[idx]).sum(0, keepdims=True))[0]
 
-    def nearest(self, map_vectors: np.ndarray, query: np.ndarray, k: int, exclude: int | None = None
-                ) -> list[Neighbor]:
+    def nearest(self, map_vectors: np.ndarray, query: np.ndarray, k: int, exclude: int | None = None) -> list[Neighbor]:
         ids, sims = self._index_for(map_vectors).nearest(query, k, exclude=exclude)
         return [Neighbor(int(i), float(s)) for i, s in zip(ids, sims)]
 
@@ -84,17 +83,28 @@ class Explorer:
         exact = VectorIndex(map_vectors, min_items=len(map_vectors) + 1)
         self._indexes = {key: (map_vectors, exact)}  # one map's index at a time: they are large
         if len(map_vectors) >= self.settings.neighbor_index_min_items and faiss_available():
+
             def build():
-                index = VectorIndex(map_vectors, min_items=self.settings.neighbor_index_min_items,
-                                    nprobe=self.settings.neighbor_index_nprobe)
+                index = VectorIndex(
+                    map_vectors,
+                    min_items=self.settings.neighbor_index_min_items,
+                    nprobe=self.settings.neighbor_index_nprobe,
+                )
                 if key in self._indexes and self._indexes[key][0] is map_vectors:
                     self._indexes[key] = (map_vectors, index)
 
             threading.Thread(target=build, daemon=True, name="neighbor-index").start()
         return exact
 
-    def neighbors(self, map_id: str, k: int, x: float | None = None, y: float | None = None,
-                  item_id: str | None = None, gone: Callable[[], bool] | None = None) -> list[Neighbor]:
+    def neighbors(
+        self,
+        map_id: str,
+        k: int,
+        x: float | None = None,
+        y: float | None = None,
+        item_id: str | None = None,
+        gone: Callable[[], bool] | None = None,
+    ) -> list[Neighbor]:
         """Nearest items in the original space to an item or a 2D point. On maps from `expensive_read_min_items`
         the search runs through the work queue (bounded; 429 when full) rather than beside it."""
         self._check_k(k)
@@ -106,8 +116,7 @@ class Explorer:
             return self.service.queue.run(lambda: self._neighbors(map_id, k, x, y, item_id), gone)
         return self._neighbors(map_id, k, x, y, item_id)
 
-    def _neighbors(self, map_id: str, k: int, x: float | None, y: float | None, item_id: str | None
-                   ) -> list[Neighbor]:
+    def _neighbors(self, map_id: str, k: int, x: float | None, y: float | None, item_id: str | None) -> list[Neighbor]:
         arrays, mv = self.service.item_map_vectors(map_id)
         if len(arrays) == 0:
             return []
@@ -139,17 +148,33 @@ class Explorer:
             query = self.service.space.map_vectors(vector, ["text"])
             if len(arrays) == 0:
                 return {"x": 0.0, "y": 0.0, "neighbors": [], "similarity": []}
-            xy = projection.place(query, mv, arrays.xy, record.projection, self.settings.place_neighbors,
-                                  self.settings.place_refine_epochs)[0]
+            xy = projection.place(
+                query,
+                mv,
+                arrays.xy,
+                record.projection,
+                self.settings.place_neighbors,
+                self.settings.place_refine_epochs,
+            )[0]
             sims = np.nan_to_num(mv @ query[0])
-            return {"x": float(xy[0]), "y": float(xy[1]), "neighbors": self.nearest(mv, query[0], k),
-                    "similarity": np.round(sims, 4).tolist()}
+            return {
+                "x": float(xy[0]),
+                "y": float(xy[1]),
+                "neighbors": self.nearest(mv, query[0], k),
+                "similarity": np.round(sims, 4).tolist(),
+            }
 
         return self.service.queue.run(run, gone)
 
     # ------------------------------------------------------------------ paths
-    def path(self, map_id: str, points: Sequence[Sequence[float]], steps: int, seed: int,
-             gone: Callable[[], bool] | None = None) -> PathResult:
+    def path(
+        self,
+        map_id: str,
+        points: Sequence[Sequence[float]],
+        steps: int,
+        seed: int,
+        gone: Callable[[], bool] | None = None,
+    ) -> PathResult:
         """`steps` images along a polyline: endpoints blended as clicks are, slerp between them."""
         frames = path_frames(self.service, map_id, points, steps, seed, self.settings.max_path_steps)
         frame_keys = []
@@ -164,8 +189,9 @@ class Explorer:
     def path_media(self, path_key: str, fmt: str) -> bytes:
         """The frames of a decoded path as one strip (png) or an animation (gif, webp)."""
         meta = self.service.store.decode_meta(path_key)
-        frames = [Image.open(io.BytesIO(self.service.store.cached_decode(k) or b"")).convert("RGB")
-                  for k in meta["frames"]]
+        frames = [
+            Image.open(io.BytesIO(self.service.store.cached_decode(k) or b"")).convert("RGB") for k in meta["frames"]
+        ]
         buf = io.BytesIO()
         if fmt == "png":
             w, h = frames[0].size
@@ -210,10 +236,15 @@ class Explorer:
             for c in sorted(set(labels) - {-1}):
                 members = np.flatnonzero(labels == c)
                 centre = unit(mv[members].mean(0, keepdims=True))[0]
-                result["clusters"].append({
-                    "id": int(c), "size": int(len(members)),
-                    "x": float(arrays.xy[members, 0].mean()), "y": float(arrays.xy[members, 1].mean()),
-                    "label": self._cluster_label(arrays, mv, members, centre)})
+                result["clusters"].append(
+                    {
+                        "id": int(c),
+                        "size": int(len(members)),
+                        "x": float(arrays.xy[members, 0].mean()),
+                        "y": float(arrays.xy[members, 1].mean()),
+                        "label": self._cluster_label(arrays, mv, members, centre),
+                    }
+                )
         self._clusters[map_id] = (arrays, result)
         self._clusters.move_to_end(map_id)
         while len(self._clusters) > self.settings.cluster_cache_maps:
@@ -231,8 +262,11 @@ class Explorer:
     def _vocabulary(self) -> tuple[list[str], np.ndarray]:
         """The cluster-label vocabulary's vectors (encoded once; called inside a work-queue job)."""
         if self._vocab is None:
-            words = [w.strip() for w in VOCABULARY_FILE.read_text(encoding="utf-8").splitlines()
-                     if w.strip() and not w.startswith("#")]
+            words = [
+                w.strip()
+                for w in VOCABULARY_FILE.read_text(encoding="utf-8").splitlines()
+                if w.strip() and not w.startswith("#")
+            ]
             space = self.service.space
             self._vocab = (words, space.map_vectors(space.encode_text(words), ["text"] * len(words)))
         return self._vocab
@@ -251,8 +285,9 @@ class PathFrame:
     key: PathFrameDecode  # its decode-cache key (a variant sets its name and strength there)
 
 
-def path_frames(service: MapService, map_id: str, points: Sequence[Sequence[float]], steps: int, seed: int,
-                max_steps: int) -> list[PathFrame]:
+def path_frames(
+    service: MapService, map_id: str, points: Sequence[Sequence[float]], steps: int, seed: int, max_steps: int
+) -> list[PathFrame]:
     """Checked path geometry: `steps` frames evenly spaced along the polyline by length, each a slerp between
     the blended vectors at the segment's ends."""
     settings = service.settings
@@ -282,9 +317,13 @@ def path_frames(service: MapService, map_id: str, points: Sequence[Sequence[floa
         j = int(np.clip(np.searchsorted(cum, s, side="right") - 1, 0, len(seg) - 1))
         t = 0.0 if seg[j] == 0 else float((s - cum[j]) / seg[j])
         where = (1 - t) * pts[j] + t * pts[j + 1]
-        frames.append(PathFrame(_interpolate(anchors[j], anchors[j + 1], t, seed),
-                                (float(where[0]), float(where[1])), PathFrameDecode(state, vertices, steps, seed, i,
-                                                                              decoder=decoder)))
+        frames.append(
+            PathFrame(
+                _interpolate(anchors[j], anchors[j + 1], t, seed),
+                (float(where[0]), float(where[1])),
+                PathFrameDecode(state, vertices, steps, seed, i, decoder=decoder),
+            )
+        )
     return frames
 
 
@@ -295,5 +334,6 @@ def _interpolate(a: DecodeRequest, b: DecodeRequest, t: float, seed: int) -> Dec
     if a.latent is not None and b.latent is not None:
         latent = ((1 - t) * a.latent + t * b.latent).astype(np.float32)
         strength = (1 - t) * a.strength + t * b.strength
-    return DecodeRequest(vector=(direction * ((1 - t) * na + t * nb)).astype(np.float32), seed=seed,
-                         latent=latent, strength=strength)
+    return DecodeRequest(
+        vector=(direction * ((1 - t) * na + t * nb)).astype(np.float32), seed=seed, latent=latent, strength=strength
+    )

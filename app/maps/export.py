@@ -22,8 +22,9 @@ def check_one_way(item_ids, indices, polygon) -> None:
         raise Rejected("give one of item_ids, indices (with version) or polygon")
 
 
-def polygon_indices(store: Store, map_id: str, polygon: list[list[float]], version: int | None,
-                    max_vertices: int) -> tuple[np.ndarray, int]:
+def polygon_indices(
+    store: Store, map_id: str, polygon: list[list[float]], version: int | None, max_vertices: int
+) -> tuple[np.ndarray, int]:
     """Positions (points order) of the items inside the polygon, and the map version they were found at; with
     `version`, a map changed since raises StaleVersion."""
     poly = selection.check_polygon(polygon, max_vertices)
@@ -33,8 +34,9 @@ def polygon_indices(store: Store, map_id: str, polygon: list[list[float]], versi
     return np.flatnonzero(selection.inside_polygon(xy, poly)), current
 
 
-def selected_items(store: Store, map_id: str, item_ids: Sequence[str] | None, indices: Sequence[int] | None,
-                   version: int | None) -> list[ItemRecord]:
+def selected_items(
+    store: Store, map_id: str, item_ids: Sequence[str] | None, indices: Sequence[int] | None, version: int | None
+) -> list[ItemRecord]:
     """The selected items in points order, picked by id or by position (positions need the map version they
     were read at: a changed map raises StaleVersion)."""
     if indices is not None:
@@ -52,15 +54,15 @@ def selected_items(store: Store, map_id: str, item_ids: Sequence[str] | None, in
 def selection_rows(store: Store, map_id: str, items: Sequence[ItemRecord]) -> list[dict]:
     """One row per item, with the metadata columns (app/ingest) it has a value in under `columns`."""
     meta = store.item_meta(map_id, [p.id for p in items])
-    return [{"id": p.id, "kind": p.kind, "label": p.label, "x": p.x, "y": p.y, "columns": meta.get(p.id, {})}
-            for p in items]
+    return [
+        {"id": p.id, "kind": p.kind, "label": p.label, "x": p.x, "y": p.y, "columns": meta.get(p.id, {})} for p in items
+    ]
 
 
 def selection_csv(store: Store, map_id: str, items: Sequence[ItemRecord]) -> str:
     """The rows as CSV: one column per metadata column after the fixed ones (`column:NAME` where a name is
     taken by a fixed one)."""
-    extra = {c.name: (c.name if c.name not in SELECTION_COLUMNS else f"column:{c.name}")
-             for c in store.columns(map_id)}
+    extra = {c.name: (c.name if c.name not in SELECTION_COLUMNS else f"column:{c.name}") for c in store.columns(map_id)}
     rows = []
     for row in selection_rows(store, map_id, items):
         values = row.pop("columns")

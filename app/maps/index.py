@@ -25,8 +25,15 @@ def faiss_available() -> bool:
 class VectorIndex:
     """Build once per map version from unit vectors (n, d); `nearest(query, k)` → (indices, similarities)."""
 
-    def __init__(self, unit_vectors: np.ndarray, min_items: int = 100_000, nprobe: int = 16, nlist: int = 0,
-                 rerank: int = 4, seed: int = 0):
+    def __init__(
+        self,
+        unit_vectors: np.ndarray,
+        min_items: int = 100_000,
+        nprobe: int = 16,
+        nlist: int = 0,
+        rerank: int = 4,
+        seed: int = 0,
+    ):
         self.vectors = np.ascontiguousarray(unit_vectors, dtype=np.float32)  # no copy when already float32
         n, d = self.vectors.shape if self.vectors.ndim == 2 else (0, 0)
         self.rerank = max(1, rerank)
@@ -37,8 +44,9 @@ class VectorIndex:
 
             nlist = nlist or int(min(65536, max(16, 2 * np.sqrt(n))))
             quantizer = faiss.IndexFlatIP(d)
-            index = faiss.IndexIVFScalarQuantizer(quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit,
-                                                  faiss.METRIC_INNER_PRODUCT)
+            index = faiss.IndexIVFScalarQuantizer(
+                quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+            )
             index.cp.seed = seed  # k-means initialisation: same vectors, same index
             train_n = min(n, 40 * nlist)  # faiss wants >= 39 per list
             sample = np.sort(np.random.default_rng(seed).choice(n, size=train_n, replace=False))

@@ -36,8 +36,7 @@ class Fit:
     state: dict  # JSON-serialisable: method, fitted_count, and for PCA the basis
 
 
-def fit(map_vectors: np.ndarray, umap_min_items: int, revision: int, seed: int = 42, *,
-        settings=None) -> Fit:
+def fit(map_vectors: np.ndarray, umap_min_items: int, revision: int, seed: int = 42, *, settings=None) -> Fit:
     """2D positions for every vector. `settings` (an app.settings.Settings) carries the UMAP knobs; when it is
     not given they come from `Settings.from_env()` (defaults plus LATENTMAP_* variables)."""
     n = len(map_vectors)
@@ -64,8 +63,14 @@ def fit(map_vectors: np.ndarray, umap_min_items: int, revision: int, seed: int =
     centre, scale = _normaliser(raw)
     xy = ((raw - centre) * scale).astype(np.float32)
     # `scale` maps UMAP's own units to the stored ones: placement refinement works in UMAP's units.
-    state = {"method": "umap", "revision": revision, "fitted_count": n, "seed": seed, "backend": backend,
-             "scale": scale}
+    state = {
+        "method": "umap",
+        "revision": revision,
+        "fitted_count": n,
+        "seed": seed,
+        "backend": backend,
+        "scale": scale,
+    }
     if 0 < sample_size < n:
         state["sampled"] = sample_size
     return Fit(xy, state)
@@ -97,8 +102,13 @@ def _umap_raw(vectors: np.ndarray, seed: int, settings) -> tuple[np.ndarray, str
     if backend in ("auto", "cuml"):
         gpu_umap = _cuml_umap()
         if gpu_umap is not None:
-            reducer = gpu_umap(n_neighbors=n_neighbors, metric="cosine", random_state=seed, init="spectral",
-                               **({"n_epochs": n_epochs} if n_epochs else {}))
+            reducer = gpu_umap(
+                n_neighbors=n_neighbors,
+                metric="cosine",
+                random_state=seed,
+                init="spectral",
+                **({"n_epochs": n_epochs} if n_epochs else {}),
+            )
             return np.asarray(reducer.fit_transform(vectors), dtype=np.float64), "cuml"
         if backend == "cuml":
             raise RuntimeError("umap_backend is 'cuml' but cuML (or a CUDA device) is not available")
@@ -109,8 +119,14 @@ def _umap_raw(vectors: np.ndarray, seed: int, settings) -> tuple[np.ndarray, str
     knn = None
     if n <= settings.umap_exact_knn_max_items:
         knn = exact_knn(vectors, n_neighbors)
-    reducer = umap.UMAP(n_neighbors=n_neighbors, metric="cosine", random_state=seed, init="spectral",
-                        n_epochs=n_epochs, precomputed_knn=(knn[0], knn[1], None) if knn else (None, None, None))
+    reducer = umap.UMAP(
+        n_neighbors=n_neighbors,
+        metric="cosine",
+        random_state=seed,
+        init="spectral",
+        n_epochs=n_epochs,
+        precomputed_knn=(knn[0], knn[1], None) if knn else (None, None, None),
+    )
     with warnings.catch_warnings():
         # "n_jobs overridden by random_state" and "no search index: transform unavailable": both expected
         # (we place new items ourselves and never call UMAP.transform).
@@ -146,7 +162,7 @@ def _place_blocked(new_vectors, existing_vectors, existing_xy, k, block_bytes: i
     out = np.empty((len(new_vectors), 2), np.float64)
     state = {"method": "umap"}
     for start in range(0, len(new_vectors), rows):
-        out[start:start + rows] = place(new_vectors[start:start + rows], existing_vectors, existing_xy, state, k)
+        out[start : start + rows] = place(new_vectors[start : start + rows], existing_vectors, existing_xy, state, k)
     return out
 
 
@@ -165,8 +181,15 @@ def _fit_pca(vectors: np.ndarray, revision: int) -> Fit:
     raw = centred @ components.T
     centre, scale = _normaliser(raw)
     xy = ((raw - centre) * scale).astype(np.float32)
-    state = {"method": "pca", "revision": revision, "fitted_count": len(vectors), "mean": mean.tolist(),
-             "components": components.tolist(), "centre": centre.tolist(), "scale": scale}
+    state = {
+        "method": "pca",
+        "revision": revision,
+        "fitted_count": len(vectors),
+        "mean": mean.tolist(),
+        "components": components.tolist(),
+        "centre": centre.tolist(),
+        "scale": scale,
+    }
     return Fit(xy, state)
 
 
@@ -177,8 +200,14 @@ def _normaliser(raw: np.ndarray) -> tuple[np.ndarray, float]:
     return centre, (EXTENT / half if half > 1e-12 else 1.0)
 
 
-def place(new_vectors: np.ndarray, existing_vectors: np.ndarray, existing_xy: np.ndarray, state: dict,
-          k: int, refine_epochs: int = 0) -> np.ndarray:
+def place(
+    new_vectors: np.ndarray,
+    existing_vectors: np.ndarray,
+    existing_xy: np.ndarray,
+    state: dict,
+    k: int,
+    refine_epochs: int = 0,
+) -> np.ndarray:
     """2D positions for new items; existing positions are never touched. Deterministic."""
     if state.get("method") == "pca":
         raw = (new_vectors - np.asarray(state["mean"])) @ np.asarray(state["components"]).T
@@ -222,9 +251,22 @@ def _refine(sims: np.ndarray, existing_raw: np.ndarray, init_raw: np.ndarray, n_
     a, b = _umap_ab()
     rng_state = np.array([12345, 67890, 13579], dtype=np.int64)  # fixed: the same input gives the same place
     return optimize_layout_euclidean(
-        np.ascontiguousarray(init_raw, dtype=np.float32), np.ascontiguousarray(existing_raw, dtype=np.float32),
-        graph.row, graph.col, n_epochs, len(existing_raw), make_epochs_per_sample(graph.data, n_epochs), a, b,
-        rng_state, 1.0, REFINE_LEARNING_RATE, 5.0, False, move_other=False).astype(np.float64)
+        np.ascontiguousarray(init_raw, dtype=np.float32),
+        np.ascontiguousarray(existing_raw, dtype=np.float32),
+        graph.row,
+        graph.col,
+        n_epochs,
+        len(existing_raw),
+        make_epochs_per_sample(graph.data, n_epochs),
+        a,
+        b,
+        rng_state,
+        1.0,
+        REFINE_LEARNING_RATE,
+        5.0,
+        False,
+        move_other=False,
+    ).astype(np.float64)
 
 
 @functools.cache
@@ -237,8 +279,7 @@ def _umap_ab() -> tuple[float, float]:
     return float(a), float(b)
 
 
-def blend_weights(point: tuple[float, float], xy: np.ndarray, k: int, power: float) -> tuple[np.ndarray,
-                                                                                              np.ndarray]:
+def blend_weights(point: tuple[float, float], xy: np.ndarray, k: int, power: float) -> tuple[np.ndarray, np.ndarray]:
     """Indices and weights (summing to 1) of the items that make up a 2D point."""
     d = np.linalg.norm(xy - np.asarray(point, dtype=np.float32), axis=1)
     k = min(k, len(xy))

@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 
 
 class PromptImageWorker:
-    def __init__(self, store: Store, space: Space, queue: WorkQueue, thumbnail_size: int,
-                 busy_retry_seconds: float = 1.0):
+    def __init__(
+        self, store: Store, space: Space, queue: WorkQueue, thumbnail_size: int, busy_retry_seconds: float = 1.0
+    ):
         self.store, self.space, self.queue = store, space, queue
         self.thumbnail_size, self.busy_retry_seconds = thumbnail_size, busy_retry_seconds
         self._wake, self._stop = threading.Event(), threading.Event()
@@ -73,5 +74,6 @@ class PromptImageWorker:
             self.store.complete_image(item.id, None, None, None)
             return
         latent = None if encoded.latents is None else encoded.latents[0]
-        self.store.complete_image(item.id, encoded.vectors[0], latent,
-                                  imaging.thumbnail_png(images[0], self.thumbnail_size))
+        self.store.complete_image(
+            item.id, encoded.vectors[0], latent, imaging.thumbnail_png(images[0], self.thumbnail_size)
+        )

@@ -81,13 +81,16 @@ class MapService:
         """The map, if this server's space can change or decode it (SpaceMismatch otherwise)."""
         record = self.store.get_map(map_id)
         if record.space != self.space.name:
-            raise SpaceMismatch(f"map {map_id} was made with space '{record.space}', but this server runs "
-                                f"'{self.space.name}'; start it with --space {record.space}")
+            raise SpaceMismatch(
+                f"map {map_id} was made with space '{record.space}', but this server runs "
+                f"'{self.space.name}'; start it with --space {record.space}"
+            )
         return record
 
     # ------------------------------------------------------------------ adding
-    def add_prompts(self, map_id: str, prompts: Sequence[str], gone: Callable[[], bool] | None = None
-                    ) -> list[ItemRecord]:
+    def add_prompts(
+        self, map_id: str, prompts: Sequence[str], gone: Callable[[], bool] | None = None
+    ) -> list[ItemRecord]:
         self.usable_map(map_id)
         cleaned = [p.strip() for p in prompts]
         if not cleaned or any(not p for p in cleaned):
@@ -96,30 +99,47 @@ class MapService:
             raise Rejected(f"at most {self.settings.max_prompts_per_request} prompts per request")
         too_long = [p for p in cleaned if len(p) > self.settings.max_prompt_chars]
         if too_long:
-            raise Rejected(f"prompts must be at most {self.settings.max_prompt_chars} characters "
-                           f"({len(too_long)} are longer)")
+            raise Rejected(
+                f"prompts must be at most {self.settings.max_prompt_chars} characters ({len(too_long)} are longer)"
+            )
         if self.prompt_images is None:
             return self._insert(map_id, self.prompt_items(cleaned, gone))
         # On the map now, from the text vector; the generated image (thumbnail, decode vector) comes later.
         vectors = self.queue.run(lambda: self.space.encode_text(cleaned), gone)
         provisional = self.space.text_to_image_side(vectors)
-        records = self._insert(map_id, [NewItem(kind="text", label=p, vector=vectors[i],
-                                                decode_vector=provisional[i], pending_image=True)
-                                        for i, p in enumerate(cleaned)])
+        records = self._insert(
+            map_id,
+            [
+                NewItem(kind="text", label=p, vector=vectors[i], decode_vector=provisional[i], pending_image=True)
+                for i, p in enumerate(cleaned)
+            ],
+        )
         self.prompt_images.wake()
         return records
 
     def prompt_items(self, prompts: Sequence[str], gone: Callable[[], bool] | None = None) -> list[NewItem]:
         encoded = self.queue.run(lambda: self.space.encode_prompts(prompts), gone)
         size = self.settings.thumbnail_size
-        thumbnails = ([None] * len(prompts) if encoded.images is None else
-                      list(self._image_pool.map(lambda im: imaging.thumbnail_png(im, size), encoded.images)))
-        return [NewItem(kind="text", label=p, vector=encoded.vectors[i], decode_vector=encoded.decode_vectors[i],
-                        latent=None if encoded.latents is None else encoded.latents[i], thumbnail_png=thumbnails[i])
-                for i, p in enumerate(prompts)]
+        thumbnails = (
+            [None] * len(prompts)
+            if encoded.images is None
+            else list(self._image_pool.map(lambda im: imaging.thumbnail_png(im, size), encoded.images))
+        )
+        return [
+            NewItem(
+                kind="text",
+                label=p,
+                vector=encoded.vectors[i],
+                decode_vector=encoded.decode_vectors[i],
+                latent=None if encoded.latents is None else encoded.latents[i],
+                thumbnail_png=thumbnails[i],
+            )
+            for i, p in enumerate(prompts)
+        ]
 
-    def add_images(self, map_id: str, uploads: Sequence[Upload], gone: Callable[[], bool] | None = None
-                   ) -> list[ItemRecord]:
+    def add_images(
+        self, map_id: str, uploads: Sequence[Upload], gone: Callable[[], bool] | None = None
+    ) -> list[ItemRecord]:
         """All-or-nothing: one unreadable file rejects the request (naming it) and nothing is added.
 
         Files are decoded and encoded in chunks of at most `max_upload_pixels_in_flight` decoded pixels (one
@@ -153,8 +173,7 @@ class MapService:
             raise first_bad
         return self._insert(map_id, items)
 
-    def _chunk_items(self, uploads: Sequence[Upload], gone: Callable[[], bool] | None, encode: bool
-                     ) -> list[NewItem]:
+    def _chunk_items(self, uploads: Sequence[Upload], gone: Callable[[], bool] | None, encode: bool) -> list[NewItem]:
         """One chunk decoded (and encoded): its pictures are freed when this returns."""
         opened = list(self._image_pool.map(self._open_upload, uploads))
         bad = next((result for result in opened if isinstance(result, Rejected)), None)
@@ -168,23 +187,26 @@ class MapService:
         except imaging.ImageRejected as e:
             return Rejected(f"{upload.filename}: {e}")
 
-    def add_pil_images(self, map_id: str, images: Sequence[Image.Image], labels: Sequence[str],
-                       gone: Callable[[], bool] | None = None) -> list[ItemRecord]:
+    def add_pil_images(
+        self, map_id: str, images: Sequence[Image.Image], labels: Sequence[str], gone: Callable[[], bool] | None = None
+    ) -> list[ItemRecord]:
         return self._insert(map_id, self.image_items(images, labels, gone))
 
-    def image_items(self, images: Sequence[Image.Image], labels: Sequence[str],
-                    gone: Callable[[], bool] | None = None) -> list[NewItem]:
+    def image_items(
+        self, images: Sequence[Image.Image], labels: Sequence[str], gone: Callable[[], bool] | None = None
+    ) -> list[NewItem]:
         """A pipeline: the image pool prepares model inputs (then thumbnails) while the model encodes the
         batches already prepared, `encode_batch_size` images a model call."""
         size, batch = self.settings.thumbnail_size, self.settings.encode_batch_size
         # The model sees transparent pixels on white; the thumbnail keeps the alpha (imaging.on_white).
-        prepared = [self._image_pool.submit(lambda im: self.space.prepare_image(imaging.on_white(im)), im)
-                    for im in images]
+        prepared = [
+            self._image_pool.submit(lambda im: self.space.prepare_image(imaging.on_white(im)), im) for im in images
+        ]
         thumbnails = [self._image_pool.submit(imaging.thumbnail_png, im, size) for im in images]
         vectors, latents = [], []
         try:
             for start in range(0, len(images), batch):
-                ready = [f.result() for f in prepared[start:start + batch]]
+                ready = [f.result() for f in prepared[start : start + batch]]
                 encoded = self.queue.run(lambda ready=ready: self.space.encode_prepared(ready), gone)
                 vectors.extend(encoded.vectors)
                 latents.extend([None] * len(ready) if encoded.latents is None else encoded.latents)
@@ -192,9 +214,17 @@ class MapService:
             for f in prepared + thumbnails:
                 f.cancel()
             raise
-        return [NewItem(kind="image", label=label, vector=vectors[i], decode_vector=vectors[i], latent=latents[i],
-                        thumbnail_png=thumbnails[i].result())
-                for i, label in enumerate(labels)]
+        return [
+            NewItem(
+                kind="image",
+                label=label,
+                vector=vectors[i],
+                decode_vector=vectors[i],
+                latent=latents[i],
+                thumbnail_png=thumbnails[i].result(),
+            )
+            for i, label in enumerate(labels)
+        ]
 
     def add_items(self, map_id: str, items: list[NewItem], reference_items: int | None = None) -> list[ItemRecord]:
         """Items encoded elsewhere (prompt_items / image_items), added in one go: on an empty map, one fit.
@@ -217,11 +247,18 @@ class MapService:
             state = record.projection
             if len(existing_xy) == 0 or state.get("method") in (None, "none"):
                 # The first items of a map: nobody can move yet, so fit them.
-                fitted = projection.fit(new_map_vectors, self.settings.umap_min_items, state.get("revision", 0) + 1,
-                                        settings=self.settings)
+                fitted = projection.fit(
+                    new_map_vectors, self.settings.umap_min_items, state.get("revision", 0) + 1, settings=self.settings
+                )
                 return self.store.add_items(map_id, items, fitted.xy, projection=fitted.state)
-            xy = projection.place(new_map_vectors, existing_map_vectors, existing_xy, state,
-                                  self.settings.place_neighbors, self.settings.place_refine_epochs)
+            xy = projection.place(
+                new_map_vectors,
+                existing_map_vectors,
+                existing_xy,
+                state,
+                self.settings.place_neighbors,
+                self.settings.place_refine_epochs,
+            )
             return self.store.add_items(map_id, items, xy)
 
     def _reference(self, record: MapRecord, limit: int) -> tuple[np.ndarray, np.ndarray]:
@@ -241,8 +278,12 @@ class MapService:
         with self._write_lock:
             record = self.store.get_map(map_id)
             arrays, map_vectors = self.item_map_vectors(map_id)
-            fitted = projection.fit(map_vectors, self.settings.umap_min_items, record.projection.get("revision", 0) + 1,
-                                    settings=self.settings)
+            fitted = projection.fit(
+                map_vectors,
+                self.settings.umap_min_items,
+                record.projection.get("revision", 0) + 1,
+                settings=self.settings,
+            )
             self.store.set_positions(map_id, arrays.ids, fitted.xy, fitted.state)
         return self.store.get_map(map_id)
 
@@ -250,23 +291,45 @@ class MapService:
     def decode_state(self, record: MapRecord) -> MapDecodeState:
         """What every decode on this map depends on besides its own request (decode_keys.py)."""
         st = self.settings
-        return MapDecodeState(space=self.space.name, map_id=record.id, revision=record.projection.get("revision", 0),
-                              content=record.version,
-                              blend=f"{st.blend_neighbors},{st.blend_power},{st.latent_strength}",
-                              pending=self.pending_mark(record.id))
+        return MapDecodeState(
+            space=self.space.name,
+            map_id=record.id,
+            revision=record.projection.get("revision", 0),
+            content=record.version,
+            blend=f"{st.blend_neighbors},{st.blend_power},{st.latent_strength}",
+            pending=self.pending_mark(record.id),
+        )
 
-    def spot(self, record: MapRecord, x: float, y: float, seed: int, variant: str | None = None,
-             lora_scale: float | None = None, preview: bool = False) -> SpotDecode:
-        return decode_keys.spot(self.decode_state(record), x, y, seed, variant, lora_scale, preview,
-                                self.space.decoder_identity(variant))
+    def spot(
+        self,
+        record: MapRecord,
+        x: float,
+        y: float,
+        seed: int,
+        variant: str | None = None,
+        lora_scale: float | None = None,
+        preview: bool = False,
+    ) -> SpotDecode:
+        return decode_keys.spot(
+            self.decode_state(record), x, y, seed, variant, lora_scale, preview, self.space.decoder_identity(variant)
+        )
 
     def through_decoder(self, key, variant: str | None, lora_scale: float | None):
         """The same decode key through another decoder (its variant, strength and weights' identity)."""
-        return dataclasses.replace(key, variant=variant, lora_scale=lora_scale,
-                                   decoder=self.space.decoder_identity(variant))
+        return dataclasses.replace(
+            key, variant=variant, lora_scale=lora_scale, decoder=self.space.decoder_identity(variant)
+        )
 
-    def decode_key(self, record: MapRecord, x: float, y: float, seed: int, variant: str | None = None,
-                   lora_scale: float | None = None, preview: bool = False) -> str:
+    def decode_key(
+        self,
+        record: MapRecord,
+        x: float,
+        y: float,
+        seed: int,
+        variant: str | None = None,
+        lora_scale: float | None = None,
+        preview: bool = False,
+    ) -> str:
         return self.spot(record, x, y, seed, variant, lora_scale, preview).digest()
 
     def pending_mark(self, map_id: str) -> str:
@@ -283,9 +346,17 @@ class MapService:
         except ValueError as e:
             raise Rejected(str(e)) from None
 
-    def decode_at(self, map_id: str, x: float, y: float, seed: int, gone: Callable[[], bool] | None = None,
-                  variant: str | None = None, lora_scale: float | None = None, preview: bool = False
-                  ) -> DecodeResult:
+    def decode_at(
+        self,
+        map_id: str,
+        x: float,
+        y: float,
+        seed: int,
+        gone: Callable[[], bool] | None = None,
+        variant: str | None = None,
+        lora_scale: float | None = None,
+        preview: bool = False,
+    ) -> DecodeResult:
         """Pixels for a 2D point. The same (space, map, projection revision, x, y, seed) gives the same bytes:
         the first decode is cached, so adding items later does not change a shared link's picture.
         `variant`/`lora_scale` pick a decoder variant (LoRA, fine-tune) that shares the space's CLIP space;
@@ -310,8 +381,9 @@ class MapService:
         request.variant, request.lora_scale, request.preview = spot.variant, spot.lora_scale, spot.preview
         return request
 
-    def vary_item(self, map_id: str, item_id: str, seed: int, strength: float,
-                  gone: Callable[[], bool] | None = None) -> DecodeResult:
+    def vary_item(
+        self, map_id: str, item_id: str, seed: int, strength: float, gone: Callable[[], bool] | None = None
+    ) -> DecodeResult:
         """A variation of one item: its own decode vector, starting from its VAE latent noised to `strength`
         (items without a latent: a fresh picture of the vector with this seed)."""
         self.usable_map(map_id)
@@ -325,23 +397,33 @@ class MapService:
         except ValueError:
             raise NotFound(f"item {item_id} not found in map {map_id}") from None
         strength = round(float(strength), 4)
-        key = decode_keys.VaryDecode(self.space.name, map_id, item_id, seed, strength, self.pending_mark(map_id),
-                                     self.space.decoder_identity(None)).digest()
+        key = decode_keys.VaryDecode(
+            self.space.name,
+            map_id,
+            item_id,
+            seed,
+            strength,
+            self.pending_mark(map_id),
+            self.space.decoder_identity(None),
+        ).digest()
         latent = arrays.latents[i]
-        request = DecodeRequest(vector=arrays.decode_vectors[i], seed=seed, latent=latent,
-                                strength=strength if latent is not None else 1.0)
+        request = DecodeRequest(
+            vector=arrays.decode_vectors[i], seed=seed, latent=latent, strength=strength if latent is not None else 1.0
+        )
         return self.decode_cached(key, request, gone, map_id=map_id)
 
-    def decode_cached(self, key: str, request: DecodeRequest, gone: Callable[[], bool] | None = None,
-                      map_id: str | None = None) -> DecodeResult:
+    def decode_cached(
+        self, key: str, request: DecodeRequest, gone: Callable[[], bool] | None = None, map_id: str | None = None
+    ) -> DecodeResult:
         """Decode through the queue unless `key` is cached; store the PNG under `key` (owned by `map_id`: it
         goes when the map is deleted). A request that is not finite is refused: no NaN picture is made or
         cached."""
         cached = self.store.cached_decode(key)
         if cached is not None:
             return DecodeResult(cached, True, key)
-        if not np.isfinite(request.vector).all() or (request.latent is not None and
-                                                     not np.isfinite(request.latent).all()):
+        if not np.isfinite(request.vector).all() or (
+            request.latent is not None and not np.isfinite(request.latent).all()
+        ):
             raise Rejected("this point cannot be decoded (its blended vector is not finite)")
         image = self.queue.run(lambda: self.space.decode([request])[0], gone)
         png = imaging.to_png(image)
@@ -362,26 +444,34 @@ class MapService:
         xmin, ymin, xmax, ymax = bounds
         margin = self.settings.coordinate_margin * max(xmax - xmin, ymax - ymin, 1.0)
         if not (xmin - margin <= x <= xmax + margin and ymin - margin <= y <= ymax + margin):
-            raise Rejected(f"x, y = {x:.4g}, {y:.4g} is far outside the map (its points span x {xmin:.3g} to "
-                           f"{xmax:.3g}, y {ymin:.3g} to {ymax:.3g})")
+            raise Rejected(
+                f"x, y = {x:.4g}, {y:.4g} is far outside the map (its points span x {xmin:.3g} to "
+                f"{xmax:.3g}, y {ymin:.3g} to {ymax:.3g})"
+            )
 
     def item_map_vectors(self, map_id: str) -> tuple[MapArrays, np.ndarray]:
         """The map's arrays and its items' projection vectors (unit, modality-centred), cached per version."""
         arrays = self.store.get_arrays(map_id)
         cached = self._map_vector_cache.get(map_id)
         if cached is None or cached[0] is not arrays:
-            cached = (arrays, self._map_vectors(arrays.vectors, arrays.kinds) if len(arrays) else
-                      np.zeros((0, self.space.dim), np.float32))
+            cached = (
+                arrays,
+                self._map_vectors(arrays.vectors, arrays.kinds)
+                if len(arrays)
+                else np.zeros((0, self.space.dim), np.float32),
+            )
             self._map_vector_cache[map_id] = cached
-            for stale in [m for m, (a, _) in self._map_vector_cache.items()
-                          if m != map_id and not self.store.has_cached_arrays(m, a)]:
+            for stale in [
+                m
+                for m, (a, _) in self._map_vector_cache.items()
+                if m != map_id and not self.store.has_cached_arrays(m, a)
+            ]:
                 del self._map_vector_cache[stale]
         return cached
 
     def blend_request(self, arrays: MapArrays, x: float, y: float, seed: int) -> DecodeRequest:
         """Blend the nearest items' image-side vectors (and VAE latents where they have them)."""
-        idx, w = projection.blend_weights((x, y), arrays.xy, self.settings.blend_neighbors,
-                                          self.settings.blend_power)
+        idx, w = projection.blend_weights((x, y), arrays.xy, self.settings.blend_neighbors, self.settings.blend_power)
         vecs = arrays.decode_vectors[idx]
         direction = unit((w[:, None] * unit(vecs)).sum(0, keepdims=True))[0]
         norm = float((w * np.linalg.norm(vecs, axis=1)).sum())
@@ -392,8 +482,7 @@ class MapService:
             latent = sum(arrays.latents[i] * (wi / total) for i, wi in with_latent).astype(np.float32)
             # The less of the point's weight comes from items with latents, the less we trust their layout.
             strength = 1.0 - (1.0 - self.settings.latent_strength) * float(total)
-        return DecodeRequest(vector=(direction * norm).astype(np.float32), seed=seed, latent=latent,
-                             strength=strength)
+        return DecodeRequest(vector=(direction * norm).astype(np.float32), seed=seed, latent=latent, strength=strength)
 
 
 def _return_freed_memory() -> None:

@@ -166,8 +166,16 @@ class ItemRecord:
 
     @classmethod
     def from_row(cls, r) -> ItemRecord:
-        return cls(id=r[0], map_id=r[1], kind=r[2], label=r[3], x=r[4], y=r[5], has_thumbnail=bool(r[6]),
-                   pending_image=bool(r[7]))
+        return cls(
+            id=r[0],
+            map_id=r[1],
+            kind=r[2],
+            label=r[3],
+            x=r[4],
+            y=r[5],
+            has_thumbnail=bool(r[6]),
+            pending_image=bool(r[7]),
+        )
 
 
 @dataclass
@@ -199,8 +207,7 @@ class Store:
         for d in (self.thumb_dir, self.decode_dir):
             d.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.data_dir / "latentmap.sqlite3", check_same_thread=False,
-                                   isolation_level=None)
+        self._db = sqlite3.connect(self.data_dir / "latentmap.sqlite3", check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -209,12 +216,16 @@ class Store:
         if "pending_image" not in columns:  # data directories made before the column existed
             self._db.execute("ALTER TABLE items ADD COLUMN pending_image INTEGER NOT NULL DEFAULT 0")
         self._db.execute("CREATE INDEX IF NOT EXISTS items_pending ON items(map_id) WHERE pending_image = 1")
-        for table, column, decl in (("items", "content_hash", "TEXT"), ("items", "meta", "TEXT"),
-                                    ("maps", "source", "TEXT")):  # data directories made before ingest
+        for table, column, decl in (
+            ("items", "content_hash", "TEXT"),
+            ("items", "meta", "TEXT"),
+            ("maps", "source", "TEXT"),
+        ):  # data directories made before ingest
             if column not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
-        self._db.execute("CREATE INDEX IF NOT EXISTS items_by_hash ON items(map_id, content_hash) "
-                         "WHERE content_hash IS NOT NULL")
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS items_by_hash ON items(map_id, content_hash) WHERE content_hash IS NOT NULL"
+        )
         # The most recently used maps' arrays stay in memory (clicks need them); older ones are dropped.
         self._arrays_cache: OrderedDict[str, tuple[tuple[int, int], MapArrays]] = OrderedDict()
         self._images_done: dict[str, int] = {}  # per map: prompt images completed (part of the arrays' cache key)
@@ -256,17 +267,20 @@ class Store:
         map_id, edit_key = new_id(), secrets.token_urlsafe(24)  # 192-bit edit key
         now = time.time()
         with self._lock:
-            self._db.execute("INSERT INTO maps(id, title, space, edit_key_hash, created_at, projection, source) "
-                             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             (map_id, title, space, hash_key(edit_key), now, json.dumps({"method": "none",
-                                                                                          "revision": 0}), source))
+            self._db.execute(
+                "INSERT INTO maps(id, title, space, edit_key_hash, created_at, projection, source) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (map_id, title, space, hash_key(edit_key), now, json.dumps({"method": "none", "revision": 0}), source),
+            )
         return self.get_map(map_id), edit_key
 
     def find_map(self, title: str, space: str, source: str) -> MapRecord | None:
         """The newest map built with this title from this source in this space (a build to continue)."""
         with self._lock:
-            row = self._db.execute("SELECT id FROM maps WHERE title = ? AND space = ? AND source = ? "
-                                   "ORDER BY created_at DESC LIMIT 1", (title, space, source)).fetchone()
+            row = self._db.execute(
+                "SELECT id FROM maps WHERE title = ? AND space = ? AND source = ? ORDER BY created_at DESC LIMIT 1",
+                (title, space, source),
+            ).fetchone()
         return None if row is None else self.get_map(row[0])
 
     # ------------------------------------------------------------------ metadata columns
@@ -277,17 +291,21 @@ class Store:
             raise ValueError(f"column type must be one of {', '.join(COLUMN_TYPES)}, not {bad[0]}")
         with self._lock:
             have = {c.name for c in self.columns(map_id)}
-            start = self._db.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM map_columns WHERE map_id = ?",
-                                     (map_id,)).fetchone()[0]
+            start = self._db.execute(
+                "SELECT COALESCE(MAX(position), -1) + 1 FROM map_columns WHERE map_id = ?", (map_id,)
+            ).fetchone()[0]
             new = [n for n in types if n not in have]
-            self._db.executemany("INSERT INTO map_columns(map_id, position, name, type) VALUES (?, ?, ?, ?)",
-                                 [(map_id, start + k, n, types[n]) for k, n in enumerate(new)])
+            self._db.executemany(
+                "INSERT INTO map_columns(map_id, position, name, type) VALUES (?, ?, ?, ?)",
+                [(map_id, start + k, n, types[n]) for k, n in enumerate(new)],
+            )
             return self.columns(map_id)
 
     def columns(self, map_id: str) -> list[Column]:
         with self._lock:
-            rows = self._db.execute("SELECT name, type, position FROM map_columns WHERE map_id = ? ORDER BY position",
-                                    (map_id,)).fetchall()
+            rows = self._db.execute(
+                "SELECT name, type, position FROM map_columns WHERE map_id = ? ORDER BY position", (map_id,)
+            ).fetchall()
         return [Column(*r) for r in rows]
 
     def column(self, map_id: str, name: str) -> Column:
@@ -303,25 +321,34 @@ class Store:
             if column.type == "number":
                 lo, hi, n = self._db.execute(
                     "SELECT MIN(v), MAX(v), COUNT(v) FROM (SELECT json_extract(meta, ?) AS v FROM items "
-                    "WHERE map_id = ?)", (path, map_id)).fetchone()
+                    "WHERE map_id = ?)",
+                    (path, map_id),
+                ).fetchone()
                 return {"min": lo, "max": hi, "count": n}
             if column.type == "category":
                 rows = self._db.execute(
                     "SELECT json_extract(meta, ?) AS v, COUNT(*) AS c FROM items WHERE map_id = ? AND v IS NOT NULL "
-                    "GROUP BY v ORDER BY c DESC, v LIMIT ?", (path, map_id, max_categories + 1)).fetchall()
-                return {"categories": [{"value": str(v), "count": c} for v, c in rows[:max_categories]],
-                        "more_categories": len(rows) > max_categories,
-                        "count": sum(c for _, c in rows)}
-            n = self._db.execute("SELECT COUNT(*) FROM items WHERE map_id = ? AND json_extract(meta, ?) IS NOT NULL",
-                                 (map_id, path)).fetchone()[0]
+                    "GROUP BY v ORDER BY c DESC, v LIMIT ?",
+                    (path, map_id, max_categories + 1),
+                ).fetchall()
+                return {
+                    "categories": [{"value": str(v), "count": c} for v, c in rows[:max_categories]],
+                    "more_categories": len(rows) > max_categories,
+                    "count": sum(c for _, c in rows),
+                }
+            n = self._db.execute(
+                "SELECT COUNT(*) FROM items WHERE map_id = ? AND json_extract(meta, ?) IS NOT NULL", (map_id, path)
+            ).fetchone()[0]
             return {"count": n}
 
     def column_values(self, map_id: str, column: Column, version: int | None = None) -> tuple[list, int]:
         """One column's value for every item in points order (None where missing), and the map's version."""
         with self._lock:
             current = self._map_version(map_id, expected=version)
-            rows = self._db.execute("SELECT json_extract(meta, ?) FROM items WHERE map_id = ? ORDER BY seq",
-                                    (f"$[{int(column.position)}]", map_id)).fetchall()
+            rows = self._db.execute(
+                "SELECT json_extract(meta, ?) FROM items WHERE map_id = ? ORDER BY seq",
+                (f"$[{int(column.position)}]", map_id),
+            ).fetchall()
         return [r[0] for r in rows], current
 
     def item_meta(self, map_id: str, item_ids: Sequence[str]) -> dict[str, dict]:
@@ -332,9 +359,12 @@ class Store:
         out: dict[str, dict] = {}
         with self._lock:
             for start in range(0, len(item_ids), 500):  # SQLite's bound-parameter limit
-                chunk = list(item_ids[start:start + 500])
-                rows = self._db.execute(f"SELECT id, meta FROM items WHERE map_id = ? AND meta IS NOT NULL AND id IN "
-                                        f"({','.join('?' * len(chunk))})", (map_id, *chunk)).fetchall()
+                chunk = list(item_ids[start : start + 500])
+                rows = self._db.execute(
+                    f"SELECT id, meta FROM items WHERE map_id = ? AND meta IS NOT NULL AND id IN "
+                    f"({','.join('?' * len(chunk))})",
+                    (map_id, *chunk),
+                ).fetchall()
                 for item_id, meta in rows:
                     values = json.loads(meta)
                     out[item_id] = {n: v for n, v in zip(names, values) if v is not None}
@@ -342,12 +372,23 @@ class Store:
 
     def content_hashes(self, map_id: str) -> set[str]:
         with self._lock:
-            return {r[0] for r in self._db.execute(
-                "SELECT content_hash FROM items WHERE map_id = ? AND content_hash IS NOT NULL", (map_id,))}
+            return {
+                r[0]
+                for r in self._db.execute(
+                    "SELECT content_hash FROM items WHERE map_id = ? AND content_hash IS NOT NULL", (map_id,)
+                )
+            }
 
     def _map_from_row(self, row) -> MapRecord:
-        return MapRecord(id=row[0], title=row[1], space=row[2], created_at=row[3], version=row[4],
-                         projection=self._projection(row[0], row[4], lambda: row[5]), count=row[6])
+        return MapRecord(
+            id=row[0],
+            title=row[1],
+            space=row[2],
+            created_at=row[3],
+            version=row[4],
+            projection=self._projection(row[0], row[4], lambda: row[5]),
+            count=row[6],
+        )
 
     def _projection(self, map_id: str, version: int, text) -> dict:
         """The map's projection state, parsed once per map version (a refit or an add bumps the version);
@@ -361,8 +402,10 @@ class Store:
             parsed = self._parsed[map_id] = (version, state if isinstance(state, dict) else {"method": "none"})
         return parsed[1]
 
-    _MAP_SELECT = ("SELECT m.id, m.title, m.space, m.created_at, m.version, m.projection, "
-                   "(SELECT COUNT(*) FROM items i WHERE i.map_id = m.id) FROM maps m")
+    _MAP_SELECT = (
+        "SELECT m.id, m.title, m.space, m.created_at, m.version, m.projection, "
+        "(SELECT COUNT(*) FROM items i WHERE i.map_id = m.id) FROM maps m"
+    )
 
     def get_map(self, map_id: str) -> MapRecord:
         """Every request asks this, several times: the item count (a scan of the map's index, ms at 100k items)
@@ -370,18 +413,29 @@ class Store:
         bumps its version under this lock."""
         check_id(map_id, "map id")
         with self._lock:
-            row = self._db.execute("SELECT id, title, space, created_at, version FROM maps WHERE id = ?",
-                                   (map_id,)).fetchone()
+            row = self._db.execute(
+                "SELECT id, title, space, created_at, version FROM maps WHERE id = ?", (map_id,)
+            ).fetchone()
             if row is None:
                 raise NotFound(f"map {map_id} not found")
             counted = self._counts.get(map_id)
             if counted is None or counted[0] != row[4]:
                 count = self._db.execute("SELECT COUNT(*) FROM items WHERE map_id = ?", (map_id,)).fetchone()[0]
                 counted = self._counts[map_id] = (row[4], count)
-            projection = self._projection(map_id, row[4], lambda: self._db.execute(
-                "SELECT projection FROM maps WHERE id = ?", (map_id,)).fetchone()[0])
-        return MapRecord(id=row[0], title=row[1], space=row[2], created_at=row[3], version=row[4],
-                         projection=projection, count=counted[1])
+            projection = self._projection(
+                map_id,
+                row[4],
+                lambda: self._db.execute("SELECT projection FROM maps WHERE id = ?", (map_id,)).fetchone()[0],
+            )
+        return MapRecord(
+            id=row[0],
+            title=row[1],
+            space=row[2],
+            created_at=row[3],
+            version=row[4],
+            projection=projection,
+            count=counted[1],
+        )
 
     def list_maps(self) -> list[MapRecord]:
         with self._lock:
@@ -413,8 +467,9 @@ class Store:
         return self.decodes.delete_map(map_id)
 
     # ------------------------------------------------------------------ items
-    def add_items(self, map_id: str, items: Sequence[NewItem], xy: np.ndarray,
-                  projection: dict | None = None) -> list[ItemRecord]:
+    def add_items(
+        self, map_id: str, items: Sequence[NewItem], xy: np.ndarray, projection: dict | None = None
+    ) -> list[ItemRecord]:
         """Insert items at the given positions in one transaction (optionally with a new projection state)."""
         ids = [new_id() for _ in items]
         for item_id, item in zip(ids, items):  # files first, rows after: a row never points at a missing file
@@ -425,18 +480,35 @@ class Store:
             metas = self._meta_rows(map_id, items)
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                seq0 = self._db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM items WHERE map_id = ?",
-                                        (map_id,)).fetchone()[0]
+                seq0 = self._db.execute(
+                    "SELECT COALESCE(MAX(seq), -1) + 1 FROM items WHERE map_id = ?", (map_id,)
+                ).fetchone()[0]
                 self._db.executemany(
                     "INSERT INTO items(id, map_id, seq, kind, label, x, y, vector, decode_vector, latent, "
                     "latent_shape, has_thumbnail, created_at, pending_image, content_hash, meta) "
                     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [(item_id, map_id, seq0 + i, it.kind, it.label, float(xy[i, 0]), float(xy[i, 1]),
-                      _blob(it.vector), _blob(it.decode_vector),
-                      None if it.latent is None else _blob(it.latent),
-                      None if it.latent is None else json.dumps(list(it.latent.shape)),
-                      int(it.thumbnail_png is not None), now, int(it.pending_image), it.content_hash, metas[i])
-                     for i, (item_id, it) in enumerate(zip(ids, items))])
+                    [
+                        (
+                            item_id,
+                            map_id,
+                            seq0 + i,
+                            it.kind,
+                            it.label,
+                            float(xy[i, 0]),
+                            float(xy[i, 1]),
+                            _blob(it.vector),
+                            _blob(it.decode_vector),
+                            None if it.latent is None else _blob(it.latent),
+                            None if it.latent is None else json.dumps(list(it.latent.shape)),
+                            int(it.thumbnail_png is not None),
+                            now,
+                            int(it.pending_image),
+                            it.content_hash,
+                            metas[i],
+                        )
+                        for i, (item_id, it) in enumerate(zip(ids, items))
+                    ],
+                )
                 self._bump(map_id, projection)
                 self._db.execute("COMMIT")
             except BaseException:
@@ -444,10 +516,19 @@ class Store:
                 for item_id in ids:
                     (self.thumb_dir / f"{item_id}.png").unlink(missing_ok=True)
                 raise
-        return [ItemRecord(id=i, map_id=map_id, kind=it.kind, label=it.label, x=float(xy[k, 0]),
-                           y=float(xy[k, 1]), has_thumbnail=it.thumbnail_png is not None,
-                           pending_image=it.pending_image)
-                for k, (i, it) in enumerate(zip(ids, items))]
+        return [
+            ItemRecord(
+                id=i,
+                map_id=map_id,
+                kind=it.kind,
+                label=it.label,
+                x=float(xy[k, 0]),
+                y=float(xy[k, 1]),
+                has_thumbnail=it.thumbnail_png is not None,
+                pending_image=it.pending_image,
+            )
+            for k, (i, it) in enumerate(zip(ids, items))
+        ]
 
     def _meta_rows(self, map_id: str, items: Sequence[NewItem]) -> list[str | None]:
         """items.meta: a JSON array in column position order (names live once, in map_columns)."""
@@ -470,8 +551,10 @@ class Store:
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany("UPDATE items SET x = ?, y = ? WHERE id = ? AND map_id = ?",
-                                     [(float(p[0]), float(p[1]), i, map_id) for i, p in zip(ids, xy)])
+                self._db.executemany(
+                    "UPDATE items SET x = ?, y = ? WHERE id = ? AND map_id = ?",
+                    [(float(p[0]), float(p[1]), i, map_id) for i, p in zip(ids, xy)],
+                )
                 self._bump(map_id, projection)
                 self._db.execute("COMMIT")
             except BaseException:
@@ -500,16 +583,20 @@ class Store:
             rows = self._db.execute(
                 f"SELECT {', '.join('i.' + c for c in ItemRecord._COLUMNS.split(', '))} FROM items i "
                 "JOIN maps m ON m.id = i.map_id WHERE i.pending_image = 1 AND m.space = ? "
-                "ORDER BY i.created_at, i.seq LIMIT ?", (space, limit)).fetchall()
+                "ORDER BY i.created_at, i.seq LIMIT ?",
+                (space, limit),
+            ).fetchall()
         return [ItemRecord.from_row(r) for r in rows]
 
     def pending_image_ids(self, map_id: str) -> list[str]:
         with self._lock:
-            return sorted(r[0] for r in self._db.execute(
-                "SELECT id FROM items WHERE map_id = ? AND pending_image = 1", (map_id,)))
+            return sorted(
+                r[0] for r in self._db.execute("SELECT id FROM items WHERE map_id = ? AND pending_image = 1", (map_id,))
+            )
 
-    def complete_image(self, item_id: str, decode_vector: np.ndarray | None, latent: np.ndarray | None,
-                       thumbnail_png: bytes | None) -> bool:
+    def complete_image(
+        self, item_id: str, decode_vector: np.ndarray | None, latent: np.ndarray | None, thumbnail_png: bytes | None
+    ) -> bool:
         """A pending prompt's generated image arrived: its thumbnail, decode vector and latent replace the
         provisional ones (None: generation failed; keep the provisional vector, stop waiting). Positions and the
         map's version do not change (nothing moved, indices stay valid). False if the item is gone."""
@@ -517,15 +604,21 @@ class Store:
             self._write_atomic(self.thumb_dir / f"{item_id}.png", thumbnail_png)
         with self._lock:
             if decode_vector is None:
-                cur = self._db.execute("UPDATE items SET pending_image = 0 WHERE id = ? AND pending_image = 1",
-                                       (item_id,))
+                cur = self._db.execute(
+                    "UPDATE items SET pending_image = 0 WHERE id = ? AND pending_image = 1", (item_id,)
+                )
             else:
                 cur = self._db.execute(
                     "UPDATE items SET decode_vector = ?, latent = ?, latent_shape = ?, has_thumbnail = ?, "
                     "pending_image = 0 WHERE id = ? AND pending_image = 1",
-                    (_blob(decode_vector), None if latent is None else _blob(latent),
-                     None if latent is None else json.dumps(list(latent.shape)), int(thumbnail_png is not None),
-                     item_id))
+                    (
+                        _blob(decode_vector),
+                        None if latent is None else _blob(latent),
+                        None if latent is None else json.dumps(list(latent.shape)),
+                        int(thumbnail_png is not None),
+                        item_id,
+                    ),
+                )
             row = self._db.execute("SELECT map_id FROM items WHERE id = ?", (item_id,)).fetchone()
             if row is not None:  # decode vectors changed: cached arrays of this map are stale
                 self._images_done[row[0]] = self._images_done.get(row[0], 0) + 1
@@ -537,8 +630,9 @@ class Store:
         if projection is None:
             self._db.execute("UPDATE maps SET version = version + 1 WHERE id = ?", (map_id,))
         else:
-            self._db.execute("UPDATE maps SET version = version + 1, projection = ? WHERE id = ?",
-                             (json.dumps(projection), map_id))
+            self._db.execute(
+                "UPDATE maps SET version = version + 1, projection = ? WHERE id = ?", (json.dumps(projection), map_id)
+            )
 
     def get_item(self, item_id: str) -> ItemRecord:
         check_id(item_id, "item id")
@@ -550,8 +644,9 @@ class Store:
 
     def points(self, map_id: str) -> list[ItemRecord]:
         with self._lock:
-            rows = self._db.execute(f"SELECT {ItemRecord._COLUMNS} FROM items WHERE map_id = ? ORDER BY seq",
-                                    (map_id,)).fetchall()
+            rows = self._db.execute(
+                f"SELECT {ItemRecord._COLUMNS} FROM items WHERE map_id = ? ORDER BY seq", (map_id,)
+            ).fetchall()
         return [ItemRecord.from_row(r) for r in rows]
 
     def positions(self, map_id: str) -> tuple[np.ndarray, np.ndarray, int]:
@@ -568,8 +663,9 @@ class Store:
         """What point tiles are made of, in points order, of one moment: (n, 2) float32 positions, kind codes,
         has-thumbnail flags, item ids (fixed-width bytes: 1M ids in ~16 MB, not 1M str objects), map version."""
         with self._lock:
-            rows = self._db.execute("SELECT x, y, kind, has_thumbnail, id FROM items WHERE map_id = ? ORDER BY seq",
-                                    (map_id,)).fetchall()
+            rows = self._db.execute(
+                "SELECT x, y, kind, has_thumbnail, id FROM items WHERE map_id = ? ORDER BY seq", (map_id,)
+            ).fetchall()
             version = self._map_version(map_id)
         xy = np.array([(r[0], r[1]) for r in rows], dtype=np.float32).reshape(-1, 2)
         kinds = np.array([KIND_CODES.get(r[2], 255) for r in rows], dtype=np.uint8)
@@ -601,8 +697,9 @@ class Store:
         if row is None:
             raise NotFound(f"map {map_id} not found")
         if expected is not None and int(row[0]) != expected:
-            raise StaleVersion(f"map {map_id} changed since it was loaded (version {expected}, now {row[0]}): "
-                               "reload it")
+            raise StaleVersion(
+                f"map {map_id} changed since it was loaded (version {expected}, now {row[0]}): reload it"
+            )
         return int(row[0])
 
     def bounds(self, map_id: str) -> list[float] | None:
@@ -613,8 +710,9 @@ class Store:
             cached = self._bounds.get(map_id)
             if cached is not None and cached[0] == version:
                 return cached[1]
-            row = self._db.execute("SELECT MIN(x), MIN(y), MAX(x), MAX(y) FROM items WHERE map_id = ?",
-                                   (map_id,)).fetchone()
+            row = self._db.execute(
+                "SELECT MIN(x), MIN(y), MAX(x), MAX(y) FROM items WHERE map_id = ?", (map_id,)
+            ).fetchone()
             bounds = None if row is None or row[0] is None else [float(v) for v in row]
             self._bounds[map_id] = (version, bounds)
             return bounds
@@ -623,8 +721,10 @@ class Store:
         if not 0 <= index < MAX_SQL_INT:  # SQLite integers are 64-bit: a larger one would not even bind
             raise NotFound(f"map {map_id} has no item at index {index}")
         with self._lock:
-            row = self._db.execute(f"SELECT {ItemRecord._COLUMNS} FROM items WHERE map_id = ? "
-                                   "ORDER BY seq LIMIT 1 OFFSET ?", (map_id, index)).fetchone()
+            row = self._db.execute(
+                f"SELECT {ItemRecord._COLUMNS} FROM items WHERE map_id = ? ORDER BY seq LIMIT 1 OFFSET ?",
+                (map_id, index),
+            ).fetchone()
         if row is None or index < 0:
             raise NotFound(f"map {map_id} has no item at index {index}")
         return ItemRecord.from_row(row)
@@ -632,10 +732,14 @@ class Store:
     def head_arrays(self, map_id: str, limit: int) -> tuple[np.ndarray, list[str], np.ndarray]:
         """Vectors, kinds and positions of the map's first `limit` items (bulk builds place against them)."""
         with self._lock:
-            rows = self._db.execute("SELECT vector, kind, x, y FROM items WHERE map_id = ? ORDER BY seq LIMIT ?",
-                                    (map_id, limit)).fetchall()
-        return (_stack([r[0] for r in rows]), [r[1] for r in rows],
-                np.array([(r[2], r[3]) for r in rows], dtype=np.float32).reshape(-1, 2))
+            rows = self._db.execute(
+                "SELECT vector, kind, x, y FROM items WHERE map_id = ? ORDER BY seq LIMIT ?", (map_id, limit)
+            ).fetchall()
+        return (
+            _stack([r[0] for r in rows]),
+            [r[1] for r in rows],
+            np.array([(r[2], r[3]) for r in rows], dtype=np.float32).reshape(-1, 2),
+        )
 
     def has_cached_arrays(self, map_id: str, arrays: MapArrays) -> bool:
         cached = self._arrays_cache.get(map_id)
@@ -650,14 +754,22 @@ class Store:
             if cached and cached[0] == key:
                 self._arrays_cache.move_to_end(map_id)
                 return cached[1]
-            rows = self._db.execute("SELECT id, kind, label, x, y, vector, decode_vector, latent, latent_shape "
-                                    "FROM items WHERE map_id = ? ORDER BY seq", (map_id,)).fetchall()
+            rows = self._db.execute(
+                "SELECT id, kind, label, x, y, vector, decode_vector, latent, latent_shape "
+                "FROM items WHERE map_id = ? ORDER BY seq",
+                (map_id,),
+            ).fetchall()
         arrays = MapArrays(
-            ids=[r[0] for r in rows], kinds=[r[1] for r in rows], labels=[r[2] for r in rows],
+            ids=[r[0] for r in rows],
+            kinds=[r[1] for r in rows],
+            labels=[r[2] for r in rows],
             xy=np.array([[r[3], r[4]] for r in rows], dtype=np.float32).reshape(-1, 2),
-            vectors=_stack([r[5] for r in rows]), decode_vectors=_stack([r[6] for r in rows]),
-            latents=[None if r[7] is None else np.frombuffer(r[7], dtype=np.float32).reshape(json.loads(r[8]))
-                     for r in rows])
+            vectors=_stack([r[5] for r in rows]),
+            decode_vectors=_stack([r[6] for r in rows]),
+            latents=[
+                None if r[7] is None else np.frombuffer(r[7], dtype=np.float32).reshape(json.loads(r[8])) for r in rows
+            ],
+        )
         self._arrays_cache[map_id] = (key, arrays)
         self._arrays_cache.move_to_end(map_id)
         while len(self._arrays_cache) > ARRAY_CACHE_MAPS:
@@ -668,16 +780,20 @@ class Store:
     def save_tour(self, map_id: str, title: str, steps: list[dict]) -> dict:
         tour = {"id": new_id(), "map_id": map_id, "title": title, "steps": steps, "created_at": time.time()}
         with self._lock:
-            self._db.execute("INSERT INTO tours(id, map_id, title, steps, created_at) VALUES (?, ?, ?, ?, ?)",
-                             (tour["id"], map_id, title, json.dumps(steps), tour["created_at"]))
+            self._db.execute(
+                "INSERT INTO tours(id, map_id, title, steps, created_at) VALUES (?, ?, ?, ?, ?)",
+                (tour["id"], map_id, title, json.dumps(steps), tour["created_at"]),
+            )
         return tour
 
     def tours(self, map_id: str) -> list[dict]:
         with self._lock:
-            rows = self._db.execute("SELECT id, map_id, title, steps, created_at FROM tours WHERE map_id = ? "
-                                    "ORDER BY created_at", (map_id,)).fetchall()
-        return [{"id": r[0], "map_id": r[1], "title": r[2], "steps": json.loads(r[3]), "created_at": r[4]}
-                for r in rows]
+            rows = self._db.execute(
+                "SELECT id, map_id, title, steps, created_at FROM tours WHERE map_id = ? ORDER BY created_at", (map_id,)
+            ).fetchall()
+        return [
+            {"id": r[0], "map_id": r[1], "title": r[2], "steps": json.loads(r[3]), "created_at": r[4]} for r in rows
+        ]
 
     def get_tour(self, map_id: str, tour_id: str) -> dict:
         check_id(tour_id, "tour id")

@@ -45,9 +45,12 @@ def terrain_square(bounds: list[float]) -> tuple[tuple[float, float], float]:
 def cell_centres(tile: TerrainTile) -> list[tuple[float, float]]:
     """Map coordinates of the tile's cell centres, row by row from the top, each row left to right."""
     (x0, y0), s, g = tile.origin, tile.size, tile.cells
-    side = s / 2 ** tile.z
-    return [(x0 + (tile.x + (i + 0.5) / g) * side, y0 + s - (tile.y + (j + 0.5) / g) * side)
-            for j in range(g) for i in range(g)]
+    side = s / 2**tile.z
+    return [
+        (x0 + (tile.x + (i + 0.5) / g) * side, y0 + s - (tile.y + (j + 0.5) / g) * side)
+        for j in range(g)
+        for i in range(g)
+    ]
 
 
 def fit_cell(image: Image.Image, px: int) -> Image.Image:
@@ -100,19 +103,43 @@ class Terrain:
         if bounds is None:
             return None
         origin, size = terrain_square(bounds)
-        return TerrainTile(self.service.decode_state(record), origin, size, self.settings.terrain_cells,
-                           self.settings.terrain_cell_px, 0, 0, 0, 0)
+        return TerrainTile(
+            self.service.decode_state(record),
+            origin,
+            size,
+            self.settings.terrain_cells,
+            self.settings.terrain_cell_px,
+            0,
+            0,
+            0,
+            0,
+        )
 
     def describe(self, record: MapRecord, bounds: list[float] | None = None) -> dict | None:
         """The `terrain` of GET /api/maps/{id}."""
         base = self.base_tile(record, bounds)
         if base is None:
             return None
-        return {"origin": list(base.origin), "size": base.size, "cells": base.cells, "cell_px": base.cell_px,
-                "max_zoom": self.settings.terrain_max_zoom, "revision": base.revision}
+        return {
+            "origin": list(base.origin),
+            "size": base.size,
+            "cells": base.cells,
+            "cell_px": base.cell_px,
+            "max_zoom": self.settings.terrain_max_zoom,
+            "revision": base.revision,
+        }
 
-    def tile_key(self, map_id: str, z: int, x: int, y: int, seed: int, variant: str | None = None,
-                 lora_scale: float | None = None, preview: bool = False) -> TerrainTile:
+    def tile_key(
+        self,
+        map_id: str,
+        z: int,
+        x: int,
+        y: int,
+        seed: int,
+        variant: str | None = None,
+        lora_scale: float | None = None,
+        preview: bool = False,
+    ) -> TerrainTile:
         """The checked tile: NotFound outside the square or beyond the deepest zoom, Rejected for a bad seed
         or variant."""
         record = self.service.usable_map(map_id)
@@ -121,13 +148,26 @@ class Terrain:
         max_zoom = self.settings.terrain_max_zoom
         if not 0 <= z <= max_zoom:
             raise NotFound(f"terrain zoom {z} is beyond this server's deepest zoom ({max_zoom})")
-        if not (0 <= x < 2 ** z and 0 <= y < 2 ** z):
-            raise NotFound(f"terrain tile {z}/{x}/{y} is outside the map's square (x and y from 0 to {2 ** z - 1})")
+        if not (0 <= x < 2**z and 0 <= y < 2**z):
+            raise NotFound(f"terrain tile {z}/{x}/{y} is outside the map's square (x and y from 0 to {2**z - 1})")
         base = self.base_tile(record)
         if base is None:
             raise NotFound("this map has no items yet, so no terrain: add prompts or images first")
-        return TerrainTile(base.state, base.origin, base.size, base.cells, base.cell_px, z, x, y, seed, variant,
-                           lora_scale, bool(preview), self.service.space.decoder_identity(variant))
+        return TerrainTile(
+            base.state,
+            base.origin,
+            base.size,
+            base.cells,
+            base.cell_px,
+            z,
+            x,
+            y,
+            seed,
+            variant,
+            lora_scale,
+            bool(preview),
+            self.service.space.decoder_identity(variant),
+        )
 
     # ------------------------------------------------------------------ making
     def tile(self, tile: TerrainTile, client: str, gone: Callable[[], bool] | None = None) -> TileResult:
@@ -149,8 +189,9 @@ class Terrain:
                 return TileResult(png, key, False)
         except ClientGone:
             if ticket.dropped:
-                raise QueueFull(self.retry_after(), "this tile was dropped for newer tiles of the same client"
-                                ) from None
+                raise QueueFull(
+                    self.retry_after(), "this tile was dropped for newer tiles of the same client"
+                ) from None
             raise
         finally:
             self._release(ticket)
@@ -161,8 +202,9 @@ class Terrain:
         if len(arrays) == 0:
             raise Rejected("this map has no items yet: add prompts or images first")
         requests = [service.spot_request(arrays, tile.cell_spot(cx, cy)) for cx, cy in cell_centres(tile)]
-        images = service.queue.run_steps(service.space.decode_steps(requests, self.settings.terrain_batch_size),
-                                         gone, TILE)
+        images = service.queue.run_steps(
+            service.space.decode_steps(requests, self.settings.terrain_batch_size), gone, TILE
+        )
         g, p = tile.cells, tile.cell_px
         mode = "L" if all(im.mode == "L" for im in images) else "RGB"
         canvas = Image.new(mode, (g * p, g * p))

@@ -47,8 +47,13 @@ POINT_TILE_MAGIC = b"LMT1"
 def _spread_bits(v: np.ndarray) -> np.ndarray:
     """Interleave zeros between the low 20 bits of v (uint64): bit i moves to bit 2i."""
     v = v.astype(np.uint64) & np.uint64(0xFFFFF)
-    for shift, mask in ((16, 0x0000FFFF0000FFFF), (8, 0x00FF00FF00FF00FF), (4, 0x0F0F0F0F0F0F0F0F),
-                        (2, 0x3333333333333333), (1, 0x5555555555555555)):
+    for shift, mask in (
+        (16, 0x0000FFFF0000FFFF),
+        (8, 0x00FF00FF00FF00FF),
+        (4, 0x0F0F0F0F0F0F0F0F),
+        (2, 0x3333333333333333),
+        (1, 0x5555555555555555),
+    ):
         v = (v | (v << np.uint64(shift))) & np.uint64(mask)
     return v
 
@@ -112,8 +117,15 @@ def check_tile(z: int, x: int, y: int, max_zoom: int) -> None:
         raise NotFound(f"tile {z}/{x}/{y} is outside the map's square (x and y run 0..{2**z - 1} at zoom {z})")
 
 
-def build_index(map_id: str, xy: np.ndarray, kinds: np.ndarray, has_thumb: np.ndarray, ids: np.ndarray,
-                version: int, settings: Settings) -> TileIndex:
+def build_index(
+    map_id: str,
+    xy: np.ndarray,
+    kinds: np.ndarray,
+    has_thumb: np.ndarray,
+    ids: np.ndarray,
+    version: int,
+    settings: Settings,
+) -> TileIndex:
     cap, cells_log2, max_zoom = settings.tile_points, settings.tile_cells_log2, settings.tile_max_zoom
     x0, y0, size = square_of(xy)
     n = len(xy)
@@ -154,15 +166,31 @@ def build_index(map_id: str, xy: np.ndarray, kinds: np.ndarray, has_thumb: np.nd
         chosen = free[by_take[pos < cap - already]]
         level[chosen] = z
     thumb_level = _thumb_levels(codes, priority, has_thumb[order], max_zoom, settings.tile_thumbs_side)
-    fingerprint = hashlib.sha256(f"{cap}/{cells_log2}/{max_zoom}/{settings.tile_thumbs_side}/"
-                                 f"{settings.tile_thumb_px}/{MORTON_BITS}".encode()).hexdigest()[:10]
-    return TileIndex(map_id=map_id, version=version, origin=(x0, y0), size=size, max_zoom=max_zoom, order=order,
-                     codes=codes, level=level, thumb_level=thumb_level, priority=priority, xy=xy[order],
-                     kinds=kinds[order], has_thumb=has_thumb[order], ids=ids[order], fingerprint=fingerprint)
+    fingerprint = hashlib.sha256(
+        f"{cap}/{cells_log2}/{max_zoom}/{settings.tile_thumbs_side}/{settings.tile_thumb_px}/{MORTON_BITS}".encode()
+    ).hexdigest()[:10]
+    return TileIndex(
+        map_id=map_id,
+        version=version,
+        origin=(x0, y0),
+        size=size,
+        max_zoom=max_zoom,
+        order=order,
+        codes=codes,
+        level=level,
+        thumb_level=thumb_level,
+        priority=priority,
+        xy=xy[order],
+        kinds=kinds[order],
+        has_thumb=has_thumb[order],
+        ids=ids[order],
+        fingerprint=fingerprint,
+    )
 
 
-def _thumb_levels(codes: np.ndarray, priority: np.ndarray, pictured: np.ndarray, max_zoom: int, side: int
-                  ) -> np.ndarray:
+def _thumb_levels(
+    codes: np.ndarray, priority: np.ndarray, pictured: np.ndarray, max_zoom: int, side: int
+) -> np.ndarray:
     """For each point (Morton order), the first zoom at which it is the best-priority pictured item of its
     thumbnail cell (one of side² per tile); max_zoom + 1 for never. Cells are contiguous runs in Morton order,
     so the best of every cell is one reduceat per zoom, no sorting."""
@@ -199,11 +227,17 @@ class PointTile:
         float32 thumb_x[m], float32 thumb_y[m], uint8 kind[n]; little-endian. Thumbnail k sits in atlas slot k
         (column k % side, row k // side)."""
         n, m = len(self.indices), len(self.thumb_indices)
-        parts = [POINT_TILE_MAGIC, np.array([n, m], "<u4").tobytes(), self.indices.astype("<u4").tobytes(),
-                 np.ascontiguousarray(self.xy[:, 0], "<f4").tobytes(),
-                 np.ascontiguousarray(self.xy[:, 1], "<f4").tobytes(), self.thumb_indices.astype("<u4").tobytes(),
-                 np.ascontiguousarray(self.thumb_xy[:, 0], "<f4").tobytes(),
-                 np.ascontiguousarray(self.thumb_xy[:, 1], "<f4").tobytes(), self.kinds.astype("u1").tobytes()]
+        parts = [
+            POINT_TILE_MAGIC,
+            np.array([n, m], "<u4").tobytes(),
+            self.indices.astype("<u4").tobytes(),
+            np.ascontiguousarray(self.xy[:, 0], "<f4").tobytes(),
+            np.ascontiguousarray(self.xy[:, 1], "<f4").tobytes(),
+            self.thumb_indices.astype("<u4").tobytes(),
+            np.ascontiguousarray(self.thumb_xy[:, 0], "<f4").tobytes(),
+            np.ascontiguousarray(self.thumb_xy[:, 1], "<f4").tobytes(),
+            self.kinds.astype("u1").tobytes(),
+        ]
         return b"".join(parts)
 
 
@@ -212,9 +246,14 @@ def cut_tile(index: TileIndex, z: int, x: int, y: int, thumbs_side: int) -> Poin
     level = index.level[s]
     shown = np.flatnonzero(level <= z) + s.start
     best = np.flatnonzero(index.thumb_level[s] <= z) + s.start  # Morton order = atlas slot order
-    return PointTile(indices=index.order[shown], xy=index.xy[shown], kinds=index.kinds[shown],
-                     thumb_indices=index.order[best], thumb_xy=index.xy[best],
-                     thumb_ids=[i.decode() for i in index.ids[best]])
+    return PointTile(
+        indices=index.order[shown],
+        xy=index.xy[shown],
+        kinds=index.kinds[shown],
+        thumb_indices=index.order[best],
+        thumb_xy=index.xy[best],
+        thumb_ids=[i.decode() for i in index.ids[best]],
+    )
 
 
 def pack_atlas(store: Store, tile: PointTile, side: int, cell_px: int, max_pixels: int) -> bytes:
@@ -230,8 +269,9 @@ def pack_atlas(store: Store, tile: PointTile, side: int, cell_px: int, max_pixel
             im = open_image(store.read_thumbnail(item_id), max_pixels, keep_alpha=True).convert("RGBA")
         except NotFound:  # deleted since: a later map version will not list it; leave the cell empty
             continue
-        im.thumbnail((cell_px, cell_px), Image.Resampling.LANCZOS if max(im.size) > cell_px
-                     else Image.Resampling.NEAREST)
+        im.thumbnail(
+            (cell_px, cell_px), Image.Resampling.LANCZOS if max(im.size) > cell_px else Image.Resampling.NEAREST
+        )
         if max(im.size) < cell_px:  # small pictures (digits are 16 px) are enlarged crisply to fill the cell
             f = cell_px / max(im.size)
             im = im.resize((max(1, round(im.width * f)), max(1, round(im.height * f))), Image.Resampling.NEAREST)
@@ -280,14 +320,22 @@ class PointTiles:
         return cached
 
     def points_tile(self, index: TileIndex, z: int, x: int, y: int) -> bytes:
-        return self._cached((index.map_id, index.version, "bin", z, x, y),
-                            lambda: cut_tile(index, z, x, y, self.settings.tile_thumbs_side).encode())
+        return self._cached(
+            (index.map_id, index.version, "bin", z, x, y),
+            lambda: cut_tile(index, z, x, y, self.settings.tile_thumbs_side).encode(),
+        )
 
     def atlas(self, index: TileIndex, z: int, x: int, y: int) -> bytes:
         def make() -> bytes:
             tile = cut_tile(index, z, x, y, self.settings.tile_thumbs_side)
-            return pack_atlas(self.store, tile, self.settings.tile_thumbs_side, self.settings.tile_thumb_px,
-                              self.settings.max_image_pixels)
+            return pack_atlas(
+                self.store,
+                tile,
+                self.settings.tile_thumbs_side,
+                self.settings.tile_thumb_px,
+                self.settings.max_image_pixels,
+            )
+
         return self._cached((index.map_id, index.version, "webp", z, x, y), make)
 
     def _cached(self, key: tuple, make) -> bytes:

@@ -130,8 +130,9 @@ class Space(ABC):
     def decode(self, requests: Sequence[DecodeRequest]) -> list[Image.Image]:
         """Pixels for each request, deterministic for the same request."""
 
-    def decode_steps(self, requests: Sequence[DecodeRequest], batch_size: int = 16
-                     ) -> Iterator[list[Image.Image] | None]:
+    def decode_steps(
+        self, requests: Sequence[DecodeRequest], batch_size: int = 16
+    ) -> Iterator[list[Image.Image] | None]:
         """The pictures of many requests (a terrain tile's cells) as short slices of model work for the work
         queue (jobs.WorkQueue.run_steps): None after each slice, the images (in request order) last. Default:
         one request a slice through `decode`. Spaces that batch override it (ClipDecoderSpace: `batch_size`
@@ -161,8 +162,9 @@ class Space(ABC):
         """Loaded variants with their kind and lineage."""
         return []
 
-    def resolve_variant(self, variant: str | None, lora_scale: float | None, max_scale: float = 2.0
-                        ) -> tuple[str | None, float | None]:
+    def resolve_variant(
+        self, variant: str | None, lora_scale: float | None, max_scale: float = 2.0
+    ) -> tuple[str | None, float | None]:
         """Canonical (variant, lora_scale) of a decode: (None, None) is the space's own decoder. ValueError
         for a variant or strength this space cannot decode."""
         if variant in (None, "", "base") and lora_scale is None:

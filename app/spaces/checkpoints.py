@@ -24,14 +24,25 @@ SD15_CONFIG_DIR = CONFIG_DIR / "sd15"  # model_index.json, unet/, text_encoder/,
 
 # ---------------------------------------------------------------------------------------------- diffusers → LDM keys
 _UNET_TOP = [  # (original, diffusers)
-    ("time_embed.0.weight", "time_embedding.linear_1.weight"), ("time_embed.0.bias", "time_embedding.linear_1.bias"),
-    ("time_embed.2.weight", "time_embedding.linear_2.weight"), ("time_embed.2.bias", "time_embedding.linear_2.bias"),
-    ("input_blocks.0.0.weight", "conv_in.weight"), ("input_blocks.0.0.bias", "conv_in.bias"),
-    ("out.0.weight", "conv_norm_out.weight"), ("out.0.bias", "conv_norm_out.bias"),
-    ("out.2.weight", "conv_out.weight"), ("out.2.bias", "conv_out.bias"),
+    ("time_embed.0.weight", "time_embedding.linear_1.weight"),
+    ("time_embed.0.bias", "time_embedding.linear_1.bias"),
+    ("time_embed.2.weight", "time_embedding.linear_2.weight"),
+    ("time_embed.2.bias", "time_embedding.linear_2.bias"),
+    ("input_blocks.0.0.weight", "conv_in.weight"),
+    ("input_blocks.0.0.bias", "conv_in.bias"),
+    ("out.0.weight", "conv_norm_out.weight"),
+    ("out.0.bias", "conv_norm_out.bias"),
+    ("out.2.weight", "conv_out.weight"),
+    ("out.2.bias", "conv_out.bias"),
 ]
-_UNET_RESNET = [("in_layers.0", "norm1"), ("in_layers.2", "conv1"), ("out_layers.0", "norm2"),
-                ("out_layers.3", "conv2"), ("emb_layers.1", "time_emb_proj"), ("skip_connection", "conv_shortcut")]
+_UNET_RESNET = [
+    ("in_layers.0", "norm1"),
+    ("in_layers.2", "conv1"),
+    ("out_layers.0", "norm2"),
+    ("out_layers.3", "conv2"),
+    ("emb_layers.1", "time_emb_proj"),
+    ("skip_connection", "conv_shortcut"),
+]
 
 
 def _unet_layer_map() -> list[tuple[str, str]]:
@@ -146,7 +157,8 @@ def config_matches(config_dir: Path, unet_state_keys: set[str]) -> bool:
     cfg = json.loads((Path(config_dir) / "unet" / "config.json").read_text())
     levels = len(cfg["block_out_channels"])
     return levels == 4 and f"model.diffusion_model.output_blocks.{3 * levels - 1}.0.skip_connection.weight" in (
-        unet_state_keys)
+        unet_state_keys
+    )
 
 
 def load_sd_pipeline(checkpoint: str | Path, config_dir: str | Path, dtype: torch.dtype, **components):
@@ -156,5 +168,6 @@ def load_sd_pipeline(checkpoint: str | Path, config_dir: str | Path, dtype: torc
 
     from .vith import dtype_kwargs
 
-    return StableDiffusionPipeline.from_single_file(str(checkpoint), config=str(config_dir), local_files_only=True,
-                                                    **dtype_kwargs(dtype), **components)
+    return StableDiffusionPipeline.from_single_file(
+        str(checkpoint), config=str(config_dir), local_files_only=True, **dtype_kwargs(dtype), **components
+    )

@@ -34,8 +34,17 @@ PREVIEW_MIN_STEPS = 3
 
 
 class ClipDecoderSpace(Space):
-    def __init__(self, name: str, clip_model, preprocess, tokenizer, pipeline: ClipDecoderPipeline,
-                 stats: ModalityStats, config: dict, device: str):
+    def __init__(
+        self,
+        name: str,
+        clip_model,
+        preprocess,
+        tokenizer,
+        pipeline: ClipDecoderPipeline,
+        stats: ModalityStats,
+        config: dict,
+        device: str,
+    ):
         self.name = name
         self.clip = clip_model.eval()
         self.preprocess = preprocess
@@ -44,13 +53,20 @@ class ClipDecoderSpace(Space):
         self.stats = stats
         self.config = config
         self.device = device
-        self.dim = int(clip_model.text_projection.shape[1]) if hasattr(clip_model, "text_projection") else int(
-            stats.image_mean.shape[0])
+        self.dim = (
+            int(clip_model.text_projection.shape[1])
+            if hasattr(clip_model, "text_projection")
+            else int(stats.image_mean.shape[0])
+        )
         self.image_mode = config.get("image_mode", "RGB")
         self.decode_settings = {"steps": 20, "guidance": 2.0, **config.get("decode", {})}
-        self.info = {"family": "clip-decoder", "image_mode": self.image_mode,
-                     "decode": self.decode_settings, "provenance": config.get("provenance", {}),
-                     "preview": {"steps": max(PREVIEW_MIN_STEPS, int(self.decode_settings["steps"]) // 4)}}
+        self.info = {
+            "family": "clip-decoder",
+            "image_mode": self.image_mode,
+            "decode": self.decode_settings,
+            "provenance": config.get("provenance", {}),
+            "preview": {"steps": max(PREVIEW_MIN_STEPS, int(self.decode_settings["steps"]) // 4)},
+        }
         # diffusers schedulers hold state: one call at a time per pipeline.
         self._lock = threading.Lock()
         self.info["lineage"] = base_lineage(config)
@@ -67,31 +83,47 @@ class ClipDecoderSpace(Space):
         device = device or choose_device()
         config = json.loads((path / "space.json").read_text())
         clip_model, _, preprocess = open_clip.create_model_and_transforms(
-            f"local-dir:{path / 'clip'}", device=device, require_pretrained=True)
+            f"local-dir:{path / 'clip'}", device=device, require_pretrained=True
+        )
         tokenizer = open_clip.get_tokenizer(f"local-dir:{path / 'clip'}")
         pipeline = ClipDecoderPipeline.from_pretrained(path / "decoder", use_safetensors=True)
         pipeline.to(device)
         pipeline.set_progress_bar_config(disable=True)
         raw = load_numpy(str(path / "stats.safetensors"))
-        stats = ModalityStats(text_mean=raw["text_mean"], image_mean=raw["image_mean"],
-                              image_norm=float(raw["image_norm"][0]))
+        stats = ModalityStats(
+            text_mean=raw["text_mean"], image_mean=raw["image_mean"], image_norm=float(raw["image_norm"][0])
+        )
         space = cls(config["name"], clip_model, preprocess, tokenizer, pipeline, stats, config, device)
         space.load_variants(path / "variants")
         return space
 
     @staticmethod
-    def save_components(path: str | Path, config: dict, clip_model, open_clip_cfg: dict, preprocess_cfg: dict,
-                        pipeline: ClipDecoderPipeline, stats: ModalityStats) -> Path:
+    def save_components(
+        path: str | Path,
+        config: dict,
+        clip_model,
+        open_clip_cfg: dict,
+        preprocess_cfg: dict,
+        pipeline: ClipDecoderPipeline,
+        stats: ModalityStats,
+    ) -> Path:
         """Write a space directory in the layout `from_pretrained` reads (used by builders and training)."""
         path = Path(path)
         (path / "clip").mkdir(parents=True, exist_ok=True)
         (path / "clip" / "open_clip_config.json").write_text(
-            json.dumps({"model_cfg": open_clip_cfg, "preprocess_cfg": preprocess_cfg}, indent=2))
+            json.dumps({"model_cfg": open_clip_cfg, "preprocess_cfg": preprocess_cfg}, indent=2)
+        )
         state = {k: v.detach().cpu().contiguous() for k, v in clip_model.state_dict().items()}
         save_torch(state, str(path / "clip" / "open_clip_model.safetensors"))
         pipeline.save_pretrained(path / "decoder", safe_serialization=True)
-        save_numpy({"text_mean": stats.text_mean.astype(np.float32), "image_mean": stats.image_mean.astype(np.float32),
-                    "image_norm": np.array([stats.image_norm], dtype=np.float32)}, str(path / "stats.safetensors"))
+        save_numpy(
+            {
+                "text_mean": stats.text_mean.astype(np.float32),
+                "image_mean": stats.image_mean.astype(np.float32),
+                "image_norm": np.array([stats.image_norm], dtype=np.float32),
+            },
+            str(path / "stats.safetensors"),
+        )
         (path / "space.json").write_text(json.dumps(config, indent=2))
         return path
 
@@ -100,8 +132,10 @@ class ClipDecoderSpace(Space):
         # The space's own colour convention first (digits are single-channel), then open_clip's transform.
         vae = self.pipeline.vae
         size = self.pipeline.latent_shape[1] * (2 ** (len(vae.config.block_out_channels) - 1))
-        return PreparedImage(clip=self.preprocess(image.convert(self.image_mode).convert("RGB")),
-                             vae=_to_vae_tensor(image, size, vae.config.in_channels))
+        return PreparedImage(
+            clip=self.preprocess(image.convert(self.image_mode).convert("RGB")),
+            vae=_to_vae_tensor(image, size, vae.config.in_channels),
+        )
 
     @torch.inference_mode()
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
@@ -132,9 +166,14 @@ class ClipDecoderSpace(Space):
         generator = torch.Generator("cpu").manual_seed(int(req.seed))
         variant, scale = getattr(req, "variant", None), getattr(req, "lora_scale", None)
         with self._lock, self.variant_set.pipeline_for(variant, scale) as pipeline:
-            out = pipeline(emb, num_inference_steps=self._steps(req),
-                           guidance_scale=float(self.decode_settings["guidance"]), generator=generator,
-                           init_latents=init, strength=req.strength)
+            out = pipeline(
+                emb,
+                num_inference_steps=self._steps(req),
+                guidance_scale=float(self.decode_settings["guidance"]),
+                generator=generator,
+                init_latents=init,
+                strength=req.strength,
+            )
         return out.images[0]
 
     def _check(self, req: DecodeRequest) -> None:
@@ -145,8 +184,9 @@ class ClipDecoderSpace(Space):
         steps = int(self.decode_settings["steps"])
         return max(PREVIEW_MIN_STEPS, steps // 4) if req.preview else steps  # a preview: a quarter of the steps
 
-    def decode_steps(self, requests: Sequence[DecodeRequest], batch_size: int = 16
-                     ) -> Iterator[list[Image.Image] | None]:
+    def decode_steps(
+        self, requests: Sequence[DecodeRequest], batch_size: int = 16
+    ) -> Iterator[list[Image.Image] | None]:
         """Batched: requests that share steps, strength, start (latent or not) and decoder run together,
         `batch_size` a model call, one denoising step a slice; each row keeps its own seed's noise, so a cell
         matches its single decode up to float rounding of the batched matmuls."""
@@ -155,16 +195,20 @@ class ClipDecoderSpace(Space):
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
             with_init = r.latent is not None and r.strength < 1.0
-            groups.setdefault((self._steps(r), float(r.strength) if with_init else 1.0, with_init, r.variant,
-                               r.lora_scale), []).append(i)
+            groups.setdefault(
+                (self._steps(r), float(r.strength) if with_init else 1.0, with_init, r.variant, r.lora_scale), []
+            ).append(i)
         images: list[Image.Image | None] = [None] * len(requests)
         guidance = float(self.decode_settings["guidance"])
         for (steps, strength, with_init, variant, scale), members in groups.items():
             for start in range(0, len(members), max(1, batch_size)):
-                chunk = members[start:start + max(1, batch_size)]
+                chunk = members[start : start + max(1, batch_size)]
                 emb = torch.from_numpy(np.stack([np.asarray(requests[i].vector, np.float32) for i in chunk]))
-                init = torch.from_numpy(np.stack([np.asarray(requests[i].latent, np.float32) for i in chunk])
-                                        ) if with_init else None
+                init = (
+                    torch.from_numpy(np.stack([np.asarray(requests[i].latent, np.float32) for i in chunk]))
+                    if with_init
+                    else None
+                )
                 generators = [torch.Generator("cpu").manual_seed(int(requests[i].seed)) for i in chunk]
                 run = None
                 while True:
@@ -198,8 +242,9 @@ class ClipDecoderSpace(Space):
     def variants(self) -> list[dict]:
         return self.variant_set.describe()
 
-    def resolve_variant(self, variant: str | None, lora_scale: float | None, max_scale: float = 2.0
-                        ) -> tuple[str | None, float | None]:
+    def resolve_variant(
+        self, variant: str | None, lora_scale: float | None, max_scale: float = 2.0
+    ) -> tuple[str | None, float | None]:
         return self.variant_set.resolve(variant, lora_scale, max_scale)
 
     def upscale(self, image: Image.Image, upscaler: str | None = None) -> Image.Image:
@@ -217,5 +262,8 @@ def _to_vae_tensor(image: Image.Image, size: int, channels: int) -> torch.Tensor
 
 def compute_stats(text_vectors: np.ndarray, image_vectors: np.ndarray) -> ModalityStats:
     """Modality statistics from reference embeddings (raw, unnormalised)."""
-    return ModalityStats(text_mean=unit(text_vectors).mean(0), image_mean=unit(image_vectors).mean(0),
-                         image_norm=float(np.linalg.norm(image_vectors, axis=1).mean()))
+    return ModalityStats(
+        text_mean=unit(text_vectors).mean(0),
+        image_mean=unit(image_vectors).mean(0),
+        image_norm=float(np.linalg.norm(image_vectors, axis=1).mean()),
+    )

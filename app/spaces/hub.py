@@ -42,8 +42,19 @@ def _subfolders(*names: str) -> tuple[str, ...]:
 
 
 # Variant / training-time files we never need (the fp32 `*.safetensors` are cast to fp16 on CUDA).
-_IGNORE = ("*.fp16.*", "*non_ema*", "*.ema.*", "*.bin", "*.ckpt", "*.pt", "*.pth", "*.msgpack", "*.onnx*", "*.pb",
-           "*.h5")
+_IGNORE = (
+    "*.fp16.*",
+    "*non_ema*",
+    "*.ema.*",
+    "*.bin",
+    "*.ckpt",
+    "*.pt",
+    "*.pth",
+    "*.msgpack",
+    "*.onnx*",
+    "*.pb",
+    "*.h5",
+)
 
 
 @dataclass(frozen=True)
@@ -59,8 +70,11 @@ class Component:
 
     def current(self) -> Component:
         """This component with the environment overrides applied."""
-        return replace(self, repo_id=os.environ.get(f"LATENTMAP_{self.env}_ID", self.repo_id),
-                       revision=os.environ.get(f"LATENTMAP_{self.env}_REVISION", self.revision))
+        return replace(
+            self,
+            repo_id=os.environ.get(f"LATENTMAP_{self.env}_ID", self.repo_id),
+            revision=os.environ.get(f"LATENTMAP_{self.env}_REVISION", self.revision),
+        )
 
     @property
     def is_local(self) -> bool:
@@ -73,43 +87,86 @@ def _looks_local(ident: str) -> bool:
 
 # Revisions: "main" until someone with hub access pins commit hashes (set *_REVISION to pin one today).
 CLIP_H = Component(
-    "clip", "CLIP_H", "laion/CLIP-ViT-H-14-laion2B-s32B-b79K", "main",
-    ("open_clip_config.json", "open_clip_model.safetensors"), ("open_clip_model.safetensors",),
-    "open_clip ViT-H-14 / laion2b_s32b_b79k (1024-d): text and image encoder shared by every real space")
+    "clip",
+    "CLIP_H",
+    "laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
+    "main",
+    ("open_clip_config.json", "open_clip_model.safetensors"),
+    ("open_clip_model.safetensors",),
+    "open_clip ViT-H-14 / laion2b_s32b_b79k (1024-d): text and image encoder shared by every real space",
+)
 TAESD = Component(
-    "taesd", "TAESD", "madebyollin/taesd", "main", ("config.json", "*.safetensors"),
-    ("config.json", "*.safetensors"), "TAESD (AutoencoderTiny): fast latent decoder for SD 1.x/2.x latents")
+    "taesd",
+    "TAESD",
+    "madebyollin/taesd",
+    "main",
+    ("config.json", "*.safetensors"),
+    ("config.json", "*.safetensors"),
+    "TAESD (AutoencoderTiny): fast latent decoder for SD 1.x/2.x latents",
+)
 
 SPACE_COMPONENTS: dict[str, dict[str, Component]] = {
     "unclip-h": {
         "clip": CLIP_H,
         # image_encoder/ and feature_extractor/ are not fetched: the shared open_clip ViT-H replaces them.
         "pipeline": Component(
-            "pipeline", "UNCLIP_H_PIPELINE", "stabilityai/stable-diffusion-2-1-unclip", "main",
-            _subfolders("unet", "vae", "text_encoder", "tokenizer", "scheduler", "image_normalizer",
-                        "image_noising_scheduler"),
-            ("model_index.json", "unet/*.safetensors", "vae/*.safetensors", "text_encoder/*.safetensors",
-             "tokenizer/*.json", "scheduler/*.json", "image_normalizer/*.safetensors",
-             "image_noising_scheduler/*.json"),
-            "Stable unCLIP 2.1 (H): StableUnCLIPImg2ImgPipeline conditioned on ViT-H image embeddings"),
+            "pipeline",
+            "UNCLIP_H_PIPELINE",
+            "stabilityai/stable-diffusion-2-1-unclip",
+            "main",
+            _subfolders(
+                "unet", "vae", "text_encoder", "tokenizer", "scheduler", "image_normalizer", "image_noising_scheduler"
+            ),
+            (
+                "model_index.json",
+                "unet/*.safetensors",
+                "vae/*.safetensors",
+                "text_encoder/*.safetensors",
+                "tokenizer/*.json",
+                "scheduler/*.json",
+                "image_normalizer/*.safetensors",
+                "image_noising_scheduler/*.json",
+            ),
+            "Stable unCLIP 2.1 (H): StableUnCLIPImg2ImgPipeline conditioned on ViT-H image embeddings",
+        ),
         "taesd": replace(TAESD, optional=True),
     },
     "turbo-h": {
         "clip": CLIP_H,
         # vae/ is not fetched: decoding uses TAESD; safety_checker/ is not used.
         "sd15": Component(
-            "sd15", "TURBO_H_SD15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "main",
+            "sd15",
+            "TURBO_H_SD15",
+            "stable-diffusion-v1-5/stable-diffusion-v1-5",
+            "main",
             _subfolders("unet", "text_encoder", "tokenizer", "scheduler"),
-            ("model_index.json", "unet/*.safetensors", "text_encoder/*.safetensors", "tokenizer/*.json",
-             "scheduler/*.json"),
-            "Stable Diffusion 1.5 (UNet, text encoder, tokenizer, scheduler)"),
+            (
+                "model_index.json",
+                "unet/*.safetensors",
+                "text_encoder/*.safetensors",
+                "tokenizer/*.json",
+                "scheduler/*.json",
+            ),
+            "Stable Diffusion 1.5 (UNet, text encoder, tokenizer, scheduler)",
+        ),
         "ip_adapter": Component(
-            "ip_adapter", "TURBO_H_IP_ADAPTER", "h94/IP-Adapter", "main", ("models/ip-adapter_sd15.safetensors",),
-            ("models/ip-adapter_sd15.safetensors",), "IP-Adapter for SD 1.5 (ViT-H image embeddings)"),
+            "ip_adapter",
+            "TURBO_H_IP_ADAPTER",
+            "h94/IP-Adapter",
+            "main",
+            ("models/ip-adapter_sd15.safetensors",),
+            ("models/ip-adapter_sd15.safetensors",),
+            "IP-Adapter for SD 1.5 (ViT-H image embeddings)",
+        ),
         "lcm_lora": Component(
-            "lcm_lora", "TURBO_H_LCM_LORA", "latent-consistency/lcm-lora-sdv1-5", "main",
-            ("pytorch_lora_weights.safetensors",), ("pytorch_lora_weights.safetensors",),
-            "LCM-LoRA for SD 1.5 (4-step sampling at guidance 1)"),
+            "lcm_lora",
+            "TURBO_H_LCM_LORA",
+            "latent-consistency/lcm-lora-sdv1-5",
+            "main",
+            ("pytorch_lora_weights.safetensors",),
+            ("pytorch_lora_weights.safetensors",),
+            "LCM-LoRA for SD 1.5 (4-step sampling at guidance 1)",
+        ),
         "taesd": TAESD,
     },
 }
@@ -156,31 +213,39 @@ def locate(space: str, comp: Component) -> Path:
             raise MissingWeightsError(
                 f"{space}: {comp.key} points at {path}, which is not a directory (LATENTMAP_{comp.env}_ID); give an "
                 f"existing folder, or unset it and run `{download_command(space)}`",
-                short=f"{comp.key}: {path} is not a directory")
+                short=f"{comp.key}: {path} is not a directory",
+            )
         check_safetensors_only(path)
         missing = _missing_files(path, comp)
         if missing:
-            raise MissingWeightsError(f"{space}: {comp.key} directory {path} lacks {', '.join(missing)} "
-                                      "(safetensors weights and json configs in the hub's folder layout)")
+            raise MissingWeightsError(
+                f"{space}: {comp.key} directory {path} lacks {', '.join(missing)} "
+                "(safetensors weights and json configs in the hub's folder layout)"
+            )
         return path
     from huggingface_hub import snapshot_download
     from huggingface_hub.constants import HF_HUB_CACHE
 
     try:
-        path = Path(snapshot_download(comp.repo_id, revision=comp.revision, allow_patterns=list(comp.allow_patterns),
-                                      local_files_only=True))
+        path = Path(
+            snapshot_download(
+                comp.repo_id, revision=comp.revision, allow_patterns=list(comp.allow_patterns), local_files_only=True
+            )
+        )
     except Exception:  # LocalEntryNotFoundError and friends: nothing cached for this repo/revision
         raise MissingWeightsError(
             f"{space}: {comp.key} ({comp.repo_id}@{comp.revision}) is not in the Hugging Face cache "
             f"({HF_HUB_CACHE}); run `{download_command(space)}` on a machine with internet access (it fills "
             f"HF_HOME), or set LATENTMAP_{comp.env}_ID to a local directory",
-            short=f"{comp.key} ({comp.repo_id}@{comp.revision}) not in the cache") from None
+            short=f"{comp.key} ({comp.repo_id}@{comp.revision}) not in the cache",
+        ) from None
     missing = _missing_files(path, comp)
     if missing:
         raise MissingWeightsError(
             f"{space}: {comp.key} ({comp.repo_id}@{comp.revision}) is only partly in the cache at {path}: missing "
             f"{', '.join(missing)}; run `{download_command(space)}`",
-            short=f"{comp.key} ({comp.repo_id}@{comp.revision}) lacks {', '.join(missing)}")
+            short=f"{comp.key} ({comp.repo_id}@{comp.revision}) lacks {', '.join(missing)}",
+        )
     return path
 
 
@@ -240,11 +305,19 @@ def download_space(space: str, progress: bool = True) -> dict[str, Path]:
             done[key] = locate(space, comp)
             continue
         print(f"{space}: {key} <- {comp.repo_id}@{comp.revision}", flush=True)
-        path = Path(snapshot_download(comp.repo_id, revision=comp.revision, allow_patterns=list(comp.allow_patterns),
-                                      ignore_patterns=list(_IGNORE)))
+        path = Path(
+            snapshot_download(
+                comp.repo_id,
+                revision=comp.revision,
+                allow_patterns=list(comp.allow_patterns),
+                ignore_patterns=list(_IGNORE),
+            )
+        )
         missing_files = _missing_files(path, comp)
         if missing_files and not comp.optional:
-            raise RuntimeError(f"{comp.repo_id}@{comp.revision} has no {', '.join(missing_files)} "
-                               "(safetensors only: latentmap does not load pickle weights)")
+            raise RuntimeError(
+                f"{comp.repo_id}@{comp.revision} has no {', '.join(missing_files)} "
+                "(safetensors only: latentmap does not load pickle weights)"
+            )
         done[key] = path
     return done

@@ -23,7 +23,8 @@ def check_safetensors_only(path: str | Path) -> None:
         raise UnsafeWeightsError(
             f"{path} holds pickle-based weight files ({', '.join(bad[:5])}); latentmap loads safetensors only. "
             "Convert them to .safetensors (e.g. save_pretrained(..., safe_serialization=True)) and remove the "
-            "pickles.")
+            "pickles."
+        )
 
 
 def choose_device(requested: str = "auto") -> str:

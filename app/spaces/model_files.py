@@ -18,8 +18,13 @@ from pathlib import Path
 from .loading import PICKLE_SUFFIXES
 
 SD1, SD2, SDXL, OTHER, UNKNOWN = "SD 1.x", "SD 2.x", "SDXL", "other", "unknown"
-KIND_NAMES = {"checkpoint": "full checkpoint", "lora": "LoRA/LyCORIS", "vae": "VAE", "embedding": "embedding",
-              "unknown": "unknown"}
+KIND_NAMES = {
+    "checkpoint": "full checkpoint",
+    "lora": "LoRA/LyCORIS",
+    "vae": "VAE",
+    "embedding": "embedding",
+    "unknown": "unknown",
+}
 # Cross-attention width (the text encoder's hidden size the UNet reads) of each family.
 CROSS_ATTENTION_DIM = {768: SD1, 1024: SD2, 2048: SDXL}
 DEFAULT_MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors library's own limit
@@ -36,7 +41,8 @@ def refuse_unsafe(path: Path) -> None:
         raise ModelFileError(
             f"{path}: {suffix} files are Python pickles; loading one can run any code its author put in it, so "
             "latentmap never opens them. Use the .safetensors version of this model (most model pages offer one), "
-            "or convert it on a machine you trust and load the .safetensors file.")
+            "or convert it on a machine you trust and load the .safetensors file."
+        )
 
 
 def read_header(path: str | Path, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> tuple[dict, dict, int]:
@@ -53,8 +59,10 @@ def read_header(path: str | Path, max_header_bytes: int = DEFAULT_MAX_HEADER_BYT
             raise ModelFileError(f"{path}: not a safetensors file (only {size} bytes)")
         (length,) = struct.unpack("<Q", head)
         if length < 2 or length > max_header_bytes or 8 + length > size:
-            raise ModelFileError(f"{path}: not a safetensors file (its first 8 bytes do not give a plausible header "
-                                 f"length: {length} of a {size}-byte file)")
+            raise ModelFileError(
+                f"{path}: not a safetensors file (its first 8 bytes do not give a plausible header "
+                f"length: {length} of a {size}-byte file)"
+            )
         raw = f.read(length)
     try:
         header = json.loads(raw.decode("utf-8"))
@@ -83,18 +91,25 @@ def file_hashes(path: str | Path, header_length: int) -> dict:
             whole.update(chunk)
             end = offset + len(chunk)
             if end > start:
-                tensors.update(chunk[max(0, start - offset):])
+                tensors.update(chunk[max(0, start - offset) :])
             lo, hi = max(offset, 0x100000), min(end, 0x110000)
             if hi > lo:
-                legacy.update(chunk[lo - offset:hi - offset])
+                legacy.update(chunk[lo - offset : hi - offset])
             offset = end
     return {"sha256": whole.hexdigest(), "tensor_sha256": tensors.hexdigest(), "legacy_hash": legacy.hexdigest()[:8]}
 
 
 # ---------------------------------------------------------------------------------------------- kind
 _LORA_MARKS = ("lora_down", "lora_up", "lora_A", "lora_B", "lora.down", "lora.up", "lora_linear_layer")
-_LYCORIS_MARKS = {"hada_w1_a": "LoHa", "lokr_w1": "LoKr", "oft_blocks": "OFT", "oft_diag": "OFT", ".diff": "full diff",
-                  "on_input": "IA3", "weight_decompose": "DoRA"}
+_LYCORIS_MARKS = {
+    "hada_w1_a": "LoHa",
+    "lokr_w1": "LoKr",
+    "oft_blocks": "OFT",
+    "oft_diag": "OFT",
+    ".diff": "full diff",
+    "on_input": "IA3",
+    "weight_decompose": "DoRA",
+}
 
 
 def detect_kind(tensors: dict) -> tuple[str, str | None]:
@@ -161,24 +176,32 @@ def _lora_family(tensors: dict) -> tuple[str, str]:
     keys = list(tensors)
     if any(k.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.", "te2.")) for k in keys):
         return SDXL, "two text encoders (lora_te1/lora_te2)"
-    if any(k.startswith(("lora_unet_input_blocks_", "lora_unet_output_blocks_", "lora_unet_middle_block_"))
-           for k in keys):
+    if any(
+        k.startswith(("lora_unet_input_blocks_", "lora_unet_output_blocks_", "lora_unet_middle_block_")) for k in keys
+    ):
         return SDXL, "SDXL block names (lora_unet_input_blocks_*)"
     if any("transformer_blocks_1_" in k or "transformer_blocks.1." in k for k in keys):
         return SDXL, "more than one transformer block per attention (SDXL)"
     for key in keys:  # cross-attention key projection: its input width is the text encoder's
         if ("attn2_to_k" in key or "attn2.to_k" in key or "attn2.processor.to_k" in key) and any(
-                m in key for m in ("lora_down", "lora_A", "lora.down")):
+            m in key for m in ("lora_down", "lora_A", "lora.down")
+        ):
             width = tensors[key]["shape"][1]
             if width in CROSS_ATTENTION_DIM:
                 return CROSS_ATTENTION_DIM[width], f"cross-attention width {width}"
     for key in keys:
-        if "proj_in" in key and any(m in key for m in ("lora_down", "lora_A", "lora.down")) and len(
-                tensors[key]["shape"]) == 4:
+        if (
+            "proj_in" in key
+            and any(m in key for m in ("lora_down", "lora_A", "lora.down"))
+            and len(tensors[key]["shape"]) == 4
+        ):
             return SD1, "convolutional proj_in (SD 1.x; SD 2.x and SDXL use linear ones)"
     for key in keys:  # text encoder width: SD 1.x ViT-L 768, SD 2.x ViT-H 1024
-        if key.startswith(("lora_te_", "text_encoder.")) and "q_proj" in key and any(
-                m in key for m in ("lora_down", "lora_A", "lora.down")):
+        if (
+            key.startswith(("lora_te_", "text_encoder."))
+            and "q_proj" in key
+            and any(m in key for m in ("lora_down", "lora_A", "lora.down"))
+        ):
             width = tensors[key]["shape"][1]
             if width == 768:
                 return SD1, "text encoder width 768 (CLIP ViT-L)"
@@ -191,8 +214,11 @@ def _vae_family(tensors: dict) -> tuple[str, str]:
     # SD 1.x and 2.x share one VAE latent space (4 channels); SDXL's VAE has the same shapes (another scale).
     for key, spec in tensors.items():
         if key.removeprefix("first_stage_model.") in ("quant_conv.weight",):
-            return (f"{SD1} / {SD2} / {SDXL} (4-channel latents)", "4-channel latent") if spec["shape"][0] == 8 else (
-                OTHER, f"{spec['shape'][0] // 2}-channel latents")
+            return (
+                (f"{SD1} / {SD2} / {SDXL} (4-channel latents)", "4-channel latent")
+                if spec["shape"][0] == 8
+                else (OTHER, f"{spec['shape'][0] // 2}-channel latents")
+            )
     return UNKNOWN, ""
 
 
@@ -211,8 +237,12 @@ def _embedding_family(tensors: dict) -> tuple[str, str]:
 def detect_family(tensors: dict, kind: str, metadata: dict) -> dict:
     """{"family", "from", "evidence", "stated"}: the family the key shapes show (they win), else the one the
     metadata states; `conflict` when both speak and disagree."""
-    by_kind = {"checkpoint": _checkpoint_family, "lora": _lora_family, "vae": _vae_family,
-               "embedding": _embedding_family}
+    by_kind = {
+        "checkpoint": _checkpoint_family,
+        "lora": _lora_family,
+        "vae": _vae_family,
+        "embedding": _embedding_family,
+    }
     shapes, evidence = by_kind.get(kind, lambda t: (UNKNOWN, ""))(tensors)
     stated = _family_from_metadata(metadata)
     out = {"family": shapes, "from": "key shapes", "evidence": evidence or None, "stated": stated}
@@ -281,12 +311,23 @@ def inspect(path: str | Path, hashes: bool = True, max_header_bytes: int = DEFAU
         for s in spec["shape"]:
             n *= s
         params += n
-    row = {"file": str(path), "name": path.name, "bytes": path.stat().st_size, "kind": kind,
-           "kind_name": KIND_NAMES[kind] + (f" ({subtype})" if subtype and subtype != "LoRA" else ""),
-           "family": family["family"], "family_from": family["from"], "family_evidence": family["evidence"],
-           "stated_family": family["stated"], "family_conflict": family["conflict"], "tensors": len(tensors),
-           "parameters": params, "dtypes": sorted({s["dtype"] for s in tensors.values()}), "lineage": lineage,
-           "metadata_keys": sorted(metadata)}
+    row = {
+        "file": str(path),
+        "name": path.name,
+        "bytes": path.stat().st_size,
+        "kind": kind,
+        "kind_name": KIND_NAMES[kind] + (f" ({subtype})" if subtype and subtype != "LoRA" else ""),
+        "family": family["family"],
+        "family_from": family["from"],
+        "family_evidence": family["evidence"],
+        "stated_family": family["stated"],
+        "family_conflict": family["conflict"],
+        "tensors": len(tensors),
+        "parameters": params,
+        "dtypes": sorted({s["dtype"] for s in tensors.values()}),
+        "lineage": lineage,
+        "metadata_keys": sorted(metadata),
+    }
     if kind == "lora":
         ranks = {s["shape"][0] for k, s in tensors.items() if any(m in k for m in ("lora_down", "lora_A", "lora.down"))}
         row["rank"] = max(ranks) if ranks else None
@@ -295,8 +336,9 @@ def inspect(path: str | Path, hashes: bool = True, max_header_bytes: int = DEFAU
         h = file_hashes(path, header_length)
         row.update(sha256=h["sha256"], tensor_sha256=h["tensor_sha256"], legacy_hash=h["legacy_hash"])
         if "stated_sha256" in lineage:
-            row["stated_sha256_matches"] = any(_hash_matches(lineage["stated_sha256"], h[k])
-                                               for k in ("sha256", "tensor_sha256"))
+            row["stated_sha256_matches"] = any(
+                _hash_matches(lineage["stated_sha256"], h[k]) for k in ("sha256", "tensor_sha256")
+            )
     return row
 
 
@@ -317,22 +359,28 @@ def base_match(lineage: dict, base: dict) -> dict:
     if not new and not legacy:
         return {"made_for_this_base": None, "base_match": "not compared: the file states no base hash"}
     if not base.get("sha256"):
-        return {"made_for_this_base": None,
-                "base_match": f"not compared: the loaded base ({base.get('name')}) is a diffusers folder, which has "
-                              "no file hash" + (f"; the file states {stated_name}" if stated_name else "")}
+        return {
+            "made_for_this_base": None,
+            "base_match": f"not compared: the loaded base ({base.get('name')}) is a diffusers folder, which has "
+            "no file hash" + (f"; the file states {stated_name}" if stated_name else ""),
+        }
     same = (new and _hash_matches(new, base["sha256"])) or (
-        legacy and base.get("legacy_hash") and legacy.strip().lower() == base["legacy_hash"])
+        legacy and base.get("legacy_hash") and legacy.strip().lower() == base["legacy_hash"]
+    )
     if same:
         return {"made_for_this_base": True, "base_match": "made for this base"}
-    return {"made_for_this_base": False,
-            "base_match": f"made for another base: {stated_name or (new or legacy)[:12]}"}
+    return {"made_for_this_base": False, "base_match": f"made for another base: {stated_name or (new or legacy)[:12]}"}
 
 
 def format_report(row: dict) -> str:
     """The human-readable `latentmap inspect` output."""
-    lines = [(f"{row['name']}  ({row['bytes']:,} bytes, {row['tensors']} tensors, {row['parameters']:,} parameters, "
-              f"{'/'.join(row['dtypes'])})"),
-             f"  kind:    {row['kind_name']}"]
+    lines = [
+        (
+            f"{row['name']}  ({row['bytes']:,} bytes, {row['tensors']} tensors, {row['parameters']:,} parameters, "
+            f"{'/'.join(row['dtypes'])})"
+        ),
+        f"  kind:    {row['kind_name']}",
+    ]
     fam = row["family"]
     if row["family_from"] == "key shapes":
         fam += f"  (from key shapes: {row['family_evidence']})"
@@ -346,12 +394,26 @@ def format_report(row: dict) -> str:
     if row.get("sha256"):
         lines.append(f"  sha256:  {row['sha256']}")
     lineage = row["lineage"]
-    labels = {"title": "title", "architecture": "architecture", "base_model_version": "base version",
-              "stated_base": "trained on", "stated_base_sha256": "base sha256", "stated_base_legacy_hash": "base hash",
-              "network_module": "network", "network_dim": "dim", "network_alpha": "alpha",
-              "trigger_phrase": "trigger", "stated_sha256": "own sha256", "merged_from": "merged from",
-              "prediction_type": "prediction", "resolution": "resolution", "implementation": "implementation",
-              "author": "author", "licence": "licence", "description": "description"}
+    labels = {
+        "title": "title",
+        "architecture": "architecture",
+        "base_model_version": "base version",
+        "stated_base": "trained on",
+        "stated_base_sha256": "base sha256",
+        "stated_base_legacy_hash": "base hash",
+        "network_module": "network",
+        "network_dim": "dim",
+        "network_alpha": "alpha",
+        "trigger_phrase": "trigger",
+        "stated_sha256": "own sha256",
+        "merged_from": "merged from",
+        "prediction_type": "prediction",
+        "resolution": "resolution",
+        "implementation": "implementation",
+        "author": "author",
+        "licence": "licence",
+        "description": "description",
+    }
     if lineage:
         lines.append("  lineage (from the file's metadata):")
         for key, label in labels.items():

@@ -74,8 +74,9 @@ def parse_lora(text: str) -> LoraChoice:
 
 
 def format_loras(loras) -> str:
-    return LORA_SEPARATOR.join(f"{lora.name + '=' if lora.name else ''}{lora.source}:{lora.strength:g}"
-                               for lora in loras)
+    return LORA_SEPARATOR.join(
+        f"{lora.name + '=' if lora.name else ''}{lora.source}:{lora.strength:g}" for lora in loras
+    )
 
 
 def choice_from_settings(settings) -> ModelChoice:
@@ -110,11 +111,13 @@ def read_space_file(path: str | Path) -> tuple[str, ModelChoice, list[LoraChoice
         raise OwnModelError(f"space file {path}: expected a table / JSON object at the top")
     unknown = set(data) - {"space", "base", "checkpoint", "loras", "description"}
     if unknown:
-        raise OwnModelError(f"space file {path}: unknown keys {', '.join(sorted(unknown))} (known: space, base, "
-                            "checkpoint, loras, description)")
+        raise OwnModelError(
+            f"space file {path}: unknown keys {', '.join(sorted(unknown))} (known: space, base, "
+            "checkpoint, loras, description)"
+        )
     space = data.get("space")
     if not isinstance(space, str) or not space:
-        raise OwnModelError(f"space file {path}: `space` (e.g. \"turbo-h\") is required")
+        raise OwnModelError(f'space file {path}: `space` (e.g. "turbo-h") is required')
 
     def local(value: str | None, what: str) -> str | None:
         if value is None:
@@ -150,8 +153,12 @@ def apply_space_file(settings, path: str | Path):
     if is_space_file(space):
         raise OwnModelError(f"space file {path}: `space` must name a space, not another space file")
     combined = format_loras(loras) + (LORA_SEPARATOR + settings.loras if settings.loras and loras else settings.loras)
-    return settings.with_(space=space, base=settings.base or choice.base or "",
-                          checkpoint=settings.checkpoint or choice.checkpoint or "", loras=combined)
+    return settings.with_(
+        space=space,
+        base=settings.base or choice.base or "",
+        checkpoint=settings.checkpoint or choice.checkpoint or "",
+        loras=combined,
+    )
 
 
 def resolve_file(source: str, what: str) -> Path:
@@ -182,11 +189,14 @@ def resolve_file(source: str, what: str) -> Path:
         raise OwnModelError(
             f"{what} {source}: not a local file, and not in the Hugging Face cache (latentmap never downloads "
             f"while loading); fetch it first, e.g. `huggingface-cli download {repo}"
-            f"{' ' + filename if filename else ''}`") from None
+            f"{' ' + filename if filename else ''}`"
+        ) from None
     files = sorted(folder.rglob("*.safetensors"))
     if len(files) != 1:
-        raise OwnModelError(f"{what} {source}: the cached repo has {len(files)} .safetensors files; name one as "
-                            f"{repo}/<path/in/repo.safetensors>")
+        raise OwnModelError(
+            f"{what} {source}: the cached repo has {len(files)} .safetensors files; name one as "
+            f"{repo}/<path/in/repo.safetensors>"
+        )
     return files[0]
 
 
@@ -212,8 +222,10 @@ def precheck(settings) -> None:
     choice = choice_from_settings(settings)
     name = resolve_name(settings.space)
     if (choice.checkpoint or choice.base) and name not in SPACE_FAMILY:
-        raise OwnModelError(f"--base/--checkpoint replace the base weights of {', '.join(SPACE_FAMILY)}; space "
-                            f"'{name}' has its own decoder (LoRAs load with --lora)")
+        raise OwnModelError(
+            f"--base/--checkpoint replace the base weights of {', '.join(SPACE_FAMILY)}; space "
+            f"'{name}' has its own decoder (LoRAs load with --lora)"
+        )
     if choice.checkpoint:
         path = resolve_file(choice.checkpoint, "checkpoint")
         if name in SPACE_FAMILY:
@@ -233,11 +245,13 @@ def check_file(path: Path, space: str, kind: str, max_header_bytes: int, hashes:
     want = SPACE_FAMILY[space]
     what = {"checkpoint": "checkpoint", "lora": "LoRA"}[kind]
     if row["kind"] != kind:
-        raise OwnModelError(f"{path.name} is a {row['kind_name']} file, not a {what} (`latentmap inspect "
-                            f"{path}` says more)")
+        raise OwnModelError(
+            f"{path.name} is a {row['kind_name']} file, not a {what} (`latentmap inspect {path}` says more)"
+        )
     if row["family"] not in (want, UNKNOWN):
-        raise OwnModelError(f"{path.name} is a {what} made for {row['family']} "
-                            f"({_evidence(row)}); {space} is built on {want}")
+        raise OwnModelError(
+            f"{path.name} is a {what} made for {row['family']} ({_evidence(row)}); {space} is built on {want}"
+        )
     return row
 
 
@@ -268,10 +282,16 @@ def check_base_folder(folder: Path, space: str) -> None:
 def checkpoint_fits_config(tensors: dict, config_dir: Path) -> str | None:
     """Why the checkpoint's UNet / text encoder shapes do not fit `config_dir`'s configs (None: they fit)."""
     unet = json.loads((Path(config_dir) / "unet" / "config.json").read_text())
-    checks = [("model.diffusion_model.input_blocks.0.0.weight", 0, unet["block_out_channels"][0], "UNet width"),
-              ("model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight", 1,
-               unet.get("cross_attention_dim"), "cross-attention width"),
-              ("model.diffusion_model.input_blocks.0.0.weight", 1, unet.get("in_channels"), "latent channels")]
+    checks = [
+        ("model.diffusion_model.input_blocks.0.0.weight", 0, unet["block_out_channels"][0], "UNet width"),
+        (
+            "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight",
+            1,
+            unet.get("cross_attention_dim"),
+            "cross-attention width",
+        ),
+        ("model.diffusion_model.input_blocks.0.0.weight", 1, unet.get("in_channels"), "latent channels"),
+    ]
     levels = len(unet["block_out_channels"])
     for key, axis, want, what in checks:
         spec = tensors.get(key)
@@ -329,8 +349,10 @@ def lora_misfits(pipe, state: dict[str, torch.Tensor]) -> tuple[list[str], int]:
             width_in = getattr(base, "in_features", getattr(base, "in_channels", None))
             width_out = getattr(base, "out_features", getattr(base, "out_channels", None))
             if down.shape[1] != width_in or (up is not None and up.shape[0] != width_out):
-                problems.append(f"{part}.{layer}: LoRA {down.shape[1]}->{up.shape[0] if up is not None else '?'}, "
-                                f"the layer is {width_in}->{width_out}")
+                problems.append(
+                    f"{part}.{layer}: LoRA {down.shape[1]}->{up.shape[0] if up is not None else '?'}, "
+                    f"the layer is {width_in}->{width_out}"
+                )
             else:
                 fitted += 1
     return problems, fitted
@@ -341,32 +363,56 @@ def base_info(space: str, base_id: str, checkpoint_row: dict | None) -> dict:
     """The loaded base decoder: what `base_match` compares LoRAs against, and its lineage row."""
     if checkpoint_row is None:
         return {"name": base_id, "sha256": None, "legacy_hash": None}
-    return {"name": checkpoint_row["lineage"].get("title") or checkpoint_row["name"],
-            "sha256": checkpoint_row["sha256"], "legacy_hash": checkpoint_row["legacy_hash"]}
+    return {
+        "name": checkpoint_row["lineage"].get("title") or checkpoint_row["name"],
+        "sha256": checkpoint_row["sha256"],
+        "legacy_hash": checkpoint_row["legacy_hash"],
+    }
 
 
 def base_lineage(space: str, base_id: str, checkpoint_row: dict | None, licence: str | None = None) -> dict:
     family = SPACE_FAMILY[space]
     if checkpoint_row is None:
-        return {"kind": "base", "base_model": base_id, "fine_tune_of": None, "loras": [], "family": family,
-                "licence": licence or "see the model card of " + base_id}
+        return {
+            "kind": "base",
+            "base_model": base_id,
+            "fine_tune_of": None,
+            "loras": [],
+            "family": family,
+            "licence": licence or "see the model card of " + base_id,
+        }
     lin = checkpoint_row["lineage"]
-    return {"kind": "base", "base_model": lin.get("title") or checkpoint_row["name"], "file": checkpoint_row["name"],
-            "family": checkpoint_row["family"] if checkpoint_row["family"] != UNKNOWN else family,
-            "fine_tune_of": lin.get("stated_base") or lin.get("merged_from"), "loras": [],
-            "sha256": checkpoint_row["sha256"], "trigger_phrase": lin.get("trigger_phrase"),
-            "licence": lin.get("licence") or "not declared in the file"}
+    return {
+        "kind": "base",
+        "base_model": lin.get("title") or checkpoint_row["name"],
+        "file": checkpoint_row["name"],
+        "family": checkpoint_row["family"] if checkpoint_row["family"] != UNKNOWN else family,
+        "fine_tune_of": lin.get("stated_base") or lin.get("merged_from"),
+        "loras": [],
+        "sha256": checkpoint_row["sha256"],
+        "trigger_phrase": lin.get("trigger_phrase"),
+        "licence": lin.get("licence") or "not declared in the file",
+    }
 
 
 def lora_lineage(space: str, row: dict, base: dict) -> dict:
     lin = row["lineage"]
-    out = {"kind": "lora", "lora_of": base["name"], "file": row["name"],
-           "family": row["family"] if row["family"] != UNKNOWN else f"{UNKNOWN} (fits {SPACE_FAMILY[space]})",
-           "stated_base": lin.get("stated_base"), "stated_base_sha256": lin.get("stated_base_sha256"),
-           "stated_base_legacy_hash": lin.get("stated_base_legacy_hash"), "trigger_phrase": lin.get("trigger_phrase"),
-           "title": lin.get("title"), "sha256": row["sha256"], "rank": row.get("rank"),
-           "network_dim": lin.get("network_dim"), "network_alpha": lin.get("network_alpha"),
-           "licence": lin.get("licence") or "not declared in the file"}
+    out = {
+        "kind": "lora",
+        "lora_of": base["name"],
+        "file": row["name"],
+        "family": row["family"] if row["family"] != UNKNOWN else f"{UNKNOWN} (fits {SPACE_FAMILY[space]})",
+        "stated_base": lin.get("stated_base"),
+        "stated_base_sha256": lin.get("stated_base_sha256"),
+        "stated_base_legacy_hash": lin.get("stated_base_legacy_hash"),
+        "trigger_phrase": lin.get("trigger_phrase"),
+        "title": lin.get("title"),
+        "sha256": row["sha256"],
+        "rank": row.get("rank"),
+        "network_dim": lin.get("network_dim"),
+        "network_alpha": lin.get("network_alpha"),
+        "licence": lin.get("licence") or "not declared in the file",
+    }
     out.update(model_files.base_match(lin, base))
     return {k: v for k, v in out.items() if v is not None or k == "made_for_this_base"}
 
@@ -390,14 +436,22 @@ def load_loras(space, loras, max_header_bytes: int) -> list[dict]:
         problems, fitted = lora_misfits(space.pipe, state)
         if problems or not fitted:
             detail = "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
-            raise OwnModelError(f"LoRA {path.name} (made for {row['family']}) does not fit {space.name}'s "
-                                f"{SPACE_FAMILY[space.name]} decoder: {detail or 'no layer it could apply to'}")
+            raise OwnModelError(
+                f"LoRA {path.name} (made for {row['family']}) does not fit {space.name}'s "
+                f"{SPACE_FAMILY[space.name]} decoder: {detail or 'no layer it could apply to'}"
+            )
         taken = set(space.variant_set.variants)
         name = choice.name or variant_name(path, taken)
         lineage = lora_lineage(space.name, row, space.base)
-        meta = {"kind": "lora", "base": space.name, "default_scale": choice.strength, "lineage": lineage,
-                "description": row["lineage"].get("title") or path.name, "licence": lineage["licence"],
-                "file_sha256": row["sha256"]}
+        meta = {
+            "kind": "lora",
+            "base": space.name,
+            "default_scale": choice.strength,
+            "lineage": lineage,
+            "description": row["lineage"].get("title") or path.name,
+            "licence": lineage["licence"],
+            "file_sha256": row["sha256"],
+        }
         try:
             space.variant_set.load_lora(path, name, scale=choice.strength, meta=meta, state=state)
         except ValueError as e:
@@ -407,8 +461,9 @@ def load_loras(space, loras, max_header_bytes: int) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------- random builds
-def kohya_lora_state_dict(unet, text_encoder=None, rank: int = 4, seed: int = 0, scale: float = 0.3
-                          ) -> dict[str, torch.Tensor]:
+def kohya_lora_state_dict(
+    unet, text_encoder=None, rank: int = 4, seed: int = 0, scale: float = 0.3
+) -> dict[str, torch.Tensor]:
     """A LoRA in Kohya's sd-scripts layout for SD 1.x/2.x (what CivitAI distributes): `lora_unet_<module>` over
     every Linear / 1x1 conv of the UNet's transformer blocks (proj_in/out, attention, feed-forward) and
     `lora_te_<module>` over the text encoder's attention and MLP, each with lora_down / lora_up / alpha."""
@@ -425,21 +480,29 @@ def kohya_lora_state_dict(unet, text_encoder=None, rank: int = 4, seed: int = 0,
         sd[f"{key}.alpha"] = torch.tensor(float(rank) / 2)
 
     for name, module in unet.named_modules():
-        if ".attentions." not in name or "transformer_blocks" not in name and not name.endswith(("proj_in", "proj_out")):
+        if (
+            ".attentions." not in name
+            or "transformer_blocks" not in name
+            and not name.endswith(("proj_in", "proj_out"))
+        ):
             continue
-        if isinstance(module, torch.nn.Linear) or (isinstance(module, torch.nn.Conv2d) and module.kernel_size == (1, 1)):
+        if isinstance(module, torch.nn.Linear) or (
+            isinstance(module, torch.nn.Conv2d) and module.kernel_size == (1, 1)
+        ):
             add("lora_unet_" + name.replace(".", "_"), module)
     if text_encoder is not None:
         for name, module in text_encoder.named_modules():
-            if isinstance(module, torch.nn.Linear) and name.endswith(("q_proj", "k_proj", "v_proj", "out_proj",
-                                                                      "fc1", "fc2")):
+            if isinstance(module, torch.nn.Linear) and name.endswith(
+                ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+            ):
                 name = name if name.startswith("text_model.") else f"text_model.{name}"
                 add("lora_te_" + name.replace(".", "_"), module)
     return sd
 
 
-def peft_lora_file(unet, path: Path, rank: int = 4, seed: int = 0, metadata: dict | None = None,
-                   scale: float = 1.0) -> Path:
+def peft_lora_file(
+    unet, path: Path, rank: int = 4, seed: int = 0, metadata: dict | None = None, scale: float = 1.0
+) -> Path:
     """A UNet LoRA in the diffusers/PEFT layout (`save_lora_weights`: "unet.<module>.lora_A/B.weight" plus the
     adapter config in the header), random non-zero weights over the attention projections."""
     import copy
@@ -452,14 +515,16 @@ def peft_lora_file(unet, path: Path, rank: int = 4, seed: int = 0, metadata: dic
 
     model = copy.deepcopy(unet)
     torch.manual_seed(seed)
-    config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False,
-                        target_modules=["to_q", "to_k", "to_v", "to_out.0"])
+    config = LoraConfig(
+        r=rank, lora_alpha=rank, init_lora_weights=False, target_modules=["to_q", "to_k", "to_v", "to_out.0"]
+    )
     model.add_adapter(config)
     layers = {k: v * scale if "lora_B" in k else v for k, v in get_peft_model_state_dict(model).items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    StableDiffusionPipeline.save_lora_weights(path.parent, unet_lora_layers=layers, weight_name=path.name,
-                                              unet_lora_adapter_metadata=config.to_dict())
+    StableDiffusionPipeline.save_lora_weights(
+        path.parent, unet_lora_layers=layers, weight_name=path.name, unet_lora_adapter_metadata=config.to_dict()
+    )
     if metadata:  # add the training tool's keys beside diffusers' adapter config
         with safe_open(str(path), "pt") as f:
             existing = f.metadata() or {}

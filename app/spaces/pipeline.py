@@ -41,8 +41,11 @@ class ClipDecoderPipeline(DiffusionPipeline):
         strength: float = 1.0,
         output_type: str = "pil",
     ) -> ImagePipelineOutput:
-        return list(self.steps(image_embeds, num_inference_steps, guidance_scale, generator, init_latents,
-                               strength, output_type))[-1]
+        return list(
+            self.steps(
+                image_embeds, num_inference_steps, guidance_scale, generator, init_latents, strength, output_type
+            )
+        )[-1]
 
     def steps(
         self,
@@ -84,8 +87,9 @@ class ClipDecoderPipeline(DiffusionPipeline):
             with torch.inference_mode():
                 model_in = torch.cat([latents] * 2) if do_cfg else latents
                 model_in = scheduler.scale_model_input(model_in, t)
-                pred = self.unet(model_in, t, encoder_hidden_states=None,
-                                 added_cond_kwargs={"image_embeds": cond}).sample
+                pred = self.unet(
+                    model_in, t, encoder_hidden_states=None, added_cond_kwargs={"image_embeds": cond}
+                ).sample
                 if do_cfg:
                     uncond, text = pred.chunk(2)
                     pred = uncond + guidance_scale * (text - uncond)

@@ -61,8 +61,11 @@ def _real_available(name: str) -> Callable[[Settings], tuple[bool, str]]:
         if not settings.device.startswith("cpu") and not _cuda_available():
             reasons.append("no CUDA GPU on this machine (--device cpu forces a very slow CPU run)")
         # A user's --base replaces the base pipeline; with --checkpoint (turbo-h) its folder is optional.
-        options = {k: v for k, v in (("base", settings.base or None), ("checkpoint", bool(settings.checkpoint)))
-                   if v and resolve_name(settings.space) == name}
+        options = {
+            k: v
+            for k, v in (("base", settings.base or None), ("checkpoint", bool(settings.checkpoint)))
+            if v and resolve_name(settings.space) == name
+        }
         try:
             problems = hub.missing(name, **options)
         except Exception as e:  # a broken override must not break GET /api/spaces
@@ -89,17 +92,29 @@ def _load_real(name: str) -> Callable[[Settings], Space]:
 
 SPACES: dict[str, SpaceEntry] = {
     "digits": SpaceEntry(
-        "digits", "Handwritten digits (scikit-learn), trained by latentmap; runs on any CPU, offline.",
-        _digits_available, lambda s: _load_dir(DIGITS_SPACE_DIR, s)),
+        "digits",
+        "Handwritten digits (scikit-learn), trained by latentmap; runs on any CPU, offline.",
+        _digits_available,
+        lambda s: _load_dir(DIGITS_SPACE_DIR, s),
+    ),
     "tiny-random": SpaceEntry(
-        "tiny-random", "Tiny random-weight models of the real classes; for tests, meaningless pictures.",
-        lambda s: (True, ""), _load_tiny_random),
+        "tiny-random",
+        "Tiny random-weight models of the real classes; for tests, meaningless pictures.",
+        lambda s: (True, ""),
+        _load_tiny_random,
+    ),
     "unclip-h": SpaceEntry(
-        "unclip-h", "Quality: Stable unCLIP 2.1 (H) decodes open_clip ViT-H-14 image embeddings (CUDA GPU)."
-        , _real_available("unclip-h"), _load_real("unclip-h")),
+        "unclip-h",
+        "Quality: Stable unCLIP 2.1 (H) decodes open_clip ViT-H-14 image embeddings (CUDA GPU).",
+        _real_available("unclip-h"),
+        _load_real("unclip-h"),
+    ),
     "turbo-h": SpaceEntry(
-        "turbo-h", "Speed: SD 1.5 + IP-Adapter (ViT-H) + LCM-LoRA, 4 steps, TAESD; same ViT-H map as unclip-h (CUDA "
-        "GPU).", _real_available("turbo-h"), _load_real("turbo-h")),
+        "turbo-h",
+        "Speed: SD 1.5 + IP-Adapter (ViT-H) + LCM-LoRA, 4 steps, TAESD; same ViT-H map as unclip-h (CUDA GPU).",
+        _real_available("turbo-h"),
+        _load_real("turbo-h"),
+    ),
 }
 
 
@@ -136,20 +151,26 @@ def load_space(settings: Settings) -> Space:
     name = resolve_name(settings.space)
     if name in SPACES:
         if (settings.base or settings.checkpoint) and name not in own_models.SPACE_FAMILY:
-            raise ValueError(f"--base/--checkpoint replace the base weights of {', '.join(own_models.SPACE_FAMILY)}; "
-                             f"space '{name}' has its own decoder (LoRAs load with --lora)")
+            raise ValueError(
+                f"--base/--checkpoint replace the base weights of {', '.join(own_models.SPACE_FAMILY)}; "
+                f"space '{name}' has its own decoder (LoRAs load with --lora)"
+            )
         ok, why = SPACES[name].available(settings)
         if not ok:
             raise RuntimeError(f"space '{name}' is not available: {why}")
         space = SPACES[name].load(settings)
     elif Path(name).is_dir():
         if settings.base or settings.checkpoint:
-            raise ValueError(f"--base/--checkpoint replace the base weights of {', '.join(own_models.SPACE_FAMILY)}; "
-                             f"the space directory {name} has its own decoder (LoRAs load with --lora)")
+            raise ValueError(
+                f"--base/--checkpoint replace the base weights of {', '.join(own_models.SPACE_FAMILY)}; "
+                f"the space directory {name} has its own decoder (LoRAs load with --lora)"
+            )
         space = _load_dir(Path(name), settings)
     else:
-        raise ValueError(f"unknown space '{name}': choose one of {', '.join(SPACES)}, give a space directory or a "
-                         "space file (.toml / .json)")
+        raise ValueError(
+            f"unknown space '{name}': choose one of {', '.join(SPACES)}, give a space directory or a "
+            "space file (.toml / .json)"
+        )
     if settings.loras and space.name not in own_models.SPACE_FAMILY:
         _load_clip_decoder_loras(space, own_models.choice_from_settings(settings).loras)
     return space
@@ -173,13 +194,27 @@ def describe_spaces(settings: Settings, loaded: Space | None) -> list[dict]:
     rows = []
     for entry in SPACES.values():
         ok, why = entry.available(settings)
-        row = {"name": entry.name, "loaded": loaded is not None and loaded.name == entry.name,
-               "available": ok, "reason": why or None, "description": entry.description}
+        row = {
+            "name": entry.name,
+            "loaded": loaded is not None and loaded.name == entry.name,
+            "available": ok,
+            "reason": why or None,
+            "description": entry.description,
+        }
         if row["loaded"]:
             row.update({"dim": loaded.dim, "device": loaded.device, "info": loaded.info})
         rows.append(row)
     if loaded is not None and loaded.name not in SPACES:
-        rows.append({"name": loaded.name, "loaded": True, "available": True, "reason": None,
-                     "description": "loaded from a local space directory", "dim": loaded.dim,
-                     "device": loaded.device, "info": loaded.info})
+        rows.append(
+            {
+                "name": loaded.name,
+                "loaded": True,
+                "available": True,
+                "reason": None,
+                "description": "loaded from a local space directory",
+                "dim": loaded.dim,
+                "device": loaded.device,
+                "info": loaded.info,
+            }
+        )
     return rows

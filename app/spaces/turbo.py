@@ -51,9 +51,18 @@ class TurboSpace(VitHSpace):
         self.info["preview"] = {**(config.get("preview") or {}), "vae": "taesd"}
 
     @classmethod
-    def from_paths(cls, paths: dict, device: str, cache_dir: Path | None = None, config: dict | None = None,
-                   n_reference: int | None = None, provenance: dict | None = None, checkpoint: Path | None = None,
-                   base_id: str | None = None, max_header_bytes: int = 100 * 1024 * 1024) -> TurboSpace:
+    def from_paths(
+        cls,
+        paths: dict,
+        device: str,
+        cache_dir: Path | None = None,
+        config: dict | None = None,
+        n_reference: int | None = None,
+        provenance: dict | None = None,
+        checkpoint: Path | None = None,
+        base_id: str | None = None,
+        max_header_bytes: int = 100 * 1024 * 1024,
+    ) -> TurboSpace:
         """`checkpoint`: a single-file SD 1.x checkpoint (original layout) replacing SD 1.5's UNet and text
         encoder, loaded against the sd15 folder's configs when they fit it, else the shipped SD 1.5 configs."""
         from diffusers import AutoencoderTiny, LCMScheduler, StableDiffusionPipeline
@@ -64,37 +73,43 @@ class TurboSpace(VitHSpace):
         dtype = torch_dtype(device)
         clip = VitH.shared(paths["clip"], device)
         taesd = AutoencoderTiny.from_pretrained(paths["taesd"], **dtype_kwargs(dtype), use_safetensors=True)
-        components = dict(vae=taesd, safety_checker=None, feature_extractor=None, image_encoder=None,
-                          requires_safety_checker=False)
+        components = dict(
+            vae=taesd, safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False
+        )
         ckpt_row = None
         if checkpoint is not None:
             ckpt_row = own_models.check_file(Path(checkpoint), NAME, "checkpoint", max_header_bytes)
             config_dir = _checkpoint_config(Path(checkpoint), paths.get("sd15"), cache_dir, max_header_bytes)
             pipe = load_sd_pipeline(checkpoint, config_dir, dtype, **components)
         else:
-            pipe = StableDiffusionPipeline.from_pretrained(paths["sd15"], **components, **dtype_kwargs(dtype),
-                                                           use_safetensors=True)
+            pipe = StableDiffusionPipeline.from_pretrained(
+                paths["sd15"], **components, **dtype_kwargs(dtype), use_safetensors=True
+            )
         pipe.scheduler = LCMScheduler.from_config(pipe.scheduler.config)
         pipe.load_lora_weights(str(paths["lcm_lora"]), weight_name=hub.LCM_LORA_WEIGHT, adapter_name="lcm")
         pipe.fuse_lora()
         pipe.unload_lora_weights()  # the fused weights stay; no LoRA layers at inference
         folder, weight = hub.IP_ADAPTER_WEIGHT.rsplit("/", 1)
-        pipe.load_ip_adapter(str(paths["ip_adapter"]), subfolder=folder, weight_name=weight,
-                             image_encoder_folder=None)
+        pipe.load_ip_adapter(str(paths["ip_adapter"]), subfolder=folder, weight_name=weight, image_encoder_folder=None)
         pipe.to(device=device, dtype=dtype)
         pipe.set_progress_bar_config(disable=True)
         expected = int(pipe.unet.encoder_hid_proj.image_projection_layers[0].image_embeds.in_features)
         if expected != clip.dim:
-            raise ValueError(f"{NAME}: the IP-Adapter expects {expected}-d image embeddings but the CLIP encoder at "
-                             f"{paths['clip']} gives {clip.dim}-d ones")
+            raise ValueError(
+                f"{NAME}: the IP-Adapter expects {expected}-d image embeddings but the CLIP encoder at "
+                f"{paths['clip']} gives {clip.dim}-d ones"
+            )
         provenance = provenance or {k: str(v) if v else None for k, v in paths.items()}
         if ckpt_row is not None:
-            provenance = {**provenance, "checkpoint": ckpt_row["file"], "sd15": provenance.get("sd15") or "configs only"}
+            provenance = {
+                **provenance,
+                "checkpoint": ckpt_row["file"],
+                "sd15": provenance.get("sd15") or "configs only",
+            }
         space = cls(clip, pipe, config, device, provenance)
         tag = own_models.decoder_tag(ckpt_row and ckpt_row["sha256"], None if ckpt_row else base_id)
         shown = hub.components(NAME, base_id)["sd15"].repo_id
-        space.set_base(own_models.base_info(NAME, shown, ckpt_row), own_models.base_lineage(NAME, shown, ckpt_row),
-                       tag)
+        space.set_base(own_models.base_info(NAME, shown, ckpt_row), own_models.base_lineage(NAME, shown, ckpt_row), tag)
         prompts = reference_prompts(n_reference or config.get("reference_prompts"))
         key = fingerprint(NAME, paths, config)
         if tag:
@@ -110,13 +125,28 @@ class TurboSpace(VitHSpace):
         return [emb.to(device=self.device, dtype=self.dtype)]
 
     @torch.inference_mode()
-    def _call(self, prompt: str, vector, seed: int, steps: int, guidance: float, ip_scale: float,
-              init_latent: np.ndarray | None = None, strength: float = 1.0, variant: str | None = None,
-              lora_scale: float | None = None) -> Image.Image:
+    def _call(
+        self,
+        prompt: str,
+        vector,
+        seed: int,
+        steps: int,
+        guidance: float,
+        ip_scale: float,
+        init_latent: np.ndarray | None = None,
+        strength: float = 1.0,
+        variant: str | None = None,
+        lora_scale: float | None = None,
+    ) -> Image.Image:
         generator = torch.Generator("cpu").manual_seed(int(seed))
-        common = dict(prompt=prompt, num_inference_steps=int(steps), guidance_scale=float(guidance),
-                      ip_adapter_image_embeds=self._ip_embeds(vector, guidance), generator=generator,
-                      output_type="pil")
+        common = dict(
+            prompt=prompt,
+            num_inference_steps=int(steps),
+            guidance_scale=float(guidance),
+            ip_adapter_image_embeds=self._ip_embeds(vector, guidance),
+            generator=generator,
+            output_type="pil",
+        )
         with self._lock, self._variant(variant, lora_scale):
             self.pipe.set_ip_adapter_scale(float(ip_scale))
             if init_latent is not None and strength < 1.0:
@@ -131,26 +161,49 @@ class TurboSpace(VitHSpace):
 
     def _decode_one(self, req: DecodeRequest) -> Image.Image:
         preview = bool(getattr(req, "preview", False))
-        steps = int((self.config.get("preview") or {}).get("steps", self.config["steps"])) if preview else int(
-            self.config["steps"])
+        steps = (
+            int((self.config.get("preview") or {}).get("steps", self.config["steps"]))
+            if preview
+            else int(self.config["steps"])
+        )
         latent = None
         if req.latent is not None and req.strength < 1.0:
             latent = np.asarray(req.latent, dtype=np.float32)
             scale = self.pipe.vae_scale_factor
-            expected = (self.pipe.unet.config.in_channels, int(self.config["height"]) // scale,
-                        int(self.config["width"]) // scale)
+            expected = (
+                self.pipe.unet.config.in_channels,
+                int(self.config["height"]) // scale,
+                int(self.config["width"]) // scale,
+            )
             if latent.shape != expected:
                 raise ValueError(f"decode latent must have shape {expected}, got {latent.shape}")
-        return self._call("", req.vector, req.seed, steps, float(self.config["guidance"]),
-                          float(self.config.get("ip_adapter_scale", 1.0)), latent, float(req.strength),
-                          req.variant, req.lora_scale)
+        return self._call(
+            "",
+            req.vector,
+            req.seed,
+            steps,
+            float(self.config["guidance"]),
+            float(self.config.get("ip_adapter_scale", 1.0)),
+            latent,
+            float(req.strength),
+            req.variant,
+            req.lora_scale,
+        )
 
     def _generate(self, texts: list[str]) -> list[Image.Image]:
         cfg = self.config.get("prompt_images") or {}
         zeros = np.zeros(self.dim, dtype=np.float32)
-        return [self._call(text, zeros, int(cfg.get("seed", 0)), int(cfg.get("steps", self.config["steps"])),
-                           float(cfg.get("guidance", self.config["guidance"])), float(cfg.get("ip_adapter_scale", 0.0)))
-                for text in texts]
+        return [
+            self._call(
+                text,
+                zeros,
+                int(cfg.get("seed", 0)),
+                int(cfg.get("steps", self.config["steps"])),
+                float(cfg.get("guidance", self.config["guidance"])),
+                float(cfg.get("ip_adapter_scale", 0.0)),
+            )
+            for text in texts
+        ]
 
 
 def _checkpoint_config(checkpoint: Path, sd15: Path | None, cache_dir: Path | None, max_header_bytes: int) -> Path:
@@ -172,8 +225,9 @@ def _checkpoint_config(checkpoint: Path, sd15: Path | None, cache_dir: Path | No
     if why is None:
         return shipped
     reasons.append(f"SD 1.5's configs: {why}")
-    raise own_models.OwnModelError(f"checkpoint {checkpoint.name} does not fit {NAME}'s SD 1.x decoder: "
-                                   + "; ".join(reasons))
+    raise own_models.OwnModelError(
+        f"checkpoint {checkpoint.name} does not fit {NAME}'s SD 1.x decoder: " + "; ".join(reasons)
+    )
 
 
 def load(settings) -> TurboSpace:
@@ -185,10 +239,15 @@ def load(settings) -> TurboSpace:
     paths = hub.resolve(NAME, base=choice.base, checkpoint=checkpoint is not None)
     if choice.base:
         own_models.check_base_folder(paths["sd15"], NAME)
-    space = TurboSpace.from_paths(paths, device, cache_dir=Path(settings.data_dir) / "spaces" / NAME,
-                                  provenance={"weights": "pretrained", **hub.provenance(NAME, paths, choice.base)},
-                                  checkpoint=checkpoint, base_id=choice.base,
-                                  max_header_bytes=settings.max_model_header_bytes)
+    space = TurboSpace.from_paths(
+        paths,
+        device,
+        cache_dir=Path(settings.data_dir) / "spaces" / NAME,
+        provenance={"weights": "pretrained", **hub.provenance(NAME, paths, choice.base)},
+        checkpoint=checkpoint,
+        base_id=choice.base,
+        max_header_bytes=settings.max_model_header_bytes,
+    )
     if choice.loras:
         space.load_loras(choice.loras, settings.max_model_header_bytes)
     return space
@@ -200,9 +259,12 @@ def ip_adapter_state_dict(unet, embed_dim: int, seed: int = 0) -> dict[str, torc
     reads): image_proj.{proj,norm} and ip_adapter.{1,3,5,...}.to_{k,v}_ip, one pair per cross-attention."""
     g = torch.Generator().manual_seed(seed)
     cross = unet.config.cross_attention_dim
-    sd = {"image_proj.proj.weight": torch.randn(4 * cross, embed_dim, generator=g) * 0.02,
-          "image_proj.proj.bias": torch.zeros(4 * cross),
-          "image_proj.norm.weight": torch.ones(cross), "image_proj.norm.bias": torch.zeros(cross)}
+    sd = {
+        "image_proj.proj.weight": torch.randn(4 * cross, embed_dim, generator=g) * 0.02,
+        "image_proj.proj.bias": torch.zeros(4 * cross),
+        "image_proj.norm.weight": torch.ones(cross),
+        "image_proj.norm.bias": torch.zeros(cross),
+    }
     key_id = 1
     blocks = list(unet.config.block_out_channels)
     for name in unet.attn_processors:
@@ -225,8 +287,11 @@ def lora_state_dict(unet, rank: int, seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     sd = {}
     for name, module in unet.named_modules():
-        if isinstance(module, torch.nn.Linear) and ".attn" in name and name.rsplit(".", 1)[-1] in (
-                "to_q", "to_k", "to_v", "0"):
+        if (
+            isinstance(module, torch.nn.Linear)
+            and ".attn" in name
+            and name.rsplit(".", 1)[-1] in ("to_q", "to_k", "to_v", "0")
+        ):
             key = "lora_unet_" + name.replace(".", "_")
             sd[f"{key}.lora_down.weight"] = torch.randn(rank, module.in_features, generator=g) * 0.02
             sd[f"{key}.lora_up.weight"] = torch.randn(module.out_features, rank, generator=g) * 0.02
@@ -248,18 +313,34 @@ def build_random(root: Path, arch: dict, seed: int = 0, unet_key: str = "sd15_un
     unet = UNet2DConditionModel(**{k: v for k, v in arch[unet_key].items() if not k.startswith("_")})
     sd15 = root / "sd15"
     unet.save_pretrained(sd15 / "unet", safe_serialization=True)
-    CLIPTextModel(CLIPTextConfig(**arch["text_encoder"])).save_pretrained(sd15 / "text_encoder",
-                                                                          safe_serialization=True)
+    CLIPTextModel(CLIPTextConfig(**arch["text_encoder"])).save_pretrained(
+        sd15 / "text_encoder", safe_serialization=True
+    )
     clip_tokenizer(sd15 / "tokenizer")
-    PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
-                  steps_offset=1, set_alpha_to_one=False).save_pretrained(sd15 / "scheduler")
-    (sd15 / "model_index.json").write_text(json.dumps({
-        "_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.6.0",
-        "feature_extractor": ["transformers", "CLIPImageProcessor"],
-        "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"],
-        "scheduler": ["diffusers", "PNDMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
-        "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"],
-        "vae": ["diffusers", "AutoencoderKL"]}, indent=2))
+    PNDMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        skip_prk_steps=True,
+        steps_offset=1,
+        set_alpha_to_one=False,
+    ).save_pretrained(sd15 / "scheduler")
+    (sd15 / "model_index.json").write_text(
+        json.dumps(
+            {
+                "_class_name": "StableDiffusionPipeline",
+                "_diffusers_version": "0.6.0",
+                "feature_extractor": ["transformers", "CLIPImageProcessor"],
+                "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"],
+                "scheduler": ["diffusers", "PNDMScheduler"],
+                "text_encoder": ["transformers", "CLIPTextModel"],
+                "tokenizer": ["transformers", "CLIPTokenizer"],
+                "unet": ["diffusers", "UNet2DConditionModel"],
+                "vae": ["diffusers", "AutoencoderKL"],
+            },
+            indent=2,
+        )
+    )
     ip_dir = root / "ip_adapter"
     (ip_dir / "models").mkdir(parents=True, exist_ok=True)
     save_file(ip_adapter_state_dict(unet, embed_dim, seed), str(ip_dir / hub.IP_ADAPTER_WEIGHT))

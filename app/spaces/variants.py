@@ -120,12 +120,13 @@ def read_lora_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict | No
         raw_meta = f.metadata() or {}
     metadata = json.loads(raw_meta["lora_adapter_metadata"]) if "lora_adapter_metadata" in raw_meta else None
     if state and all(k.startswith("unet.") for k in state):
-        state = {k[len("unet."):]: v for k, v in state.items()}
-    bad = [k for k in state if "lora_A" not in k and "lora_B" not in k and "lora.down" not in k
-           and "lora.up" not in k]
+        state = {k[len("unet.") :]: v for k, v in state.items()}
+    bad = [k for k in state if "lora_A" not in k and "lora_B" not in k and "lora.down" not in k and "lora.up" not in k]
     if not state or bad:
-        raise VariantError(f"{path}: not a diffusers/PEFT UNet LoRA (unexpected keys such as "
-                           f"{(bad or ['<none>'])[0]!r}; kohya/A1111 files need converting first)")
+        raise VariantError(
+            f"{path}: not a diffusers/PEFT UNet LoRA (unexpected keys such as "
+            f"{(bad or ['<none>'])[0]!r}; kohya/A1111 files need converting first)"
+        )
     return state, metadata
 
 
@@ -157,8 +158,13 @@ class Variant:
 def base_lineage(config: dict) -> dict:
     """Provenance of a space's own decoder, in the same shape as a variant's `lineage`."""
     prov = config.get("provenance", {})
-    lineage = {"kind": "base", "base_model": prov.get("base_model"), "fine_tune_of": None, "loras": [],
-               "licence": config.get("licence") or prov.get("licence") or "not declared"}
+    lineage = {
+        "kind": "base",
+        "base_model": prov.get("base_model"),
+        "fine_tune_of": None,
+        "loras": [],
+        "licence": config.get("licence") or prov.get("licence") or "not declared",
+    }
     lineage.update(config.get("lineage", {}))
     return lineage
 
@@ -202,14 +208,27 @@ class VariantSet:
         if base != self.space_name:
             raise VariantError(f"variant {name!r} was made for space {base!r}, not {self.space_name!r}")
 
-    def load_lora(self, path: str | Path, name: str, scale: float = 1.0, meta: dict | None = None,
-                  directory: Path | None = None, state: dict | None = None) -> Variant:
+    def load_lora(
+        self,
+        path: str | Path,
+        name: str,
+        scale: float = 1.0,
+        meta: dict | None = None,
+        directory: Path | None = None,
+        state: dict | None = None,
+    ) -> Variant:
         """Load a LoRA onto the base decoder as adapter `name`; `scale` is its default strength (per-decode
         strengths override it). A ClipDecoderPipeline takes a PEFT/diffusers UNet LoRA file; a Stable Diffusion
         pipeline (the real spaces) takes `state`, already read and checked (own_models.load_loras), in Kohya or
         diffusers/PEFT layout, onto its UNet and text encoder."""
-        meta = dict(meta or {"base": self.space_name, "default_scale": scale,
-                             "lineage": {"kind": "lora", "lora_of": self.space_name, "file": Path(path).name}})
+        meta = dict(
+            meta
+            or {
+                "base": self.space_name,
+                "default_scale": scale,
+                "lineage": {"kind": "lora", "lora_of": self.space_name, "file": Path(path).name},
+            }
+        )
         meta.setdefault("kind", "lora")
         with self._lock:
             self._check_new(name, meta)
@@ -229,8 +248,7 @@ class VariantSet:
                 except Exception as e:  # shapes or module names that do not fit this UNet
                     raise VariantError(f"LoRA {name!r} does not fit this space's decoder: {e}") from None
                 unet.disable_adapters()  # off unless a decode asks for it
-            ranks = {int(v.shape[0]) for k, v in state.items() if "lora_A" in k or "lora.down" in k
-                     or "lora_down" in k}
+            ranks = {int(v.shape[0]) for k, v in state.items() if "lora_A" in k or "lora.down" in k or "lora_down" in k}
             meta.setdefault("rank", max(ranks) if ranks else None)
             variant = Variant(name, "lora", meta, directory)
             self.variants[name] = variant
@@ -249,11 +267,14 @@ class VariantSet:
             base = self.pipeline.unet.config
             for key in ("in_channels", "sample_size", "encoder_hid_dim", "addition_embed_type"):
                 if unet.config.get(key) != base.get(key):
-                    raise VariantError(f"fine-tune {name!r}: {key} is {unet.config.get(key)!r}, the base "
-                                       f"decoder's is {base.get(key)!r}")
+                    raise VariantError(
+                        f"fine-tune {name!r}: {key} is {unet.config.get(key)!r}, the base "
+                        f"decoder's is {base.get(key)!r}"
+                    )
             sched = type(self.pipeline.scheduler).from_config(self.pipeline.scheduler.config)
-            pipe = ClipDecoderPipeline(unet=unet.eval().to(self.pipeline.device), scheduler=sched,
-                                       vae=self.pipeline.vae)
+            pipe = ClipDecoderPipeline(
+                unet=unet.eval().to(self.pipeline.device), scheduler=sched, vae=self.pipeline.vae
+            )
             pipe.set_progress_bar_config(disable=True)
             variant = Variant(name, "finetune", meta, directory, pipeline=pipe)
             self.variants[name] = variant
@@ -267,8 +288,10 @@ class VariantSet:
             model = ConvUpscaler.load(directory, meta["config"])
             want = 1 if self.image_mode == "L" else 3
             if model.config["channels"] != want:
-                raise VariantError(f"upscaler {name!r} takes {model.config['channels']}-channel images, this "
-                                   f"space makes {want}-channel ones")
+                raise VariantError(
+                    f"upscaler {name!r} takes {model.config['channels']}-channel images, this "
+                    f"space makes {want}-channel ones"
+                )
             variant = Variant(name, "upscaler", meta, directory, upscaler=model.to(self.pipeline.device))
             self.variants[name] = variant
         return variant
@@ -276,11 +299,14 @@ class VariantSet:
     # ------------------------------------------------------------------ use
     def describe(self) -> list[dict]:
         with self._lock:
-            return [{**v.describe(), "lineage": lineage_of(self.space_name, self.lineage, v)}
-                    for v in self.variants.values()]
+            return [
+                {**v.describe(), "lineage": lineage_of(self.space_name, self.lineage, v)}
+                for v in self.variants.values()
+            ]
 
-    def resolve(self, variant: str | None, lora_scale: float | None, max_scale: float = 2.0
-                ) -> tuple[str | None, float | None]:
+    def resolve(
+        self, variant: str | None, lora_scale: float | None, max_scale: float = 2.0
+    ) -> tuple[str | None, float | None]:
         """A decode's (variant, strength) in canonical form: (None, None) for the base decoder; a LoRA's
         strength defaults to its `default_scale`. Raises VariantError for unknown names or bad strengths."""
         if variant in (None, "", BASE):
@@ -290,8 +316,10 @@ class VariantSet:
         found = self.variants.get(variant)
         if found is None or found.kind == "upscaler":
             names = [n for n, v in self.variants.items() if v.kind != "upscaler"]
-            raise VariantError(f"unknown decoder variant {variant!r}; choose {BASE!r}"
-                               + (f" or one of {', '.join(names)}" if names else " (this space has no variants)"))
+            raise VariantError(
+                f"unknown decoder variant {variant!r}; choose {BASE!r}"
+                + (f" or one of {', '.join(names)}" if names else " (this space has no variants)")
+            )
         if found.kind != "lora":
             if lora_scale is not None:
                 raise VariantError(f"lora_scale applies to LoRA variants; {variant!r} is a {found.kind}")
@@ -355,5 +383,14 @@ def lineage_of(space_name: str, base: dict, variant: Variant) -> dict:
     return own
 
 
-__all__ = ["BASE", "KINDS", "ConvUpscaler", "Variant", "VariantError", "VariantSet", "base_lineage", "lineage_of",
-           "read_lora_file"]
+__all__ = [
+    "BASE",
+    "KINDS",
+    "ConvUpscaler",
+    "Variant",
+    "VariantError",
+    "VariantSet",
+    "base_lineage",
+    "lineage_of",
+    "read_lora_file",
+]

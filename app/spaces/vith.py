@@ -40,13 +40,15 @@ class VitH:
         if has_model_cfg:
             name = f"local-dir:{path}"
             model, _, preprocess = open_clip.create_model_and_transforms(
-                name, device=device, precision=precision, require_pretrained=True)
+                name, device=device, precision=precision, require_pretrained=True
+            )
             tokenizer = open_clip.get_tokenizer(name)
             self.model_name = f"local-dir:{path}"
         else:  # a folder holding only the weights file: the built-in ViT-H-14 architecture
             weights = path / "open_clip_model.safetensors"
             model, _, preprocess = open_clip.create_model_and_transforms(
-                "ViT-H-14", pretrained=str(weights), device=device, precision=precision, require_pretrained=True)
+                "ViT-H-14", pretrained=str(weights), device=device, precision=precision, require_pretrained=True
+            )
             tokenizer = open_clip.get_tokenizer("ViT-H-14")
             self.model_name = "ViT-H-14"
         self.model = model.eval()
@@ -125,8 +127,9 @@ def to_vae_batch(images: Sequence[Image.Image], height: int, width: int) -> torc
     for im in images:
         im = im.convert("RGB")
         scale = max(width / im.width, height / im.height)
-        im = im.resize((max(width, round(im.width * scale)), max(height, round(im.height * scale))),
-                       Image.Resampling.BICUBIC)
+        im = im.resize(
+            (max(width, round(im.width * scale)), max(height, round(im.height * scale))), Image.Resampling.BICUBIC
+        )
         left, top = (im.width - width) // 2, (im.height - height) // 2
         im = im.crop((left, top, left + width, top + height))
         out.append(torch.from_numpy(np.asarray(im, dtype=np.float32).transpose(2, 0, 1) / 127.5 - 1.0))
@@ -150,9 +153,13 @@ class VitHSpace(Space):
         self.dtype = torch_dtype(device)
         self.dim = clip.dim
         self.provenance = provenance
-        self.info = {"family": config.get("family"), "encoder": "open_clip ViT-H-14 laion2b_s32b_b79k",
-                     "decode": {k: config[k] for k in ("height", "width", "steps", "guidance") if k in config},
-                     "preview": config.get("preview"), "provenance": provenance}
+        self.info = {
+            "family": config.get("family"),
+            "encoder": "open_clip ViT-H-14 laion2b_s32b_b79k",
+            "decode": {k: config[k] for k in ("height", "width", "steps", "guidance") if k in config},
+            "preview": config.get("preview"),
+            "provenance": provenance,
+        }
         self._lock = threading.Lock()  # diffusers schedulers hold state: one pipeline call at a time
         # Decoder variants (the user's LoRAs, own_models.py) and what the base decoder is (lineage, hashes).
         self.variant_set = None
@@ -207,12 +214,16 @@ class VitHSpace(Space):
         return self.clip.encode_text(texts)
 
     def prepare_image(self, image: Image.Image) -> PreparedImage:
-        return PreparedImage(clip=self.clip.preprocess(image.convert("RGB")),
-                             vae=to_vae_batch([image], int(self.config["height"]), int(self.config["width"]))[0])
+        return PreparedImage(
+            clip=self.clip.preprocess(image.convert("RGB")),
+            vae=to_vae_batch([image], int(self.config["height"]), int(self.config["width"]))[0],
+        )
 
     def encode_prepared(self, prepared: Sequence[PreparedImage]) -> EncodedImages:
-        return EncodedImages(vectors=self.clip.encode_prepared(torch.stack([p.clip for p in prepared])),
-                             latents=self._latents(torch.stack([p.vae for p in prepared])))
+        return EncodedImages(
+            vectors=self.clip.encode_prepared(torch.stack([p.clip for p in prepared])),
+            latents=self._latents(torch.stack([p.vae for p in prepared])),
+        )
 
     def encode_prompts(self, texts: Sequence[str]) -> EncodedPrompts:
         """Text vector for the map position; a generated image per prompt for the thumbnail and for decoding
@@ -244,7 +255,7 @@ class VitHSpace(Space):
         out = []
         with self._lock:
             for i in range(0, len(batch), 8):
-                encoded = vae.encode(batch[i:i + 8].to(self.device, self.dtype))
+                encoded = vae.encode(batch[i : i + 8].to(self.device, self.dtype))
                 z = encoded.latent_dist.mean if hasattr(encoded, "latent_dist") else encoded.latents
                 out.append((z * vae.config.scaling_factor).float().cpu())
         return torch.cat(out).numpy()
@@ -260,26 +271,40 @@ class VitHSpace(Space):
         weights' ids/revisions, the settings and the prompts."""
         from safetensors.numpy import load_file, save_file
 
-        key = hashlib.sha256(json.dumps({**fingerprint, "prompts": list(prompts)}, sort_keys=True,
-                                        default=str).encode()).hexdigest()[:16]
+        key = hashlib.sha256(
+            json.dumps({**fingerprint, "prompts": list(prompts)}, sort_keys=True, default=str).encode()
+        ).hexdigest()[:16]
         path = None if cache_dir is None else Path(cache_dir) / f"stats-{key}.safetensors"
         if path is not None and path.is_file():
             raw = load_file(str(path))
             self.info["stats"] = {"source": "cache", "file": str(path), "reference_prompts": len(prompts)}
-            return ModalityStats(text_mean=raw["text_mean"], image_mean=raw["image_mean"],
-                                 image_norm=float(raw["image_norm"][0]))
-        log.info("%s: measuring modality statistics on %d reference prompts (first start only)", self.name,
-                 len(prompts))
+            return ModalityStats(
+                text_mean=raw["text_mean"], image_mean=raw["image_mean"], image_norm=float(raw["image_norm"][0])
+            )
+        log.info(
+            "%s: measuring modality statistics on %d reference prompts (first start only)", self.name, len(prompts)
+        )
         encoded = self.encode_prompts(prompts)
-        stats = ModalityStats(text_mean=unit(encoded.vectors).mean(0).astype(np.float32),
-                              image_mean=unit(encoded.decode_vectors).mean(0).astype(np.float32),
-                              image_norm=float(np.linalg.norm(encoded.decode_vectors, axis=1).mean()))
+        stats = ModalityStats(
+            text_mean=unit(encoded.vectors).mean(0).astype(np.float32),
+            image_mean=unit(encoded.decode_vectors).mean(0).astype(np.float32),
+            image_norm=float(np.linalg.norm(encoded.decode_vectors, axis=1).mean()),
+        )
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            save_file({"text_mean": stats.text_mean, "image_mean": stats.image_mean,
-                       "image_norm": np.array([stats.image_norm], dtype=np.float32)}, str(path))
-        self.info["stats"] = {"source": "computed", "file": str(path) if path else None,
-                              "reference_prompts": len(prompts)}
+            save_file(
+                {
+                    "text_mean": stats.text_mean,
+                    "image_mean": stats.image_mean,
+                    "image_norm": np.array([stats.image_norm], dtype=np.float32),
+                },
+                str(path),
+            )
+        self.info["stats"] = {
+            "source": "computed",
+            "file": str(path) if path else None,
+            "reference_prompts": len(prompts),
+        }
         return stats
 
 
@@ -301,13 +326,16 @@ def build_clip_dir(dest: Path, spec: dict, seed: int = 0) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     if "name" in spec:
         model_cfg = open_clip.get_model_config(spec["name"])
-        preprocess_cfg = {"size": model_cfg["vision_cfg"]["image_size"], "mean": list(open_clip.OPENAI_DATASET_MEAN),
-                          "std": list(open_clip.OPENAI_DATASET_STD), "interpolation": "bicubic",
-                          "resize_mode": "shortest"}
+        preprocess_cfg = {
+            "size": model_cfg["vision_cfg"]["image_size"],
+            "mean": list(open_clip.OPENAI_DATASET_MEAN),
+            "std": list(open_clip.OPENAI_DATASET_STD),
+            "interpolation": "bicubic",
+            "resize_mode": "shortest",
+        }
     else:
         model_cfg, preprocess_cfg = spec["model_cfg"], spec["preprocess_cfg"]
-    (dest / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg,
-                                                            "preprocess_cfg": preprocess_cfg}))
+    (dest / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg}))
     torch.manual_seed(seed)
     root = logging.getLogger()
     level = root.level
@@ -316,8 +344,9 @@ def build_clip_dir(dest: Path, spec: dict, seed: int = 0) -> Path:
         model = open_clip.create_model(f"local-dir:{dest}", load_weights=False)
     finally:
         root.setLevel(level)
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
-              str(dest / "open_clip_model.safetensors"))
+    save_file(
+        {k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(dest / "open_clip_model.safetensors")
+    )
     return dest
 
 
@@ -328,7 +357,7 @@ def clip_tokenizer(dest: Path | None = None):
     from open_clip.tokenizer import bytes_to_unicode, default_bpe
     from transformers import CLIPTokenizer
 
-    merges = gzip.open(default_bpe()).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
+    merges = gzip.open(default_bpe()).read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
     merges = [tuple(m.split()) for m in merges]
     vocab = list(bytes_to_unicode().values())
     vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
 from app.settings import Settings
+from app.spaces.vith import CONFIG_DIR
 
 
 def png_bytes(
@@ -71,3 +73,17 @@ def serve_live(app):
         thread.join(10)
 
     return f"http://127.0.0.1:{port}", stop
+
+
+# Tiny real-space architectures (app/spaces/configs/arch/tiny.json) and the space settings the tests run them
+# with: few steps, two reference prompts. Shared by the real-space and own-model tests.
+TINY_ARCH = json.loads((CONFIG_DIR / "arch" / "tiny.json").read_text())
+TINY_SIZE = TINY_ARCH["image_size"]
+TINY_SPACE_CONFIG = {
+    "height": TINY_SIZE,
+    "width": TINY_SIZE,
+    "steps": 2,
+    "preview": {"steps": 1},
+    "reference_prompts": 2,
+    "prompt_images": {"steps": 2, "seed": 0},
+}

@@ -24,17 +24,9 @@ from app.spaces.base import DecodeRequest
 from app.spaces.checkpoints import write_sd1_checkpoint
 from app.spaces.model_files import file_hashes, read_header
 from app.spaces.vith import CONFIG_DIR
+from tests.helpers import TINY_ARCH as ARCH
+from tests.helpers import TINY_SPACE_CONFIG as TEST_CONFIG
 
-ARCH = json.loads((CONFIG_DIR / "arch" / "tiny.json").read_text())
-SIZE = ARCH["image_size"]
-TEST_CONFIG = {
-    "height": SIZE,
-    "width": SIZE,
-    "steps": 2,
-    "preview": {"steps": 1},
-    "reference_prompts": 2,
-    "prompt_images": {"steps": 2, "seed": 0},
-}
 ENV = {
     "clip": "CLIP_H",
     "sd15": "TURBO_H_SD15",

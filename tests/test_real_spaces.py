@@ -26,18 +26,11 @@ from app.settings import REPO_ROOT, Settings
 from app.spaces import hub, registry, turbo, unclip
 from app.spaces.base import DecodeRequest
 from app.spaces.loading import UnsafeWeightsError
-from app.spaces.vith import CONFIG_DIR, torch_dtype
+from app.spaces.vith import torch_dtype
+from tests.helpers import TINY_ARCH as ARCH
+from tests.helpers import TINY_SIZE as SIZE
+from tests.helpers import TINY_SPACE_CONFIG as TEST_CONFIG
 
-ARCH = json.loads((CONFIG_DIR / "arch" / "tiny.json").read_text())
-SIZE = ARCH["image_size"]
-TEST_CONFIG = {
-    "height": SIZE,
-    "width": SIZE,
-    "steps": 2,
-    "preview": {"steps": 1},
-    "reference_prompts": 2,
-    "prompt_images": {"steps": 2, "seed": 0},
-}
 ENV = {
     "unclip-h": {"clip": "CLIP_H", "pipeline": "UNCLIP_H_PIPELINE", "taesd": "TAESD"},
     "turbo-h": {

@@ -4,7 +4,7 @@ the answer (models in schemas.py). Domain errors become HTTP errors in errors.py
 from __future__ import annotations
 
 from . import (
-    column_routes,
+    columns,
     decode,
     explore,
     exports,
@@ -14,7 +14,7 @@ from . import (
     presentations,
     quiz,
     terrain,
-    tile_routes,
+    tiles,
     tours,
     variants,
 )
@@ -30,7 +30,7 @@ ROUTERS = [
     presentations.router,
     tours.router,
     quiz.router,
-    tile_routes.router,
-    column_routes.router,
+    tiles.router,
+    columns.router,
     terrain.router,
 ]

@@ -14,6 +14,7 @@ from ..maps.explore import Explorer
 from ..maps.service import MapService
 from ..maps.store import InvalidId, NotFound, Store, check_id
 from ..maps.terrain import Terrain
+from ..maps.tiles import PointTiles
 from ..settings import Settings
 
 
@@ -36,6 +37,10 @@ async def get_classroom(request: Request) -> Classroom:
 
 async def get_terrain(request: Request) -> Terrain:
     return request.app.state.terrain
+
+
+async def get_tiles(request: Request) -> PointTiles:
+    return request.app.state.tiles
 
 
 async def get_settings(request: Request) -> Settings:
@@ -76,6 +81,7 @@ ExplorerDep = Annotated[Explorer, Depends(get_explorer)]
 ClassroomDep = Annotated[Classroom, Depends(get_classroom)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 TerrainDep = Annotated[Terrain, Depends(get_terrain)]
+TilesDep = Annotated[PointTiles, Depends(get_tiles)]
 ExistingMap = Annotated[str, Depends(existing_map_id)]
 """The path's `map_id`, checked to name a map (404 otherwise)."""
 EditableMap = Annotated[str, Depends(require_edit_key)]

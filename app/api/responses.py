@@ -10,8 +10,16 @@ from ..maps.store import ItemRecord, MapArrays, MapRecord, Store
 
 MAP_VERSION_HEADER = "X-Map-Version"
 IMMUTABLE = "public, max-age=31536000, immutable"  # a decode key names everything that made the picture
+REVALIDATE = "public, no-cache"  # a URL that serves new bytes after the map changes: caches keep it and ask (ETag)
 PNG = {200: {"content": {"image/png": {}}}}
 BINARY = {200: {"content": {"application/octet-stream": {}}}}
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an If-None-Match header names `etag` (weak or strong) or is `*`: the answer is then 304."""
+    if not if_none_match:
+        return False
+    return if_none_match.strip() == "*" or etag in [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
 
 
 def thumbnail_url(item_id: str) -> str:

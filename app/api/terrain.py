@@ -8,7 +8,7 @@ import re
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from .deps import DisconnectCheck, ExistingMap, TerrainDep
-from .responses import IMMUTABLE
+from .responses import IMMUTABLE, REVALIDATE, etag_matches
 
 router = APIRouter(prefix="/api", tags=["terrain"])
 TILE_PNG = {
@@ -16,7 +16,6 @@ TILE_PNG = {
     304: {"description": "If-None-Match named this tile's ETag"},
 }
 CLIENT_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-REVALIDATE = "public, no-cache"  # the URL serves new pixels after the map changes: caches keep it and ask (ETag)
 
 
 def client_of(request: Request, named: str | None) -> str:
@@ -24,12 +23,6 @@ def client_of(request: Request, named: str | None) -> str:
     if named and CLIENT_PATTERN.fullmatch(named):
         return "id:" + named
     return "host:" + (request.client.host if request.client else "unknown")
-
-
-def etag_matches(header: str | None, etag: str) -> bool:
-    if not header:
-        return False
-    return header.strip() == "*" or etag in [t.strip().removeprefix("W/") for t in header.split(",")]
 
 
 @router.get("/maps/{map_id}/terrain/{z}/{x}/{y}.png", response_class=Response, responses=TILE_PNG)

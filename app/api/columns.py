@@ -4,34 +4,27 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 
 from ..maps import columns
-from ..maps.store import Store
 from . import schemas
-from .deps import existing_map_id, get_store
+from .deps import ExistingMap, SettingsDep, StoreDep
+from .responses import BINARY, MAP_VERSION_HEADER
 
-router = APIRouter(prefix="/api")
-
-MapId = Annotated[str, Depends(existing_map_id)]
-StoreDep = Annotated[Store, Depends(get_store)]
+router = APIRouter(prefix="/api", tags=["columns"])
 
 
 @router.get("/maps/{map_id}/columns", response_model=schemas.ColumnsOut)
-def list_columns(request: Request, map_id: MapId, store: StoreDep):
+def list_columns(map_id: ExistingMap, store: StoreDep, settings: SettingsDep):
     """The map's metadata columns: type, how many points have a value; categories with counts; numbers' range."""
-    return {"columns": columns.describe(store, map_id, request.app.state.settings.max_category_values)}
+    return {"columns": columns.describe(store, map_id, settings.max_category_values)}
 
 
-@router.get(
-    "/maps/{map_id}/columns/values.bin",
-    response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {}}}},
-)
+@router.get("/maps/{map_id}/columns/values.bin", response_class=Response, responses=BINARY)
 def column_values(
-    request: Request,
-    map_id: MapId,
+    map_id: ExistingMap,
     store: StoreDep,
+    settings: SettingsDep,
     name: Annotated[str, Query(description="the column")],
     contains: Annotated[
         str | None, Query(max_length=300, description="text columns: which points' value contains this")
@@ -42,7 +35,5 @@ def column_values(
 ):
     """One column for all points, in points order (the order of /points.bin); the format is in
     app/maps/columns.py `values_payload`. `X-Map-Version` names the version the values belong to."""
-    body, current = columns.values_payload(
-        store, map_id, name, request.app.state.settings.max_category_values, contains, version
-    )
-    return Response(body, media_type="application/octet-stream", headers={"X-Map-Version": str(current)})
+    body, current = columns.values_payload(store, map_id, name, settings.max_category_values, contains, version)
+    return Response(body, media_type="application/octet-stream", headers={MAP_VERSION_HEADER: str(current)})

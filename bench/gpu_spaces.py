@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
+from space_util import pct, timed  # noqa: E402
 
 from app.spaces import hub  # noqa: E402
 from app.spaces.base import DecodeRequest  # noqa: E402
@@ -46,28 +47,6 @@ def _module(space: str):
     from app.spaces import turbo
 
     return turbo, turbo.TurboSpace
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def _timed(fn, device: str) -> float:
-    _sync(device)
-    t = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - t
-
-
-def _pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    if not xs:
-        return float("nan")
-    k = (len(xs) - 1) * q
-    lo, hi = int(np.floor(k)), int(np.ceil(k))
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
 def _images(n: int, size: int = 256) -> list[Image.Image]:
@@ -117,20 +96,20 @@ def bench_space(space: str, args, device: str, workdir: Path) -> dict:
     v, latent = vector.vectors[0], vector.latents[0]
     sp.decode([DecodeRequest(vector=v, seed=0)])  # warm-up (kernels, allocator)
     sp.decode([DecodeRequest(vector=v, seed=0, preview=True)])
-    decode = [_timed(lambda i=i: sp.decode([DecodeRequest(vector=v, seed=i)]), device) for i in range(args.n)]
+    decode = [timed(lambda i=i: sp.decode([DecodeRequest(vector=v, seed=i)]), device) for i in range(args.n)]
     preview = [
-        _timed(lambda i=i: sp.decode([DecodeRequest(vector=v, seed=i, preview=True)]), device) for i in range(args.n)
+        timed(lambda i=i: sp.decode([DecodeRequest(vector=v, seed=i, preview=True)]), device) for i in range(args.n)
     ]
     img2img = [
-        _timed(lambda i=i: sp.decode([DecodeRequest(vector=v, seed=i, latent=latent, strength=0.8)]), device)
+        timed(lambda i=i: sp.decode([DecodeRequest(vector=v, seed=i, latent=latent, strength=0.8)]), device)
         for i in range(max(1, args.n // 2))
     ]
     texts = [f"a photo of thing number {i}" for i in range(64)]
-    text_s = _timed(lambda: sp.encode_text(texts), device)
+    text_s = timed(lambda: sp.encode_text(texts), device)
     imgs = _images(16)
-    image_s = _timed(lambda: sp.encode_images(imgs), device)
+    image_s = timed(lambda: sp.encode_images(imgs), device)
     prompts = texts[:4]
-    prompt_s = _timed(lambda: sp.encode_prompts(prompts), device)
+    prompt_s = timed(lambda: sp.encode_prompts(prompts), device)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
     return {
         "space": space,
@@ -144,10 +123,10 @@ def bench_space(space: str, args, device: str, workdir: Path) -> dict:
         "build_random_s": round(build_s, 2),
         "load_s": round(load_s, 2),
         "n": args.n,
-        "decode_p50_s": round(_pct(decode, 0.5), 4),
-        "decode_p95_s": round(_pct(decode, 0.95), 4),
-        "preview_p50_s": round(_pct(preview, 0.5), 4),
-        "preview_p95_s": round(_pct(preview, 0.95), 4),
+        "decode_p50_s": round(pct(decode, 0.5), 4),
+        "decode_p95_s": round(pct(decode, 0.95), 4),
+        "preview_p50_s": round(pct(preview, 0.5), 4),
+        "preview_p95_s": round(pct(preview, 0.95), 4),
         "img2img_0.8_p50_s": round(statistics.median(img2img), 4),
         "encode_text_per_s": round(len(texts) / text_s, 1),
         "encode_images_per_s": round(len(imgs) / image_s, 2),

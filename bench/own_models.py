@@ -32,31 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from space_util import pct, timed  # noqa: E402
 
 from app.spaces import hub, own_models, turbo  # noqa: E402
 from app.spaces.base import DecodeRequest  # noqa: E402
 from app.spaces.checkpoints import write_sd1_checkpoint  # noqa: E402
 from app.spaces.vith import CONFIG_DIR  # noqa: E402
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def _timed(fn, device: str) -> float:
-    _sync(device)
-    t = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - t
-
-
-def _pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    k = (len(xs) - 1) * q
-    lo, hi = int(np.floor(k)), int(np.ceil(k))
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
 def _paths(arch: dict, tiny: bool, workdir: Path) -> dict:
@@ -145,7 +126,7 @@ def main() -> int:
         def decode_times(variant):
             space.decode([DecodeRequest(vector=v, seed=0, variant=variant)])  # warm-up
             return [
-                _timed(lambda i=i: space.decode([DecodeRequest(vector=v, seed=i, variant=variant)]), device)
+                timed(lambda i=i: space.decode([DecodeRequest(vector=v, seed=i, variant=variant)]), device)
                 for i in range(args.n)
             ]
 
@@ -163,14 +144,14 @@ def main() -> int:
                 )
             for variant in [None] + ([space.variants()[0]["name"]] if count else []):
                 times = decode_times(variant)
-                p50 = _pct(times, 0.5)
+                p50 = pct(times, 0.5)
                 reference = reference or p50
                 rows.append(
                     {
                         "row": f"decode, {count} LoRA{'s' if count != 1 else ''} loaded, "
                         f"{'base' if variant is None else 'one LoRA on'}",
                         "p50_s": p50,
-                        "p95_s": _pct(times, 0.95),
+                        "p95_s": pct(times, 0.95),
                         "ratio": p50 / reference,
                     }
                 )

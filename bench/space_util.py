@@ -55,6 +55,21 @@ def pct(values, q):
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+def timed(fn, device: str = "cpu") -> float:
+    """Seconds one call of fn takes, with the GPU's queued work finished before and after."""
+    import time
+
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
 def machine() -> str:
     import platform
 

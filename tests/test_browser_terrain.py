@@ -1,0 +1,130 @@
+"""The terrain layer (issue #18) in a real headless Chromium against `latentmap serve --space digits`: a user turns
+"Show the space" on, the decoded tiles fill the empty map between the items, and the share link reproduces the
+layer (on, same opacity, same pixels) in a fresh page.
+
+Small on purpose: ten prompts, tiles of 4 x 4 cells of 16 px and zoom 1 at most (four tiles, 64 decodes).
+
+Run: pytest -m browser tests/test_browser_terrain.py   (screenshots: test-output/screenshots/terrain-*.png)
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.maps.demo import DIGIT_WORDS
+from tests.browser_util import empty_spot, new_page, screenshot, start_server, stop_server, wait_ready
+
+pytestmark = pytest.mark.browser
+
+TERRAIN_ENV = {
+    "LATENTMAP_CREATE_DEMO_MAP": "0",
+    "LATENTMAP_TERRAIN_CELLS": "4",
+    "LATENTMAP_TERRAIN_CELL_PX": "16",
+    "LATENTMAP_TERRAIN_MAX_ZOOM": "1",
+}
+SETTLE_MS = 240_000  # 64 digits decodes on a loaded 2-core machine
+PATCH = 24  # px each side of the empty spot that is compared
+
+
+@pytest.fixture(scope="module")
+def digits_server(tmp_path_factory):
+    server = start_server(tmp_path_factory.mktemp("latentmap-terrain"), space="digits", extra_env=TERRAIN_ENV)
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def digits_map(digits_server):
+    created = digits_server.create_map("Digits terrain")
+    digits_server.add_prompts(created["id"], created["edit_key"], DIGIT_WORDS)
+    return created["id"]
+
+
+def canvas_pixels(page) -> np.ndarray:
+    """What the map canvas shows, as an RGB array (a screenshot of its box: what the user sees)."""
+    png = page.locator("#map-canvas").screenshot()
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+
+
+def patch_at(pixels: np.ndarray, page, spot: tuple[float, float]) -> np.ndarray:
+    box = page.locator("#map-canvas").bounding_box()
+    cx, cy = int(spot[0] - box["x"]), int(spot[1] - box["y"])
+    return pixels[cy - PATCH : cy + PATCH, cx - PATCH : cx + PATCH]
+
+
+def spread(patch: np.ndarray) -> float:
+    """How far a patch is from one flat colour: the largest per-channel standard deviation."""
+    return float(patch.reshape(-1, 3).std(axis=0).max())
+
+
+def wait_settled(page) -> None:
+    page.wait_for_function("() => { const r = window.latentmap.renderer(); return r && r.settled; }", timeout=SETTLE_MS)
+
+
+def wait_terrain_drawn(page) -> None:
+    page.wait_for_function(
+        "() => { const r = window.latentmap.renderer(); return r && r.terrain && r.terrain.visible && r.settled; }",
+        timeout=SETTLE_MS,
+    )
+
+
+def no_problems(problems) -> None:
+    assert not problems.errors, problems.errors
+    assert not problems.dialogs, problems.dialogs
+    assert not problems.console_errors, problems.console_errors
+
+
+def test_show_the_space_draws_tiles_and_the_share_link_reproduces_them(digits_server, browser, digits_map):
+    context, page, problems = new_page(browser)
+    try:
+        page.goto(digits_server.url(f"/m/{digits_map}"))
+        wait_ready(page)
+        wait_settled(page)
+        toggle = page.locator("#terrain-toggle")
+        assert toggle.is_visible() and not toggle.is_checked()
+        assert page.locator("#terrain-opacity").is_disabled()  # nothing to fade while the layer is off
+        spot = empty_spot(page, min_distance=3 * PATCH)
+        background = patch_at(canvas_pixels(page), page, spot)
+        assert spread(background) < 1, "the empty map should be plain background before the layer is on"
+
+        toggle.check()  # as a user does: click "Show the space"
+        wait_terrain_drawn(page)
+        page.locator("#terrain-opacity").fill("60")
+        page.wait_for_function("window.latentmap.renderer().terrain.opacity === 0.6")
+        wait_terrain_drawn(page)
+        owner = canvas_pixels(page)
+        shown = patch_at(owner, page, spot)
+        # Decoded digits there now: the patch is no longer the background, and it is not one flat colour.
+        assert np.abs(shown - background).mean() > 8, np.abs(shown - background).mean()
+        assert spread(shown) > 4, spread(shown)
+        screenshot(page, "terrain-on")
+
+        link = page.input_value("#share-url")
+        assert "terrain=1" in link and "terrain_opacity=0.60" in link, link
+        no_problems(problems)
+    finally:
+        context.close()
+
+    context, visitor, visitor_problems = new_page(browser)
+    try:
+        visitor.goto(link)
+        wait_ready(visitor)
+        wait_terrain_drawn(visitor)
+        assert visitor.locator("#terrain-toggle").is_checked()
+        assert visitor.input_value("#terrain-opacity") == "60"
+        assert visitor.evaluate("window.latentmap.renderer().terrain.opacity") == pytest.approx(0.6)
+        again = canvas_pixels(visitor)
+        screenshot(visitor, "terrain-shared")
+        assert again.shape == owner.shape
+        # The same view, seed and tiles: the same picture (a share link's view is rounded: allow for edges).
+        assert np.abs(patch_at(again, visitor, spot) - shown).mean() < 3
+        assert np.abs(again - owner).mean() < 3
+        no_problems(visitor_problems)
+    finally:
+        context.close()

@@ -108,8 +108,10 @@ def _parse_tile(data: bytes):
     idx, x, y = take("<u4", n), take("<f4", n), take("<f4", n)
     tidx, tx, ty = take("<u4", m), take("<f4", m), take("<f4", m)
     kinds = take("u1", n)
-    assert off == len(data)
-    return idx, np.stack([x, y], 1), tidx, np.stack([tx, ty], 1), kinds
+    (length,) = take("<u4", 1)
+    ids = data[off : off + length].decode().split("\n") if length else []
+    assert off + length == len(data) and len(ids) == m
+    return idx, np.stack([x, y], 1), tidx, np.stack([tx, ty], 1), kinds, ids
 
 
 def test_tile_api_atlas_etag_and_errors(client, new_map):
@@ -123,8 +125,9 @@ def test_tile_api_atlas_etag_and_errors(client, new_map):
     v = info["version"]
     r = client.get(f"/api/maps/{map_id}/tiles/0/0/0.bin?v={v}")
     assert r.status_code == 200 and "immutable" in r.headers["cache-control"]
-    idx, xy, tidx, txy, kinds = _parse_tile(r.content)
+    idx, xy, tidx, txy, kinds, ids = _parse_tile(r.content)
     points = client.get(f"/api/maps/{map_id}/points").json()["points"]
+    assert ids == [points[i]["id"] for i in tidx]  # the page fetches these items' own thumbnails for close-ups
     assert sorted(idx.tolist()) == list(range(7))
     codes = {"text": 0, "image": 1, "generated": 2}
     for i, p, kind in zip(idx, xy, kinds):

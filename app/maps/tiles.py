@@ -42,6 +42,7 @@ from .store import NotFound, StaleVersion, Store
 
 MORTON_BITS = 20  # per axis: positions are quantised to 2^20 steps of the square (a millionth of its side)
 POINT_TILE_MAGIC = b"LMT1"
+POINT_TILE_LAYOUT = 2  # bumped when the tile body changes (part of the ETag): 2 = the pictures' ids at the end
 
 
 def _spread_bits(v: np.ndarray) -> np.ndarray:
@@ -167,7 +168,8 @@ def build_index(
         level[chosen] = z
     thumb_level = _thumb_levels(codes, priority, has_thumb[order], max_zoom, settings.tile_thumbs_side)
     fingerprint = hashlib.sha256(
-        f"{cap}/{cells_log2}/{max_zoom}/{settings.tile_thumbs_side}/{settings.tile_thumb_px}/{MORTON_BITS}".encode()
+        f"{cap}/{cells_log2}/{max_zoom}/{settings.tile_thumbs_side}/{settings.tile_thumb_px}/{MORTON_BITS}/"
+        f"{POINT_TILE_LAYOUT}".encode()
     ).hexdigest()[:10]
     return TileIndex(
         map_id=map_id,
@@ -224,9 +226,11 @@ class PointTile:
 
     def encode(self) -> bytes:
         """b"LMT1", uint32 n, uint32 m, uint32 index[n], float32 x[n], float32 y[n], uint32 thumb_index[m],
-        float32 thumb_x[m], float32 thumb_y[m], uint8 kind[n]; little-endian. Thumbnail k sits in atlas slot k
-        (column k % side, row k // side)."""
+        float32 thumb_x[m], float32 thumb_y[m], uint8 kind[n], uint32 ids_length, the pictures' item ids (UTF-8,
+        one a line, ids_length bytes); little-endian. Thumbnail k sits in atlas slot k (column k % side, row
+        k // side); its id lets the page fetch the item's own, sharper thumbnail for close-ups."""
         n, m = len(self.indices), len(self.thumb_indices)
+        ids = "\n".join(self.thumb_ids).encode()
         parts = [
             POINT_TILE_MAGIC,
             np.array([n, m], "<u4").tobytes(),
@@ -237,6 +241,8 @@ class PointTile:
             np.ascontiguousarray(self.thumb_xy[:, 0], "<f4").tobytes(),
             np.ascontiguousarray(self.thumb_xy[:, 1], "<f4").tobytes(),
             self.kinds.astype("u1").tobytes(),
+            np.array([len(ids)], "<u4").tobytes(),
+            ids,
         ]
         return b"".join(parts)
 

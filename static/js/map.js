@@ -5,7 +5,7 @@
 import { api } from "./api.js";
 import { el, initLargeTextToggle, isLargeText, onLargeTextChange, toast } from "./common.js";
 import { BINARY_POINTS_FROM, FAST_RENDER_FROM, KINDS, KIND_NAMES, MAP_BACKGROUND, MAP_BACKGROUND_HIGH_CONTRAST,
-  MAX_SEED, PENDING_TEXT } from "./core/constants.js";
+  MAX_SEED, PENDING_TEXT, WHOLE_POINTS_MAX } from "./core/constants.js";
 import { actions, emit, on, provide, renderer, setRenderer, shareStateChanged, start, state } from "./core/page.js";
 import { hasThumbnail, thumbnailUrl } from "./core/items.js";
 import { createRenderer } from "./render/map_renderer.js";
@@ -77,14 +77,24 @@ async function redraw({ fit = false, bounds = null } = {}) {
   $("map-empty").hidden = count > 0;
   hideTooltip();
   renderer().setStyle({ pointSize: pointSize(), opacity: pointOpacity() });
-  await renderer().setPoints(state.items, { fit, bounds });
+  const tiled = state.pointsFormat === "tiles";
+  await renderer().setPoints(state.items, { fit, bounds, tiled, tileInfo: tiled ? tileInfo : null });
   emit("points", { count });
 }
 
 function highlight() {
   if (!renderer()) return;
+  if (state.selectionPolygon) {
+    renderer().highlight({ polygon: state.selectionPolygon });
+    return;
+  }
   if (state.selection.length) {
     renderer().highlight(state.selection);
+    return;
+  }
+  if (state.pointsFormat === "tiles") {
+    // No index search over a sparse array of a million: the ring goes where the item is.
+    renderer().highlight({ points: state.selected ? [[state.selected.x, state.selected.y]] : [] });
     return;
   }
   const index = state.selected ? state.items.indexOf(state.selected) : -1;
@@ -92,7 +102,7 @@ function highlight() {
 }
 
 function setColors(colors) {
-  state.colors = colors && colors.by === "value" ? colors : { by: "kind" };
+  state.colors = colors && (colors.by === "value" || colors.dim) ? colors : { by: "kind" };
   return renderer().setColors(state.colors).then(() => emit("colors", { by: state.colors.by }));
 }
 
@@ -158,9 +168,28 @@ function parseBinaryPoints(buffer) {
   return items;
 }
 
-/** All points of the map: JSON (ids and labels) for ordinary maps, the compact binary form for large ones. */
+let tileInfo = null; // GET .../tiles of the version the page shows (tile-only maps)
+
+/** Maps too large to hold whole (or `?points=tiles`): the page downloads no points. */
+function tileOnly() {
+  const forced = new URLSearchParams(window.location.search).get("points");
+  if (forced === "tiles") return true;
+  return !["json", "bin"].includes(forced) && (state.meta.count || 0) > WHOLE_POINTS_MAX;
+}
+
+/**
+ * All points of the map: JSON (ids and labels) for ordinary maps, the compact binary form for large ones; for
+ * tile-only maps none at all: a sparse array as long as the map, filled on demand (itemAt) with the points the
+ * user hovers or clicks, which the renderer has from its tiles.
+ */
 async function fetchItems() {
   const base = `/api/maps/${encodeURIComponent(state.mapId)}`;
+  if (tileOnly()) {
+    tileInfo = await api(`${base}/tiles`);
+    state.pointsFormat = "tiles";
+    state.pointsVersion = tileInfo.version;
+    return new Array(tileInfo.count);
+  }
   const forced = new URLSearchParams(window.location.search).get("points");
   const binary = forced === "bin" || (forced !== "json" && (state.meta.count || 0) >= BINARY_POINTS_FROM);
   state.pointsFormat = binary ? "binary" : "json";
@@ -175,13 +204,24 @@ async function fetchItems() {
   return (data.points || []).filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
 }
 
+/** The item at points-order `index` (tile-only maps: made from the renderer's tile point, id and label on demand). */
+function itemAt(index) {
+  if (index < 0 || index >= state.items.length) return null;
+  if (state.items[index]) return state.items[index];
+  const point = renderer().pointAt(index);
+  if (!point) return null;
+  const item = { id: point.id || null, label: null, kind: point.kind, x: point.x, y: point.y, index };
+  state.items[index] = item;
+  return item;
+}
+
 const detailsLoading = new WeakMap();
 
 /** Make sure an item has its id and label (binary-loaded items get them on demand). */
 function itemDetails(item) {
   if (item.id !== null && item.label !== null) return Promise.resolve(item);
   if (!detailsLoading.has(item)) {
-    const index = state.items.indexOf(item);
+    const index = Number.isInteger(item.index) ? item.index : state.items.indexOf(item);
     detailsLoading.set(item, api(`/api/maps/${encodeURIComponent(state.mapId)}/points/${index}`)
       .then((p) => Object.assign(item, { id: p.id, label: p.label, kind: p.kind, thumbnail: p.thumbnail, pending: p.pending }))
       .finally(() => detailsLoading.delete(item)));
@@ -197,6 +237,7 @@ async function reloadPoints() {
 }
 
 function addItems(newItems) {
+  if (state.pointsFormat === "tiles") return reloadPoints(); // new tiles (a new version) hold them
   // Nothing on the map yet, so nothing can move: fit the fixed coordinate frame to the first items.
   const fit = !state.items.length && newItems.length > 0;
   state.items.push(...newItems);
@@ -204,11 +245,18 @@ function addItems(newItems) {
   return redraw({ fit });
 }
 
+/** An item was deleted on the server: drop it here (tile-only maps: the next version's tiles lack it). */
+function removeItem(item) {
+  if (state.pointsFormat === "tiles") return reloadPoints();
+  state.items = state.items.filter((p) => p !== item);
+  return redraw();
+}
+
 let pendingTimer = null;
 
 /** Prompts whose generated picture is still being made: ask again until every one has arrived. */
 function watchPending() {
-  if (pendingTimer || state.pointsFormat === "binary" || !state.items.some((p) => p.pending)) return;
+  if (pendingTimer || state.pointsFormat !== "json" || !state.items.some((p) => p.pending)) return;
   pendingTimer = setTimeout(async () => {
     pendingTimer = null;
     try {
@@ -268,6 +316,8 @@ function showFatal(title, message) {
 provide("redraw", redraw);
 provide("setColors", setColors);
 provide("itemDetails", itemDetails);
+provide("itemAt", itemAt);
+provide("removeItem", removeItem);
 provide("addItems", addItems);
 provide("refreshMeta", refreshMeta);
 provide("fitView", () => renderer().fitView());
@@ -278,8 +328,8 @@ on("points", highlight);
 on("contrast", () => { if (renderer()) renderer().setStyle({ background: background() }); });
 on("cursor", ({ px, py }) => {
   // Keyboard users get the tooltip of the item under the cursor too.
-  const index = renderer().pick(px, py, 12);
-  if (index >= 0) showTooltipFor(state.items[index], renderer().dataToScreen(state.items[index].x, state.items[index].y));
+  const item = itemAt(renderer().pick(px, py, 12));
+  if (item) showTooltipFor(item, renderer().dataToScreen(item.x, item.y));
   else hideTooltip();
 });
 
@@ -321,8 +371,9 @@ export async function boot() {
   });
   renderer().onHover((index, pos) => {
     state.hovered = index;
-    if (index < 0) hideTooltip();
-    else showTooltipFor(state.items[index], pos);
+    const item = index >= 0 ? itemAt(index) : null;
+    if (!item) hideTooltip();
+    else showTooltipFor(item, pos);
   });
   onLargeTextChange((on) => {
     renderer().setStyle({ pointSize: pointSize() });

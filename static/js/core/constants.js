@@ -18,9 +18,14 @@ export const MAX_PATH_STEPS = 24; // the server's max_path_steps
 export const MAX_TOUR_STEPS = 50; // the server's max_tour_steps
 export const MAX_LORA_SCALE = 2; // the server's max_lora_scale (default)
 export const MAX_COMPARE_PATH_STEPS = 12; // the server's max_compare_path_steps
+export const MAX_SELECTION_POLYGON_VERTICES = 2000; // the server's max_selection_polygon_vertices
 export const MAX_COORD_DECIMALS = 6; // the server keys its decode cache on 6 decimals: never send more
 
 export const BINARY_POINTS_FROM = 20000; // maps this large load /points.bin (9 bytes a point) instead of JSON
+// Up to this many points the page holds every point and the renderer draws them all; larger maps are tile-only: the
+// page downloads no points, it draws and picks from the tiles on screen and asks the server for the rest (label
+// match, selection by polygon, item details). `?points=tiles` forces it on a smaller map.
+export const WHOLE_POINTS_MAX = 20000;
 // Maps this large draw points as squares without alpha blending (measured in bench/render.py). `?render=fast|full`
 // overrides it.
 export const FAST_RENDER_FROM = 200000;

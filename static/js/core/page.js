@@ -23,10 +23,16 @@
 //
 // STATE (read by everyone; each field written only by the module named)
 //   mapId, editKey, meta, canEdit        map.js (meta: GET /api/maps/{id}; canEdit: the key works)
-//   items [{id, label, kind, x, y, thumbnail, pending}]   map.js (binary-loaded items: id/label null until fetched)
-//   pointsFormat "json"|"binary", pointsVersion, renderMode "fast"|"full", hovered (index under the pointer, or -1)
-//                                        map.js
-//   colors {by: "kind"} | {by: "value", values: number[], palette: [r,g,b,a][]}   panels/explore.js via setColors
+//   items [{id, label, kind, x, y, thumbnail, pending}]   map.js (binary-loaded items: id/label null until fetched;
+//                                        tile-only maps: a sparse array as long as the map, an entry {..., index}
+//                                        made by itemAt(index) when someone hovers or clicks that point)
+//   pointsFormat "json"|"binary"|"tiles", pointsVersion, renderMode "fast"|"full", hovered (index under the
+//                                        pointer, or -1)   map.js
+//   selectionPolygon, selectionCount    panels/explore.js: a lasso on a tile-only map is the polygon (the server
+//                                        counts and exports what is inside; selection stays []), else null
+//   colors {by: "kind"} | {by: "value", values: number[], palette: [r,g,b,a][]}
+//          | {by: "kind", dim: Uint8Array (1 = dimmed), dimColors: [r,g,b,a][] by kind} (tile-only maps: no kinds
+//          in the page)                  panels/explore.js via setColors
 //   seed, current {x, y, seed, url?, blob?, cache?}, history, decodeState, previewAvailable, lastDecodeMs
 //                                        panels/decode.js
 //   selected (an item or null)           panels/selected.js (select action)
@@ -36,7 +42,7 @@
 //
 // ACTIONS (provide(name, fn) by the owner; actions.name(...) by anyone; calling one nobody provided throws)
 //   decodeAt(x, y, {seed, fromHistory}), setSeed(seed, {decode}), select(item), setColors(colors), fitView(),
-//   itemDetails(item), redraw()
+//   itemDetails(item), itemAt(index) (the item, made from the tiles on tile-only maps), removeItem(item), redraw()
 //
 // RENDERER (map.js creates it and calls setRenderer; static/js/render/scatterplot.js is today's, regl-scatterplot)
 //   A renderer draws the points and owns the camera; nothing else may touch the drawing library. Data coordinates
@@ -44,7 +50,9 @@
 //     setPoints(items, {fit}) -> Promise     draw items [{x, y, kind}]; fit: frame the camera on them anew
 //     setColors(colors) -> Promise           state.colors (see above)
 //     setStyle({pointSize, opacity, background})
-//     highlight(indices)                     outline these points (selection)
+//     highlight(indices | {indices, polygon, points})   outline these points (selection), the points inside
+//                                            polygon, rings at these [x, y] spots
+//     pointAt(index) -> {x, y, kind, id?} | null   where a drawn point is (tile-only maps: from the tiles)
 //     view() -> {x, y, zoom}                 unrounded centre and zoom (1 / visible data height)
 //     setView({x, y, zoom}) -> Promise       resolves when the camera is there
 //     fitView() -> Promise                   the whole map in view
@@ -87,6 +95,8 @@ export const state = {
   lastDecodeMs: 0,
   selected: null,
   selection: [],
+  selectionPolygon: null,
+  selectionCount: 0,
   mode: "decode",
   kbdCursor: null,
   ready: false,

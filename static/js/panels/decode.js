@@ -186,7 +186,7 @@ $("new-seed-btn").addEventListener("click", () => {
 /** A click (or Enter) in decode mode: select the item under it, if any, and decode the spot. */
 function decodeClick({ px, py, x, y, keyboard }) {
   const index = renderer().pick(px, py, keyboard ? 12 : 3);
-  const item = index >= 0 ? state.items[index] : null;
+  const item = index >= 0 ? actions.itemAt(index) : null;
   actions.select(item);
   return decodeAt(roundTo(x), roundTo(y), { item });
 }

@@ -3,8 +3,8 @@
 
 import { api } from "../api.js";
 import { el, showError, toast } from "../common.js";
-import { DOUBLE_CLICK_PX, KIND_COLORS, KIND_NAMES, KINDS, MAP_BACKGROUND, MAX_PATH_POINTS, MAX_PATH_STEPS }
-  from "../core/constants.js";
+import { DOUBLE_CLICK_PX, KIND_COLORS, KIND_NAMES, KINDS, MAP_BACKGROUND, MAX_PATH_POINTS, MAX_PATH_STEPS,
+  MAX_SELECTION_POLYGON_VERTICES } from "../core/constants.js";
 import { actions, canvasSize, dataToScreen, decimals, emit, on, provide, register, renderer, roundTo, setView,
   shareStateChanged, state } from "../core/page.js";
 import { handle, mode, setMode, toggleMode } from "../core/pointer.js";
@@ -63,8 +63,18 @@ function items() {
   return state.items;
 }
 
+/** Tile-only maps: the page holds no points (state.items is sparse). */
+function tileOnly() {
+  return state.pointsFormat === "tiles";
+}
+
 function itemFor(entry) {
   const list = items();
+  if (tileOnly()) {
+    // The server's answer says all the page needs about the item (its index in points order it does not).
+    return { id: entry.id, label: entry.label, kind: entry.kind, x: entry.x, y: entry.y,
+      thumbnail: Boolean(entry.thumbnail_url), pending: false };
+  }
   if (entry.id) {
     const found = list.find((p) => p.id === entry.id);
     if (found) return found;
@@ -162,9 +172,9 @@ function matchesFilter() {
   return current && found.bits.length === items().length ? found.bits : null;
 }
 
-/** Maps loaded from /points.bin hold no labels in the page: the server matches them (one bit a point). */
+/** Maps loaded from /points.bin (or tile-only) hold no labels in the page: the server matches them (a bit a point). */
 function labelsOnServer() {
-  return state.pointsFormat === "binary";
+  return state.pointsFormat !== "json";
 }
 
 async function fetchServerMatch() {
@@ -221,12 +231,20 @@ async function applyColorsNow() {
     ({ palette, category } = columnColors(ex.column));
   } else {
     palette = KIND_COLORS.map((c) => hexToRgba(c));
-    category = (i) => Math.max(0, KINDS.indexOf(list[i].kind));
+    if (!tileOnly()) category = (i) => Math.max(0, KINDS.indexOf(list[i].kind));
   }
   const hiddenCodes = columnHiddenCodes();
   const kindPlain = palette.length === KIND_COLORS.length && !match && ex.colorMode === "kind";
+  // Fast rendering (very large maps) draws without alpha blending: dim by mixing with the background instead.
+  const fast = state.renderMode === "fast";
+  const dimOf = (colours) => colours.map(([r, g, b]) => (fast ? [r, g, b].map((c, k) => c * 0.12 + BACKGROUND[k] * 0.88)
+    .concat(1) : [r, g, b, 0.12]));
   if (kindPlain) {
     await actions.setColors({ by: "kind" });
+  } else if (tileOnly() && category === undefined) {
+    // Tile-only maps hold no kinds: the renderer colours its tiles' points by kind, dimming those not matching.
+    const dim = match ? Uint8Array.from(match, (ok) => (ok ? 0 : 1)) : null;
+    await actions.setColors({ by: "kind", dim, dimColors: dimOf(palette) });
   } else {
     const values = new Array(list.length);
     for (let i = 0; i < list.length; i += 1) {
@@ -234,11 +252,7 @@ async function applyColorsNow() {
       const dim = (match && !match[i]) || (hiddenCodes && hiddenCodes.has(ex.column.values[i]));
       values[i] = dim ? c + palette.length : c;
     }
-    // Fast rendering (very large maps) draws without alpha blending: dim by mixing with the background instead.
-    const fast = state.renderMode === "fast";
-    const dimmed = palette.map(([r, g, b]) => (fast ? [r, g, b].map((c, k) => c * 0.12 + BACKGROUND[k] * 0.88).concat(1)
-      : [r, g, b, 0.12]));
-    await actions.setColors({ by: "value", values, palette: [...palette, ...dimmed] });
+    await actions.setColors({ by: "value", values, palette: [...palette, ...dimOf(palette)] });
   }
   ex.lastCount = layoutKey();
   renderLegend(ex.colorMode, match);
@@ -806,8 +820,44 @@ function insidePolygon(x, y, polygon) {
   return inside;
 }
 
+/** At most the server's vertex limit: a long drag keeps every k-th vertex (the shape stays, to a few pixels). */
+function thinned(polygon) {
+  if (polygon.length <= MAX_SELECTION_POLYGON_VERTICES) return polygon;
+  const step = Math.ceil(polygon.length / MAX_SELECTION_POLYGON_VERTICES);
+  return polygon.filter((_, i) => i % step === 0);
+}
+
+/** Tile-only maps: the server counts what is inside the lasso (POST /selection {polygon, version}); the export
+ *  sends the polygon again. */
+async function selectByPolygon(polygon) {
+  const shape = thinned(polygon).map(([x, y]) => [x, y]);
+  state.selection = [];
+  state.selectionPolygon = shape;
+  state.selectionCount = null; // counting
+  showError($("explore-selection-error"), "");
+  emit("selection", { indices: [], polygon: shape });
+  renderSelection();
+  try {
+    const data = await api(`${base}/selection`, { method: "POST",
+      json: { polygon: shape, version: state.pointsVersion, format: "count" } });
+    if (state.selectionPolygon !== shape) return; // another lasso since
+    state.selectionCount = data.count;
+  } catch (err) {
+    if (state.selectionPolygon !== shape) return;
+    state.selectionPolygon = null;
+    state.selectionCount = 0;
+    emit("selection", { indices: [] });
+    showError($("explore-selection-error"), `Could not select inside the lasso. ${err.message}`);
+  }
+  renderSelection();
+}
+
 handle("lasso", {
   lasso(polygon) {
+    if (tileOnly()) {
+      selectByPolygon(polygon);
+      return;
+    }
     const chosen = [];
     items().forEach((p, i) => { if (insidePolygon(p.x, p.y, polygon)) chosen.push(i); });
     setSelection(chosen);
@@ -829,29 +879,41 @@ function renderLassoButton() {
 }
 
 function setSelection(indices) {
+  state.selectionPolygon = null;
+  state.selectionCount = 0;
   state.selection = [...new Set(indices)].filter((i) => i >= 0 && i < items().length).sort((a, b) => a - b);
   emit("selection", { indices: state.selection });
   renderSelection();
 }
 
 function renderSelection() {
-  const n = state.selection.length;
+  const byPolygon = Boolean(state.selectionPolygon);
+  const n = byPolygon ? state.selectionCount : state.selection.length;
   const info = $("explore-selection-info");
+  if (n === null) {
+    info.textContent = "Counting the points inside the lasso…";
+    info.dataset.count = "";
+    for (const id of ["explore-export-csv", "explore-export-json", "explore-export-zip"]) $(id).disabled = true;
+    return;
+  }
   if (!n) {
     info.textContent = "Nothing selected.";
   } else {
-    const names = state.selection.slice(0, 3).map((i) => items()[i].label).filter((l) => l !== null);
+    // Tile-only maps hold few labels: name those the page has.
+    const names = state.selection.slice(0, 3).map((i) => (items()[i] ? items()[i].label : null)).filter((l) => l);
     const more = n > names.length ? ", …" : ".";
     info.textContent = `${n} point${n === 1 ? "" : "s"} selected${names.length ? `: ${names.join(", ")}${more}` : "."}`;
   }
   info.dataset.count = String(n);
-  for (const id of ["explore-export-csv", "explore-export-json", "explore-export-zip", "explore-selection-clear"]) $(id).disabled = !n;
+  for (const id of ["explore-export-csv", "explore-export-json", "explore-export-zip"]) $(id).disabled = !n;
+  $("explore-selection-clear").disabled = !n && !byPolygon;
 }
 
 /** The selection as the export request names it: ids, or (binary-loaded maps, no ids) indices + version. */
 function selectionRequest() {
   const list = items();
-  if (state.selection.every((i) => list[i].id)) return { item_ids: state.selection.map((i) => list[i].id) };
+  if (state.selectionPolygon) return { polygon: state.selectionPolygon, version: state.pointsVersion };
+  if (state.selection.every((i) => list[i] && list[i].id)) return { item_ids: state.selection.map((i) => list[i].id) };
   return { indices: state.selection, version: state.pointsVersion };
 }
 
@@ -887,7 +949,7 @@ function onPointsChanged() {
   // Items were added, deleted or re-projected: indices and per-point values are stale.
   ex.lastCount = key;
   ex.clusters = null;
-  if (state.selection.length) setSelection([]);
+  if (state.selection.length || state.selectionPolygon) setSelection([]);
   if (ex.showClusterLabels) setClusterLabels(true);
   if (ex.colorMode.startsWith("column:")) setColorMode(ex.colorMode);
   else if (ex.colorMode === "cluster") setColorMode("cluster");

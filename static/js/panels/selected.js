@@ -91,8 +91,7 @@ async function deleteSelected() {
       method: "DELETE", editKey: state.editKey,
     });
     select(null);
-    state.items = state.items.filter((p) => p !== item);
-    await actions.redraw();
+    await actions.removeItem(item);
     toast("Item deleted.");
   } catch (err) {
     toast(`Could not delete the item. ${err.message}`, "error");

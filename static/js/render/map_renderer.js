@@ -10,15 +10,27 @@
 // What is drawn: pictures and, on big maps, points come from the server's quadtree tiles (GET
 // /api/maps/{id}/tiles/{z}/{x}/{y}.bin and .webp, app/maps/tiles.py): only the tiles on screen are fetched and
 // drawn, so a 1M-item map costs a frame what a few thousand points do. Maps up to WHOLE_POINTS_MAX points are drawn
-// whole from the items the page holds (every point visible, colours and rings by index). A picture is drawn once
-// its tile cell is at least MIN_PICTURE_PX on screen (further out: dots), and as large as the room to its nearest
-// neighbour allows, up to MAX_PICTURE_PX.
+// whole from the items the page holds (every point visible, colours and rings by index); larger ones are "tiled":
+// the page holds no points at all (items is a sparse array of that length), picks, tooltips and rings come from the
+// tiles' points. A picture is drawn once its tile cell is at least MIN_PICTURE_PX on screen (further out: dots),
+// and as large as the room to its nearest neighbour allows, up to MAX_PICTURE_PX; drawn larger than its atlas cell,
+// a few pictures on screen are replaced by the item's own thumbnail (sharper).
+//
+// Frame budget: a texture upload (atlas, thumbnail, terrain image) costs software GL tens of ms, so a frame uploads
+// at most UPLOADS_PER_FRAME of them and asks for another frame for the rest; images are decoded off the main thread
+// (createImageBitmap, already premultiplied, so the upload converts nothing).
 
-import { KIND_COLORS, MAP_BACKGROUND } from "../core/constants.js";
+import { KIND_COLORS, MAP_BACKGROUND, WHOLE_POINTS_MAX } from "../core/constants.js";
 import { TileSet, tileBounds } from "./tileset.js";
 
 const LIBRARY = "latentmap WebGL2 renderer";
-export const WHOLE_POINTS_MAX = 20000; // up to this many points the page's own items are drawn, all of them
+export { WHOLE_POINTS_MAX };
+const UPLOADS_PER_FRAME = 1; // texture uploads a frame may make (the rest wait for the next frames)
+const SHARP_MAX_ON_SCREEN = 48; // own thumbnails replace atlas pictures only when this few are enlarged on screen
+const SHARP_CACHE = 128; // own thumbnails kept (textures)
+const SHARP_REQUESTS = 4; // own thumbnails loading at once
+const SHARP_FROM = 1.15; // a picture drawn this much larger than its atlas cell (device px) gets its own thumbnail
+const BITMAP_OPTIONS = { premultiplyAlpha: "premultiply", colorSpaceConversion: "none" };
 const POINT_TILE_PX = 512; // a point tile spans about this many screen pixels
 const MIN_PICTURE_PX = 28; // pictures smaller than this would not read: dots instead
 const MAX_PICTURE_PX = 160;
@@ -81,6 +93,13 @@ function parsePointTile(buffer) {
   const txs = take(Float32Array, m);
   const tys = take(Float32Array, m);
   const kinds = take(Uint8Array, n);
+  // After the kinds: uint32 byte length, then the pictures' item ids, UTF-8, one a line (slot order).
+  let thumbIds = [];
+  if (buffer.byteLength >= off + 4) {
+    const length = new DataView(buffer, off, 4).getUint32(0, true);
+    const text = new TextDecoder().decode(new Uint8Array(buffer, off + 4, length));
+    thumbIds = text ? text.split("\n") : [];
+  }
   // Room: distance (max-norm) to the tile's nearest other picture, in map units.
   const room = new Float32Array(m).fill(Infinity);
   for (let a = 0; a < m; a++) for (let b = a + 1; b < m; b++) {
@@ -88,7 +107,7 @@ function parsePointTile(buffer) {
     if (d < room[a]) room[a] = d;
     if (d < room[b]) room[b] = d;
   }
-  return { n, m, index, xs, ys, kinds, thumbIndex, txs, tys, room };
+  return { n, m, index, xs, ys, kinds, thumbIndex, txs, tys, room, thumbIds };
 }
 
 async function fetchChecked(url, signal, stats, headers = undefined) {
@@ -119,8 +138,15 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
   const viewListeners = [];
   const hoverListeners = [];
   let items = [];
+  let tiled = false; // the page holds no points (a sparse items array): points, picks and rings from the tiles
   let colors = { by: "kind" };
-  let highlighted = [];
+  let highlighted = []; // indices (whole maps: rings from items; tiled maps: a mask over the tiles' points)
+  let highlightPolygon = null; // tiled maps: rings on the tiles' points inside it (a server-side lasso)
+  let highlightPoints = []; // [[x, y], ...] rings at these spots (tiled maps: the selected item)
+  let highlightMask = null;
+  let highlightGeneration = 0;
+  let uploadsLeft = UPLOADS_PER_FRAME;
+  let uploadsWaiting = false;
   let size = pointSize;
   let alpha = opacity;
   let background = hexColor(MAP_BACKGROUND);
@@ -219,7 +245,13 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
     return { vao, count: m * 6, origin, buffers: [buf] };
   }
 
+  /** A texture of a (premultiplied) ImageBitmap; null when this frame's upload budget is spent (try next frame). */
   function texture(image) {
+    if (uploadsLeft <= 0) {
+      uploadsWaiting = true;
+      return null;
+    }
+    uploadsLeft -= 1;
     const tex = gl.createTexture();
     gl.bindTexture(gl.TEXTURE_2D, tex);
     gl.pixelStorei(gl.UNPACK_PREMULTIPLY_ALPHA_WEBGL, true);
@@ -248,12 +280,18 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
     const byKind = kindRgba();
     const values = colors.by === "value" ? colors.values : null;
     const palette = colors.by === "value" ? colors.palette : null;
+    // {by: "kind", dim, dimColors}: kind colours, points whose dim[index] is true drawn in dimColors (tiled maps
+    // hold no kinds to make palette indices of).
+    const dim = colors.by === "kind" && colors.dim ? colors.dim : null;
+    const dimRgba = dim && colors.dimColors ? colors.dimColors.map((p) => p.map((v) => Math.round(v * 255))) : null;
     for (let i = 0; i < n; i++) {
       let c;
       if (values && palette && palette.length) {
         // state.colors: values are palette indices, palette entries [r, g, b, a] in 0..1.
         const p = palette[Math.max(0, Math.min(palette.length - 1, Number(values[indices[i]]) | 0))];
         c = [p[0] * 255, p[1] * 255, p[2] * 255, (p[3] ?? 1) * 255];
+      } else if (dimRgba && dim[indices[i]]) {
+        c = dimRgba[kinds[i]] || dimRgba[2];
       } else {
         c = byKind[kinds[i]] || byKind[2];
       }
@@ -270,7 +308,7 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
   function rebuildWhole() {
     free(whole);
     whole = null;
-    if (items.length === 0 || items.length > WHOLE_POINTS_MAX) return;
+    if (items.length === 0 || tiled) return;
     const n = items.length;
     const xs = new Float64Array(n);
     const ys = new Float64Array(n);
@@ -285,11 +323,34 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
   function rebuildRings() {
     free(rings);
     rings = null;
-    const chosen = highlighted.filter((i) => items[i]);
-    if (!chosen.length) return;
-    const xs = chosen.map((i) => items[i].x);
-    const ys = chosen.map((i) => items[i].y);
-    rings = pointBuffers(xs, ys, new Uint8Array(4 * chosen.length).fill(255), origin());
+    highlightGeneration += 1;
+    highlightMask = null;
+    if (tiled && highlighted.length) {
+      highlightMask = new Uint8Array(items.length);
+      for (const i of highlighted) if (i >= 0 && i < items.length) highlightMask[i] = 1;
+    }
+    const chosen = tiled ? [] : highlighted.filter((i) => items[i]);
+    const xs = [...chosen.map((i) => items[i].x), ...highlightPoints.map((p) => p[0])];
+    const ys = [...chosen.map((i) => items[i].y), ...highlightPoints.map((p) => p[1])];
+    if (!xs.length) return;
+    rings = pointBuffers(xs, ys, new Uint8Array(4 * xs.length).fill(255), origin());
+  }
+
+  /** Tiled maps: rings on this tile's highlighted points (by index mask or inside the lasso polygon). */
+  function tileRings(d) {
+    if (d.ringGeneration === highlightGeneration) return d.rings;
+    free(d.rings);
+    d.rings = null;
+    d.ringGeneration = highlightGeneration;
+    if (!highlightMask && !highlightPolygon) return null;
+    const xs = [];
+    const ys = [];
+    for (let i = 0; i < d.n; i++) {
+      const on = highlightMask ? highlightMask[d.index[i]] : insidePolygon(d.xs[i], d.ys[i], highlightPolygon);
+      if (on) { xs.push(d.xs[i]); ys.push(d.ys[i]); }
+    }
+    if (xs.length) d.rings = pointBuffers(xs, ys, new Uint8Array(4 * xs.length).fill(255), origin());
+    return d.rings;
   }
 
   function origin() {
@@ -309,11 +370,16 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
       }
       if (data.m) {
         const body = await fetchChecked(`${base}.webp?v=${info.version}`, signal, stats);
-        data.atlas = await createImageBitmap(new Blob([body], { type: "image/webp" }));
+        data.atlas = await createImageBitmap(new Blob([body], { type: "image/webp" }), BITMAP_OPTIONS);
       }
       return data;
     },
-    unload: (data) => { free(data.points); free(data.pictures); if (data.atlas && data.atlas.close) data.atlas.close(); },
+    unload: (data) => {
+      free(data.points);
+      free(data.pictures);
+      free(data.rings);
+      if (data.atlas && data.atlas.close) data.atlas.close();
+    },
     onChange: () => queueFrame(),
   });
   const terrainTiles = new TileSet({
@@ -323,7 +389,7 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
       if (terrain.variant) params.set("variant", terrain.variant);
       const url = `/api/maps/${encodeURIComponent(mapId)}/terrain/${t.z}/${t.x}/${t.y}.png?${params}`;
       const body = await fetchChecked(url, signal, stats, { "X-Terrain-Client": terrainClient });
-      return { image: await createImageBitmap(new Blob([body], { type: "image/png" })) };
+      return { image: await createImageBitmap(new Blob([body], { type: "image/png" }), BITMAP_OPTIONS) };
     },
     unload: (data) => { free(data.quad); if (data.image && data.image.close) data.image.close(); },
     onChange: () => queueFrame(),
@@ -335,8 +401,11 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
     return d.points;
   }
 
+  /** The tile's pictures (null until its atlas is uploaded: at most UPLOADS_PER_FRAME a frame). */
   function tilePictures(d) {
     if (!d.pictures && d.atlas) {
+      const tex = texture(d.atlas);
+      if (!tex) return null;
       const side = tileInfo.thumbs_side;
       const cell = tileInfo.thumb_px;
       const W = d.atlas.width;
@@ -351,7 +420,7 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
         uv.push([x / W, y / H, (x + cell) / W, (y + cell) / H]);
       }
       d.pictures = quadBuffers(centers, uv, d.room, origin());
-      d.pictures.tex = texture(d.atlas);
+      d.pictures.tex = tex;
     }
     return d.pictures;
   }
@@ -364,8 +433,13 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
     tileRequest = request;
     const info = await request;
     if (tileRequest !== request) return; // a newer refresh won
+    useTileInfo(info);
+  }
+
+  function useTileInfo(info) {
     tileInfo = info;
     tiles.reset({ origin: info.origin, size: info.size }, info.max_zoom);
+    clearSharp();
     queueFrame();
   }
 
@@ -479,8 +553,121 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
   let drawnPictureTiles = [];
   let drawnPointTiles = [];
 
+  // ------------------------------------------------------------ own thumbnails (sharp close-ups) ----
+  const sharp = new Map(); // item id -> {state: 'loading'|'done'|'failed', bitmap, tex, quads: Map, used}
+  let sharpActive = 0;
+  let sharpQueue = [];
+
+  function clearSharp() {
+    for (const entry of sharp.values()) freeSharp(entry);
+    sharp.clear();
+    sharpQueue = [];
+  }
+
+  function freeSharp(entry) {
+    if (entry.controller) entry.controller.abort();
+    if (entry.tex) gl.deleteTexture(entry.tex);
+    for (const q of (entry.quads || new Map()).values()) free({ vao: q.vao, buffers: q.buffers });
+    if (entry.bitmap && entry.bitmap.close) entry.bitmap.close();
+  }
+
+  /** The item's own thumbnail, fitted into a square (centred, aspect kept) like an atlas cell. */
+  async function loadSharp(id, entry) {
+    const body = await fetchChecked(`/api/items/${encodeURIComponent(id)}/thumbnail`, entry.controller.signal, stats);
+    const image = await createImageBitmap(new Blob([body]), BITMAP_OPTIONS);
+    const side = Math.max(image.width, image.height);
+    if (image.width === image.height) return image;
+    const square = new OffscreenCanvas(side, side);
+    square.getContext("2d").drawImage(image, (side - image.width) / 2, (side - image.height) / 2);
+    image.close();
+    return createImageBitmap(square, BITMAP_OPTIONS);
+  }
+
+  function pumpSharp() {
+    while (sharpActive < SHARP_REQUESTS && sharpQueue.length) {
+      const id = sharpQueue.shift();
+      const entry = sharp.get(id);
+      if (!entry || entry.state !== "queued") continue;
+      entry.state = "loading";
+      entry.controller = new AbortController();
+      sharpActive += 1;
+      loadSharp(id, entry).then((bitmap) => {
+        if (sharp.get(id) !== entry) { bitmap.close(); return; }
+        entry.bitmap = bitmap;
+        entry.state = "done";
+      }, () => {
+        entry.state = "failed";
+      }).finally(() => {
+        entry.controller = null;
+        sharpActive -= 1;
+        queueFrame();
+        pumpSharp();
+      });
+    }
+  }
+
+  function evictSharp(keep) {
+    if (sharp.size <= SHARP_CACHE) return;
+    const old = [...sharp.entries()].filter(([id, e]) => !keep.has(id) && e.state !== "loading")
+      .sort((a, b) => a[1].used - b[1].used);
+    for (const [id, e] of old.slice(0, sharp.size - SHARP_CACHE)) { freeSharp(e); sharp.delete(id); }
+  }
+
+  /** Pictures on screen drawn larger than their atlas cell: when few, draw the items' own thumbnails over them. */
+  function drawSharp(dpr, rect) {
+    const cell = tileInfo ? tileInfo.thumb_px : 64;
+    const wanted = [];
+    for (const entry of drawnPictureTiles) {
+      const d = entry.d;
+      for (let k = 0; k < d.m; k++) {
+        const id = d.thumbIds[k];
+        if (!id) continue;
+        const px = pictureSize(entry, k);
+        if (px * dpr < cell * SHARP_FROM) continue;
+        const half = px / 2 / camera.scale;
+        if (d.txs[k] + half < rect[0] || d.txs[k] - half > rect[2] || d.tys[k] + half < rect[1] || d.tys[k] - half > rect[3]) continue;
+        wanted.push({ entry, k, id });
+        if (wanted.length > SHARP_MAX_ON_SCREEN) return 0;
+      }
+    }
+    const now = performance.now();
+    const keep = new Set(wanted.map((w) => w.id));
+    let drawnSharp = 0;
+    for (const { entry, k, id } of wanted) {
+      let s = sharp.get(id);
+      if (!s) {
+        s = { state: "queued", used: now, quads: new Map() };
+        sharp.set(id, s);
+        sharpQueue.push(id);
+      }
+      s.used = now;
+      if (s.state !== "done") continue;
+      if (!s.tex) {
+        s.tex = texture(s.bitmap);
+        if (!s.tex) continue;
+        s.side = s.bitmap.width;
+        s.bitmap.close();
+        s.bitmap = null;
+      }
+      const d = entry.d;
+      const key = `${d.txs[k]},${d.tys[k]},${d.room[k]}`;
+      let q = s.quads.get(key);
+      if (!q) {
+        q = quadBuffers(new Float64Array([d.txs[k], d.tys[k]]), [[0, 0, 1, 1]], new Float32Array([d.room[k]]), origin());
+        s.quads.set(key, q);
+      }
+      drawQuads({ ...q, tex: s.tex }, { factor: 0.9, minPx: entry.basePx, maxPx: MAX_PICTURE_PX });
+      drawnSharp += 1;
+    }
+    if (tiles.settled()) pumpSharp(); // after the tiles: they matter more
+    evictSharp(keep);
+    return drawnSharp;
+  }
+
   function draw() {
     const dpr = resize();
+    uploadsLeft = UPLOADS_PER_FRAME;
+    uploadsWaiting = false;
     gl.viewport(0, 0, canvas.width, canvas.height);
     gl.clearColor(...background);
     gl.clear(gl.COLOR_BUFFER_BIT);
@@ -495,10 +682,12 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
         const d = tile.data;
         if (!d) continue;
         if (!d.quad) {
+          const tex = texture(d.image);
+          if (!tex) continue;
           const b = tileBounds(terrainTiles.square, tile.z, tile.x, tile.y);
           d.quad = quadBuffers(new Float64Array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2]), [[0, 0, 1, 1]],
             new Float32Array([b[2] - b[0]]), origin());
-          d.quad.tex = texture(d.image);
+          d.quad.tex = tex;
         }
         drawQuads(d.quad, { factor: 1, minPx: 0, maxPx: 1e9, opacity: terrain.opacity ?? 0.85 });
       }
@@ -512,7 +701,7 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
     if (whole) {
       drawPoints(whole, dpr);
       points = whole.n;
-    } else if (items.length > WHOLE_POINTS_MAX) {
+    } else if (tiled) {
       for (const tile of drawn) {
         if (!tile.data || !tile.data.n) continue;
         drawPoints(tilePoints(tile.data), dpr);
@@ -528,19 +717,33 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
       if (!d || !d.atlas) continue;
       const cellPx = (tiles.square.size / 2 ** tile.z / tileInfo.thumbs_side) * camera.scale;
       if (cellPx < MIN_PICTURE_PX) continue;
+      const quads = tilePictures(d);
+      if (!quads) continue; // its atlas goes up in a later frame
       const basePx = Math.min(MAX_PICTURE_PX, cellPx * 0.8); // neighbouring cells' pictures overlap less
-      drawQuads(tilePictures(d), { factor: 0.9, minPx: basePx, maxPx: MAX_PICTURE_PX });
+      drawQuads(quads, { factor: 0.9, minPx: basePx, maxPx: MAX_PICTURE_PX });
       drawnPictureTiles.push({ d, basePx });
       pictures += d.m;
       picturePx = basePx;
     }
+    const sharpDrawn = drawnPictureTiles.length ? drawSharp(dpr, rect) : 0;
+    if (tiled && (highlightMask || highlightPolygon)) {
+      for (const d of drawnPointTiles) {
+        const r = tileRings(d);
+        if (r) drawPoints(r, dpr, { ring: true, sizePx: size + 8 });
+      }
+    }
     if (rings) drawPoints(rings, dpr, { ring: true, sizePx: size + 8 });
     gl.bindVertexArray(null);
+    if (uploadsWaiting) {
+      settled = false; // pictures still to go up: not everything of this view is drawn yet
+      queueFrame();
+    }
     stats.frames += 1;
     stats.tiles = drawn.length;
     stats.points = points;
     stats.pictures = pictures;
     stats.picturePx = picturePx;
+    stats.sharp = sharpDrawn;
     drawnSettled = settled;
   }
 
@@ -563,9 +766,11 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
     return null;
   }
 
+  const known = (index) => index >= 0 && index < items.length && (tiled || Boolean(items[index]));
+
   function pick(px, py, slop = 3) {
     const picture = pickPicture(px, py);
-    if (picture && items[picture.index]) return picture.index;
+    if (picture && known(picture.index)) return picture.index;
     let best = -1;
     let bestDistance = size / 2 + slop;
     const consider = (index, x, y) => {
@@ -575,7 +780,22 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
     };
     if (whole) for (let i = 0; i < whole.n; i++) consider(i, whole.xs[i], whole.ys[i]);
     else for (const d of drawnPointTiles) for (let i = 0; i < d.n; i++) consider(d.index[i], d.xs[i], d.ys[i]);
-    return best >= 0 && items[best] ? best : -1;
+    return known(best) ? best : -1;
+  }
+
+  /** Where point `index` is drawn and its kind: {x, y, kind} (tiled maps: from the tiles in memory), or null. */
+  function pointAt(index) {
+    if (!tiled) return items[index] ? { x: items[index].x, y: items[index].y, kind: items[index].kind } : null;
+    const kindNames = ["text", "image", "generated"];
+    const search = (d) => {
+      for (let i = 0; i < d.n; i++) if (d.index[i] === index) return { x: d.xs[i], y: d.ys[i], kind: kindNames[d.kinds[i]] || "generated" };
+      for (let k = 0; k < d.m; k++) if (d.thumbIndex[k] === index) return { x: d.txs[k], y: d.tys[k], kind: "image", id: d.thumbIds[k] || null };
+      return null;
+    };
+    for (const entry of drawnPictureTiles) { const found = search(entry.d); if (found) return found; }
+    for (const d of drawnPointTiles) { const found = search(d); if (found) return found; }
+    for (const t of tiles.cache.values()) if (t.data) { const found = search(t.data); if (found) return found; }
+    return null;
   }
 
   // ------------------------------------------------------------ input: pan, zoom, hover ----
@@ -628,9 +848,10 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
       const index = pick(px, py, 3);
       if (index === hovered) return;
       hovered = index;
+      const point = index >= 0 ? pointAt(index) : null;
       for (const fn of hoverListeners) {
-        if (index < 0) fn(-1);
-        else fn(index, dataToScreen(items[index].x, items[index].y));
+        if (index < 0 || !point) fn(-1);
+        else fn(index, dataToScreen(point.x, point.y), point);
       }
     });
   }
@@ -645,25 +866,32 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
       if (t.data.points) total += 12 * t.data.n;
       if (t.data.pictures && t.data.atlas) total += 4 * t.data.atlas.width * t.data.atlas.height;
     }
+    for (const e of sharp.values()) if (e.tex) total += 4 * e.side * e.side;
     for (const t of terrainTiles.cache.values()) if (t.data && t.data.quad) total += 4 * t.data.image.width * t.data.image.height;
     return total;
   }
 
   // ------------------------------------------------------------ interface ----
   return {
-    async setPoints(next, { fit: refit = false, bounds: given = null } = {}) {
+    /**
+     * tiled: the page holds no points (next is a sparse array as long as the map; default: more than
+     * WHOLE_POINTS_MAX items); tileInfo: GET .../tiles when the caller has it already.
+     */
+    async setPoints(next, { fit: refit = false, bounds: given = null, tiled: tileOnly = null, tileInfo: info = null } = {}) {
       items = next;
+      tiled = tileOnly === null ? items.length > WHOLE_POINTS_MAX : Boolean(tileOnly);
       tiles.paused = true; // the map version moved on: tiles of the old one would answer 409
-      if (refit || !bounds) bounds = given || boundsOf(items);
+      if (refit || !bounds) bounds = given || (tiled ? null : boundsOf(items));
       rebuildWhole();
       rebuildRings();
-      const refreshed = refreshTiles().catch((err) => console.warn("latentmap: point tiles", err));
+      const refreshed = info ? Promise.resolve(useTileInfo(info))
+        : refreshTiles().catch((err) => console.warn("latentmap: point tiles", err));
       if (refit) await fit();
       await refreshed;
       return nextFrame();
     },
     setColors(next) {
-      colors = next && next.by === "value" ? next : { by: "kind" };
+      colors = next && (next.by === "value" || next.dim) ? next : { by: "kind" };
       rebuildWhole();
       for (const t of tiles.cache.values()) if (t.data && t.data.points) { free(t.data.points); t.data.points = null; }
       return nextFrame();
@@ -674,8 +902,13 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
       if (nextBackground !== undefined) background = hexColor(nextBackground);
       queueFrame();
     },
-    highlight(indices) {
+    /** indices, or {indices, polygon, points}: rings on these points, on the points inside polygon (tiled maps:
+     *  the tiles' points), at these [x, y] spots. */
+    highlight(spec) {
+      const { indices = [], polygon = null, points = [] } = Array.isArray(spec) ? { indices: spec } : spec || {};
       highlighted = [...indices];
+      highlightPolygon = polygon && polygon.length >= 3 ? polygon.map(([x, y]) => [x, y]) : null;
+      highlightPoints = points.map(([x, y]) => [x, y]);
       rebuildRings();
       queueFrame();
     },
@@ -691,6 +924,7 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
     dataToScreen,
     screenToData,
     pick,
+    pointAt,
     /** The picture under a screen position: {index, size (CSS px)} or null (tests: what is drawn there). */
     pictureAt: (px, py) => pickPicture(px, py),
     /** The decoded-terrain layer (#18): info = GET /api/maps/{id} `terrain`; visible, opacity, seed, variant. */
@@ -712,6 +946,7 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
       library: LIBRARY,
       mode: fast ? "fast" : "full",
       source: whole ? "items" : "tiles",
+      tiled,
       colorBy: colors.by,
       palette: colors.by === "value" ? colors.palette : KIND_COLORS,
       pointSize: size,
@@ -722,6 +957,17 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
       tileVersion: tileInfo ? tileInfo.version : null,
     }),
   };
+}
+
+/** Even-odd rule, as the server's selection by polygon (app/maps/selection.py). */
+function insidePolygon(x, y, polygon) {
+  let inside = false;
+  for (let i = 0, j = polygon.length - 1; i < polygon.length; j = i, i += 1) {
+    const [xi, yi] = polygon[i];
+    const [xj, yj] = polygon[j];
+    if ((yi > y) !== (yj > y) && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) inside = !inside;
+  }
+  return inside;
 }
 
 function boundsOf(items) {

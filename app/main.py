@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None, space: Space | None = None) -> 
         max_json_bytes=settings.max_json_bytes,
         timeout=settings.body_timeout_seconds,
     )
-    app.add_middleware(SecurityHeaders, csp=content_security_policy(TEMPLATES_DIR, settings.csp_allow_eval))
+    app.add_middleware(SecurityHeaders, csp=content_security_policy(TEMPLATES_DIR))
     errors.install(app)
     install_validation_handler(app, settings.max_error_chars)
     app.include_router(docs.router)

@@ -62,9 +62,6 @@ class Settings:
     # Hardening (issue 16; README "Limits and guarantees")
     max_json_bytes: int = 1024 * 1024  # body of any request that is not a multipart upload (413 beyond)
     body_timeout_seconds: float = 60.0  # a request body must arrive within this (408): no trickled bodies
-    # regl (the current point renderer) compiles its draw calls with Function(): the CSP allows eval while it is
-    # vendored (inline scripts are never allowed); off once no vendored library needs it
-    csp_allow_eval: bool = True
     max_error_chars: int = 300  # validation errors answer one short message, at most this long
     max_selection_items: int = 100_000  # item ids or indices in one selection export
     coordinate_margin: float = 10.0  # x, y further than this many map widths outside the map's points: 422

@@ -5,9 +5,9 @@ sklearn's sample photographs, 256 distinct ones hard-linked under every item's n
 
 Every figure is also given as a ratio to the 1,000-point map in the same run (the baseline row). Pages:
 - `map`: the map page as a user opens it (`/m/{id}`);
-- `renderer`: the WebGL2 renderer alone (static/js/render/harness.html), to separate the renderer from the page;
-- `regl`: `--regl` adds the previous renderer (regl-scatterplot, every point every frame) where the page still
-  has it, for comparison.
+- `renderer`: the WebGL2 renderer alone (static/js/render/harness.html), to separate the renderer from the page.
+(The previous regl-scatterplot renderer is gone from the page, so its CSP needs no eval; its last figures stay in
+bench/README.md §6c.)
 
     python bench/render.py                                   # 1k / 100k / 1M points, 1k / 20k / 100k images
     python bench/render.py --points 100000 --images 20000    # quicker
@@ -83,7 +83,6 @@ ZOOM_AND_WAIT = """async (selector) => {
 PAGES = {
     "map": ("/m/{id}", "#map-frame canvas", "body[data-ready='1']"),
     "renderer": ("/static/js/render/harness.html?map={id}", "canvas#map", "body[data-ready='1']"),
-    "regl": ("/m/{id}?renderer=regl", "#map-frame canvas", "body[data-ready='1']"),
 }
 
 
@@ -188,7 +187,6 @@ def main() -> None:
     p.add_argument("--points", default="100000,1000000")
     p.add_argument("--images", default="1000,20000,100000")
     p.add_argument("--pages", default="map,renderer")
-    p.add_argument("--regl", action="store_true", help="also the previous regl-scatterplot page")
     p.add_argument("--seconds", type=float, default=3.0, help="how long to pan/zoom while timing frames")
     p.add_argument("--gpu", action="store_true", help="let Chromium use a GPU (default: software rendering)")
     args = p.parse_args()
@@ -199,7 +197,7 @@ def main() -> None:
         + [(int(s), False) for s in args.points.split(",") if s]
         + [(int(s), True) for s in args.images.split(",") if s]
     )
-    pages = [k for k in args.pages.split(",") if k] + (["regl"] if args.regl else [])
+    pages = [k for k in args.pages.split(",") if k]
     data_dir = tempfile.mkdtemp(prefix="latentmap-render-")
     maps = {}
     for n, images in specs:

@@ -7,6 +7,7 @@ by name; the helpers are imported.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -164,6 +165,44 @@ def browser():
             )
         yield chromium
         chromium.close()
+
+
+# The pages' CSP allows no eval, and Playwright's wait_for_function compiles its predicate with `new Function` inside
+# the page, which that CSP refuses. This one polls the predicate with page.evaluate (compiled over CDP, outside the
+# page's CSP) until it is truthy, so every browser test keeps running under the real policy.
+FUNCTION_EXPRESSION = re.compile(r"^\s*(async\s+)?(function\b|\([^()]*\)\s*=>|[A-Za-z_$][\w$]*\s*=>)")
+POLL_MS = 20
+
+
+def wait_for_function_without_eval(page, expression: str, *, arg=None, timeout: float | None = None, polling=None):
+    from playwright.sync_api import Error, TimeoutError
+
+    if FUNCTION_EXPRESSION.match(expression):
+        probe = f"async (arg) => !!(await ({expression})(arg))"
+    else:
+        probe = f"async () => !!(await ({expression}))"
+    limit_ms = timeout if timeout is not None else page._impl_obj._timeout_settings.timeout(None)
+    interval = polling if isinstance(polling, (int, float)) else POLL_MS
+    deadline = time.monotonic() + limit_ms / 1000
+    while True:
+        try:
+            if page.evaluate(probe, arg):
+                return page.evaluate_handle("true")
+        except Error as exc:  # a navigation replaced the page under the probe: try again in the new one
+            if "context was destroyed" not in str(exc) and "navigat" not in str(exc):
+                raise
+        if limit_ms and time.monotonic() > deadline:
+            raise TimeoutError(f"Page.wait_for_function: Timeout {limit_ms:.0f}ms exceeded waiting for {expression}")
+        page.wait_for_timeout(interval)
+
+
+def _install_wait_for_function_without_eval() -> None:
+    from playwright.sync_api import Page
+
+    Page.wait_for_function = wait_for_function_without_eval
+
+
+_install_wait_for_function_without_eval()
 
 
 class PageProblems:

@@ -374,7 +374,7 @@ def test_9_security_headers_on_every_response(client, filled):
     ):
         r = client.get(url)
         csp = r.headers.get("content-security-policy", "")
-        assert "frame-ancestors 'none'" in csp and "'unsafe-inline'" not in csp, url
+        assert "frame-ancestors 'none'" in csp and "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp, url
         assert re.search(r"script-src 'self'", csp), url
         assert r.headers.get("x-content-type-options") == "nosniff", url
         assert r.headers.get("referrer-policy") == "no-referrer", url

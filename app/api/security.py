@@ -26,8 +26,9 @@ def import_map_hashes(templates_dir: Path) -> list[str]:
     return sorted(found)
 
 
-def content_security_policy(templates_dir: Path, allow_eval: bool) -> str:
-    scripts = ["'self'", *import_map_hashes(templates_dir)] + (["'unsafe-eval'"] if allow_eval else [])
+def content_security_policy(templates_dir: Path) -> str:
+    """No inline script and no eval: scripts come from this origin only (and inline import maps by hash)."""
+    scripts = ["'self'", *import_map_hashes(templates_dir)]
     return "; ".join(
         [
             "default-src 'self'",

@@ -1,5 +1,5 @@
 // The map page's start and its drawing: reads the edit key, loads the map and its points, creates the renderer
-// (render/map_renderer.js; `?renderer=regl` the previous one, render/scatterplot.js, for bench/render.py) and keeps it in step with the core's state (points, colours, highlight, style), shows
+// (render/map_renderer.js) and keeps it in step with the core's state (points, colours, highlight, style), shows
 // the hover tooltip, then starts the panels. All user-provided text is written with textContent, never as HTML.
 
 import { api } from "./api.js";
@@ -9,7 +9,6 @@ import { BINARY_POINTS_FROM, FAST_RENDER_FROM, KINDS, KIND_NAMES, MAP_BACKGROUND
 import { actions, emit, on, provide, renderer, setRenderer, shareStateChanged, start, state } from "./core/page.js";
 import { hasThumbnail, thumbnailUrl } from "./core/items.js";
 import { createRenderer } from "./render/map_renderer.js";
-import { createRenderer as createReglRenderer } from "./render/scatterplot.js";
 
 const PENDING_POLL_MS = 2500; // while prompts wait for their generated picture
 
@@ -357,8 +356,7 @@ export async function boot() {
 
   try {
     state.renderMode = fastRender() ? "fast" : "full";
-    const create = query.get("renderer") === "regl" ? createReglRenderer : createRenderer;
-    setRenderer(create({ canvas, mapId: state.mapId, fast: state.renderMode === "fast", pointSize: pointSize(),
+    setRenderer(createRenderer({ canvas, mapId: state.mapId, fast: state.renderMode === "fast", pointSize: pointSize(),
       opacity: pointOpacity() }));
   } catch (err) {
     showFatal("Cannot draw the map", `This browser could not start WebGL (${err.message}).`);

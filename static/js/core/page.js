@@ -44,7 +44,7 @@
 //   decodeAt(x, y, {seed, fromHistory}), setSeed(seed, {decode}), select(item), setColors(colors), fitView(),
 //   itemDetails(item), itemAt(index) (the item, made from the tiles on tile-only maps), removeItem(item), redraw()
 //
-// RENDERER (map.js creates it and calls setRenderer; static/js/render/scatterplot.js is today's, regl-scatterplot)
+// RENDERER (map.js creates it and calls setRenderer; static/js/render/map_renderer.js, our own WebGL2 renderer)
 //   A renderer draws the points and owns the camera; nothing else may touch the drawing library. Data coordinates
 //   everywhere; screen positions are CSS pixels from the canvas' top-left corner.
 //     setPoints(items, {fit}) -> Promise     draw items [{x, y, kind}]; fit: frame the camera on them anew

@@ -148,3 +148,86 @@ def test_tile_only_map_hover_filter_and_lasso_by_polygon(big_map, browser):
         assert not problems.errors and not problems.console_errors, (problems.errors, problems.console_errors)
     finally:
         context.close()
+
+
+def detailed_photos(n: int, size: int = 128) -> list[bytes]:
+    """Crops of sklearn's sample photographs under a 2-pixel checkerboard: detail a 64 px cell cannot hold."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    images = load_sample_images().images
+    rng = np.random.default_rng(3)
+    checker = ((np.indices((size, size)) // 2).sum(axis=0) % 2).astype(bool)
+    out = []
+    for i in range(n):
+        im = images[i % 2]
+        y, x = rng.integers(0, im.shape[0] - size), rng.integers(0, im.shape[1] - size)
+        crop = im[y : y + size, x : x + size].copy()
+        crop[checker] = crop[checker] // 4
+        buf = io.BytesIO()
+        Image.fromarray(crop).save(buf, "PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def detail_of(a: np.ndarray) -> float:
+    return float(np.abs(np.diff(a, axis=0)).mean() + np.abs(np.diff(a, axis=1)).mean())
+
+
+def test_close_up_picture_is_the_items_own_thumbnail_and_download_fits(live_server, browser):
+    """Drawn larger than its 64 px atlas cell, a picture is replaced by its item's own (128 px) thumbnail: the
+    canvas there is closer to the thumbnail than the atlas' cell enlarged would be. "Download PNG" fits the
+    1280 px page."""
+    from PIL import Image
+
+    created = live_server.create_map("close-ups")
+    files = [("files", (f"crop{i}.png", data, "image/png")) for i, data in enumerate(detailed_photos(10))]
+    r = live_server.http.post(
+        f"/api/maps/{created['id']}/images", files=files, headers={"X-Edit-Key": created["edit_key"]}
+    )
+    assert r.status_code == 201, r.text
+    points = live_server.points(created["id"])
+    xy = np.array([[p["x"], p["y"]] for p in points])
+    dist = np.abs(xy[:, None] - xy[None]).max(axis=2) + np.eye(len(xy)) * 1e9
+    k = int(dist.min(axis=1).argmax())  # the most isolated item: nothing else drawn over it close up
+    item, gap = points[k], float(dist[k].min())
+    thumb = Image.open(io.BytesIO(live_server.http.get(f"/api/items/{item['id']}/thumbnail").content)).convert("RGB")
+    assert max(thumb.size) == 128
+    context, page, problems = new_page(browser)
+    try:
+        zoom = 1 / (gap * 3)
+        page.goto(live_server.url(f"/m/{created['id']}?view={item['x']},{item['y']},{zoom}"))
+        page.wait_for_selector("body[data-ready='1']")
+        page.wait_for_function("(() => { const r = window.latentmap.renderer(); return r.settled && r.sharp >= 1; })()")
+        page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+        info = page.evaluate("window.latentmap.renderer()")
+        assert info["sharp"] == info["sharpWanted"] >= 1, info
+        left, top = canvas_origin(page)
+        sx, sy = page.evaluate(f"window.latentmap.dataToScreen({item['x']}, {item['y']})")
+        shot = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
+        size = min(160, gap * zoom * page.evaluate("document.getElementById('map-canvas').clientHeight") * 0.9)
+        box = (left + sx - size * 0.45, top + sy - size * 0.45, left + sx + size * 0.45, top + sy + size * 0.45)
+        drawn = np.asarray(shot.crop(tuple(round(v) for v in box)), float)
+        side = drawn.shape[1], drawn.shape[0]
+        inner = (thumb.width * 0.05, thumb.height * 0.05, thumb.width * 0.95, thumb.height * 0.95)
+        sharp = np.asarray(thumb.crop(inner).resize(side, Image.Resampling.BILINEAR), float)
+        soft = np.asarray(
+            thumb.resize((64, 64), Image.Resampling.LANCZOS)
+            .crop((3.2, 3.2, 60.8, 60.8))
+            .resize(side, Image.Resampling.BILINEAR),
+            float,
+        )
+        # Detail = mean step between neighbouring pixels: the drawn picture has the own thumbnail's, not the cell's.
+        detail = {name: detail_of(a) for name, a in (("drawn", drawn), ("own", sharp), ("cell", soft))}
+        assert abs(detail["drawn"] - detail["own"]) < abs(detail["drawn"] - detail["cell"]), detail
+        assert detail["drawn"] > 1.3 * detail["cell"], detail
+
+        # A click on it decodes; "Download PNG" lies wholly inside the 1280 px page.
+        page.mouse.click(left + sx, top + sy)
+        page.wait_for_function("document.getElementById('map-root').dataset.decodeState === 'done'")
+        right = page.evaluate("document.getElementById('download-btn').getBoundingClientRect().right")
+        assert page.is_visible("#download-btn") and right <= page.evaluate("window.innerWidth"), right
+        screenshot(page, "pixels-close-up")
+        assert not problems.errors and not problems.console_errors, (problems.errors, problems.console_errors)
+    finally:
+        context.close()

@@ -134,7 +134,8 @@ async function fetchChecked(url, signal, stats, headers = undefined) {
 export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opacity = 0.95 }) {
   const gl = canvas.getContext("webgl2", { antialias: false, premultipliedAlpha: true, alpha: false });
   if (!gl) throw new Error("WebGL2 is not available");
-  const stats = { bytes: 0, tiles: 0, points: 0, pictures: 0, frames: 0, picturePx: 0 };
+  // sharp: pictures drawn from the items' own thumbnails this frame, of sharpWanted enlarged ones on screen.
+  const stats = { bytes: 0, tiles: 0, points: 0, pictures: 0, frames: 0, picturePx: 0, sharp: 0, sharpWanted: 0 };
   const viewListeners = [];
   const hoverListeners = [];
   let items = [];
@@ -627,9 +628,10 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
         const half = px / 2 / camera.scale;
         if (d.txs[k] + half < rect[0] || d.txs[k] - half > rect[2] || d.tys[k] + half < rect[1] || d.tys[k] - half > rect[3]) continue;
         wanted.push({ entry, k, id });
-        if (wanted.length > SHARP_MAX_ON_SCREEN) return 0;
+        if (wanted.length > SHARP_MAX_ON_SCREEN) { stats.sharpWanted = 0; return 0; }
       }
     }
+    stats.sharpWanted = wanted.length;
     const now = performance.now();
     const keep = new Set(wanted.map((w) => w.id));
     let drawnSharp = 0;
@@ -725,6 +727,7 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
       pictures += d.m;
       picturePx = basePx;
     }
+    if (!drawnPictureTiles.length) stats.sharpWanted = 0;
     const sharpDrawn = drawnPictureTiles.length ? drawSharp(dpr, rect) : 0;
     if (tiled && (highlightMask || highlightPolygon)) {
       for (const d of drawnPointTiles) {

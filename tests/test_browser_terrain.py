@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from app.maps.demo import DIGIT_WORDS
-from tests.browser_util import empty_spot, new_page, screenshot, start_server, stop_server, wait_ready
+from tests.browser_util import empty_spot, new_page, open_tab, screenshot, start_server, stop_server, wait_ready
 
 pytestmark = pytest.mark.browser
 
@@ -43,7 +43,7 @@ def digits_server(tmp_path_factory):
 def digits_map(digits_server):
     created = digits_server.create_map("Digits terrain")
     digits_server.add_prompts(created["id"], created["edit_key"], DIGIT_WORDS)
-    return created["id"]
+    return created["id"], created["edit_key"]
 
 
 def canvas_pixels(page) -> np.ndarray:
@@ -67,10 +67,22 @@ def wait_settled(page) -> None:
     page.wait_for_function("() => { const r = window.latentmap.renderer(); return r && r.settled; }", timeout=SETTLE_MS)
 
 
-def wait_terrain_drawn(page) -> None:
+def wait_terrain_drawn(page, opacity: float | None = None, variant: str | None = None) -> None:
+    """The layer is on (at `opacity`, through `variant`'s decoder) and every tile the view needs has arrived."""
     page.wait_for_function(
-        "() => { const r = window.latentmap.renderer(); return r && r.terrain && r.terrain.visible && r.settled; }",
+        """([opacity, variant]) => {
+        const lm = window.latentmap, r = lm.renderer();
+        return r && r.terrain && r.terrain.visible && r.settled && (opacity === null || r.terrain.opacity === opacity)
+            && lm.terrain.variant === variant;
+    }""",
+        arg=[opacity, variant],
         timeout=SETTLE_MS,
+    )
+
+
+def wait_terrain_off(page) -> None:
+    page.wait_for_function(
+        "() => { const r = window.latentmap.renderer(); return r && r.terrain && !r.terrain.visible; }"
     )
 
 
@@ -81,9 +93,10 @@ def no_problems(problems) -> None:
 
 
 def test_show_the_space_draws_tiles_and_the_share_link_reproduces_them(digits_server, browser, digits_map):
+    map_id, _ = digits_map
     context, page, problems = new_page(browser)
     try:
-        page.goto(digits_server.url(f"/m/{digits_map}"))
+        page.goto(digits_server.url(f"/m/{map_id}"))
         wait_ready(page)
         wait_settled(page)
         toggle = page.locator("#terrain-toggle")
@@ -128,3 +141,85 @@ def test_show_the_space_draws_tiles_and_the_share_link_reproduces_them(digits_se
         no_problems(visitor_problems)
     finally:
         context.close()
+
+
+def test_tour_steps_and_presentation_followers_show_the_layer(digits_server, browser, digits_map):
+    map_id, key = digits_map
+    contexts = []
+    try:
+        owner_context, owner, owner_problems = new_page(browser)
+        contexts.append(owner_context)
+        owner.goto(digits_server.url(f"/m/{map_id}#key={key}"))
+        wait_ready(owner)
+        open_tab(owner, "teach")
+        owner.click("#present-start-btn")
+        owner.wait_for_selector("#present-dialog[open]")
+        follow_path = owner.get_attribute("#present-link", "href")
+        owner.click("#present-dialog button[value='close']")
+
+        follower_context, follower, follower_problems = new_page(browser)
+        contexts.append(follower_context)
+        follower.goto(digits_server.url(follow_path))
+        wait_ready(follower)
+        follower.wait_for_selector("#map-root[data-follow='following']")
+        assert not follower.locator("#terrain-toggle").is_checked()
+
+        # The presenter shows the space: the follower's layer follows (on, opacity), tiles and all.
+        owner.locator("#terrain-toggle").check()
+        owner.locator("#terrain-opacity").fill("50")
+        wait_terrain_drawn(follower, opacity=0.5)
+        assert follower.locator("#terrain-toggle").is_checked()
+        spot = empty_spot(follower, min_distance=3 * PATCH)
+        assert spread(patch_at(canvas_pixels(follower), follower, spot)) > 4  # decoded digits, not background
+
+        # The owner records a tour: one step with the space shown, one with the items only.
+        owner.click("#tour-recorder summary")
+        owner.fill("#tour-caption", "The space between the digits")
+        owner.click("#tour-add-step")
+        owner.locator("#terrain-toggle").uncheck()
+        wait_terrain_off(follower)  # still following
+        owner.fill("#tour-caption", "The items only")
+        owner.click("#tour-add-step")
+        owner.fill("#tour-title", "Show the space")
+        owner.click("#tour-save")
+        owner.wait_for_selector("#tour-list li[data-tour-id]")
+        tours = digits_server.http.get(f"/api/maps/{map_id}/tours").json()["tours"]
+        assert [s["terrain"] for s in tours[0]["steps"]] == [
+            {"on": True, "opacity": 0.5, "variant": None},
+            {"on": False, "opacity": 0.5, "variant": None},
+        ]
+        # A step through the space's thick LoRA, made through the API.
+        made = digits_server.http.post(
+            f"/api/maps/{map_id}/tours",
+            headers={"X-Edit-Key": key},
+            json={
+                "title": "Thick",
+                "steps": [{"caption": "Thick strokes", "terrain": {"on": True, "variant": "thick"}}],
+            },
+        )
+        assert made.status_code == 201, made.text
+
+        # A visitor plays the tours: each step sets the layer as it was recorded.
+        visitor_context, visitor, visitor_problems = new_page(browser)
+        contexts.append(visitor_context)
+        visitor.goto(digits_server.url(f"/m/{map_id}"))
+        wait_ready(visitor)
+        open_tab(visitor, "teach")
+        visitor.locator("#tour-list li", has_text="Show the space").locator(".tour-play").click()
+        wait_terrain_drawn(visitor, opacity=0.5)
+        assert visitor.locator("#terrain-toggle").is_checked()
+        assert "terrain=1" in visitor.input_value("#share-url")
+        visitor.keyboard.press("ArrowRight")
+        wait_terrain_off(visitor)
+        assert not visitor.locator("#terrain-toggle").is_checked()
+        visitor.click("#tour-close")
+        visitor.locator("#tour-list li", has_text="Thick").locator(".tour-play").click()
+        wait_terrain_drawn(visitor, variant="thick")
+        assert visitor.input_value("#terrain-variant") == "thick"
+        assert "terrain_variant=thick" in visitor.input_value("#share-url")
+        screenshot(visitor, "terrain-tour-thick")
+        for problems in (owner_problems, follower_problems, visitor_problems):
+            no_problems(problems)
+    finally:
+        for context in contexts:
+            context.close()

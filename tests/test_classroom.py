@@ -91,8 +91,19 @@ def test_presentations_expire():
         {"title": "t", "steps": []},
         {"title": "t", "steps": [{"view": [1, 2]}]},
         {"title": "t", "steps": [{"caption": "x" * 501}]},
+        {"title": "t", "steps": [{"terrain": {"opacity": 0.5}}]},
+        {"title": "t", "steps": [{"terrain": {"on": True, "opacity": 2}}]},
+        {"title": "t", "steps": [{"terrain": {"on": True, "variant": "../weights"}}]},
     ],
-    ids=["no title", "no steps", "view not x-y-zoom", "caption too long"],
+    ids=[
+        "no title",
+        "no steps",
+        "view not x-y-zoom",
+        "caption too long",
+        "terrain without on",
+        "terrain opacity",
+        "terrain variant",
+    ],
 )
 def test_invalid_tours_are_422_and_not_saved(client, new_map, bad):
     map_id, key = new_map
@@ -109,6 +120,9 @@ def test_tours_round_trip(client, new_map):
             {"caption": "Clusters", "view": [0, 0, 1]},
             {"caption": "Between clusters", "view": [0.2, 0.1, 3], "at": [0.2, 0.1], "seed": 1},
             {"caption": "A walk", "path": [[-0.5, 0], [0.5, 0]], "seed": 2},
+            {"caption": "The space itself", "view": [0, 0, 1], "seed": 3, "terrain": {"on": True, "opacity": 0.6}},
+            {"caption": "Through the thick LoRA", "terrain": {"on": True, "variant": "thick"}},
+            {"caption": "Items only", "terrain": {"on": False}},
         ],
     }
     assert client.post(f"/api/maps/{map_id}/tours", json=tour).status_code == 403
@@ -116,8 +130,17 @@ def test_tours_round_trip(client, new_map):
     assert saved.status_code == 201
     tour_id = saved.json()["id"]
     got = client.get(f"/api/maps/{map_id}/tours/{tour_id}").json()
-    assert [s["caption"] for s in got["steps"]] == ["Clusters", "Between clusters", "A walk"]
+    assert [s["caption"] for s in got["steps"]][:3] == ["Clusters", "Between clusters", "A walk"]
     assert got["steps"][2]["path"] == [[-0.5, 0], [0.5, 0]]
+    # the terrain layer of a step (issue #18): on/off, opacity and variant; a step without one leaves it as it is
+    assert [s["terrain"] for s in got["steps"]] == [
+        None,
+        None,
+        None,
+        {"on": True, "opacity": 0.6, "variant": None},
+        {"on": True, "opacity": None, "variant": "thick"},
+        {"on": False, "opacity": None, "variant": None},
+    ]
     # tours travel in bundles
     client.post(f"/api/maps/{map_id}/prompts", json={"prompts": ["a", "b"]}, headers=key)
     data = client.get(f"/api/maps/{map_id}/bundle").content

@@ -405,6 +405,14 @@ class PresentationUpdated(BaseModel):
     followers: int
 
 
+class TourTerrain(BaseModel):
+    """The terrain layer at a tour step (issue #18); the tiles decode with the step's seed."""
+
+    on: bool = Field(..., description="the layer is shown")
+    opacity: float | None = Field(None, description="0.1 to 1; none: the page's default")
+    variant: str | None = Field(None, description="decoder variant of the tiles (GET /api/variants); none: base")
+
+
 class TourStep(BaseModel):
     caption: str = ""
     view: Annotated[list[float], at_most(3)] | None = Field(None, max_length=3, description="[x, y, zoom]")
@@ -413,6 +421,7 @@ class TourStep(BaseModel):
     path: Annotated[list[XY], at_most(LIMITS.max_path_points)] | None = Field(
         None, max_length=LIMITS.max_path_points, description="[[x, y], ...] a walk to decode"
     )
+    terrain: TourTerrain | None = Field(None, description="the terrain layer at this step; none: left as it is")
 
 
 class TourIn(BaseModel):

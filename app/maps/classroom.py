@@ -13,6 +13,7 @@ import asyncio
 import hmac
 import json
 import random
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -299,6 +300,7 @@ def check_tour(title: str, steps: list, settings) -> tuple[str, list[dict]]:
             "at": _numbers(step.get("at"), 2, f"step {i}: at is [x, y]", bound),
             "seed": None,
             "path": None,
+            "terrain": None,
         }
         if step.get("seed") is not None:
             try:
@@ -310,8 +312,32 @@ def check_tour(title: str, steps: list, settings) -> tuple[str, list[dict]]:
             if not isinstance(path, list) or not 2 <= len(path) <= settings.max_path_points:
                 raise Rejected(f"step {i}: path is 2 to {settings.max_path_points} [x, y] points")
             out["path"] = [_numbers(p, 2, f"step {i}: path points are [x, y]", bound) for p in path]
+        if step.get("terrain") is not None:
+            out["terrain"] = _terrain(step["terrain"], f"step {i}: terrain")
         clean.append(out)
     return title, clean
+
+
+TERRAIN_OPACITY = (0.1, 1.0)  # the page's slider: 10 % to 100 %
+VARIANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,47}$")  # spaces/variants.NAME_RE (that module loads torch)
+
+
+def _terrain(value, where: str) -> dict:
+    """A tour step's terrain layer: {"on": bool, "opacity": 0.1-1 or None, "variant": a variant name or None}."""
+    if not isinstance(value, dict) or not isinstance(value.get("on"), bool):
+        raise Rejected(f"{where} is {{on: true or false, opacity, variant}}")
+    opacity = value.get("opacity")
+    if opacity is not None:
+        low, high = TERRAIN_OPACITY
+        if isinstance(opacity, bool) or not isinstance(opacity, (int, float)) or not low <= opacity <= high:
+            raise Rejected(f"{where}: opacity is a number from {low:g} to {high:g}")
+        opacity = round(float(opacity), 2)
+    variant = value.get("variant")
+    if variant in ("", "base"):
+        variant = None
+    if variant is not None and not (isinstance(variant, str) and VARIANT_NAME.fullmatch(variant)):
+        raise Rejected(f"{where}: variant is a decoder variant's name (GET /api/variants)")
+    return {"on": value["on"], "opacity": opacity, "variant": variant}
 
 
 def _numbers(value, n: int, message: str, bound: float) -> list[float] | None:

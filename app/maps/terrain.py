@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -197,20 +197,36 @@ class Terrain:
             self._release(ticket)
 
     def _make(self, tile: TerrainTile, gone: Callable[[], bool]) -> bytes:
-        service = self.service
-        arrays = service.store.get_arrays(tile.state.map_id)
+        arrays = self.service.store.get_arrays(tile.state.map_id)
         if len(arrays) == 0:
             raise Rejected("this map has no items yet: add prompts or images first")
-        requests = [service.spot_request(arrays, tile.cell_spot(cx, cy)) for cx, cy in cell_centres(tile)]
-        images = service.queue.run_steps(
-            service.space.decode_steps(requests, self.settings.terrain_batch_size), gone, TILE
-        )
+        return self.service.queue.run_steps(self._tile_steps(tile, arrays), gone, TILE)
+
+    def _tile_steps(self, tile: TerrainTile, arrays) -> Iterator[bytes | None]:
+        """All of a tile's work as slices of the TILE lane: blending the cells' requests, the batched decode
+        steps, then pasting and PNG encoding. None of it runs beside a click: on a small CPU a tile thread
+        blending or encoding next to a click's decode slows the click as much as waiting for it (one GIL,
+        few cores), and a click waits for at most one of these slices. Yields None per slice, the PNG last."""
+        service, per_slice = self.service, max(1, self.settings.terrain_batch_size)
+        centres = cell_centres(tile)
+        requests = []
+        for start in range(0, len(centres), per_slice):
+            requests += [
+                service.spot_request(arrays, tile.cell_spot(cx, cy)) for cx, cy in centres[start : start + per_slice]
+            ]
+            yield None
+        images = None
+        for value in service.space.decode_steps(requests, per_slice):
+            if value is None:
+                yield None
+            else:
+                images = value
         g, p = tile.cells, tile.cell_px
         mode = "L" if all(im.mode == "L" for im in images) else "RGB"
         canvas = Image.new(mode, (g * p, g * p))
         for n, image in enumerate(images):
             canvas.paste(fit_cell(image.convert(mode), p), ((n % g) * p, (n // g) * p))
-        return imaging.to_png(canvas)
+        yield imaging.to_png(canvas)
 
     @staticmethod
     def cells_of(png: bytes, cells: int) -> list[Image.Image]:

@@ -128,6 +128,7 @@ async function showStep(index) {
   if (token !== stepToken) return;
   const seed = Number.isInteger(step.seed) ? step.seed : state.seed;
   if (Number.isInteger(step.seed)) actions.setSeed(step.seed, { decode: false });
+  if (step.terrain && typeof step.terrain === "object") actions.setTerrain(step.terrain); // decodes with the step's seed
   if (pair(step.at)) actions.decodeAt(step.at[0], step.at[1], { seed });
   shareStateChanged();
   if (Array.isArray(step.path) && step.path.length >= 2) {
@@ -238,6 +239,7 @@ function addDraftStep() {
     at: cur ? [cur.x, cur.y] : null,
     seed: cur ? cur.seed : state.seed,
     path,
+    terrain: actions.terrainState(), // the layer as the owner sees it (null: this map has no terrain)
   });
   $("tour-caption").value = "";
   $("tour-include-path").checked = false;
@@ -251,6 +253,7 @@ function renderDraft() {
   tours.draft.forEach((step, n) => {
     let where = step.at ? `decodes x ${step.at[0]}, y ${step.at[1]} · seed ${step.seed}` : `view x ${step.view[0]}, y ${step.view[1]}`;
     if (step.path) where += ` · path of ${step.path.length} points`;
+    if (step.terrain && step.terrain.on) where += " · the space shown";
     list.append(el("li", { class: "tour-draft-step" },
       el("span", {}, el("span", { class: "tour-draft-caption", text: step.caption || "(no caption)" }),
         el("span", { class: "muted small", text: ` — ${where}` })),

@@ -106,8 +106,16 @@ def test_show_the_space_draws_tiles_and_the_share_link_reproduces_them(digits_se
         background = patch_at(canvas_pixels(page), page, spot)
         assert spread(background) < 1, "the empty map should be plain background before the layer is on"
 
+        asked: list[str] = []
+        page.on("request", lambda r: asked.append(r.url) if "/terrain/" in r.url else None)
         toggle.check()  # as a user does: click "Show the space"
         wait_terrain_drawn(page)
+        # The digits space has previews: each tile's preview is asked for first, the full tile after it.
+        tiles = {url.split("/terrain/")[1].split(".png")[0] for url in asked}
+        assert tiles
+        for tile in tiles:
+            mine = [url for url in asked if f"/terrain/{tile}.png" in url]
+            assert ["preview=1" in url for url in mine] == [True, False], mine
         page.locator("#terrain-opacity").fill("60")
         page.wait_for_function("window.latentmap.renderer().terrain.opacity === 0.6")
         wait_terrain_drawn(page)

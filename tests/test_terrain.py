@@ -146,6 +146,7 @@ def test_bad_tiles_are_refused_with_a_message(tclient, tmap, path, status, messa
 
 def test_preview_tiles_are_their_own_tiles(tclient, tmap):
     map_id, _ = tmap
+    assert tclient.get(f"/api/maps/{map_id}").json()["terrain"]["previews"] is True  # the page asks for them first
     full = tclient.get(tile_url(map_id, 0, 0, 0))
     preview = tclient.get(tile_url(map_id, 0, 0, 0, preview=1))
     assert preview.status_code == 200 and preview.content != full.content

@@ -57,6 +57,9 @@ class TerrainInfo(BaseModel):
     revision: int = Field(
         ..., description="changes whenever any tile of the map can change (refit, items, generated prompt images)"
     )
+    previews: bool = Field(
+        False, description="the space has quick previews: the page asks for each tile with preview=1 first"
+    )
 
 
 class MapInfo(BaseModel):

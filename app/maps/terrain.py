@@ -127,6 +127,7 @@ class Terrain:
             "cell_px": base.cell_px,
             "max_zoom": self.settings.terrain_max_zoom,
             "revision": base.revision,
+            "previews": bool(self.service.space.info.get("preview")),
         }
 
     def tile_key(

@@ -384,13 +384,18 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
     onChange: () => queueFrame(),
   });
   const terrainTiles = new TileSet({
-    load: async (t, signal) => {
+    load: async (t, signal, partial) => {
       // revision: the terrain's, so the answer may be cached for good and never outlives a refit.
       const params = new URLSearchParams({ seed: String(terrain.seed || 0), revision: String(terrain.info.revision ?? 0) });
       if (terrain.variant) params.set("variant", terrain.variant);
-      const url = `/api/maps/${encodeURIComponent(mapId)}/terrain/${t.z}/${t.x}/${t.y}.png?${params}`;
-      const body = await fetchChecked(url, signal, stats, { "X-Terrain-Client": terrainClient });
-      return { image: await createImageBitmap(new Blob([body], { type: "image/png" }), BITMAP_OPTIONS) };
+      const tile = async (query) => {
+        const url = `/api/maps/${encodeURIComponent(mapId)}/terrain/${t.z}/${t.x}/${t.y}.png?${query}`;
+        const body = await fetchChecked(url, signal, stats, { "X-Terrain-Client": terrainClient });
+        return { image: await createImageBitmap(new Blob([body], { type: "image/png" }), BITMAP_OPTIONS) };
+      };
+      // Where the space has quick previews, the preview first (drawn at once), the full tile replacing it.
+      if (terrain.info.previews) partial(await tile(`${params}&preview=1`));
+      return tile(params);
     },
     unload: (data) => { free(data.quad); if (data.image && data.image.close) data.image.close(); },
     onChange: () => queueFrame(),

@@ -40,7 +40,8 @@ export function tilesCovering(square, z, rect) {
 export class TileSet {
   /**
    * @param {object} o
-   * @param {(t: {z, x, y}, signal: AbortSignal) => Promise<any>} o.load  fetch + decode one tile (null: empty tile)
+   * @param {(t: {z, x, y}, signal: AbortSignal, partial: (data) => void) => Promise<any>} o.load  fetch + decode one
+   *   tile (null: empty tile); `partial(data)` hands over a quick version (a preview) drawn until the tile arrives
    * @param {() => void} o.onChange  a tile arrived (redraw)
    * @param {number} o.maxTiles  tiles kept in memory
    * @param {number} o.maxRequests  tiles loading at once
@@ -99,6 +100,7 @@ export class TileSet {
     }
     for (const entry of this.cache.values()) {
       if (entry.state === "queued" && !wantedKeys.has(this.key(entry.z, entry.x, entry.y))) {
+        if (entry.data) this.unload(entry.data); // a preview of a tile left before it arrived
         this.cache.delete(this.key(entry.z, entry.x, entry.y));
       }
     }
@@ -108,9 +110,10 @@ export class TileSet {
 
   drawable(needed) {
     const out = new Map();
+    const shown = (e) => e && (e.state === "done" || e.data); // arrived, or its preview has
     for (const t of needed) {
       const here = this.cache.get(this.key(t.z, t.x, t.y));
-      if (here && here.state === "done") {
+      if (shown(here)) {
         out.set(this.key(t.z, t.x, t.y), here);
         continue;
       }
@@ -118,7 +121,7 @@ export class TileSet {
       let found = null;
       for (let up = 1; up <= t.z && !found; up++) {
         const a = this.cache.get(this.key(t.z - up, t.x >> up, t.y >> up));
-        if (a && a.state === "done") found = a;
+        if (shown(a)) found = a;
       }
       if (found) {
         found.used = performance.now();
@@ -127,7 +130,7 @@ export class TileSet {
       }
       for (let dy = 0; dy < 2; dy++) for (let dx = 0; dx < 2; dx++) {
         const c = this.cache.get(this.key(t.z + 1, 2 * t.x + dx, 2 * t.y + dy));
-        if (c && c.state === "done") out.set(this.key(c.z, c.x, c.y), c);
+        if (shown(c)) out.set(this.key(c.z, c.x, c.y), c);
       }
     }
     // Coarse first so finer tiles draw on top.
@@ -150,10 +153,19 @@ export class TileSet {
       entry.state = "loading";
       entry.controller = new AbortController();
       this.active += 1;
-      this.load(entry, entry.controller.signal).then(
+      const replace = (data) => {
+        if (entry.data && entry.data !== data) this.unload(entry.data);
+        entry.data = data;
+      };
+      const partial = (data) => {
+        if (generation !== this.generation || entry.state !== "loading") return;
+        replace(data);
+        this.onChange();
+      };
+      this.load(entry, entry.controller.signal, partial).then(
         (data) => {
           if (generation !== this.generation) return;
-          entry.data = data;
+          replace(data);
           entry.state = "done";
         },
         (err) => {

@@ -582,6 +582,10 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
     const body = await fetchChecked(`/api/items/${encodeURIComponent(id)}/thumbnail`, entry.controller.signal, stats);
     const image = await createImageBitmap(new Blob([body]), BITMAP_OPTIONS);
     const side = Math.max(image.width, image.height);
+    if (side <= (tileInfo ? tileInfo.thumb_px : 64)) { // no sharper than the atlas cell (small pictures, as digits)
+      image.close();
+      return null;
+    }
     if (image.width === image.height) return image;
     const square = new OffscreenCanvas(side, side);
     square.getContext("2d").drawImage(image, (side - image.width) / 2, (side - image.height) / 2);
@@ -598,9 +602,9 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
       entry.controller = new AbortController();
       sharpActive += 1;
       loadSharp(id, entry).then((bitmap) => {
-        if (sharp.get(id) !== entry) { bitmap.close(); return; }
+        if (sharp.get(id) !== entry) { if (bitmap) bitmap.close(); return; }
         entry.bitmap = bitmap;
-        entry.state = "done";
+        entry.state = bitmap ? "done" : "coarse"; // coarse: the atlas cell is as sharp, it stays
       }, () => {
         entry.state = "failed";
       }).finally(() => {

@@ -34,6 +34,15 @@ def digit_folder(root: Path, n: int = 600) -> Path:
     return folder
 
 
+def wait_until(page, expression: str, timeout_s: float = 120.0) -> None:
+    """Poll with evaluate: the page's CSP refuses the eval that Playwright's wait_for_function needs."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise TimeoutError(expression)
+        time.sleep(0.05)
+
+
 def main() -> None:
     from playwright.sync_api import sync_playwright
 
@@ -77,8 +86,9 @@ def main() -> None:
         for k, view in enumerate([None, (cx, cy, 3 / h), (fx, fy, 12 / h)], 1):  # the page's own fit, then closer
             page.goto(f"{base}/m/{info['id']}" + (f"?view={view[0]},{view[1]},{view[2]}" if view else ""))
             page.wait_for_selector("body[data-ready='1']", timeout=120_000)
-            page.wait_for_function("window.latentmap.renderer().settled", timeout=120_000)
-            time.sleep(0.5)
+            wait_until(page, "window.latentmap.renderer().settled")
+            time.sleep(1.5)  # the items' own thumbnails (close-ups) load once the tiles are in
+            wait_until(page, "window.latentmap.renderer().settled")
             page.screenshot(path=str(ROOT / "docs" / f"render-zoom-{k}.png"))
             print(f"docs/render-zoom-{k}.png", page.evaluate("window.latentmap.renderer()"))
         browser.close()

@@ -1,7 +1,8 @@
 """Fixtures and helpers for the browser tests: a real `latentmap serve` subprocess and a headless Chromium.
 
-tests/conftest.py loads this module as a plugin, so its fixtures (`browser`, `live_server`) reach every test
-by name; the helpers are imported.
+tests/conftest.py loads this module as a plugin, so its fixtures (`browser`, `live_server`, `page`, `pages`) reach
+every test by name; the helpers are imported. Every browser test opens its pages through `page` / `pages`, which fail
+the test on console errors, uncaught exceptions, dialogs and server errors.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from app.maps.demo import DIGIT_WORDS
 from tests import helpers
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -141,13 +144,44 @@ def stop_server(server: LiveServer) -> None:
             server.process.wait(timeout=5)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def live_server(tmp_path_factory):
+    """One `latentmap serve --space tiny-random` for every browser module: each test makes its own maps, and a
+    server start (imports, model load) costs more than most browser tests."""
     server = start_server(tmp_path_factory.mktemp("latentmap-data"))
     try:
         yield server
     finally:
         stop_server(server)
+
+
+# The digits server of the browser tests: no demo map; terrain tiles small on purpose (4 x 4 cells of 16 px, zoom 1
+# at most: four tiles, 64 decodes).
+DIGITS_ENV = {
+    "LATENTMAP_CREATE_DEMO_MAP": "0",
+    "LATENTMAP_TERRAIN_CELLS": "4",
+    "LATENTMAP_TERRAIN_CELL_PX": "16",
+    "LATENTMAP_TERRAIN_MAX_ZOOM": "1",
+}
+
+
+@pytest.fixture(scope="session")
+def digits_server(tmp_path_factory):
+    """One `latentmap serve --space digits` (the trained space, its variants) for every browser module that needs
+    it: a start loads the space, longer than most tests take."""
+    server = start_server(tmp_path_factory.mktemp("latentmap-digits"), space="digits", extra_env=DIGITS_ENV)
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def digits_map(digits_server) -> str:
+    """A map of the ten digit words on the digits server; tests only read it (they make their own to change one)."""
+    created = digits_server.create_map("Digits")
+    digits_server.add_prompts(created["id"], created["edit_key"], DIGIT_WORDS)
+    return created["id"]
 
 
 @pytest.fixture(scope="module")
@@ -205,28 +239,80 @@ def _install_wait_for_function_without_eval() -> None:
 _install_wait_for_function_without_eval()
 
 
+ALLOW_MARKER = "allow_page_problems"
+
+
 class PageProblems:
-    """Collects what a page should never do: uncaught errors, alert() dialogs, console errors."""
+    """What a page must never do, collected while a test runs: uncaught exceptions, console errors, alert() /
+    confirm() dialogs, and answers with status >= 500 from the page's own server."""
 
     def __init__(self, page):
-        self.errors: list[str] = []
-        self.dialogs: list[str] = []
-        self.console_errors: list[str] = []
-        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
-        page.on("console", lambda msg: self.console_errors.append(msg.text) if msg.type == "error" else None)
+        self.found: list[str] = []
+
+        def on_console(msg):
+            if msg.type == "error":
+                self.found.append(f"console error: {msg.text} ({msg.location.get('url') or 'page'})")
+
+        def on_response(response):
+            if response.status >= 500 and (
+                same_origin(response.url, page.url) or response.request.is_navigation_request()
+            ):
+                self.found.append(f"server error: {response.status} {response.request.method} {response.url}")
 
         def on_dialog(dialog):
-            self.dialogs.append(f"{dialog.type}: {dialog.message}")
+            self.found.append(f"dialog: {dialog.type}: {dialog.message}")
             dialog.dismiss()
 
+        page.on("pageerror", lambda exc: self.found.append(f"page error: {exc}"))
+        page.on("console", on_console)
+        page.on("response", on_response)
         page.on("dialog", on_dialog)
 
 
-def new_page(browser, **context_options):
-    context = browser.new_context(viewport=VIEWPORT, **context_options)
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    return context, page, PageProblems(page)
+def same_origin(a: str, b: str) -> bool:
+    return urlsplit(a)[:2] == urlsplit(b)[:2]
+
+
+def unexpected_problems(found: list[str], allowed: list[re.Pattern]) -> list[str]:
+    """The problems no allowed pattern covers, and each allowed pattern that covered none (a stale opt-out)."""
+    left = [f for f in found if not any(p.search(f) for p in allowed)]
+    stale = [f"allowed but did not happen: {p.pattern!r}" for p in allowed if not any(p.search(f) for f in found)]
+    return left + stale
+
+
+@pytest.fixture
+def pages(browser, request):
+    """Open pages, each in its own browser context (like separate people): `pages(**context_options)`.
+
+    At teardown the test fails listing every problem (see PageProblems) any of its pages had. A test that
+    provokes one on purpose says which with `@pytest.mark.allow_page_problems(r"regex", ...)`, each regex
+    matched against lines like "console error: Failed to load resource: ... 404 (Not Found) (http://...)";
+    an allowed pattern that matched nothing fails too, so the opt-out stays as narrow as the test."""
+    marker = request.node.get_closest_marker(ALLOW_MARKER)
+    allowed = [re.compile(p) for p in (marker.args if marker else ())]
+    opened = []
+
+    def open_page(**context_options):
+        context = browser.new_context(viewport=VIEWPORT, **context_options)
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        opened.append((context, PageProblems(page)))
+        return page
+
+    yield open_page
+    found = []
+    for n, (context, problems) in enumerate(opened, 1):
+        found += [f"page {n}: {p}" for p in problems.found]
+        context.close()
+    problems = unexpected_problems(found, allowed)
+    if problems:
+        pytest.fail("the pages had problems:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def page(pages):
+    """A 1280x800 page of its own browser context; the test fails at teardown on its problems (see `pages`)."""
+    return pages()
 
 
 def screenshot(page, name: str) -> Path:
@@ -238,6 +324,16 @@ def screenshot(page, name: str) -> Path:
 
 def wait_ready(page) -> None:
     page.wait_for_selector("body[data-ready='1']")
+
+
+def open_map(page, server, map_id: str, points: int, query: str = "", key: str | None = None, tab: str | None = None):
+    """Open a map's page (as its owner when given the edit `key`) and wait until it is ready and counts `points`
+    points; then open the side panel's `tab`."""
+    page.goto(server.url(f"/m/{map_id}{query}" + (f"#key={key}" if key else "")))
+    wait_ready(page)
+    wait_point_count(page, points)
+    if tab:
+        open_tab(page, tab)
 
 
 def point_count(page) -> int:

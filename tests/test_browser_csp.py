@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser_util import empty_spot, new_page, wait_point_count, wait_ready
+from tests.browser_util import empty_spot, open_map
 
 # Runs before any page script: every CSP violation the page raises is kept where the test can read it.
 RECORD_VIOLATIONS = """
@@ -29,41 +29,31 @@ def test_the_policy_allows_no_eval_and_no_inline_script(live_server, prompt_map)
     assert "'unsafe-eval'" not in script_src and "'unsafe-inline'" not in script_src, script_src
 
 
-def test_map_page_decodes_and_pans_with_no_csp_violation(live_server, browser, prompt_map):
-    context, page, problems = new_page(browser)
-    context.add_init_script(RECORD_VIOLATIONS)
-    try:
-        # The owner's page (edit key in the fragment) loads every panel, owner controls included.
-        page.goto(live_server.url(f"/m/{prompt_map['id']}#key={prompt_map['edit_key']}"))
-        wait_ready(page)
-        wait_point_count(page, 3)
-        x, y = empty_spot(page)
-        page.mouse.click(x, y)
-        page.wait_for_function("document.getElementById('map-root').dataset.decodeState === 'done'")
-        view = page.evaluate("window.latentmap.currentView()")
-        page.mouse.move(x, y)
-        page.mouse.down()
-        page.mouse.move(x + 120, y + 60, steps=8)
-        page.mouse.up()
-        page.mouse.wheel(0, -400)
-        page.wait_for_function("(v) => JSON.stringify(window.latentmap.currentView()) !== JSON.stringify(v)", arg=view)
-        for tab in ("explore", "decoders", "teach"):
-            if page.is_visible(f"#tab-{tab}"):
-                page.click(f"#tab-{tab}")
-        page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
-        assert page.evaluate("window.__cspViolations") == []
-        assert problems.errors == [] and problems.console_errors == [], (problems.errors, problems.console_errors)
-    finally:
-        context.close()
+def test_map_page_decodes_and_pans_with_no_csp_violation(live_server, pages, prompt_map):
+    page = pages()
+    page.add_init_script(RECORD_VIOLATIONS)
+    # The owner's page (edit key in the fragment) loads every panel, owner controls included.
+    open_map(page, live_server, prompt_map["id"], 3, key=prompt_map["edit_key"])
+    x, y = empty_spot(page)
+    page.mouse.click(x, y)
+    page.wait_for_function("document.getElementById('map-root').dataset.decodeState === 'done'")
+    view = page.evaluate("window.latentmap.currentView()")
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 120, y + 60, steps=8)
+    page.mouse.up()
+    page.mouse.wheel(0, -400)
+    page.wait_for_function("(v) => JSON.stringify(window.latentmap.currentView()) !== JSON.stringify(v)", arg=view)
+    for tab in ("explore", "decoders", "teach"):
+        if page.is_visible(f"#tab-{tab}"):
+            page.click(f"#tab-{tab}")
+    page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    assert page.evaluate("window.__cspViolations") == []
 
 
-def test_swagger_ui_starts_under_the_policy(live_server, browser):
-    context, page, problems = new_page(browser)
-    context.add_init_script(RECORD_VIOLATIONS)
-    try:
-        page.goto(live_server.url("/docs"))
-        page.wait_for_selector(".swagger-ui .opblock")
-        assert page.evaluate("window.__cspViolations") == []
-        assert problems.errors == [] and problems.console_errors == [], (problems.errors, problems.console_errors)
-    finally:
-        context.close()
+def test_swagger_ui_starts_under_the_policy(live_server, pages):
+    page = pages()
+    page.add_init_script(RECORD_VIOLATIONS)
+    page.goto(live_server.url("/docs"))
+    page.wait_for_selector(".swagger-ui .opblock")
+    assert page.evaluate("window.__cspViolations") == []

@@ -14,7 +14,7 @@ import io
 import numpy as np
 import pytest
 
-from tests.browser_util import new_page, open_tab, screenshot, start_server, stop_server
+from tests.browser_util import open_tab, screenshot, start_server, stop_server
 
 N_POINTS = 200_000
 
@@ -82,72 +82,68 @@ def shown_count(page) -> int:
     return int(page.get_attribute("#explore-selection-info", "data-count"))
 
 
-def test_tile_only_map_hover_filter_and_lasso_by_polygon(big_map, browser):
+def test_tile_only_map_hover_filter_and_lasso_by_polygon(big_map, pages):
     server, map_id, xy = big_map
-    context, page, problems = new_page(browser, accept_downloads=True)
+    page = pages(accept_downloads=True)
     whole = []
     page.on(
         "request", lambda r: whole.append(r.url) if r.url.split("?")[0].endswith(("/points", "/points.bin")) else None
     )
-    try:
-        page.goto(server.url(f"/m/{map_id}"))
-        page.wait_for_selector("body[data-ready='1']", timeout=120_000)
-        assert page.evaluate("window.latentmap.state.pointsFormat") == "tiles"
-        assert page.evaluate("window.latentmap.state.items.length") == N_POINTS
-        page.wait_for_function("window.latentmap.renderer().settled && window.latentmap.renderer().points > 0")
-        info = page.evaluate("window.latentmap.renderer()")
-        assert info["tiled"] and 0 < info["points"] < N_POINTS, info
+    page.goto(server.url(f"/m/{map_id}"))
+    page.wait_for_selector("body[data-ready='1']", timeout=120_000)
+    assert page.evaluate("window.latentmap.state.pointsFormat") == "tiles"
+    assert page.evaluate("window.latentmap.state.items.length") == N_POINTS
+    page.wait_for_function("window.latentmap.renderer().settled && window.latentmap.renderer().points > 0")
+    info = page.evaluate("window.latentmap.renderer()")
+    assert info["tiled"] and 0 < info["points"] < N_POINTS, info
 
-        # A lasso around part of the map, drawn with the mouse: the count is what lies inside, counted here.
-        open_tab(page, "explore")
-        page.click("#explore-lasso-btn")
-        w, h = page.evaluate(
-            "(() => { const r = document.getElementById('map-canvas').getBoundingClientRect();"
-            " return [r.width, r.height]; })()"
-        )
-        screen = [(w * 0.2, h * 0.25), (w * 0.75, h * 0.15), (w * 0.85, h * 0.8), (w * 0.3, h * 0.7)]
-        polygon = np.array(draw_lasso(page, screen))
-        expected = int(inside_convex(xy.astype(np.float64), polygon).sum())
-        assert expected > 30_000  # a lasso over a large part of the map
-        assert shown_count(page) == expected
-        assert page.inner_text("#explore-selection-info").startswith(f"{expected} points selected")
-        sent = page.evaluate("window.latentmap.state.selectionPolygon")
-        assert len(sent) >= 4 and np.allclose(sent[0], polygon[0], atol=1e-3)
-        screenshot(page, "pixels-lasso-200k")
+    # A lasso around part of the map, drawn with the mouse: the count is what lies inside, counted here.
+    open_tab(page, "explore")
+    page.click("#explore-lasso-btn")
+    w, h = page.evaluate(
+        "(() => { const r = document.getElementById('map-canvas').getBoundingClientRect();"
+        " return [r.width, r.height]; })()"
+    )
+    screen = [(w * 0.2, h * 0.25), (w * 0.75, h * 0.15), (w * 0.85, h * 0.8), (w * 0.3, h * 0.7)]
+    polygon = np.array(draw_lasso(page, screen))
+    expected = int(inside_convex(xy.astype(np.float64), polygon).sum())
+    assert expected > 30_000  # a lasso over a large part of the map
+    assert shown_count(page) == expected
+    assert page.inner_text("#explore-selection-info").startswith(f"{expected} points selected")
+    sent = page.evaluate("window.latentmap.state.selectionPolygon")
+    assert len(sent) >= 4 and np.allclose(sent[0], polygon[0], atol=1e-3)
+    screenshot(page, "pixels-lasso-200k")
 
-        # A small lasso, exported: the CSV lists exactly the points inside it.
-        cx, cy = w * 0.5, h * 0.5
-        small = [(cx - 12, cy - 10), (cx + 12, cy - 10), (cx + 12, cy + 10), (cx - 12, cy + 10)]
-        polygon = np.array(draw_lasso(page, small))
-        inside = inside_convex(xy.astype(np.float64), polygon)
-        assert shown_count(page) == int(inside.sum()) > 0
-        with page.expect_download() as download:
-            page.click("#explore-export-csv")
-        rows = list(csv.DictReader(io.StringIO(open(download.value.path(), encoding="utf-8").read())))
-        assert sorted(r["label"] for r in rows) == sorted(f"thing {i}" for i in np.flatnonzero(inside))
-        page.click("#explore-lasso-btn")  # lasso off
+    # A small lasso, exported: the CSV lists exactly the points inside it.
+    cx, cy = w * 0.5, h * 0.5
+    small = [(cx - 12, cy - 10), (cx + 12, cy - 10), (cx + 12, cy + 10), (cx - 12, cy + 10)]
+    polygon = np.array(draw_lasso(page, small))
+    inside = inside_convex(xy.astype(np.float64), polygon)
+    assert shown_count(page) == int(inside.sum()) > 0
+    with page.expect_download() as download:
+        page.click("#explore-export-csv")
+    rows = list(csv.DictReader(io.StringIO(open(download.value.path(), encoding="utf-8").read())))
+    assert sorted(r["label"] for r in rows) == sorted(f"thing {i}" for i in np.flatnonzero(inside))
+    page.click("#explore-lasso-btn")  # lasso off
 
-        # The label filter is matched on the server: "thing 1999" is thing 1999, 19990-19999, 199900-199999.
-        page.fill("#explore-filter-input", "thing 1999")
-        page.wait_for_function("!document.getElementById('explore-filter-info').hidden")
-        assert page.inner_text("#explore-filter-info") == f"111 of {N_POINTS} points match “thing 1999”."
+    # The label filter is matched on the server: "thing 1999" is thing 1999, 19990-19999, 199900-199999.
+    page.fill("#explore-filter-input", "thing 1999")
+    page.wait_for_function("!document.getElementById('explore-filter-info').hidden")
+    assert page.inner_text("#explore-filter-info") == f"111 of {N_POINTS} points match “thing 1999”."
 
-        # Hover: the tooltip of the point under the cursor, from the tiles (an outlying point, close up).
-        k = int(np.argmax(xy[:, 0]))
-        gap = float(np.sort(np.abs(xy - xy[k]).max(axis=1))[1])
-        page.goto(server.url(f"/m/{map_id}?view={xy[k, 0]},{xy[k, 1]},{1 / (gap * 20)}"))
-        page.wait_for_selector("body[data-ready='1']")
-        page.wait_for_function("window.latentmap.renderer().settled")
-        left, top = canvas_origin(page)
-        sx, sy = page.evaluate(f"window.latentmap.dataToScreen({float(xy[k, 0])}, {float(xy[k, 1])})")
-        page.mouse.move(left + sx - 20, top + sy - 20)
-        page.mouse.move(left + sx, top + sy, steps=4)
-        page.wait_for_selector("#tooltip:not([hidden])")
-        assert page.inner_text("#tooltip .tooltip-label") == f"thing {k}"
-        assert not whole, whole  # nothing downloaded every point
-        assert not problems.errors and not problems.console_errors, (problems.errors, problems.console_errors)
-    finally:
-        context.close()
+    # Hover: the tooltip of the point under the cursor, from the tiles (an outlying point, close up).
+    k = int(np.argmax(xy[:, 0]))
+    gap = float(np.sort(np.abs(xy - xy[k]).max(axis=1))[1])
+    page.goto(server.url(f"/m/{map_id}?view={xy[k, 0]},{xy[k, 1]},{1 / (gap * 20)}"))
+    page.wait_for_selector("body[data-ready='1']")
+    page.wait_for_function("window.latentmap.renderer().settled")
+    left, top = canvas_origin(page)
+    sx, sy = page.evaluate(f"window.latentmap.dataToScreen({float(xy[k, 0])}, {float(xy[k, 1])})")
+    page.mouse.move(left + sx - 20, top + sy - 20)
+    page.mouse.move(left + sx, top + sy, steps=4)
+    page.wait_for_selector("#tooltip:not([hidden])")
+    assert page.inner_text("#tooltip .tooltip-label") == f"thing {k}"
+    assert not whole, whole  # nothing downloaded every point
 
 
 def detailed_photos(n: int, size: int = 128) -> list[bytes]:
@@ -174,7 +170,7 @@ def detail_of(a: np.ndarray) -> float:
     return float(np.abs(np.diff(a, axis=0)).mean() + np.abs(np.diff(a, axis=1)).mean())
 
 
-def test_close_up_picture_is_the_items_own_thumbnail_and_download_fits(live_server, browser):
+def test_close_up_picture_is_the_items_own_thumbnail_and_download_fits(live_server, pages):
     """Drawn larger than its 64 px atlas cell, a picture is replaced by its item's own (128 px) thumbnail: the
     canvas there is closer to the thumbnail than the atlas' cell enlarged would be. "Download PNG" fits the
     1280 px page."""
@@ -193,41 +189,37 @@ def test_close_up_picture_is_the_items_own_thumbnail_and_download_fits(live_serv
     item, gap = points[k], float(dist[k].min())
     thumb = Image.open(io.BytesIO(live_server.http.get(f"/api/items/{item['id']}/thumbnail").content)).convert("RGB")
     assert max(thumb.size) == 128
-    context, page, problems = new_page(browser)
-    try:
-        zoom = 1 / (gap * 3)
-        page.goto(live_server.url(f"/m/{created['id']}?view={item['x']},{item['y']},{zoom}"))
-        page.wait_for_selector("body[data-ready='1']")
-        page.wait_for_function("(() => { const r = window.latentmap.renderer(); return r.settled && r.sharp >= 1; })()")
-        page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
-        info = page.evaluate("window.latentmap.renderer()")
-        assert info["sharp"] == info["sharpWanted"] >= 1, info
-        left, top = canvas_origin(page)
-        sx, sy = page.evaluate(f"window.latentmap.dataToScreen({item['x']}, {item['y']})")
-        shot = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
-        size = min(160, gap * zoom * page.evaluate("document.getElementById('map-canvas').clientHeight") * 0.9)
-        box = (left + sx - size * 0.45, top + sy - size * 0.45, left + sx + size * 0.45, top + sy + size * 0.45)
-        drawn = np.asarray(shot.crop(tuple(round(v) for v in box)), float)
-        side = drawn.shape[1], drawn.shape[0]
-        inner = (thumb.width * 0.05, thumb.height * 0.05, thumb.width * 0.95, thumb.height * 0.95)
-        sharp = np.asarray(thumb.crop(inner).resize(side, Image.Resampling.BILINEAR), float)
-        soft = np.asarray(
-            thumb.resize((64, 64), Image.Resampling.LANCZOS)
-            .crop((3.2, 3.2, 60.8, 60.8))
-            .resize(side, Image.Resampling.BILINEAR),
-            float,
-        )
-        # Detail = mean step between neighbouring pixels: the drawn picture has the own thumbnail's, not the cell's.
-        detail = {name: detail_of(a) for name, a in (("drawn", drawn), ("own", sharp), ("cell", soft))}
-        assert abs(detail["drawn"] - detail["own"]) < abs(detail["drawn"] - detail["cell"]), detail
-        assert detail["drawn"] > 1.3 * detail["cell"], detail
+    page = pages()
+    zoom = 1 / (gap * 3)
+    page.goto(live_server.url(f"/m/{created['id']}?view={item['x']},{item['y']},{zoom}"))
+    page.wait_for_selector("body[data-ready='1']")
+    page.wait_for_function("(() => { const r = window.latentmap.renderer(); return r.settled && r.sharp >= 1; })()")
+    page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    info = page.evaluate("window.latentmap.renderer()")
+    assert info["sharp"] == info["sharpWanted"] >= 1, info
+    left, top = canvas_origin(page)
+    sx, sy = page.evaluate(f"window.latentmap.dataToScreen({item['x']}, {item['y']})")
+    shot = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
+    size = min(160, gap * zoom * page.evaluate("document.getElementById('map-canvas').clientHeight") * 0.9)
+    box = (left + sx - size * 0.45, top + sy - size * 0.45, left + sx + size * 0.45, top + sy + size * 0.45)
+    drawn = np.asarray(shot.crop(tuple(round(v) for v in box)), float)
+    side = drawn.shape[1], drawn.shape[0]
+    inner = (thumb.width * 0.05, thumb.height * 0.05, thumb.width * 0.95, thumb.height * 0.95)
+    sharp = np.asarray(thumb.crop(inner).resize(side, Image.Resampling.BILINEAR), float)
+    soft = np.asarray(
+        thumb.resize((64, 64), Image.Resampling.LANCZOS)
+        .crop((3.2, 3.2, 60.8, 60.8))
+        .resize(side, Image.Resampling.BILINEAR),
+        float,
+    )
+    # Detail = mean step between neighbouring pixels: the drawn picture has the own thumbnail's, not the cell's.
+    detail = {name: detail_of(a) for name, a in (("drawn", drawn), ("own", sharp), ("cell", soft))}
+    assert abs(detail["drawn"] - detail["own"]) < abs(detail["drawn"] - detail["cell"]), detail
+    assert detail["drawn"] > 1.3 * detail["cell"], detail
 
-        # A click on it decodes; "Download PNG" lies wholly inside the 1280 px page.
-        page.mouse.click(left + sx, top + sy)
-        page.wait_for_function("document.getElementById('map-root').dataset.decodeState === 'done'")
-        right = page.evaluate("document.getElementById('download-btn').getBoundingClientRect().right")
-        assert page.is_visible("#download-btn") and right <= page.evaluate("window.innerWidth"), right
-        screenshot(page, "pixels-close-up")
-        assert not problems.errors and not problems.console_errors, (problems.errors, problems.console_errors)
-    finally:
-        context.close()
+    # A click on it decodes; "Download PNG" lies wholly inside the 1280 px page.
+    page.mouse.click(left + sx, top + sy)
+    page.wait_for_function("document.getElementById('map-root').dataset.decodeState === 'done'")
+    right = page.evaluate("document.getElementById('download-btn').getBoundingClientRect().right")
+    assert page.is_visible("#download-btn") and right <= page.evaluate("window.innerWidth"), right
+    screenshot(page, "pixels-close-up")

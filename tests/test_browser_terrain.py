@@ -2,7 +2,8 @@
 "Show the space" on, the decoded tiles fill the empty map between the items, and the share link reproduces the
 layer (on, same opacity, same pixels) in a fresh page.
 
-Small on purpose: ten prompts, tiles of 4 x 4 cells of 16 px and zoom 1 at most (four tiles, 64 decodes).
+Small on purpose: ten prompts, tiles of 4 x 4 cells of 16 px and zoom 1 at most (four tiles, 64 decodes): the
+shared digits server's settings (tests/browser_util.py DIGITS_ENV).
 
 Run: pytest -m browser tests/test_browser_terrain.py   (screenshots: test-output/screenshots/terrain-*.png)
 """
@@ -16,31 +17,17 @@ import pytest
 from PIL import Image
 
 from app.maps.demo import DIGIT_WORDS
-from tests.browser_util import empty_spot, new_page, open_tab, screenshot, start_server, stop_server, wait_ready
+from tests.browser_util import empty_spot, open_tab, screenshot, wait_ready
 
 pytestmark = pytest.mark.browser
 
-TERRAIN_ENV = {
-    "LATENTMAP_CREATE_DEMO_MAP": "0",
-    "LATENTMAP_TERRAIN_CELLS": "4",
-    "LATENTMAP_TERRAIN_CELL_PX": "16",
-    "LATENTMAP_TERRAIN_MAX_ZOOM": "1",
-}
 SETTLE_MS = 240_000  # 64 digits decodes on a loaded 2-core machine
 PATCH = 24  # px each side of the empty spot that is compared
 
 
 @pytest.fixture(scope="module")
-def digits_server(tmp_path_factory):
-    server = start_server(tmp_path_factory.mktemp("latentmap-terrain"), space="digits", extra_env=TERRAIN_ENV)
-    try:
-        yield server
-    finally:
-        stop_server(server)
-
-
-@pytest.fixture(scope="module")
 def digits_map(digits_server):
+    """This module's own map on the shared digits server (its tests save tours on it): (id, edit key)."""
     created = digits_server.create_map("Digits terrain")
     digits_server.add_prompts(created["id"], created["edit_key"], DIGIT_WORDS)
     return created["id"], created["edit_key"]
@@ -86,148 +73,124 @@ def wait_terrain_off(page) -> None:
     )
 
 
-def no_problems(problems) -> None:
-    assert not problems.errors, problems.errors
-    assert not problems.dialogs, problems.dialogs
-    assert not problems.console_errors, problems.console_errors
-
-
-def test_show_the_space_draws_tiles_and_the_share_link_reproduces_them(digits_server, browser, digits_map):
+def test_show_the_space_draws_tiles_and_the_share_link_reproduces_them(digits_server, pages, digits_map):
     map_id, _ = digits_map
-    context, page, problems = new_page(browser)
-    try:
-        page.goto(digits_server.url(f"/m/{map_id}"))
-        wait_ready(page)
-        wait_settled(page)
-        toggle = page.locator("#terrain-toggle")
-        assert toggle.is_visible() and not toggle.is_checked()
-        assert page.locator("#terrain-opacity").is_disabled()  # nothing to fade while the layer is off
-        spot = empty_spot(page, min_distance=3 * PATCH)
-        background = patch_at(canvas_pixels(page), page, spot)
-        assert spread(background) < 1, "the empty map should be plain background before the layer is on"
+    page = pages()
+    page.goto(digits_server.url(f"/m/{map_id}"))
+    wait_ready(page)
+    wait_settled(page)
+    toggle = page.locator("#terrain-toggle")
+    assert toggle.is_visible() and not toggle.is_checked()
+    assert page.locator("#terrain-opacity").is_disabled()  # nothing to fade while the layer is off
+    spot = empty_spot(page, min_distance=3 * PATCH)
+    background = patch_at(canvas_pixels(page), page, spot)
+    assert spread(background) < 1, "the empty map should be plain background before the layer is on"
 
-        asked: list[str] = []
-        page.on("request", lambda r: asked.append(r.url) if "/terrain/" in r.url else None)
-        toggle.check()  # as a user does: click "Show the space"
-        wait_terrain_drawn(page)
-        # The digits space has previews: each tile's preview is asked for first, the full tile after it.
-        tiles = {url.split("/terrain/")[1].split(".png")[0] for url in asked}
-        assert tiles
-        for tile in tiles:
-            mine = [url for url in asked if f"/terrain/{tile}.png" in url]
-            assert ["preview=1" in url for url in mine] == [True, False], mine
-        page.locator("#terrain-opacity").fill("60")
-        page.wait_for_function("window.latentmap.renderer().terrain.opacity === 0.6")
-        wait_terrain_drawn(page)
-        owner = canvas_pixels(page)
-        shown = patch_at(owner, page, spot)
-        # Decoded digits there now: the patch is no longer the background, and it is not one flat colour.
-        assert np.abs(shown - background).mean() > 8, np.abs(shown - background).mean()
-        assert spread(shown) > 4, spread(shown)
-        screenshot(page, "terrain-on")
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/terrain/" in r.url else None)
+    toggle.check()  # as a user does: click "Show the space"
+    wait_terrain_drawn(page)
+    # The digits space has previews: each tile's preview is asked for first, the full tile after it.
+    tiles = {url.split("/terrain/")[1].split(".png")[0] for url in asked}
+    assert tiles
+    for tile in tiles:
+        mine = [url for url in asked if f"/terrain/{tile}.png" in url]
+        assert ["preview=1" in url for url in mine] == [True, False], mine
+    page.locator("#terrain-opacity").fill("60")
+    page.wait_for_function("window.latentmap.renderer().terrain.opacity === 0.6")
+    wait_terrain_drawn(page)
+    owner = canvas_pixels(page)
+    shown = patch_at(owner, page, spot)
+    # Decoded digits there now: the patch is no longer the background, and it is not one flat colour.
+    assert np.abs(shown - background).mean() > 8, np.abs(shown - background).mean()
+    assert spread(shown) > 4, spread(shown)
+    screenshot(page, "terrain-on")
 
-        link = page.input_value("#share-url")
-        assert "terrain=1" in link and "terrain_opacity=0.60" in link, link
-        no_problems(problems)
-    finally:
-        context.close()
+    link = page.input_value("#share-url")
+    assert "terrain=1" in link and "terrain_opacity=0.60" in link, link
 
-    context, visitor, visitor_problems = new_page(browser)
-    try:
-        visitor.goto(link)
-        wait_ready(visitor)
-        wait_terrain_drawn(visitor)
-        assert visitor.locator("#terrain-toggle").is_checked()
-        assert visitor.input_value("#terrain-opacity") == "60"
-        assert visitor.evaluate("window.latentmap.renderer().terrain.opacity") == pytest.approx(0.6)
-        again = canvas_pixels(visitor)
-        screenshot(visitor, "terrain-shared")
-        assert again.shape == owner.shape
-        # The same view, seed and tiles: the same picture (a share link's view is rounded: allow for edges).
-        assert np.abs(patch_at(again, visitor, spot) - shown).mean() < 3
-        assert np.abs(again - owner).mean() < 3
-        no_problems(visitor_problems)
-    finally:
-        context.close()
+    visitor = pages()
+    visitor.goto(link)
+    wait_ready(visitor)
+    wait_terrain_drawn(visitor)
+    assert visitor.locator("#terrain-toggle").is_checked()
+    assert visitor.input_value("#terrain-opacity") == "60"
+    assert visitor.evaluate("window.latentmap.renderer().terrain.opacity") == pytest.approx(0.6)
+    again = canvas_pixels(visitor)
+    screenshot(visitor, "terrain-shared")
+    assert again.shape == owner.shape
+    # The same view, seed and tiles: the same picture (a share link's view is rounded: allow for edges).
+    assert np.abs(patch_at(again, visitor, spot) - shown).mean() < 3
+    assert np.abs(again - owner).mean() < 3
 
 
-def test_tour_steps_and_presentation_followers_show_the_layer(digits_server, browser, digits_map):
+def test_tour_steps_and_presentation_followers_show_the_layer(digits_server, pages, digits_map):
     map_id, key = digits_map
-    contexts = []
-    try:
-        owner_context, owner, owner_problems = new_page(browser)
-        contexts.append(owner_context)
-        owner.goto(digits_server.url(f"/m/{map_id}#key={key}"))
-        wait_ready(owner)
-        open_tab(owner, "teach")
-        owner.click("#present-start-btn")
-        owner.wait_for_selector("#present-dialog[open]")
-        follow_path = owner.get_attribute("#present-link", "href")
-        owner.click("#present-dialog button[value='close']")
+    owner = pages()
+    owner.goto(digits_server.url(f"/m/{map_id}#key={key}"))
+    wait_ready(owner)
+    open_tab(owner, "teach")
+    owner.click("#present-start-btn")
+    owner.wait_for_selector("#present-dialog[open]")
+    follow_path = owner.get_attribute("#present-link", "href")
+    owner.click("#present-dialog button[value='close']")
 
-        follower_context, follower, follower_problems = new_page(browser)
-        contexts.append(follower_context)
-        follower.goto(digits_server.url(follow_path))
-        wait_ready(follower)
-        follower.wait_for_selector("#map-root[data-follow='following']")
-        assert not follower.locator("#terrain-toggle").is_checked()
+    follower = pages()
+    follower.goto(digits_server.url(follow_path))
+    wait_ready(follower)
+    follower.wait_for_selector("#map-root[data-follow='following']")
+    assert not follower.locator("#terrain-toggle").is_checked()
 
-        # The presenter shows the space: the follower's layer follows (on, opacity), tiles and all.
-        owner.locator("#terrain-toggle").check()
-        owner.locator("#terrain-opacity").fill("50")
-        wait_terrain_drawn(follower, opacity=0.5)
-        assert follower.locator("#terrain-toggle").is_checked()
-        spot = empty_spot(follower, min_distance=3 * PATCH)
-        assert spread(patch_at(canvas_pixels(follower), follower, spot)) > 4  # decoded digits, not background
+    # The presenter shows the space: the follower's layer follows (on, opacity), tiles and all.
+    owner.locator("#terrain-toggle").check()
+    owner.locator("#terrain-opacity").fill("50")
+    wait_terrain_drawn(follower, opacity=0.5)
+    assert follower.locator("#terrain-toggle").is_checked()
+    spot = empty_spot(follower, min_distance=3 * PATCH)
+    assert spread(patch_at(canvas_pixels(follower), follower, spot)) > 4  # decoded digits, not background
 
-        # The owner records a tour: one step with the space shown, one with the items only.
-        owner.click("#tour-recorder summary")
-        owner.fill("#tour-caption", "The space between the digits")
-        owner.click("#tour-add-step")
-        owner.locator("#terrain-toggle").uncheck()
-        wait_terrain_off(follower)  # still following
-        owner.fill("#tour-caption", "The items only")
-        owner.click("#tour-add-step")
-        owner.fill("#tour-title", "Show the space")
-        owner.click("#tour-save")
-        owner.wait_for_selector("#tour-list li[data-tour-id]")
-        tours = digits_server.http.get(f"/api/maps/{map_id}/tours").json()["tours"]
-        assert [s["terrain"] for s in tours[0]["steps"]] == [
-            {"on": True, "opacity": 0.5, "variant": None},
-            {"on": False, "opacity": 0.5, "variant": None},
-        ]
-        # A step through the space's thick LoRA, made through the API.
-        made = digits_server.http.post(
-            f"/api/maps/{map_id}/tours",
-            headers={"X-Edit-Key": key},
-            json={
-                "title": "Thick",
-                "steps": [{"caption": "Thick strokes", "terrain": {"on": True, "variant": "thick"}}],
-            },
-        )
-        assert made.status_code == 201, made.text
+    # The owner records a tour: one step with the space shown, one with the items only.
+    owner.click("#tour-recorder summary")
+    owner.fill("#tour-caption", "The space between the digits")
+    owner.click("#tour-add-step")
+    owner.locator("#terrain-toggle").uncheck()
+    wait_terrain_off(follower)  # still following
+    owner.fill("#tour-caption", "The items only")
+    owner.click("#tour-add-step")
+    owner.fill("#tour-title", "Show the space")
+    owner.click("#tour-save")
+    owner.wait_for_selector("#tour-list li[data-tour-id]")
+    tours = digits_server.http.get(f"/api/maps/{map_id}/tours").json()["tours"]
+    assert [s["terrain"] for s in tours[0]["steps"]] == [
+        {"on": True, "opacity": 0.5, "variant": None},
+        {"on": False, "opacity": 0.5, "variant": None},
+    ]
+    # A step through the space's thick LoRA, made through the API.
+    made = digits_server.http.post(
+        f"/api/maps/{map_id}/tours",
+        headers={"X-Edit-Key": key},
+        json={
+            "title": "Thick",
+            "steps": [{"caption": "Thick strokes", "terrain": {"on": True, "variant": "thick"}}],
+        },
+    )
+    assert made.status_code == 201, made.text
 
-        # A visitor plays the tours: each step sets the layer as it was recorded.
-        visitor_context, visitor, visitor_problems = new_page(browser)
-        contexts.append(visitor_context)
-        visitor.goto(digits_server.url(f"/m/{map_id}"))
-        wait_ready(visitor)
-        open_tab(visitor, "teach")
-        visitor.locator("#tour-list li", has_text="Show the space").locator(".tour-play").click()
-        wait_terrain_drawn(visitor, opacity=0.5)
-        assert visitor.locator("#terrain-toggle").is_checked()
-        assert "terrain=1" in visitor.input_value("#share-url")
-        visitor.keyboard.press("ArrowRight")
-        wait_terrain_off(visitor)
-        assert not visitor.locator("#terrain-toggle").is_checked()
-        visitor.click("#tour-close")
-        visitor.locator("#tour-list li", has_text="Thick").locator(".tour-play").click()
-        wait_terrain_drawn(visitor, variant="thick")
-        assert visitor.input_value("#terrain-variant") == "thick"
-        assert "terrain_variant=thick" in visitor.input_value("#share-url")
-        screenshot(visitor, "terrain-tour-thick")
-        for problems in (owner_problems, follower_problems, visitor_problems):
-            no_problems(problems)
-    finally:
-        for context in contexts:
-            context.close()
+    # A visitor plays the tours: each step sets the layer as it was recorded.
+    visitor = pages()
+    visitor.goto(digits_server.url(f"/m/{map_id}"))
+    wait_ready(visitor)
+    open_tab(visitor, "teach")
+    visitor.locator("#tour-list li", has_text="Show the space").locator(".tour-play").click()
+    wait_terrain_drawn(visitor, opacity=0.5)
+    assert visitor.locator("#terrain-toggle").is_checked()
+    assert "terrain=1" in visitor.input_value("#share-url")
+    visitor.keyboard.press("ArrowRight")
+    wait_terrain_off(visitor)
+    assert not visitor.locator("#terrain-toggle").is_checked()
+    visitor.click("#tour-close")
+    visitor.locator("#tour-list li", has_text="Thick").locator(".tour-play").click()
+    wait_terrain_drawn(visitor, variant="thick")
+    assert visitor.input_value("#terrain-variant") == "thick"
+    assert "terrain_variant=thick" in visitor.input_value("#share-url")
+    screenshot(visitor, "terrain-tour-thick")

@@ -449,28 +449,17 @@ def test_download_fetches_only_safetensors_json_txt(monkeypatch, tmp_path):
         assert "*.bin" in ignore and "*.ckpt" in ignore
 
 
+def run_bench(script: str, *args, timeout: int = 600) -> subprocess.CompletedProcess:
+    """A bench/ script as the GPU session runs it (one thread here: the tests share the cores)."""
+    cmd = [sys.executable, str(REPO_ROOT / "bench" / script), *map(str, args)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
 def test_gpu_benchmark_script_runs_at_toy_size(tmp_path):
     """bench/gpu_spaces.py is what runs on a GPU machine (one prepared command): it must not rot here."""
     out = tmp_path / "gpu.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "bench" / "gpu_spaces.py"),
-            "--tiny",
-            "--device",
-            "cpu",
-            "--n",
-            "2",
-            "--reference-prompts",
-            "2",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+    proc = run_bench("gpu_spaces.py", "--tiny", "--device", "cpu", "--n", "2", "--reference-prompts", "2", "--out", out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(out.read_text())
     assert [r["space"] for r in rows] == ["unclip-h", "turbo-h"]
@@ -482,21 +471,7 @@ def test_gpu_benchmark_script_runs_at_toy_size(tmp_path):
 def test_gpu_suite_runs_at_toy_size(tmp_path):
     """bench/gpu_suite.py is the one prepared command for a GPU session (encode, prompt and decode ratios on the
     real spaces): it must run end to end here, on toy sizes."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "bench" / "gpu_suite.py"),
-            "--tiny",
-            "--space",
-            "turbo-h",
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+    proc = run_bench("gpu_suite.py", "--tiny", "--space", "turbo-h", "--out", tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     tables = {p.name: p.read_text() for p in tmp_path.glob("*.md")}
     assert set(tables) == {

@@ -7,7 +7,7 @@ Every figure is also given as a ratio to the 1,000-point map in the same run (th
 - `map`: the map page as a user opens it (`/m/{id}`);
 - `renderer`: the WebGL2 renderer alone (static/js/render/harness.html), to separate the renderer from the page.
 (The previous regl-scatterplot renderer is gone from the page, so its CSP needs no eval; its last figures stay in
-bench/README.md §6c.)
+bench/README.md §6b.)
 
     python bench/render.py                                   # 1k / 100k / 1M points, 1k / 20k / 100k images
     python bench/render.py --points 100000 --images 20000    # quicker

@@ -223,3 +223,32 @@ def test_close_up_picture_is_the_items_own_thumbnail_and_download_fits(live_serv
     right = page.evaluate("document.getElementById('download-btn').getBoundingClientRect().right")
     assert page.is_visible("#download-btn") and right <= page.evaluate("window.innerWidth"), right
     screenshot(page, "pixels-close-up")
+
+
+def test_tile_only_small_map_click_select_and_delete(live_server, pages):
+    """`?points=tiles` puts a small map in the tile-only mode of big maps: a click on a point selects its item
+    (label fetched on demand), the owner deletes it and the map's new tiles no longer hold it."""
+    created = live_server.create_map("tile-only")
+    labels = ["an owl", "a lighthouse at night", "a bowl of fruit"]
+    live_server.add_prompts(created["id"], created["edit_key"], labels)
+    points = live_server.points(created["id"])
+    page = pages()
+    page.goto(live_server.url(f"/m/{created['id']}?points=tiles#key={created['edit_key']}"))
+    page.wait_for_selector("body[data-ready='1']")
+    assert page.evaluate("window.latentmap.state.pointsFormat") == "tiles"
+    page.wait_for_function("window.latentmap.renderer().settled && window.latentmap.renderer().points === 3")
+    version = page.evaluate("window.latentmap.renderer().tileVersion")
+    target = points[1]
+    left, top = canvas_origin(page)
+    sx, sy = page.evaluate(f"window.latentmap.dataToScreen({target['x']}, {target['y']})")
+    page.mouse.move(left + sx - 15, top + sy - 15)
+    page.mouse.move(left + sx, top + sy, steps=3)
+    page.wait_for_function("window.latentmap.state.hovered === 1")
+    page.mouse.click(left + sx, top + sy)
+    page.wait_for_function(f"document.getElementById('selected-label').textContent === 'Prompt: {target['label']}'")
+    page.wait_for_function("document.getElementById('map-root').dataset.decodeState === 'done'")
+    page.click("#delete-btn")
+    page.wait_for_function(f"window.latentmap.renderer().tileVersion !== {version}")
+    page.wait_for_function("window.latentmap.renderer().settled && window.latentmap.renderer().points === 2")
+    assert sorted(p["label"] for p in live_server.points(created["id"])) == sorted(set(labels) - {target["label"]})
+    assert page.evaluate("window.latentmap.state.items.length") == 2

@@ -228,15 +228,16 @@ function itemDetails(item) {
   return detailsLoading.get(item);
 }
 
-async function reloadPoints() {
+/** Every point anew (fit: frame the camera on the map again, as after a re-projection). */
+async function reloadPoints({ fit = true } = {}) {
   state.items = await fetchItems();
   actions.select(null);
   watchPending();
-  await redraw({ fit: true, bounds: state.meta.bounds });
+  await redraw({ fit, bounds: state.meta.bounds });
 }
 
 function addItems(newItems) {
-  if (state.pointsFormat === "tiles") return reloadPoints(); // new tiles (a new version) hold them
+  if (state.pointsFormat === "tiles") return reloadPoints({ fit: false }); // the new version's tiles hold them
   // Nothing on the map yet, so nothing can move: fit the fixed coordinate frame to the first items.
   const fit = !state.items.length && newItems.length > 0;
   state.items.push(...newItems);
@@ -246,7 +247,7 @@ function addItems(newItems) {
 
 /** An item was deleted on the server: drop it here (tile-only maps: the next version's tiles lack it). */
 function removeItem(item) {
-  if (state.pointsFormat === "tiles") return reloadPoints();
+  if (state.pointsFormat === "tiles") return reloadPoints({ fit: false });
   state.items = state.items.filter((p) => p !== item);
   return redraw();
 }

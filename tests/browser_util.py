@@ -435,6 +435,21 @@ def draw_path(page, points: list[tuple[float, float]], steps: int | None = None,
         page.wait_for_function("window.latentmap.mode === 'decode'")
 
 
+def hover_until_tooltip(page, target_id: str | None = None) -> dict:
+    """Move the mouse over drawn points until the tooltip shows (for `target_id` if given)."""
+    for point in point_screen_positions(page):
+        if not point["inside"] or (target_id and point["id"] != target_id):
+            continue
+        page.mouse.move(point["x"] - 30, point["y"] - 30)
+        page.mouse.move(point["x"], point["y"], steps=4)
+        try:
+            page.wait_for_selector("#tooltip:not([hidden])", timeout=2000)
+        except Exception:
+            continue
+        return point
+    raise AssertionError("no tooltip appeared over any point")
+
+
 def click_item(page, label: str | None = None, index: int | None = None) -> dict:
     """Click a drawn item (by label, or by index on maps loaded without labels) as a user does: point at it, wait
     until the page sees it under the pointer (wherever layout and camera settled), click, and wait until it is the

@@ -87,3 +87,23 @@ TINY_SPACE_CONFIG = {
     "reference_prompts": 2,
     "prompt_images": {"steps": 2, "seed": 0},
 }
+
+# The settings that point a real space's components at local folders (LATENTMAP_<COMPONENT>_ID), by component.
+REAL_SPACE_ENV = {
+    "unclip-h": {"clip": "CLIP_H", "pipeline": "UNCLIP_H_PIPELINE", "taesd": "TAESD"},
+    "turbo-h": {
+        "clip": "CLIP_H",
+        "sd15": "TURBO_H_SD15",
+        "ip_adapter": "TURBO_H_IP_ADAPTER",
+        "lcm_lora": "TURBO_H_LCM_LORA",
+        "taesd": "TAESD",
+    },
+}
+
+
+def real_space_env(name: str, paths: dict, config_file: Path) -> dict:
+    """The environment that loads space `name` from the built folders `paths` (component -> folder) with the
+    space settings in `config_file`: for a server subprocess, or monkeypatched in-process."""
+    env = {f"LATENTMAP_{REAL_SPACE_ENV[name][k]}_ID": str(p) for k, p in paths.items()}
+    env[f"LATENTMAP_{name.upper().replace('-', '_')}_CONFIG"] = str(config_file)
+    return env

@@ -18,6 +18,7 @@ from tests.browser_util import (
     click_item,
     decoded_image_base64,
     empty_spot,
+    hover_until_tooltip,
     open_map,
     open_tab,
     png_bytes,
@@ -32,21 +33,6 @@ pytestmark = pytest.mark.browser
 
 XSS_ALERT = "<img src=x onerror=alert(1)>"
 XSS_FLAG = '<img src=x onerror="window.__xss=1">'
-
-
-def hover_until_tooltip(page, target_id: str | None = None) -> dict:
-    """Move the mouse over drawn points until the tooltip shows (for `target_id` if given)."""
-    for point in point_screen_positions(page):
-        if not point["inside"] or (target_id and point["id"] != target_id):
-            continue
-        page.mouse.move(point["x"] - 30, point["y"] - 30)
-        page.mouse.move(point["x"], point["y"], steps=4)
-        try:
-            page.wait_for_selector("#tooltip:not([hidden])", timeout=2000)
-        except Exception:
-            continue
-        return point
-    raise AssertionError("no tooltip appeared over any point")
 
 
 def test_index_lists_maps_and_creates_one(live_server, page):

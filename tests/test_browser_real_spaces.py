@@ -13,14 +13,14 @@ import pytest
 
 from app.spaces import turbo
 from tests.browser_util import (
+    hover_until_tooltip,
     screenshot,
     start_server,
     stop_server,
     wait_point_count,
     wait_ready,
 )
-from tests.test_browser import hover_until_tooltip
-from tests.test_real_spaces import ARCH, TEST_CONFIG, _env_for
+from tests.helpers import TINY_ARCH, TINY_SPACE_CONFIG, real_space_env
 
 pytestmark = pytest.mark.browser
 
@@ -28,13 +28,13 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def turbo_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("turbo-h")
-    paths = turbo.build_random(root / "weights", ARCH)
+    paths = turbo.build_random(root / "weights", TINY_ARCH)
     config_file = root / "turbo-h-config.json"
-    config_file.write_text(json.dumps(TEST_CONFIG))
+    config_file.write_text(json.dumps(TINY_SPACE_CONFIG))
     server = start_server(
         root / "data",
         space="turbo-h",
-        extra_env={**_env_for("turbo-h", paths, config_file), "OMP_NUM_THREADS": "1", "LATENTMAP_DEVICE": "cpu"},
+        extra_env={**real_space_env("turbo-h", paths, config_file), "OMP_NUM_THREADS": "1", "LATENTMAP_DEVICE": "cpu"},
     )
     try:
         yield server

@@ -30,23 +30,7 @@ from app.spaces.vith import torch_dtype
 from tests.helpers import TINY_ARCH as ARCH
 from tests.helpers import TINY_SIZE as SIZE
 from tests.helpers import TINY_SPACE_CONFIG as TEST_CONFIG
-
-ENV = {
-    "unclip-h": {"clip": "CLIP_H", "pipeline": "UNCLIP_H_PIPELINE", "taesd": "TAESD"},
-    "turbo-h": {
-        "clip": "CLIP_H",
-        "sd15": "TURBO_H_SD15",
-        "ip_adapter": "TURBO_H_IP_ADAPTER",
-        "lcm_lora": "TURBO_H_LCM_LORA",
-        "taesd": "TAESD",
-    },
-}
-
-
-def _env_for(name: str, paths: dict, config_file: Path) -> dict:
-    env = {f"LATENTMAP_{ENV[name][k]}_ID": str(p) for k, p in paths.items()}
-    env[f"LATENTMAP_{name.upper().replace('-', '_')}_CONFIG"] = str(config_file)
-    return env
+from tests.helpers import real_space_env
 
 
 def _load(name: str, paths: dict, tmp: Path):
@@ -54,7 +38,7 @@ def _load(name: str, paths: dict, tmp: Path):
     config_file = tmp / f"{name}-config.json"
     config_file.write_text(json.dumps(TEST_CONFIG))
     with pytest.MonkeyPatch.context() as mp:
-        for k, v in _env_for(name, paths, config_file).items():
+        for k, v in real_space_env(name, paths, config_file).items():
             mp.setenv(k, v)
         settings = Settings(data_dir=tmp / "data", space=name, device="cpu")
         ok, why = registry.SPACES[name].available(settings)

@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from . import api
 from .api import docs, errors
-from .api.limits import RequestSizeLimit, install_validation_handler
+from .api.limits import LargeJSONParser, RequestSizeLimit, install_validation_handler
 from .api.responses import MAP_VERSION_HEADER
 from .api.security import SecurityHeaders, content_security_policy
 from .jobs import WorkQueue
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, space: Space | None = None) -> 
         log.info("latentmap ready: space %s on %s, data in %s", loaded.name, loaded.device, settings.data_dir)
         yield
         service.close()
+        app.state.large_json.close()
         store.close()
 
     app = FastAPI(
@@ -66,6 +67,12 @@ def create_app(settings: Settings | None = None, space: Space | None = None) -> 
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+    )
+    app.state.large_json = LargeJSONParser(
+        settings.large_json_bytes,
+        settings.max_large_json_in_flight,
+        settings.max_json_containers,
+        settings.max_large_json_per_second,
     )
     if settings.cors_origin_list:
         app.add_middleware(

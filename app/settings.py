@@ -54,6 +54,8 @@ class Settings:
     max_path_points: int = 32  # vertices of a drawn path
     max_path_steps: int = 24  # images decoded along a path
     max_bundle_bytes: int = 512 * 1024 * 1024  # uncompressed size of an imported bundle
+    # files in an imported bundle (its thumbnails and a few more), counted before the zip is opened
+    max_bundle_entries: int = 100_000
     max_tour_steps: int = 50
     max_caption_chars: int = 500
     max_presentation_seconds: int = 3 * 3600  # a presentation ends by itself after this
@@ -62,6 +64,15 @@ class Settings:
     # Hardening (issue 16; README "Limits and guarantees")
     max_json_bytes: int = 1024 * 1024  # body of any request that is not a multipart upload (413 beyond)
     body_timeout_seconds: float = 60.0  # a request body must arrive within this (408): no trickled bodies
+    # JSON bodies this big or bigger are parsed off the event loop, one at a time (app/api/limits.py): parsing holds
+    # the GIL (~25-80 ms a MiB of small lists). Ordinary requests are far smaller (a 64-point path is ~1.5 kB).
+    large_json_bytes: int = 64 * 1024
+    max_large_json_in_flight: int = 4  # large JSON bodies read or parsed at once; 429 with Retry-After beyond
+    # large JSON bodies parsed per second at most (the loop reads each one through h11, in Python, first)
+    max_large_json_per_second: int = 20
+    # `[` and `{` in a large JSON body (422 beyond, before parsing): valid requests hold at most a few thousand
+    # (a 2,000-vertex lasso, a 50-step tour of 32-point paths); 87,000 pairs took 150 ms to parse and free
+    max_json_containers: int = 10_000
     max_error_chars: int = 300  # validation errors answer one short message, at most this long
     max_selection_items: int = 100_000  # item ids or indices in one selection export
     coordinate_margin: float = 10.0  # x, y further than this many map widths outside the map's points: 422
@@ -202,10 +213,15 @@ _AT_LEAST_ONE = {
     "ingest_vector_batch_size",
     "ingest_reference_items",
     "max_json_bytes",
+    "large_json_bytes",
+    "max_large_json_in_flight",
+    "max_json_containers",
+    "max_large_json_per_second",
     "max_error_chars",
     "max_manifest_bytes",
     "max_manifest_depth",
     "max_bundle_thumbnail_pixels",
+    "max_bundle_entries",
     "max_upload_pixels_in_flight",
     "cluster_cache_maps",
     "decode_cache_bytes",

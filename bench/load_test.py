@@ -9,7 +9,8 @@ Retry-After, memory stays bounded. Prints one table and exits 0.
 
 `--case oversized` keeps 10 clients sending the request of issue 16 (a path of 500,000 zeros, 1.5 MB) and,
 separately, bodies just under the JSON cap that fail validation, while one client times /api/health; the
-baseline is /api/health on the same server with nothing else in flight (ratio = loaded p95 / idle p95).
+baseline is /api/health on the same server with nothing else in flight (ratio = loaded p95 / idle p95). It runs
+the server as shipped, then one that parses every JSON body on the event loop (as before the fix) for comparison.
 `--case uploads` posts 64 PNGs of 39.9 MP (a few kB each on the wire, 120 MB each decoded) in one request and
 reads the server's peak RSS (VmHWM) before and after; the baseline is one such file on the same server.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import os
 import random
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -150,8 +152,8 @@ def flood_process(base: str, url: str, body: bytes, seconds: float, clients: int
     return codes
 
 
-async def run_oversized(args):
-    with running_server(args.space) as (base, proc):
+async def oversized_rows(args, extra_env: dict) -> list:
+    with running_server(args.space, extra_env=extra_env) as (base, proc):
         made = httpx.post(base + "/api/maps", json={"title": "oversized"}).json()
         httpx.post(
             f"{base}/api/maps/{made['id']}/prompts",
@@ -162,7 +164,7 @@ async def run_oversized(args):
         url = f"/api/maps/{made['id']}/path"
         limit = args.json_cap
         idle = await health_times(base, args.seconds / 3)
-        rows = [("idle (baseline)", idle, [])]
+        rows = [("idle (baseline)", idle, [], idle)]
         for name, body in (
             ("500,000 zeros (1.5 MB)", path_of_zeros(500_000)),
             (f"{len(under_the_cap_body(limit)) / 1e6:.2f} MB of bad pairs, under the cap", under_the_cap_body(limit)),
@@ -173,17 +175,38 @@ async def run_oversized(args):
                 await asyncio.sleep(0.5)  # all ten in flight before the timing starts
                 loaded = await health_times(base, args.seconds / 3 - 1.0)
                 codes = sending.result()
-            rows.append((name, loaded, codes))
-    print(f"oversized requests: space={args.space}, 10 clients in flight, {args.seconds / 3:.0f} s per row")
-    print("| in flight | /api/health p50 / p95 (ms) | p95 ÷ idle p95 | their answers | largest answer (bytes) |")
-    print("|---|---|---|---|---|")
-    base_p95 = pct(idle, 0.95)
-    for name, times, codes in rows:
+            rows.append((name, loaded, codes, idle))
+    return rows
+
+
+async def run_oversized(args):
+    """The server as it ships (JSON bodies from `large_json_bytes` up parsed off the event loop, one at a time),
+    then the same server with `large_json_bytes` above the JSON cap: every body parsed on the event loop by
+    FastAPI, as before issue 16's fix (same run, same machine load)."""
+    load_before = os.getloadavg()
+    configs = [("off the loop (default)", {})]
+    if not args.no_compare:
+        configs.append(("on the loop (before)", {"LATENTMAP_LARGE_JSON_BYTES": str(4 * args.json_cap)}))
+    table = []
+    for config, env in configs:
+        for row in await oversized_rows(args, env):
+            table.append((config, *row))
+    load_after = os.getloadavg()
+    print(
+        f"oversized requests: space={args.space}, 10 clients in flight, {args.seconds / 3:.0f} s per row; load "
+        f"average {load_before[0]:.2f} before, {load_after[0]:.2f} after (1 min), {os.cpu_count()} CPUs"
+    )
+    print(
+        "| large JSON bodies parsed | in flight | /api/health p50 / p95 (ms) | p95 ÷ idle p95 | their answers | "
+        "largest answer (bytes) |"
+    )
+    print("|---|---|---|---|---|---|")
+    for config, name, times, codes, idle in table:
         answers = ", ".join(f"{c}×{n}" for c, n in sorted(_count(c for c, _ in codes).items(), key=str)) or "-"
         largest = max((size for _, size in codes), default=0)
         print(
-            f"| {name} | {pct(times, 0.5) * 1e3:.1f} / {pct(times, 0.95) * 1e3:.1f} | "
-            f"{pct(times, 0.95) / base_p95:.2f} | {answers} | {largest} |"
+            f"| {config} | {name} | {pct(times, 0.5) * 1e3:.1f} / {pct(times, 0.95) * 1e3:.1f} | "
+            f"{pct(times, 0.95) / pct(idle, 0.95):.2f} | {answers} | {largest} |"
         )
 
 
@@ -251,6 +274,7 @@ if __name__ == "__main__":
     p.add_argument("--clients", type=int, default=50)
     p.add_argument("--seconds", type=float, default=60)
     p.add_argument("--json-cap", type=int, default=1024 * 1024, help="the server's max_json_bytes (oversized case)")
+    p.add_argument("--no-compare", action="store_true", help="oversized case: skip the on-the-loop comparison server")
     p.add_argument("--files", type=int, default=64, help="files in the big upload (uploads case)")
     p.add_argument("--megapixels", type=float, default=39.9, help="pixels of each uploaded PNG (uploads case)")
     args = p.parse_args()

@@ -18,7 +18,7 @@ from PIL import Image
 
 from app.main import create_app
 from app.maps.classroom import Classroom
-from tests.helpers import make_settings, png_bytes, serve_live
+from tests.helpers import make_map, make_settings, png_bytes, serve_live
 
 PROMPTS = [f"prompt {i}" for i in range(12)]
 
@@ -85,6 +85,94 @@ def test_1_validation_errors_are_one_short_message(client, filled):
     detail = r.json()["detail"]
     assert isinstance(detail, str) and len(detail) <= client.app.state.settings.max_error_chars
     assert "points" in detail and "more" in detail
+
+
+def under_the_cap_of_bad_pairs(limit: int) -> bytes:
+    """bench/load_test.py's second body: just under the JSON cap, every pair fails validation."""
+    pair, head, tail = '["x", "y"], ', '{"points": [', '["x", "y"]], "steps": 2}'
+    return (head + pair * ((limit - len(head) - len(tail) - 64) // len(pair)) + tail).encode()
+
+
+def test_1_large_bodies_are_parsed_off_the_loop_with_the_same_answers(make_client, tmp_path, monkeypatch):
+    """Bodies from `large_json_bytes` up go through the worker thread; a valid, an invalid and a malformed one
+    answer exactly what the same bodies answer when FastAPI parses them itself."""
+    from app.api.limits import LargeJSONParser
+
+    parsed = []
+    parse = LargeJSONParser._parse
+    monkeypatch.setattr(
+        LargeJSONParser, "_parse", lambda self, body, check: parsed.append(len(body)) or parse(self, body, check)
+    )
+    answers, urls = {}, {}
+    json_type = {"Content-Type": "application/json"}
+    for name, large_json_bytes in (("threaded", 64 * 1024), ("on the loop", 10 * 1024 * 1024)):
+        client = make_client(tmp_path / name.replace(" ", "-"), large_json_bytes=large_json_bytes)
+        map_id, _ = make_map(client, prompts=PROMPTS[:4])
+        url = urls[name] = (client, f"/api/maps/{map_id}/path")
+        padded = b'{"points": [[0, 0], [0.1, 0.1]], "steps": 2}' + b" " * 100_000  # valid JSON
+        bad_pairs = b'{"points": [' + b'["xxxxxxxxxx", "yyyyyyyyyy"], ' * 5_000 + b'[0, 0]], "steps": 2}'  # 150 kB
+        bodies = [padded, bad_pairs, b'{"points": [' + b"0, " * 40_000]  # the last one is cut short
+        answers[name] = []
+        for body in bodies:
+            r = client.post(url[1], content=body, headers=json_type)
+            answers[name].append((r.status_code, len(r.json()["frames"]) if r.status_code == 200 else r.json()))
+    assert sorted(parsed) == sorted(len(b) for b in bodies)  # all three, only while the threshold was 64 KiB
+    assert answers["threaded"] == answers["on the loop"]
+    assert [status for status, _ in answers["threaded"]] == [200, 422, 422]
+    assert "at most 32 items" in answers["threaded"][1][1]["detail"]
+    assert "JSON decode error" in answers["threaded"][2][1]["detail"]
+    # bench/load_test.py's body (87,000 pairs) is refused unparsed: more arrays than any valid request has
+    client, url = urls["threaded"]
+    r = client.post(url, content=under_the_cap_of_bad_pairs(1024 * 1024), headers=json_type)
+    assert r.status_code == 422 and "at most 10000 arrays and objects" in r.json()["detail"]
+
+
+def test_1_every_router_parses_large_bodies_off_the_loop():
+    from app import api
+    from app.api.limits import BoundedJSONRoute
+
+    assert all(router.route_class is BoundedJSONRoute for router in api.ROUTERS)
+
+
+def test_1_large_bodies_in_flight_are_bounded_and_health_answers_meanwhile(tiny_space, tmp_path, monkeypatch):
+    """One large body held in the parser, one slot: the next large body is 429 with Retry-After before it is
+    read, while /api/health and small requests answer at once."""
+    from app.api.limits import LargeJSONParser
+
+    release = threading.Event()
+    parse = LargeJSONParser._parse
+    monkeypatch.setattr(
+        LargeJSONParser, "_parse", lambda self, body, check: release.wait(30) and parse(self, body, check)
+    )
+    settings = make_settings(tmp_path / "flight", max_large_json_in_flight=1)
+    app = create_app(settings, space=tiny_space)
+    url, stop = serve_live(app)
+    try:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            map_id, _ = make_map(http, prompts=PROMPTS[:4])
+            body = b'{"points": [[0, 0], [0.1, 0.1]], "steps": 2}' + b" " * 100_000
+            json_type = {"Content-Type": "application/json"}
+            held = {}
+            first = threading.Thread(
+                target=lambda: held.update(r=http.post(f"/api/maps/{map_id}/path", content=body, headers=json_type))
+            )
+            first.start()
+            deadline = time.monotonic() + 20
+            while app.state.large_json.in_flight < 1 and time.monotonic() < deadline:  # the first is in the parser
+                time.sleep(0.02)
+            refused = httpx.post(f"{url}/api/maps/{map_id}/path", content=body, headers=json_type)
+            assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+            assert "large request bodies" in refused.json()["detail"]
+            started = time.monotonic()
+            assert http.get("/api/health").status_code == 200
+            small = http.post(f"/api/maps/{map_id}/path", json={"points": [[0, 0], [0.1, 0.1]], "steps": 2})
+            assert small.status_code == 200 and time.monotonic() - started < 10
+            release.set()
+            first.join(30)
+            assert held["r"].status_code == 200 and len(held["r"].json()["frames"]) == 2
+    finally:
+        release.set()
+        stop()
 
 
 # ---------------------------------------------------------------- 2. one bundle broke the map list
@@ -214,6 +302,36 @@ def test_4_a_huge_manifest_is_refused_unread(make_client):
     assert r.status_code == 422 and "larger than" in r.json()["detail"]
 
 
+def test_4_a_bundle_of_too_many_files_is_refused_before_it_is_opened(make_client, monkeypatch):
+    """Entries are counted in the central directory (not trusting the count its end record states) before
+    zipfile builds an object for each of them; the same bundle within the cap imports."""
+    import struct
+
+    from app.maps import bundle
+
+    client = make_client(max_bundle_entries=40)
+    map_id, _ = make_map(client, prompts=PROMPTS[:3])
+    good = client.get(f"/api/maps/{map_id}/bundle").content
+    extra = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(good)) as src, zipfile.ZipFile(extra, "w") as z:
+        for name in src.namelist():
+            z.writestr(name, src.read(name))
+        for i in range(50):
+            z.writestr(f"junk/{i}", b"")
+    crowded = extra.getvalue()
+    end = crowded.rindex(b"PK\x05\x06")
+    lying = crowded[: end + 8] + struct.pack("<HH", 1, 1) + crowded[end + 12 :]  # "1 entry", twice
+    opened = []
+    real_zipfile = zipfile.ZipFile
+    monkeypatch.setattr(bundle.zipfile, "ZipFile", lambda *a, **k: opened.append(1) or real_zipfile(*a, **k))
+    before = len(client.get("/api/maps").json())
+    for data in (crowded, lying):
+        r = post_bundle(client, data)
+        assert r.status_code == 422 and r.json()["detail"] == "bundle has more than 40 files"
+    assert opened == [] and len(client.get("/api/maps").json()) == before
+    assert post_bundle(client, good).status_code == 201
+
+
 def test_4_a_deeply_nested_manifest_is_422(client, filled):
     map_id, _ = filled
     good = client.get(f"/api/maps/{map_id}/bundle").content
@@ -249,6 +367,32 @@ def test_5_clusters_go_through_the_work_queue_and_their_cache_is_bounded(make_cl
         assert client.get(f"/api/maps/{ids[2]}/clusters").status_code == 200 and len(ran) == 3  # cached
     finally:
         service.queue.run = real_run
+
+
+def test_5_align_goes_through_the_work_queue_and_is_refused_when_it_is_full(make_client):
+    """/align (an SVD and two k-NN over up to max_align_items) is bounded like the other expensive reads: with
+    the queue's one slot taken it answers 429 with Retry-After, and runs once the slot is free."""
+    client = make_client(max_queued_jobs=1)
+    a, _ = make_map(client, "a", PROMPTS)
+    b, _ = make_map(client, "b", PROMPTS)
+    queue = client.app.state.service.queue
+    ran = []
+    real_run = queue.run
+    queue.run = lambda fn, gone=None, **kw: ran.append(1) or real_run(fn, gone, **kw)
+    started, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=lambda: real_run(lambda: started.set() or release.wait(30)))
+    try:
+        assert client.get(f"/api/maps/{a}/align/{b}?k=3").status_code == 200 and ran == [1]
+        holder.start()
+        assert started.wait(10)
+        r = client.get(f"/api/maps/{a}/align/{b}?k=3")
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    finally:
+        release.set()
+        holder.join(10)
+        queue.run = real_run
+    body = client.get(f"/api/maps/{a}/align/{b}?k=3").json()
+    assert body["matched"] == len(PROMPTS) and body["mean_agreement"] == 1.0  # the same items in the same space
 
 
 # ---------------------------------------------------------------- 7. classroom caps
@@ -530,3 +674,4 @@ def test_csv_exports_neutralise_formulas(client, new_map):
     assert sorted(r["label"] for r in rows) == sorted(["'" + label for label in labels[:4]] + ["plain"])
     assert all(not r["label"].startswith(("=", "+", "-", "@")) for r in rows)
     assert any(r["x"].startswith("-") for r in rows) or all(float(r["x"]) >= 0 for r in rows)  # numbers stay numbers
+    assert sorted(r["id"] for r in rows) == sorted(ids)  # server-made ids as they are, a leading "-" too

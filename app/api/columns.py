@@ -9,9 +9,10 @@ from fastapi import APIRouter, Query, Response
 from ..maps import columns
 from . import schemas
 from .deps import ExistingMap, SettingsDep, StoreDep
+from .limits import BoundedJSONRoute
 from .responses import BINARY, MAP_VERSION_HEADER
 
-router = APIRouter(prefix="/api", tags=["columns"])
+router = APIRouter(prefix="/api", tags=["columns"], route_class=BoundedJSONRoute)
 
 
 @router.get("/maps/{map_id}/columns", response_model=schemas.ColumnsOut)

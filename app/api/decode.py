@@ -9,9 +9,10 @@ from fastapi import APIRouter, Response
 from ..maps.store import check_key
 from . import schemas
 from .deps import DisconnectCheck, ExistingMap, ServiceDep, StoreDep
+from .limits import BoundedJSONRoute
 from .responses import IMMUTABLE, PNG, decoded_png
 
-router = APIRouter(prefix="/api", tags=["decode"])
+router = APIRouter(prefix="/api", tags=["decode"], route_class=BoundedJSONRoute)
 
 
 @router.post(

@@ -9,9 +9,10 @@ from fastapi import APIRouter, Query, Response
 from ..maps.store import check_key
 from . import responses, schemas
 from .deps import DisconnectCheck, ExistingMap, ExplorerDep, StoreDep
+from .limits import BoundedJSONRoute
 from .responses import decode_url
 
-router = APIRouter(prefix="/api", tags=["explore"])
+router = APIRouter(prefix="/api", tags=["explore"], route_class=BoundedJSONRoute)
 
 
 @router.post("/maps/{map_id}/path", response_model=schemas.PathOut)

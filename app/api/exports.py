@@ -10,9 +10,10 @@ from fastapi import APIRouter, File, Response, UploadFile
 from ..maps import bundle, export
 from . import schemas
 from .deps import ExistingMap, ServiceDep, SettingsDep, StoreDep
+from .limits import BoundedJSONRoute
 from .responses import map_info
 
-router = APIRouter(prefix="/api", tags=["export"])
+router = APIRouter(prefix="/api", tags=["export"], route_class=BoundedJSONRoute)
 
 
 @router.post(

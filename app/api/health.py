@@ -7,8 +7,9 @@ from fastapi import APIRouter
 from ..spaces.registry import describe_spaces
 from . import schemas
 from .deps import ServiceDep, SettingsDep
+from .limits import BoundedJSONRoute
 
-router = APIRouter(prefix="/api", tags=["server"])
+router = APIRouter(prefix="/api", tags=["server"], route_class=BoundedJSONRoute)
 
 
 @router.get("/health", response_model=schemas.Health)

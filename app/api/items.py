@@ -11,9 +11,10 @@ from ..maps.explore import match_labels
 from ..maps.service import Upload
 from . import schemas
 from .deps import DisconnectCheck, EditableMap, ExistingMap, ServiceDep, SettingsDep, StoreDep
+from .limits import BoundedJSONRoute
 from .responses import BINARY, MAP_VERSION_HEADER, PNG, point, points
 
-router = APIRouter(prefix="/api", tags=["items"])
+router = APIRouter(prefix="/api", tags=["items"], route_class=BoundedJSONRoute)
 
 
 @router.post("/maps/{map_id}/prompts", status_code=201, response_model=schemas.ItemsOut)

@@ -6,9 +6,10 @@ from fastapi import APIRouter, Header, HTTPException, Response
 
 from . import schemas
 from .deps import ClassroomDep, EditableMap, ExistingMap, ExplorerDep, ServiceDep, SettingsDep, StoreDep, TerrainDep
+from .limits import BoundedJSONRoute
 from .responses import map_info
 
-router = APIRouter(prefix="/api", tags=["maps"])
+router = APIRouter(prefix="/api", tags=["maps"], route_class=BoundedJSONRoute)
 
 
 @router.post("/maps", status_code=201, response_model=schemas.MapCreated)

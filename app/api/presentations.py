@@ -12,8 +12,9 @@ from starlette.background import BackgroundTask
 
 from . import schemas
 from .deps import ClassroomDep, EditableMap
+from .limits import BoundedJSONRoute
 
-router = APIRouter(tags=["classroom"])
+router = APIRouter(tags=["classroom"], route_class=BoundedJSONRoute)
 
 
 @router.post("/api/maps/{map_id}/presentations", status_code=201, response_model=schemas.PresentationStarted)

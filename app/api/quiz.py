@@ -7,9 +7,10 @@ from fastapi import APIRouter, Header, Response
 from ..maps.classroom import Classroom, QuizRound
 from . import schemas
 from .deps import ClassroomDep, DisconnectCheck, EditableMap, ServiceDep
+from .limits import BoundedJSONRoute
 from .responses import decode_url
 
-router = APIRouter(prefix="/api", tags=["classroom"])
+router = APIRouter(prefix="/api", tags=["classroom"], route_class=BoundedJSONRoute)
 
 
 def _round_out(classroom: Classroom, r: QuizRound) -> dict:

@@ -8,9 +8,10 @@ import re
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from .deps import DisconnectCheck, ExistingMap, TerrainDep
+from .limits import BoundedJSONRoute
 from .responses import IMMUTABLE, REVALIDATE, etag_matches
 
-router = APIRouter(prefix="/api", tags=["terrain"])
+router = APIRouter(prefix="/api", tags=["terrain"], route_class=BoundedJSONRoute)
 TILE_PNG = {
     200: {"content": {"image/png": {}}, "description": "cells x cells decoded cells of cell_px pixels"},
     304: {"description": "If-None-Match named this tile's ETag"},

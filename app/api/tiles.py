@@ -15,9 +15,10 @@ from fastapi import APIRouter, Header, Query, Response
 from ..maps.tiles import TileIndex
 from . import schemas
 from .deps import ExistingMap, TilesDep
+from .limits import BoundedJSONRoute
 from .responses import IMMUTABLE, REVALIDATE, etag_matches
 
-router = APIRouter(prefix="/api", tags=["tiles"])
+router = APIRouter(prefix="/api", tags=["tiles"], route_class=BoundedJSONRoute)
 
 Version = Annotated[
     int | None,

@@ -7,8 +7,9 @@ from fastapi import APIRouter, Response
 from ..maps.classroom import check_tour
 from . import schemas
 from .deps import EditableMap, ExistingMap, ServiceDep, StoreDep
+from .limits import BoundedJSONRoute
 
-router = APIRouter(prefix="/api", tags=["classroom"])
+router = APIRouter(prefix="/api", tags=["classroom"], route_class=BoundedJSONRoute)
 
 
 @router.post("/maps/{map_id}/tours", status_code=201, response_model=schemas.Tour)

@@ -10,9 +10,10 @@ from ..maps import compare
 from ..maps.service import MapService
 from . import schemas
 from .deps import DisconnectCheck, ExistingMap, ServiceDep, existing_map_id
+from .limits import BoundedJSONRoute
 from .responses import decode_url
 
-router = APIRouter(prefix="/api", tags=["variants"])
+router = APIRouter(prefix="/api", tags=["variants"], route_class=BoundedJSONRoute)
 
 
 def _decoders(service: MapService, choices: schemas.Choices) -> list[compare.Decoder]:
@@ -57,10 +58,15 @@ def upscale(key: str, service: ServiceDep, gone: DisconnectCheck, body: schemas.
 
 
 @router.get("/maps/{map_id}/align/{other_id}", response_model=schemas.AlignOut)
-def align(other_id: str, request: Request, map_id: ExistingMap, service: ServiceDep, k: int = 10):
+def align(
+    other_id: str, request: Request, map_id: ExistingMap, service: ServiceDep, gone: DisconnectCheck, k: int = 10
+):
     """Side-by-side maps of the same items in two spaces: `other_id`'s positions Procrustes-aligned onto
-    `map_id`'s, with per-item neighbourhood agreement between the two spaces (items matched by label)."""
+    `map_id`'s, with per-item neighbourhood agreement between the two spaces (items matched by label). Runs in
+    the work queue like the other expensive reads (an SVD and two k-NN over up to `max_align_items`): 429 with
+    Retry-After when it is full."""
     existing_map_id(other_id, request)
     if not 1 <= k <= service.settings.max_neighbors:
         raise Rejected(f"k must be between 1 and {service.settings.max_neighbors}")
-    return compare.align_maps(service.store, map_id, other_id, k, service.settings.max_align_items)
+    limit = service.settings.max_align_items
+    return service.queue.run(lambda: compare.align_maps(service.store, map_id, other_id, k, limit), gone)

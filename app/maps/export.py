@@ -70,7 +70,11 @@ def selection_csv(store: Store, map_id: str, items: Sequence[ItemRecord]) -> str
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=[spreadsheet_text(n) for n in SELECTION_COLUMNS + list(extra.values())])
     writer.writeheader()
-    writer.writerows([{spreadsheet_text(k): spreadsheet_text(v) for k, v in row.items()} for row in rows])
+    # Ids stay as they are (they are links into the map): server-made, [A-Za-z0-9_-] only, they cannot spell a
+    # formula's call, and one in 64 starts with "-".
+    writer.writerows(
+        [{spreadsheet_text(k): (v if k == "id" else spreadsheet_text(v)) for k, v in row.items()} for row in rows]
+    )
     return text.getvalue()
 
 

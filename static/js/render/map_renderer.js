@@ -135,7 +135,8 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
   const gl = canvas.getContext("webgl2", { antialias: false, premultipliedAlpha: true, alpha: false });
   if (!gl) throw new Error("WebGL2 is not available");
   // sharp: pictures drawn from the items' own thumbnails this frame, of sharpWanted enlarged ones on screen.
-  const stats = { bytes: 0, tiles: 0, points: 0, pictures: 0, frames: 0, picturePx: 0, sharp: 0, sharpWanted: 0 };
+  const stats = { bytes: 0, tiles: 0, points: 0, pictures: 0, frames: 0, picturePx: 0, sharp: 0, sharpWanted: 0,
+    uploads: 0, uploadMsMax: 0 };
   const viewListeners = [];
   const hoverListeners = [];
   let items = [];
@@ -253,14 +254,18 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
       return null;
     }
     uploadsLeft -= 1;
+    const started = performance.now();
     const tex = gl.createTexture();
     gl.bindTexture(gl.TEXTURE_2D, tex);
     gl.pixelStorei(gl.UNPACK_PREMULTIPLY_ALPHA_WEBGL, true);
+    gl.pixelStorei(gl.UNPACK_COLORSPACE_CONVERSION_WEBGL, gl.NONE); // as decoded: no conversion pass on upload
     gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA, gl.RGBA, gl.UNSIGNED_BYTE, image);
     gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.LINEAR);
     gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.LINEAR);
     gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE);
     gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
+    stats.uploadMsMax = Math.max(stats.uploadMsMax, performance.now() - started); // main-thread time of one upload
+    stats.uploads += 1;
     return tex;
   }
 

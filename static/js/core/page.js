@@ -47,7 +47,8 @@
 // RENDERER (map.js creates it and calls setRenderer; static/js/render/map_renderer.js, our own WebGL2 renderer)
 //   A renderer draws the points and owns the camera; nothing else may touch the drawing library. Data coordinates
 //   everywhere; screen positions are CSS pixels from the canvas' top-left corner.
-//     setPoints(items, {fit}) -> Promise     draw items [{x, y, kind}]; fit: frame the camera on them anew
+//     setPoints(items, {fit, bounds, tiled, tileInfo}) -> Promise   draw items [{x, y, kind}]; fit: frame the
+//                                            camera anew; tiled: items is sparse, draw and pick from the tiles
 //     setColors(colors) -> Promise           state.colors (see above)
 //     setStyle({pointSize, opacity, background})
 //     highlight(indices | {indices, polygon, points})   outline these points (selection), the points inside

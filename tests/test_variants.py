@@ -514,3 +514,61 @@ def test_digits_upscaler_beats_bicubic(digits):
     )
     assert ups[0].size == (64, 64) and ups[0].mode == "L"
     assert p_up > p_bic + 3.0
+
+
+def _files(data_dir: Path) -> set[str]:
+    """Every file under the data dir but SQLite's own journals (they come and go with any write)."""
+    return {
+        str(p.relative_to(data_dir))
+        for p in data_dir.rglob("*")
+        if p.is_file() and not p.name.endswith(("-wal", "-shm", "-journal"))
+    }
+
+
+def test_deleting_a_map_leaves_no_file_of_it(vspace, tmp_path):
+    """Everything a map makes on disk (thumbnails, decodes, variants' decodes, upscales, path and terrain
+    decodes, tile atlases) goes with `DELETE /api/maps/{id}`; another map's files stay."""
+    data_dir = tmp_path / "data"
+    with TestClient(
+        create_app(
+            Settings(data_dir=data_dir, space="tiny-random", warm_umap=False, terrain_cells=2, terrain_cell_px=16),
+            space=vspace,
+        )
+    ) as client:
+
+        def filled_map(title: str) -> tuple[str, dict]:
+            made = client.post("/api/maps", json={"title": title}).json()
+            key = {"X-Edit-Key": made["edit_key"]}
+            client.post(f"/api/maps/{made['id']}/prompts", json={"prompts": ["a cat", "a dog", "a car"]}, headers=key)
+            buf = io.BytesIO()
+            Image.new("RGB", (40, 40), (200, 40, 40)).save(buf, "PNG")
+            r = client.post(f"/api/maps/{made['id']}/images", files=[("files", ("r.png", buf.getvalue()))], headers=key)
+            assert r.status_code == 201, r.text
+            return made["id"], key
+
+        def use(map_id: str) -> None:
+            key = client.post(f"/api/maps/{map_id}/decode", json={"x": 0.1, "y": 0}).headers["X-Decode-Key"]
+            assert client.post(f"/api/decodes/{key}/upscale").status_code == 200
+            compared = client.post(f"/api/maps/{map_id}/compare", json={"x": 0.2, "y": 0, "variants": ["style"]})
+            assert client.post(f"/api/decodes/{compared.json()['images'][0]['key']}/upscale").status_code == 200
+            pts, image = [[-0.5, 0.0], [0.5, 0.3]], client.get(f"/api/maps/{map_id}/points").json()["points"][-1]
+            path = client.post(f"/api/maps/{map_id}/path", json={"points": pts, "steps": 2}).json()
+            assert client.get(f"/api/paths/{path['key']}.gif").status_code == 200
+            body = {"points": pts, "steps": 2, "variants": ["base", "style"]}
+            assert client.post(f"/api/maps/{map_id}/compare/path", json=body).status_code == 200
+            assert client.post(f"/api/maps/{map_id}/items/{image['id']}/vary", json={"seed": 3}).status_code == 200
+            assert client.get(f"/api/maps/{map_id}/terrain/0/0/0.png?seed=0").status_code == 200
+            v = client.get(f"/api/maps/{map_id}/tiles").json()["version"]
+            assert client.get(f"/api/maps/{map_id}/tiles/0/0/0.webp?v={v}").status_code == 200
+
+        empty = _files(data_dir)
+        kept, _ = filled_map("kept")
+        use(kept)
+        kept_files = _files(data_dir) - empty
+        gone, key = filled_map("deleted")
+        use(gone)
+        made = _files(data_dir) - empty - kept_files
+        assert len(made) >= 12, made  # its thumbnails and decodes are files of its own
+        assert client.delete(f"/api/maps/{gone}", headers=key).status_code == 204
+        assert _files(data_dir) - empty == kept_files
+        assert client.get(f"/api/maps/{kept}/points").status_code == 200

@@ -369,6 +369,28 @@ def test_5_clusters_go_through_the_work_queue_and_their_cache_is_bounded(make_cl
         service.queue.run = real_run
 
 
+def test_5_search_and_neighbours_on_big_maps_are_refused_when_the_queue_is_full(make_client):
+    """From `expensive_read_min_items` items, neighbours run in the work queue (search always does): with its
+    one slot taken both answer 429 with Retry-After; a map below the threshold still answers neighbours."""
+    client = make_client(max_queued_jobs=1, expensive_read_min_items=10)
+    big, _ = make_map(client, "big", PROMPTS)
+    small, _ = make_map(client, "small", PROMPTS[:4])
+    queue = client.app.state.service.queue
+    started, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=lambda: queue.run(lambda: started.set() or release.wait(30)))
+    holder.start()
+    try:
+        assert started.wait(10)
+        for url in (f"/api/maps/{big}/neighbors?x=0&y=0&k=3", f"/api/maps/{big}/search?q=a%20cat"):
+            r = client.get(url)
+            assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1, url
+        assert client.get(f"/api/maps/{small}/neighbors?x=0&y=0&k=3").status_code == 200
+    finally:
+        release.set()
+        holder.join(10)
+    assert len(client.get(f"/api/maps/{big}/neighbors?x=0&y=0&k=3").json()["neighbors"]) == 3
+
+
 def test_5_align_goes_through_the_work_queue_and_is_refused_when_it_is_full(make_client):
     """/align (an SVD and two k-NN over up to max_align_items) is bounded like the other expensive reads: with
     the queue's one slot taken it answers 429 with Retry-After, and runs once the slot is free."""
@@ -471,7 +493,7 @@ def test_8_out_of_range_numbers_are_4xx(client, filled):
     assert client.get(f"/api/maps/{map_id}/points/-1").status_code == 404
     assert client.get(f"/api/maps/{map_id}/neighbors", params={"x": 1e30, "y": 0}).status_code == 422
     r = client.post(f"/api/maps/{map_id}/path", json={"points": [[0, 0], [1e300, 0]], "steps": 2})
-    assert r.status_code == 422 and "outside the map" in r.json()["detail"] or "within" in r.json()["detail"]
+    assert r.status_code == 422 and ("outside the map" in r.json()["detail"] or "within" in r.json()["detail"])
     r = client.post(f"/api/maps/{map_id}/decode", json={"x": 1e300, "y": 0, "seed": 0})
     assert r.status_code == 422
     r = client.post(f"/api/maps/{map_id}/decode", json={"x": 50.0, "y": 0, "seed": 0})  # a margin of 10 widths

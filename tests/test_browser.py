@@ -371,6 +371,10 @@ def test_owner_controls_keyboard_refit_delete(live_server, page):
     page.click("#delete-btn")
     wait_point_count(page, 2)
     assert target["id"] not in [p["id"] for p in live_server.points(map_id)]
+    # Its neighbour list is asked again at the decoded spot (not of the deleted item), and it is not in it.
+    page.wait_for_function("document.getElementById('explore-neighbors-note').textContent.startsWith('Nearest to x')")
+    shown = page.eval_on_selector_all("#explore-neighbors button", "bs => bs.map((b) => b.dataset.itemId)")
+    assert shown and target["id"] not in shown
 
     # Re-project: asks first; cancel keeps, confirm refits (revision goes up).
     revision = live_server.http.get(f"/api/maps/{map_id}").json()["projection"]["revision"]

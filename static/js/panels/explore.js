@@ -526,9 +526,11 @@ async function goToItem(entry) {
 }
 
 let neighborSeq = 0;
+let neighborsOf = null; // the decode whose neighbours are on show (or on their way)
 /** After a decode: the items nearest the clicked item (when the click hit one), else nearest the spot. */
 async function loadNeighbors({ x, y, item }) {
   const seq = ++neighborSeq;
+  neighborsOf = { x, y, item };
   const note = $("explore-neighbors-note");
   showError($("explore-neighbors-error"), "");
   let query;
@@ -556,6 +558,15 @@ async function loadNeighbors({ x, y, item }) {
 
 on("decoded", (detail) => {
   if (items().length) loadNeighbors(detail);
+});
+
+// Items were added, deleted or re-projected: the list on show (or a request still on its way) may name an item
+// that is gone, so ask again; once its own item is deleted (no longer selected), ask at the decoded spot.
+on("points", () => {
+  if (!neighborsOf) return;
+  const { item } = neighborsOf;
+  const gone = item && item.id && !(state.selected && state.selected.id === item.id);
+  loadNeighbors(gone ? { ...neighborsOf, item: null } : neighborsOf);
 });
 
 // ---------------------------------------------------------------- search ----

@@ -6,8 +6,8 @@ once (the API turns it into 429 with Retry-After) instead of queueing without bo
 
 Lanes: a job starts only when no job of a more urgent lane waits. CLICK (people waiting for a picture: clicks,
 paths, uploads) goes first, then TILE (terrain tiles), then BACKGROUND (prompt pictures). Tile work runs as
-many short slices (`run_steps`: one denoising step of a batch each), so a click waits for at most one slice,
-never for a whole tile. Terrain admission (app/maps/terrain.py) bounds tile work; tiles do not take the
+many short slices (`run_steps`: one denoising step of a batch each, the blending and encoding around them
+too), so a click waits for at most one slice, never for a whole tile, and no tile work runs beside it. Terrain admission (app/maps/terrain.py) bounds tile work; tiles do not take the
 capacity that clicks need.
 """
 

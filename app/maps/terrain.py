@@ -7,7 +7,8 @@ The terrain square `[x0, x0 + s] x [y0, y0 + s]` encloses the map's bounds. Tile
 decodes it (MapService.spot_request: same blend, same latent start, same seed).
 
 A tile's cells are decoded as batched model calls through the work queue's TILE lane, one denoising step a
-slice, so clicks go between the slices. Tile work is admitted per client and in total (beyond: 429 with
+slice, so clicks go between the slices; the cells' blending and the tile's PNG encoding are slices too, so no
+tile work runs beside a click. Tile work is admitted per client and in total (beyond: 429 with
 Retry-After); a client asking for more than its share drops its own oldest tile (it has moved away from it).
 Tiles are cached under their key (decode_keys.TerrainTile) in the bounded decode cache.
 """

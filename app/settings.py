@@ -39,6 +39,7 @@ class Settings:
     # `latentmap build` (app/ingest): local collections
     max_ingest_file_bytes: int = 256 * 1024 * 1024  # a bigger file in a built folder or table is skipped and named
     ingest_batch_size: int = 64  # records read, encoded and stored (one transaction) at a time
+    ingest_workers: int = 0  # processes that read, decode and thumbnail pictures while building; 0 = one per core
     ingest_max_side: int = 1024  # decoded pictures are reduced to this many pixels a side before the model stages
     ingest_vector_batch_size: int = 4096  # rows of precomputed vectors (--vector) stored per transaction
     ingest_reference_items: int = 5000  # while building, new items are placed against the map's first this many

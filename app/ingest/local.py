@@ -1,12 +1,20 @@
-"""The in-process ingest: batches of records are read and decoded by a thread pool a few batches ahead while
-the model encodes the current one; each batch is stored in one transaction, so a build killed at any moment
-leaves whole batches only, and the same command run again skips what is already there (by content hash)."""
+"""The in-process ingest, three stages running at once:
+
+- reader processes (one per core) read each file once, hash it, decode, reduce and thumbnail it, a few
+  batches ahead. Processes, not threads: Python-level work in image threads holds the GIL, and the model's
+  many small torch calls in the main thread each wait for it (bench/encode.py measured 4x slower that way);
+- the main thread prepares each batch (the space's own preprocess) and runs the model (CLIP + VAE);
+- a writer thread places and stores the previous batch (thumbnail files, one SQLite transaction).
+Each batch is stored in one transaction, so a build killed at any moment leaves whole batches only, and the
+same command run again skips what is already there (by content hash)."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..maps.service import MapService, Rejected
@@ -15,6 +23,7 @@ from . import stages
 from .sources import Record, Skip, Source, record_kind
 
 PREFETCH_BATCHES = 2  # batches read and decoded ahead of the one being encoded
+READ_CHUNK = 8  # records a reader process handles per task (fewer round trips than one by one)
 
 
 class StrictFailure(Rejected):
@@ -103,28 +112,60 @@ def build(
             disable=not progress,
             dynamic_ncols=True,
         ) as bar,
-        ThreadPoolExecutor(service.image_workers, "ingest") as pool,
+        reader_pool(settings, frozenset(present), any(r.image_path for r in pending), service.space) as readers,
+        ThreadPoolExecutor(1, "ingest-writer") as writer,
     ):
-        for batch, loaded in _read_ahead(pool, pending, settings, frozenset(present)):
-            items = _encode(service, pool, batch, loaded, result)
+        written: Future | None = None
+
+        def store(items: list[NewItem], n: int) -> None:
             if items:
                 # With a final refit, each batch is placed against a bounded reference: the same cost per batch
                 # at any map size (the refit places everyone anyway).
                 service.add_items(the_map, items, settings.ingest_reference_items if refit else None)
                 result.added += len(items)
-            bar.update(len(batch))
+            bar.update(n)
             bar.set_postfix(added=result.added, skipped=len(result.skipped), refresh=False)
+
+        for batch, loaded in read_ahead(readers, pending, settings):
+            items = _encode(service, batch, loaded, result)
+            if written is not None:
+                written.result()  # one batch stored at a time, in order; its error stops the build here
+            written = writer.submit(store, items, len(batch))
+        if written is not None:
+            written.result()
     if refit and result.added and service.store.get_map(the_map).count:
         service.refit(the_map)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _read_ahead(
-    pool: ThreadPoolExecutor, records: Sequence[Record], settings, present: frozenset
-) -> Iterator[tuple[list[Record], list[Future | None]]]:
+def reader_workers(settings) -> int:
+    return settings.ingest_workers or os.cpu_count() or 1
+
+
+def reader_pool(
+    settings, present: frozenset, needed: bool = True, space=None
+) -> ProcessPoolExecutor | ThreadPoolExecutor:
+    """The reader processes (stages.read_images); with `space`, they prepare the model's input too (its
+    image_preparer). Forked, as torch's DataLoader workers are (and, like them, one torch thread each): they
+    start at once with everything imported; all of them start at the first task, before the writer thread
+    does anything. With nothing to read, an idle thread pool (no processes started)."""
+    if not needed:
+        return ThreadPoolExecutor(1)
+    prepare = space.image_preparer() if space is not None else None
+    context = multiprocessing.get_context("fork")
+    return ProcessPoolExecutor(
+        reader_workers(settings), context, initializer=stages.init_reader, initargs=(settings, present, prepare)
+    )
+
+
+def read_ahead(
+    readers: ProcessPoolExecutor, records: Sequence[Record], settings
+) -> Iterator[tuple[list[Record], list[stages.Decoded | Skip | None] | None]]:
+    """Batches of records (each of one kind: pictures, prompts or vectors) with their pictures read (a list
+    parallel to the batch; None for a batch without pictures), read PREFETCH_BATCHES batches ahead."""
     batches: list[list[Record]] = []
-    for r in records:  # each batch holds one kind of record (pictures, prompts or vectors)
+    for r in records:
         kind = record_kind(r)
         size = (
             settings.ingest_vector_batch_size
@@ -134,11 +175,18 @@ def _read_ahead(
         if not batches or len(batches[-1]) >= size or record_kind(batches[-1][0]) != kind:
             batches.append([])
         batches[-1].append(r)
-    futures: list[list[Future | None]] = []
+    futures: list[list[Future] | None] = []
 
     def submit(k: int) -> None:
+        pictures = [r for r in batches[k] if r.image_path]
+        if len(pictures) != len(batches[k]):  # prompts and vectors without pictures: nothing to read
+            futures.append(None)
+            return
         futures.append(
-            [pool.submit(stages.read_image, r, settings, present) if r.image_path else None for r in batches[k]]
+            [
+                readers.submit(stages.read_images, pictures[i : i + READ_CHUNK])
+                for i in range(0, len(pictures), READ_CHUNK)
+            ]
         )
 
     for k in range(min(PREFETCH_BATCHES + 1, len(batches))):
@@ -147,24 +195,24 @@ def _read_ahead(
         for k, batch in enumerate(batches):
             if k + PREFETCH_BATCHES + 1 < len(batches):
                 submit(k + PREFETCH_BATCHES + 1)
-            yield batch, futures[k]
+            chunks = futures[k]
+            futures[k] = None
+            yield batch, None if chunks is None else [got for f in chunks for got in f.result()]
     finally:
-        for fs in futures:
-            for f in fs:
-                if f is not None:
-                    f.cancel()
+        for chunks in futures:
+            for f in chunks or ():
+                f.cancel()
 
 
 def _encode(
-    service: MapService, pool: ThreadPoolExecutor, batch: list[Record], loaded: list[Future | None], result: BuildResult
+    service: MapService, batch: list[Record], loaded: list[stages.Decoded | Skip | None] | None, result: BuildResult
 ) -> list[NewItem]:
     decoded: list[stages.Decoded | None] = []
     kept: list[Record] = []
-    for record, future in zip(batch, loaded):
-        got = future.result() if future is not None else None
+    for record, got in zip(batch, loaded or [None] * len(batch)):
         if isinstance(got, Skip):
             result.skipped.append(got)
-        elif future is not None and got is None:
+        elif loaded is not None and got is None:
             result.present += 1
         else:
             kept.append(record)
@@ -175,8 +223,13 @@ def _encode(
         return stages.vector_items(kept, decoded)
     if kept[0].text is not None:
         return stages.text_items(service.space, kept, service.queue.run, service.settings.thumbnail_size)
+    # Prepared by the readers, or (a space without an image_preparer) in this thread, not a pool's: see the
+    # module docstring (the GIL).
     vectors, latents = stages.encode_images(
-        service.space, [d.image for d in decoded], service.settings.encode_batch_size, pool.map, service.queue.run
+        service.space,
+        [d.image if d.prepared is None else d.prepared for d in decoded],
+        service.settings.encode_batch_size,
+        run=service.queue.run,
     )
     return stages.image_items(decoded, vectors, latents)
 
@@ -184,8 +237,10 @@ def _encode(
 def _check_strict(service: MapService, source: Source) -> None:
     """--strict: every record must be readable before anything is added (pictures are decoded once to know)."""
     skipped = list(source.skipped)
-    with ThreadPoolExecutor(service.image_workers, "check") as pool:
-        for got in pool.map(lambda r: stages.read_image(r, service.settings) if r.image_path else None, source.records):
+    pictures = [r for r in source.records if r.image_path]
+    with reader_pool(service.settings, frozenset(), bool(pictures)) as readers:
+        chunks = [pictures[i : i + READ_CHUNK] for i in range(0, len(pictures), READ_CHUNK)]
+        for got in (g for gots in readers.map(stages.read_images, chunks) for g in gots):
             if isinstance(got, Skip):
                 skipped.append(got)
     if skipped:

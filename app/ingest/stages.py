@@ -1,6 +1,7 @@
 """The stage functions of an ingest, shared by the local pipeline (local.py) and the Ray one (ray_pipeline.py):
 
-read_image (CPU: bytes -> checked, decoded, reduced picture + thumbnail)
+read_image (CPU: one read of the file -> content hash, checked, decoded, reduced picture + thumbnail)
+read_images (the same for a chunk of records, in a worker process: see init_reader)
 encode_images (model: prepared pictures -> CLIP vectors and VAE latents)
 image_items / text_items / vector_items (-> NewItem rows for the store)
 """
@@ -17,7 +18,7 @@ from PIL import Image
 from .. import imaging
 from ..maps.store import NewItem
 from ..settings import Settings
-from ..spaces.base import Space
+from ..spaces.base import PreparedImage, Space
 from .sources import Record, Skip
 
 
@@ -26,9 +27,10 @@ class Decoded:
     """A record's picture after the CPU stage: RGB on white for the model, thumbnail PNG with its alpha."""
 
     record: Record
-    image: Image.Image  # RGB, at most ingest_max_side pixels a side
+    image: Image.Image | None  # RGB, at most ingest_max_side pixels a side (None once prepared)
     thumbnail_png: bytes
     content_hash: str
+    prepared: PreparedImage | None = None  # the model's input, when a reader process made it
 
 
 def content_hash(record: Record, data: bytes | None = None) -> str:
@@ -62,31 +64,61 @@ def read_image(record: Record, settings: Settings, present: frozenset | set = fr
     if digest in present:
         return None
     try:
-        picture = imaging.open_image(data, settings.max_image_pixels, keep_alpha=True)
+        # JPEGs big enough are decoded at a reduced scale (never below ingest_max_side): far less work.
+        picture = imaging.open_image(data, settings.max_image_pixels, keep_alpha=True, draft=settings.ingest_max_side)
     except imaging.ImageRejected as e:
         return Skip(record.name, str(e))
     return decoded(record, picture, digest, settings)
 
 
+# A worker process's settings and the map's content hashes, set once per process (not sent with every task).
+_reader: dict = {}
+
+
+def init_reader(settings: Settings, present: frozenset, prepare: Callable | None = None) -> None:
+    """Initializer of the local pipeline's reader processes. `prepare`: the space's image_preparer (then the
+    model's input is made here too, and the picture itself is not sent back)."""
+    _reader.update(settings=settings, present=present, prepare=prepare)
+    if prepare is not None:
+        import torch
+
+        torch.set_num_threads(1)  # one process per core already
+
+
+def read_images(records: Sequence[Record]) -> list[Decoded | Skip | None]:
+    """read_image for each record, in a reader process (see init_reader)."""
+    out = [read_image(r, _reader["settings"], _reader["present"]) for r in records]
+    if _reader["prepare"] is not None:
+        for d in out:
+            if isinstance(d, Decoded):
+                d.prepared, d.image = _reader["prepare"](d.image), None
+    return out
+
+
 def decoded(record: Record, picture: Image.Image, digest: str, settings: Settings) -> Decoded:
     side = settings.ingest_max_side
     if max(picture.size) > side:  # model inputs are far smaller: later stages need not carry megapixels
-        picture = picture.copy()
-        picture.thumbnail((side, side), Image.Resampling.LANCZOS)
+        scale = side / max(picture.size)
+        target = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+        picture = picture.resize(target, Image.Resampling.LANCZOS, reducing_gap=2.0)  # reduce() first: cheaper
     return Decoded(record, imaging.on_white(picture), imaging.thumbnail_png(picture, settings.thumbnail_size), digest)
 
 
 def encode_images(
     space: Space,
-    images: Sequence[Image.Image],
+    images: Sequence[Image.Image | PreparedImage],
     batch_size: int,
     prepare_map: Callable = map,
     run: Callable = lambda f: f(),
 ) -> tuple[np.ndarray, list]:
-    """CLIP vectors (n, dim) and VAE latents (or Nones) of RGB pictures. `prepare_map` runs the CPU preparation
-    (a thread pool's map overlaps it with the model); `run` wraps each model call (the work queue)."""
+    """CLIP vectors (n, dim) and VAE latents (or Nones) of RGB pictures (or of pictures already prepared).
+    `prepare_map` runs the CPU preparation; `run` wraps each model call (the work queue)."""
     vectors, latents = [], []
-    prepared = iter(prepare_map(space.prepare_image, images))
+
+    def prepare(im):
+        return im if isinstance(im, PreparedImage) else space.prepare_image(im)
+
+    prepared = iter(prepare_map(prepare, images))
     for start in range(0, len(images), batch_size):
         ready = [next(prepared) for _ in range(min(batch_size, len(images) - start))]
         encoded = run(lambda ready=ready: space.encode_prepared(ready))

@@ -8,7 +8,7 @@ maps, storage or HTTP.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -121,6 +121,11 @@ class Space(ABC):
     @abstractmethod
     def prepare_image(self, image: Image.Image) -> PreparedImage:
         """The CPU part of encoding one image (colour conversion, resizing, tensors); no model is touched."""
+
+    def image_preparer(self) -> Callable[[Image.Image], PreparedImage] | None:
+        """`prepare_image` as a picklable function that holds no model, so that another process can run it
+        (the ingest's reader processes); None where a space has none (then it is prepared here)."""
+        return None
 
     @abstractmethod
     def encode_prepared(self, prepared: Sequence[PreparedImage]) -> EncodedImages:

@@ -12,6 +12,7 @@ copied from somewhere else:
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Iterator, Sequence
@@ -129,13 +130,12 @@ class ClipDecoderSpace(Space):
 
     # ------------------------------------------------------------------ encoding
     def prepare_image(self, image: Image.Image) -> PreparedImage:
-        # The space's own colour convention first (digits are single-channel), then open_clip's transform.
+        return self.image_preparer()(image)
+
+    def image_preparer(self):
         vae = self.pipeline.vae
         size = self.pipeline.latent_shape[1] * (2 ** (len(vae.config.block_out_channels) - 1))
-        return PreparedImage(
-            clip=self.preprocess(image.convert(self.image_mode).convert("RGB")),
-            vae=_to_vae_tensor(image, size, vae.config.in_channels),
-        )
+        return functools.partial(_prepare, self.preprocess, self.image_mode, size, vae.config.in_channels)
 
     @torch.inference_mode()
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
@@ -250,6 +250,14 @@ class ClipDecoderSpace(Space):
     def upscale(self, image: Image.Image, upscaler: str | None = None) -> Image.Image:
         model = self.variant_set.upscaler(upscaler).upscaler
         return model.upscale(image)
+
+
+def _prepare(preprocess, image_mode: str, vae_size: int, vae_channels: int, image: Image.Image) -> PreparedImage:
+    # The space's own colour convention first (digits are single-channel), then open_clip's transform.
+    return PreparedImage(
+        clip=preprocess(image.convert(image_mode).convert("RGB")),
+        vae=_to_vae_tensor(image, vae_size, vae_channels),
+    )
 
 
 def _to_vae_tensor(image: Image.Image, size: int, channels: int) -> torch.Tensor:

@@ -7,6 +7,7 @@ vector means the same thing to both decoders and maps built with either are comp
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -121,6 +122,10 @@ def to_pil(images: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(a) for a in arr]
 
 
+def _prepare(preprocess, height: int, width: int, image: Image.Image) -> PreparedImage:
+    return PreparedImage(clip=preprocess(image.convert("RGB")), vae=to_vae_batch([image], height, width)[0])
+
+
 def to_vae_batch(images: Sequence[Image.Image], height: int, width: int) -> torch.Tensor:
     """PIL images → (n, 3, h, w) in [-1, 1], resized (centre-cropped to the aspect ratio) to the decoder's size."""
     out = []
@@ -214,10 +219,10 @@ class VitHSpace(Space):
         return self.clip.encode_text(texts)
 
     def prepare_image(self, image: Image.Image) -> PreparedImage:
-        return PreparedImage(
-            clip=self.clip.preprocess(image.convert("RGB")),
-            vae=to_vae_batch([image], int(self.config["height"]), int(self.config["width"]))[0],
-        )
+        return self.image_preparer()(image)
+
+    def image_preparer(self):
+        return functools.partial(_prepare, self.clip.preprocess, int(self.config["height"]), int(self.config["width"]))
 
     def encode_prepared(self, prepared: Sequence[PreparedImage]) -> EncodedImages:
         return EncodedImages(

@@ -153,14 +153,16 @@ def folder_main(args):
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)  # started once, not timed
         paths.append(("ray", on_ray))
     times = {name: [] for name, _ in paths}
+    cpu = {name: [] for name, _ in paths}  # CPU seconds of this process and its (reaped) reader processes
     try:
         for _, fn in paths:  # warm-up
             fn()
         for _ in range(args.rounds):
             for name, fn in paths:
-                t = time.perf_counter()
+                c, t = cpu_seconds(), time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - t)
+                cpu[name].append(cpu_seconds() - c)
     finally:
         if not args.no_ray:
             ray.shutdown()
@@ -169,17 +171,29 @@ def folder_main(args):
         f"encode --folder: space={args.space} files={len(files)} image={args.image_size}px rounds={args.rounds} "
         f"threads={args.threads} ({machine()})"
     )
-    print("| path | items/s (median round) | ratio |\n|---|---|---|")
-    print(f"| user loop: PIL open -> preprocess -> encode_image, batches of 64 | {rate['user']:.1f} | 1.00 |")
+    per_item = {k: 1000 * statistics.median(v) / len(files) for k, v in cpu.items()}
+    print("| path | items/s (median round) | ratio | CPU ms/item |\n|---|---|---|---|")
+    print(
+        f"| user loop: PIL open -> preprocess -> encode_image, batches of 64 | {rate['user']:.1f} | 1.00 | "
+        f"{per_item['user']:.2f} |"
+    )
     print(
         f"| our ingest (local.build: + thumbnails, VAE latents, SQLite, placement) | {rate['ingest']:.1f} | "
-        f"{rate['ingest'] / rate['user']:.2f} x user loop (target >= 1.0) |"
+        f"{rate['ingest'] / rate['user']:.2f} x user loop (target >= 1.0) | {per_item['ingest']:.2f} |"
     )
     if "ray" in rate:
         print(
             f"| our ingest on a local Ray (ray_pipeline.build) | {rate['ray']:.1f} | "
-            f"{rate['ray'] / rate['ingest']:.2f} x local ingest (target >= 0.8) |"
+            f"{rate['ray'] / rate['ingest']:.2f} x local ingest (target >= 0.8) | (Ray's own processes) |"
         )
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+
+
+def cpu_seconds() -> float:
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 if __name__ == "__main__":

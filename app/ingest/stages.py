@@ -9,6 +9,9 @@ image_items / text_items / vector_items (-> NewItem rows for the store)
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -79,10 +82,19 @@ def init_reader(settings: Settings, present: frozenset, prepare: Callable | None
     """Initializer of the local pipeline's reader processes. `prepare`: the space's image_preparer (then the
     model's input is made here too, and the picture itself is not sent back)."""
     _reader.update(settings=settings, present=present, prepare=prepare)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     if prepare is not None:
         import torch
 
         torch.set_num_threads(1)  # one process per core already
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A build killed with -9 cannot stop its readers, and forked ones never see their task queue close: each
+    reader leaves once its parent is gone."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
 
 
 def read_images(records: Sequence[Record]) -> list[Decoded | Skip | None]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -80,8 +80,30 @@ def build(
     progress: bool = True,
     refit: bool = True,
 ) -> BuildResult:
+    return run_build(
+        service,
+        source,
+        title,
+        map_id,
+        strict,
+        refit,
+        lambda result, present: _add_here(service, source, result, present, progress, refit),
+    )
+
+
+def run_build(
+    service: MapService,
+    source: Source,
+    title: str,
+    map_id: str | None,
+    strict: bool,
+    refit: bool,
+    add: Callable[[BuildResult, set[str]], None],
+) -> BuildResult:
+    """What every build does around adding the records (`add(result, content hashes already present)`, the
+    local pipeline's or Ray's): --strict check, the map to add to (new or continued), its columns, the final
+    refit, the time it took."""
     started = time.perf_counter()
-    settings = service.settings
     if strict:
         _check_strict(service, source)
     the_map, key, continued = choose_map(service, source, title, map_id)
@@ -94,7 +116,25 @@ def build(
         continued=continued,
     )
     service.store.declare_columns(the_map, source.columns)
-    present = service.store.content_hashes(the_map) if continued else set()
+    add(result, service.store.content_hashes(the_map) if continued else set())
+    if refit and result.added and service.store.get_map(the_map).count:
+        service.refit(the_map)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def store_batch(service: MapService, result: BuildResult, items: list[NewItem], refit: bool) -> None:
+    """One batch, one transaction. With a final refit, each batch is placed against a bounded reference: the
+    same cost per batch at any map size (the refit places everyone anyway)."""
+    if items:
+        service.add_items(result.map_id, items, service.settings.ingest_reference_items if refit else None)
+        result.added += len(items)
+
+
+def _add_here(
+    service: MapService, source: Source, result: BuildResult, present: set[str], progress: bool, refit: bool
+) -> None:
+    settings = service.settings
     pending: list[Record] = []
     for r in source.records:
         if r.image_path is None and stages.content_hash(r) in present:
@@ -118,11 +158,7 @@ def build(
         written: Future | None = None
 
         def store(items: list[NewItem], n: int) -> None:
-            if items:
-                # With a final refit, each batch is placed against a bounded reference: the same cost per batch
-                # at any map size (the refit places everyone anyway).
-                service.add_items(the_map, items, settings.ingest_reference_items if refit else None)
-                result.added += len(items)
+            store_batch(service, result, items, refit)
             bar.update(n)
             bar.set_postfix(added=result.added, skipped=len(result.skipped), refresh=False)
 
@@ -133,10 +169,6 @@ def build(
             written = writer.submit(store, items, len(batch))
         if written is not None:
             written.result()
-    if refit and result.added and service.store.get_map(the_map).count:
-        service.refit(the_map)
-    result.seconds = time.perf_counter() - started
-    return result
 
 
 def reader_workers(settings) -> int:

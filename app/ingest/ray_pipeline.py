@@ -13,7 +13,6 @@ The stage functions are the local pipeline's (stages.py): both give the same ite
 from __future__ import annotations
 
 import shutil
-import time
 import uuid
 from pathlib import Path
 
@@ -166,37 +165,22 @@ def build(
             "--ray encodes pictures: use it with --images DIR or --table FILE --image COL "
             "(prompts and precomputed vectors need no cluster)"
         )
-    started = time.perf_counter()
     settings = service.settings
-    if strict:
-        local._check_strict(service, source)
-    the_map, key, continued = local.choose_map(service, source, title, map_id)
-    result = local.BuildResult(
-        the_map,
-        service.store.get_map(the_map).title,
-        key,
-        skipped=list(source.skipped),
-        ignored=len(source.ignored),
-        continued=continued,
-    )
-    service.store.declare_columns(the_map, source.columns)
-    present = frozenset(service.store.content_hashes(the_map)) if continued else frozenset()
-    shard_dir = settings.data_dir / "ingest" / f"{the_map}-{uuid.uuid4().hex[:8]}"
-    try:
-        if source.records:
-            encode_on_ray(source.records, settings, address, shard_dir, present)
-            _import_shards(service, the_map, source.records, shard_dir, result, progress, refit)
-    finally:
-        shutil.rmtree(shard_dir, ignore_errors=True)
-    if refit and result.added and service.store.get_map(the_map).count:
-        service.refit(the_map)
-    result.seconds = time.perf_counter() - started
-    return result
+
+    def add(result: local.BuildResult, present: set[str]) -> None:
+        shard_dir = settings.data_dir / "ingest" / f"{result.map_id}-{uuid.uuid4().hex[:8]}"
+        try:
+            if source.records:
+                encode_on_ray(source.records, settings, address, shard_dir, frozenset(present))
+                _import_shards(service, source.records, shard_dir, result, progress, refit)
+        finally:
+            shutil.rmtree(shard_dir, ignore_errors=True)
+
+    return local.run_build(service, source, title, map_id, strict, refit, add)
 
 
 def _import_shards(
     service: MapService,
-    map_id: str,
     records: list[Record],
     shard_dir: Path,
     result: local.BuildResult,
@@ -240,7 +224,5 @@ def _import_shards(
                                 meta=record.meta or None,
                             )
                         )
-                if items:
-                    service.add_items(map_id, items, settings.ingest_reference_items if refit else None)
-                    result.added += len(items)
+                local.store_batch(service, result, items, refit)
                 bar.update(len(rows))

@@ -1,5 +1,7 @@
-"""Colour by a metadata column on the map page (a map built from a table), in a real headless Chromium:
-categories with a legend whose entries hide (dim) their points, a numeric ramp, and share links that keep both.
+"""Colour and filter by metadata columns on the map page (a map built from a CSV with text, number and category
+columns), in a real headless Chromium: categories with a legend whose entries hide (dim, in the canvas) their
+points, a numeric ramp, a number range and a text search that dim the points outside them, the columns in the
+hover tooltip, and share links that keep colouring and filters.
 
 Run: pytest -m browser tests/test_browser_columns.py   (screenshot: test-output/screenshots/columns-*.png)
 """
@@ -7,8 +9,11 @@ Run: pytest -m browser tests/test_browser_columns.py   (screenshot: test-output/
 from __future__ import annotations
 
 import csv
+import io
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from app.ingest import local, sources
 from app.jobs import WorkQueue
@@ -27,6 +32,7 @@ from tests.helpers import make_settings
 
 pytestmark = pytest.mark.browser
 SHOPS = ["north", "south", "east"]
+NOTES = [f"{'red' if i % 4 == 0 else 'blue'} mug no. {i}" for i in range(12)]  # unique: a text column
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +42,7 @@ def table_map(tmp_path_factory, tiny_space):
     rows = []
     for i in range(12):
         (root / "pics" / f"p{i}.png").write_bytes(png_bytes((20 * i, 200 - 15 * i, 90)))
-        rows.append({"path": f"pics/p{i}.png", "shop": SHOPS[i % 3], "price": str(i * 2)})
+        rows.append({"path": f"pics/p{i}.png", "shop": SHOPS[i % 3], "price": str(i * 2), "note": NOTES[i]})
     with (root / "items.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -70,6 +76,9 @@ def test_colour_by_category_and_number_hide_a_category_share_link(table_map, pag
     assert all(s in legend for s in SHOPS)
 
     # Clicking a category in the legend hides (dims) its points; the share link keeps colouring and hiding.
+    page.mouse.move(5, 5)
+    south = labels.index("p7.png")  # a south point whose picture no other overlaps
+    shown = _brightness_at(page, south)
     page.click("#explore-legend button[data-category='south']")
     page.wait_for_function(
         "document.querySelector(\"#explore-legend button[data-category='south']\")"
@@ -81,6 +90,7 @@ def test_colour_by_category_and_number_hide_a_category_share_link(table_map, pag
         assert (value >= half) == (shop_of[label] == "south"), (value, label)
     page.mouse.move(5, 5)
     screenshot(page, "columns-category-hidden")
+    assert _brightness_at(page, south) < 0.5 * shown  # visibly dimmed in the canvas (its picture too)
     page.wait_for_function("location.href.includes('hide=south')")
     shared = page.url
 
@@ -97,3 +107,83 @@ def test_colour_by_category_and_number_hide_a_category_share_link(table_map, pag
     ramp = dict(zip(labels, values))
     assert ramp["p0.png"] == 0 and ramp["p11.png"] == 15 and ramp["p3.png"] < ramp["p8.png"]
     assert page.is_visible(".explore-heat-bar")
+
+
+def _dimmed(page) -> list[bool]:
+    """Per point in points order: drawn dimmed (its palette entry is in the palette's dimmed half)."""
+    half = page.evaluate("window.latentmap.renderer().palette.length") // 2
+    return [v >= half for v in page.evaluate("window.latentmap.state.colors.values")]
+
+
+def _brightness_at(page, index) -> int:
+    """The brightest pixel on screen around point `index` (what a user sees there; a WebGL canvas cannot be
+    read back from script, so from a screenshot)."""
+    px, py = page.evaluate(
+        "(i) => { const p = window.latentmap.state.items[i]; return window.latentmap.dataToScreen(p.x, p.y); }", index
+    )
+    box = page.locator("#map-frame canvas").first.bounding_box()
+    shot = page.screenshot(clip={"x": box["x"] + px - 2, "y": box["y"] + py - 2, "width": 5, "height": 5})
+    return int(np.asarray(Image.open(io.BytesIO(shot)).convert("RGB"), np.int32).sum(axis=2).max())
+
+
+def test_filter_by_number_range_and_text_search_dim_points_share_link_and_tooltip(table_map, page, pages):
+    server, map_id = table_map
+    open_map(page, server, map_id, 12, tab="explore")
+    labels = page.evaluate("window.latentmap.state.items.map((p) => p.label)")
+    price = {f"p{i}.png": i * 2 for i in range(12)}
+    note = {f"p{i}.png": NOTES[i] for i in range(12)}
+
+    # The tooltip names the item's columns.
+    first = page.evaluate(
+        "(() => { const p = window.latentmap.state.items[0]; return window.latentmap.dataToScreen(p.x, p.y); })()"
+    )
+    box = page.locator("#map-frame canvas").first.bounding_box()
+    page.mouse.move(box["x"] + first[0], box["y"] + first[1])
+    page.wait_for_selector("#tooltip:not([hidden]) .tooltip-columns")
+    tip = page.inner_text("#tooltip")
+    assert "shop" in tip and "price" in tip and note[labels[0]] in tip
+    page.mouse.move(box["x"] + 3, box["y"] + 3)
+
+    # A number range: points priced outside 6..14 dimmed, in the colours and in the canvas.
+    bright = _brightness_at(page, labels.index("p8.png"))  # priced 16: outside the range
+    page.select_option("#columns-filter-column", "price")
+    page.fill("#columns-filter-min", "6")
+    page.fill("#columns-filter-max", "14")
+    page.wait_for_function("document.getElementById('map-root').dataset.columnFilter === 'price:5'")
+    assert _dimmed(page) == [not (6 <= price[label] <= 14) for label in labels]
+    assert "5 of 12" in page.inner_text("#columns-filter-info")
+    screenshot(page, "columns-range-filter")
+    assert _brightness_at(page, labels.index("p8.png")) < 0.5 * bright  # dimmed in the canvas
+    page.wait_for_function("location.href.includes('fcol=price') && location.href.includes('fmin=6')")
+    shared = page.url
+
+    # The share link brings the same filter back in a fresh page.
+    other = pages()
+    other.goto(shared)
+    wait_ready(other)
+    other.wait_for_function("document.getElementById('map-root').dataset.columnFilter === 'price:5'")
+    assert _dimmed(other) == _dimmed(page)
+    assert other.input_value("#columns-filter-min") == "6" and other.input_value("#columns-filter-max") == "14"
+
+    # Text search within the text column, combined with colouring by a category (hidden category dimmed too).
+    page.select_option("#columns-filter-column", "note")
+    page.fill("#columns-filter-text", "RED")
+    page.wait_for_function("document.getElementById('map-root').dataset.columnFilter === 'note:3'")
+    assert _dimmed(page) == ["red" not in note[label] for label in labels]
+    page.select_option("#explore-color-by", "column:shop")
+    page.wait_for_function("document.getElementById('map-root').dataset.colorBy === 'column:shop'")
+    page.click("#explore-legend button[data-category='north']")
+    page.wait_for_function("location.href.includes('hide=north') && location.href.includes('fq=RED')")
+    shop = {f"p{i}.png": SHOPS[i % 3] for i in range(12)}
+    expected = [("red" not in note[label]) or shop[label] == "north" for label in labels]
+    assert _dimmed(page) == expected
+    shared = page.url
+    other = pages()
+    other.goto(shared)
+    wait_ready(other)
+    other.wait_for_function(
+        "document.getElementById('map-root').dataset.colorBy === 'column:shop' && "
+        "document.getElementById('map-root').dataset.columnFilter === 'note:3'"
+    )
+    other.wait_for_function("window.latentmap.state.colors.values.length === 12")
+    assert _dimmed(other) == expected

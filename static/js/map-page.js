@@ -7,6 +7,7 @@ import "./panels/selected.js";
 import "./panels/share.js";
 import "./panels/edit.js";
 import "./panels/explore.js";
+import "./panels/columns.js";
 import "./panels/variants.js";
 import "./render/terrain_control.js";
 import "./panels/present.js";

@@ -108,6 +108,7 @@ function setColors(colors) {
 // ---------------------------------------------------------------- tooltip ----
 
 let tooltipFor = null;
+const TOOLTIP_COLUMNS = 6; // metadata columns shown in a tooltip (maps built from a table), in column order
 
 function showTooltipFor(item, pos) {
   const tip = $("tooltip");
@@ -131,6 +132,11 @@ function showTooltipFor(item, pos) {
     el("span", { class: "tooltip-label", text: item.label }),
   );
   if (item.pending) tip.append(el("span", { class: "tooltip-pending", text: PENDING_TEXT }));
+  const columns = Object.entries(item.columns || {}).slice(0, TOOLTIP_COLUMNS);
+  if (columns.length) {
+    tip.append(el("dl", { class: "tooltip-columns" }, ...columns.flatMap(([name, value]) => [
+      el("dt", { text: name }), el("dd", { text: String(value) })])));
+  }
   const w = canvas.getBoundingClientRect().width || 1;
   tip.hidden = false;
   const left = Math.min(Math.max(pos[0] + 12, 4), w - tip.offsetWidth - 4);
@@ -222,7 +228,8 @@ function itemDetails(item) {
   if (!detailsLoading.has(item)) {
     const index = Number.isInteger(item.index) ? item.index : state.items.indexOf(item);
     detailsLoading.set(item, api(`/api/maps/${encodeURIComponent(state.mapId)}/points/${index}`)
-      .then((p) => Object.assign(item, { id: p.id, label: p.label, kind: p.kind, thumbnail: p.thumbnail, pending: p.pending }))
+      .then((p) => Object.assign(item, { id: p.id, label: p.label, kind: p.kind, thumbnail: p.thumbnail, pending: p.pending,
+        columns: p.columns }))
       .finally(() => detailsLoading.delete(item)));
   }
   return detailsLoading.get(item);

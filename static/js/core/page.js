@@ -30,7 +30,8 @@
 //                                        pointer, or -1)   map.js
 //   selectionPolygon, selectionCount    panels/explore.js: a lasso on a tile-only map is the polygon (the server
 //                                        counts and exports what is inside; selection stays []), else null
-//   colors {by: "kind"} | {by: "value", values: number[], palette: [r,g,b,a][]}
+//   colors {by: "kind"} | {by: "value", values: number[], palette: [r,g,b,a][], dimmed?: Uint8Array (1 = this
+//          point's picture is dimmed too: filtered out or a hidden category)}
 //          | {by: "kind", dim: Uint8Array (1 = dimmed), dimColors: [r,g,b,a][] by kind} (tile-only maps: no kinds
 //          in the page)                  panels/explore.js via setColors
 //   seed, current {x, y, seed, url?, blob?, cache?}, history, decodeState, previewAvailable, lastDecodeMs

@@ -234,7 +234,8 @@ async function applyColorsNow() {
     if (!tileOnly()) category = (i) => Math.max(0, KINDS.indexOf(list[i].kind));
   }
   const hiddenCodes = columnHiddenCodes();
-  const kindPlain = palette.length === KIND_COLORS.length && !match && ex.colorMode === "kind";
+  const kept = actions.columnFilter(); // panels/columns.js: a number range / text search over a column
+  const kindPlain = palette.length === KIND_COLORS.length && !match && !kept && ex.colorMode === "kind";
   // Fast rendering (very large maps) draws without alpha blending: dim by mixing with the background instead.
   const fast = state.renderMode === "fast";
   const dimOf = (colours) => colours.map(([r, g, b]) => (fast ? [r, g, b].map((c, k) => c * 0.12 + BACKGROUND[k] * 0.88)
@@ -243,16 +244,19 @@ async function applyColorsNow() {
     await actions.setColors({ by: "kind" });
   } else if (tileOnly() && category === undefined) {
     // Tile-only maps hold no kinds: the renderer colours its tiles' points by kind, dimming those not matching.
-    const dim = match ? Uint8Array.from(match, (ok) => (ok ? 0 : 1)) : null;
+    const dim = match || kept ? Uint8Array.from(match || kept, (_, i) => ((match && !match[i]) || (kept && !kept[i]) ? 1 : 0))
+      : null;
     await actions.setColors({ by: "kind", dim, dimColors: dimOf(palette) });
   } else {
     const values = new Array(list.length);
+    const dimmed = new Uint8Array(list.length); // the renderer dims these points' pictures too
     for (let i = 0; i < list.length; i += 1) {
       const c = Math.min(Math.max(category(i) | 0, 0), palette.length - 1);
-      const dim = (match && !match[i]) || (hiddenCodes && hiddenCodes.has(ex.column.values[i]));
+      const dim = (match && !match[i]) || (kept && !kept[i]) || (hiddenCodes && hiddenCodes.has(ex.column.values[i]));
       values[i] = dim ? c + palette.length : c;
+      dimmed[i] = dim ? 1 : 0;
     }
-    await actions.setColors({ by: "value", values, palette: [...palette, ...dimOf(palette)] });
+    await actions.setColors({ by: "value", values, palette: [...palette, ...dimOf(palette)], dimmed });
   }
   ex.lastCount = layoutKey();
   renderLegend(ex.colorMode, match);
@@ -974,6 +978,7 @@ on("mode", () => {
   renderLassoButton();
 });
 provide("showPath", showPath);
+provide("recolor", applyColors);
 provide("clearPath", clearPath);
 provide("drawnPath", () => ex.vertices.map((v) => [...v]));
 

@@ -29,6 +29,7 @@ const UPLOADS_PER_FRAME = 1; // texture uploads a frame may make (the rest wait 
 const SHARP_MAX_ON_SCREEN = 48; // own thumbnails replace atlas pictures only when this few are enlarged on screen
 const SHARP_CACHE = 128; // own thumbnails kept (textures)
 const SHARP_REQUESTS = 4; // own thumbnails loading at once
+const DIMMED_PICTURE_ALPHA = 0.15; // pictures of points dimmed by a filter or a hidden category
 const SHARP_FROM = 1.15; // a picture drawn this much larger than its atlas cell (device px) gets its own thumbnail
 const BITMAP_OPTIONS = { premultiplyAlpha: "premultiply", colorSpaceConversion: "none" };
 const POINT_TILE_PX = 512; // a point tile spans about this many screen pixels
@@ -63,19 +64,20 @@ void main() {
 // Textured squares centred on a point: pictures (size from the room around them, in pixels, clamped) and terrain
 // tiles (size = the tile's side in map units).
 const QUAD_VS = `#version 300 es
-in vec2 a_center; in vec2 a_corner; in vec2 a_uv; in float a_room;
+in vec2 a_center; in vec2 a_corner; in vec2 a_uv; in float a_room; in float a_alpha;
 uniform vec2 u_offset; uniform vec2 u_scale; uniform vec2 u_pixel; uniform float u_px_per_unit;
 uniform float u_room_factor; uniform float u_min_px; uniform float u_max_px;
-out vec2 v_uv;
+out vec2 v_uv; out float v_alpha;
 void main() {
   float size = clamp(a_room * u_px_per_unit * u_room_factor, u_min_px, u_max_px);
   gl_Position = vec4((a_center + u_offset) * u_scale + a_corner * size * u_pixel, 0.0, 1.0);
   v_uv = a_uv;
+  v_alpha = a_alpha;
 }`;
 const QUAD_FS = `#version 300 es
 precision mediump float;
-in vec2 v_uv; uniform sampler2D u_tex; uniform float u_opacity; out vec4 o;
-void main() { o = texture(u_tex, v_uv) * u_opacity; }`;
+in vec2 v_uv; in float v_alpha; uniform sampler2D u_tex; uniform float u_opacity; out vec4 o;
+void main() { o = texture(u_tex, v_uv) * u_opacity * v_alpha; }`;
 
 function parsePointTile(buffer) {
   if (String.fromCharCode(...new Uint8Array(buffer, 0, 4)) !== "LMT1") throw new Error("not a point tile");
@@ -142,6 +144,11 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
   let items = [];
   let tiled = false; // the page holds no points (a sparse items array): points, picks and rings from the tiles
   let colors = { by: "kind" };
+  /** The opacity of point `index`'s picture: dimmed with its point (colors.dimmed, or tile-only maps' dim). */
+  const pictureAlpha = (index) => {
+    const dimmed = colors.dimmed || colors.dim;
+    return dimmed && dimmed[index] ? DIMMED_PICTURE_ALPHA : 1;
+  };
   let highlighted = []; // indices (whole maps: rings from items; tiled maps: a mask over the tiles' points)
   let highlightPolygon = null; // tiled maps: rings on the tiles' points inside it (a server-side lasso)
   let highlightPoints = []; // [[x, y], ...] rings at these spots (tiled maps: the selected item)
@@ -211,14 +218,15 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
   }
 
   /** A VAO of textured squares: centre, corner, uv, room per vertex (6 vertices a square). */
-  function quadBuffers(centers, uvRects, rooms, origin) {
+  /** alphas: one a quad (pictures of dimmed points: DIMMED_PICTURE_ALPHA), or null for all opaque. */
+  function quadBuffers(centers, uvRects, rooms, origin, alphas = null) {
     const m = rooms.length;
-    const data = new Float32Array(m * 6 * 7);
+    const data = new Float32Array(m * 6 * 8);
     const corners = [[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]];
     for (let k = 0; k < m; k++) {
       const [u0, v0, u1, v1] = uvRects[k];
       for (let c = 0; c < 6; c++) {
-        const o = (k * 6 + c) * 7;
+        const o = (k * 6 + c) * 8;
         const [cx, cy] = corners[c];
         data[o] = centers[2 * k] - origin[0];
         data[o + 1] = centers[2 * k + 1] - origin[1];
@@ -227,6 +235,7 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
         data[o + 4] = cx < 0 ? u0 : u1;
         data[o + 5] = cy < 0 ? v1 : v0; // image rows run downwards, map y upwards
         data[o + 6] = rooms[k];
+        data[o + 7] = alphas ? alphas[k] : 1;
       }
     }
     const vao = gl.createVertexArray();
@@ -237,12 +246,13 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
     const attr = (name, n, offset) => {
       const loc = quadProgram.attr(name);
       gl.enableVertexAttribArray(loc);
-      gl.vertexAttribPointer(loc, n, gl.FLOAT, false, 28, offset);
+      gl.vertexAttribPointer(loc, n, gl.FLOAT, false, 32, offset);
     };
     attr("a_center", 2, 0);
     attr("a_corner", 2, 8);
     attr("a_uv", 2, 16);
     attr("a_room", 1, 24);
+    attr("a_alpha", 1, 28);
     gl.bindVertexArray(null);
     return { vao, count: m * 6, origin, buffers: [buf] };
   }
@@ -383,6 +393,7 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
     unload: (data) => {
       free(data.points);
       free(data.pictures);
+      if (data.atlasTex) gl.deleteTexture(data.atlasTex);
       free(data.rings);
       if (data.atlas && data.atlas.close) data.atlas.close();
     },
@@ -415,8 +426,9 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
   /** The tile's pictures (null until its atlas is uploaded: at most UPLOADS_PER_FRAME a frame). */
   function tilePictures(d) {
     if (!d.pictures && d.atlas) {
-      const tex = texture(d.atlas);
+      const tex = d.atlasTex || texture(d.atlas);
       if (!tex) return null;
+      d.atlasTex = null;
       const side = tileInfo.thumbs_side;
       const cell = tileInfo.thumb_px;
       const W = d.atlas.width;
@@ -430,7 +442,7 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
         const y = Math.floor(k / side) * cell;
         uv.push([x / W, y / H, (x + cell) / W, (y + cell) / H]);
       }
-      d.pictures = quadBuffers(centers, uv, d.room, origin());
+      d.pictures = quadBuffers(centers, uv, d.room, origin(), Float32Array.from(d.thumbIndex, pictureAlpha));
       d.pictures.tex = tex;
     }
     return d.pictures;
@@ -666,10 +678,11 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
         s.bitmap = null;
       }
       const d = entry.d;
-      const key = `${d.txs[k]},${d.tys[k]},${d.room[k]}`;
+      const key = `${d.txs[k]},${d.tys[k]},${d.room[k]},${pictureAlpha(d.thumbIndex[k])}`;
       let q = s.quads.get(key);
       if (!q) {
-        q = quadBuffers(new Float64Array([d.txs[k], d.tys[k]]), [[0, 0, 1, 1]], new Float32Array([d.room[k]]), origin());
+        q = quadBuffers(new Float64Array([d.txs[k], d.tys[k]]), [[0, 0, 1, 1]], new Float32Array([d.room[k]]), origin(),
+          [pictureAlpha(d.thumbIndex[k])]);
         s.quads.set(key, q);
       }
       drawQuads({ ...q, tex: s.tex }, { factor: 0.9, minPx: entry.basePx, maxPx: MAX_PICTURE_PX });
@@ -911,6 +924,11 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
       colors = next && (next.by === "value" || next.dim) ? next : { by: "kind" };
       rebuildWhole();
       for (const t of tiles.cache.values()) if (t.data && t.data.points) { free(t.data.points); t.data.points = null; }
+      // Pictures of dimmed points are dimmed too: their quads are rebuilt (the atlas texture is kept).
+      for (const t of tiles.cache.values()) {
+        const pictures = t.data && t.data.pictures;
+        if (pictures) { free({ vao: pictures.vao, buffers: pictures.buffers }); t.data.pictures = null; t.data.atlasTex = pictures.tex; }
+      }
       return nextFrame();
     },
     setStyle({ pointSize: nextSize, opacity: nextOpacity, background: nextBackground } = {}) {

@@ -194,3 +194,35 @@ def test_tour_steps_and_presentation_followers_show_the_layer(digits_server, pag
     assert visitor.input_value("#terrain-variant") == "thick"
     assert "terrain_variant=thick" in visitor.input_value("#share-url")
     screenshot(visitor, "terrain-tour-thick")
+
+
+def test_terrain_tiles_the_view_has_left_are_aborted_and_asked_again_when_wanted(live_server, page):
+    """Terrain tiles cost the server g² decodes: when the user pans away, the page aborts the requests of the tiles
+    it no longer needs (the server then stops at its next slice), and asks again if the user comes back."""
+    page.goto(live_server.url("/"))
+    result = page.evaluate("""async () => {
+        const { TileSet } = await import('/static/js/render/tileset.js');
+        const started = [], aborted = [];
+        const tiles = new TileSet({
+            load: (t, signal) => new Promise((resolve, reject) => {
+                started.push(`${t.z}/${t.x}/${t.y}`);
+                signal.addEventListener('abort', () => {
+                    aborted.push(`${t.z}/${t.x}/${t.y}`);
+                    reject(new DOMException('left', 'AbortError'));
+                });
+            }),
+            onChange: () => {}, maxRequests: 8, abortLeft: true,
+        });
+        tiles.reset({ origin: [0, 0], size: 8 }, 3);
+        const left = [0.1, 0.1, 0.9, 0.9], right = [7.1, 7.1, 7.9, 7.9];
+        tiles.update(8, left, 256);   // zoom 3, one tile at the bottom left
+        tiles.update(8, right, 256);  // panned to the top right
+        await new Promise((r) => setTimeout(r, 0));
+        const afterPan = { started: [...started], aborted: [...aborted], cached: [...tiles.cache.keys()] };
+        tiles.update(8, left, 256);   // back again
+        return { afterPan, startedAgain: started.slice(afterPan.started.length) };
+    }""")
+    assert result["afterPan"]["started"] == ["3/0/7", "3/7/0"]
+    assert result["afterPan"]["aborted"] == ["3/0/7"]
+    assert result["afterPan"]["cached"] == ["3/7/0"]  # the aborted tile is forgotten, not stuck half-loaded
+    assert result["startedAgain"] == ["3/0/7"]

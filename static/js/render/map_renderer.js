@@ -416,6 +416,7 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
     unload: (data) => { free(data.quad); if (data.image && data.image.close) data.image.close(); },
     onChange: () => queueFrame(),
     maxRequests: 4,
+    abortLeft: true, // a tile the view has left stops costing the server its decodes
   });
 
   function tilePoints(d) {

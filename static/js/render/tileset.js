@@ -45,8 +45,11 @@ export class TileSet {
    * @param {() => void} o.onChange  a tile arrived (redraw)
    * @param {number} o.maxTiles  tiles kept in memory
    * @param {number} o.maxRequests  tiles loading at once
+   * @param {boolean} o.abortLeft  abort a tile's request once the view no longer needs it (tiles that are costly to
+   *   make, like terrain: the server stops working on it; cheap point tiles are left to arrive and be cached)
    */
-  constructor({ load, onChange, unload = () => {}, maxTiles = 192, maxRequests = 6 }) {
+  constructor({ load, onChange, unload = () => {}, maxTiles = 192, maxRequests = 6, abortLeft = false }) {
+    this.abortLeft = abortLeft;
     this.load = load;
     this.unload = unload; // frees what a tile holds (GPU buffers, textures) when it leaves the cache
     this.onChange = onChange;
@@ -99,7 +102,9 @@ export class TileSet {
       }
     }
     for (const entry of this.cache.values()) {
-      if (entry.state === "queued" && !wantedKeys.has(this.key(entry.z, entry.x, entry.y))) {
+      const left = !wantedKeys.has(this.key(entry.z, entry.x, entry.y));
+      if (left && this.abortLeft && entry.state === "loading" && entry.controller) entry.controller.abort();
+      if (entry.state === "queued" && left) {
         if (entry.data) this.unload(entry.data); // a preview of a tile left before it arrived
         this.cache.delete(this.key(entry.z, entry.x, entry.y));
       }
@@ -176,7 +181,13 @@ export class TileSet {
               err.retryAfterMs);
             return;
           }
-          entry.state = err && err.name === "AbortError" ? "queued" : "failed";
+          if (err && err.name === "AbortError") { // left by the view: forgotten, asked again if wanted again
+            if (entry.data) this.unload(entry.data);
+            entry.data = null;
+            if (this.cache.get(this.key(entry.z, entry.x, entry.y)) === entry) this.cache.delete(this.key(entry.z, entry.x, entry.y));
+            return;
+          }
+          entry.state = "failed";
         },
       ).finally(() => {
         entry.controller = null;

@@ -139,7 +139,8 @@ def cmd_build(args) -> int:
     except sources.SourceError as e:
         print(f"latentmap build: {e}", file=sys.stderr)
         return 2
-    service = MapService(Store(settings.data_dir, settings.decode_cache_bytes), space, settings, WorkQueue(1))
+    store = Store(settings.data_dir, settings.decode_cache_bytes, settings.array_dtype)
+    service = MapService(store, space, settings, WorkQueue(1))
     try:
         if args.ray is not None:
             from .ingest import ray_pipeline
@@ -164,6 +165,9 @@ def cmd_build(args) -> int:
                 progress=not args.quiet,
                 refit=not args.no_refit,
             )
+        from .maps.explore import Explorer
+
+        Explorer(service).prepare_index(result.map_id)  # a big map's neighbour index, saved: servers start with it
     except KeyboardInterrupt:
         print(
             "latentmap build: interrupted; what was added is kept: run the same command again to continue",

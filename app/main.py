@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None, space: Space | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        store = Store(settings.data_dir, settings.decode_cache_bytes)
+        store = Store(settings.data_dir, settings.decode_cache_bytes, settings.array_dtype)
         loaded = space or load_space(settings)
         service = MapService(store, loaded, settings, WorkQueue(settings.max_queued_jobs))
         app.state.settings, app.state.service, app.state.explorer = settings, service, Explorer(service)

@@ -15,6 +15,7 @@ TEMPLATES_DIR = REPO_ROOT / "templates"
 STATIC_DIR = REPO_ROOT / "static"
 DIGITS_SPACE_DIR = Path(__file__).resolve().parent / "spaces" / "weights" / "digits"
 DEFAULT_DECODE_CACHE_BYTES = 2 * 1024**3
+DEFAULT_ARRAY_DTYPE = "float32"  # of new maps' vector files (app/maps/store.py; float16: bench/README.md)
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,9 @@ class Settings:
     umap_backend: str = "auto"
     # up to this many items the neighbour graph is exact (blocked matmul), above it NN-descent
     umap_exact_knn_max_items: int = 30_000
-    umap_fit_sample: int = 0  # >0: fit at most this many items (deterministic sample) and place the rest; 0 = fit all
+    # maps with more items are fitted (refit, first fit) on a deterministic sample of this many and the rest placed
+    # through it: a refit of 1M items takes minutes, not hours (bench/scale.py); 0 = fit every item
+    umap_fit_sample: int = 20_000
     # layout epochs; 0 = auto: 500 below 4,096 items, 200 from 4,096 (the layout is single-threaded: seeded)
     umap_epochs: int = 0
     # Decoder variants: LoRAs, fine-tunes, upscalers (app/spaces/variants.py, docs/variants.md)
@@ -153,6 +156,10 @@ class Settings:
     # Decode cache (app/maps/decode_cache.py): decoded clicks, paths, variants, upscales and terrain tiles on disk,
     # oldest written evicted first beyond this many bytes; anything evicted is decoded again, bit for bit.
     decode_cache_bytes: int = DEFAULT_DECODE_CACHE_BYTES
+    # Array files (app/maps/store.py): "float32" or "float16" for new maps' vectors and decode vectors (half the disk
+    # and page cache; bench/storage_precision.py measures neighbour recall@10 and decoded pixels against float32:
+    # decodes change, so float32 stays the default). Latents and maps migrated from the BLOB era are float32.
+    array_dtype: str = DEFAULT_ARRAY_DTYPE
     # Terrain (app/maps/terrain.py): web-map tiles of decoded cells over the map's square
     terrain_cells: int = 8  # cells across a tile (a tile is cells^2 decodes)
     terrain_cell_px: int = 32  # pixels across a cell in the tile image (decodes are resized to it)

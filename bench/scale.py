@@ -166,12 +166,14 @@ def main() -> None:
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="latentmap-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     rows = []
+    load_start = os.getloadavg()
     for n in [args.baseline] + [int(s) for s in args.sizes.split(",")]:
         table, data = work / f"vectors-{n}.parquet", work / f"data-{n}"
         t = time.perf_counter()
-        make_table(table, n)
+        if not table.exists():  # a kept --work-dir reuses its tables (the same seed makes the same table)
+            make_table(table, n)
         print(
-            f"{n:,}: table written in {time.perf_counter() - t:.1f} s ({table.stat().st_size / n:.0f} B/row)",
+            f"{n:,}: table ready in {time.perf_counter() - t:.1f} s ({table.stat().st_size / n:.0f} B/row)",
             flush=True,
         )
         seconds, peak_mb, map_id = build(data, table, f"scale {n}")
@@ -187,7 +189,11 @@ def main() -> None:
                     row["first_frame_s"] = float("nan")
         print(f"{n:,}: {row}", flush=True)
         rows.append(row)
-    print(f"\nscale: space {SPACE}, {os.cpu_count()} CPUs (shared), {args.clicks} clicks per map")
+    load_end = os.getloadavg()
+    print(
+        f"\nscale: space {SPACE}, {os.cpu_count()} CPUs (shared), {args.clicks} clicks per map; load average "
+        f"{' / '.join(f'{x:.1f}' for x in load_start)} at the start, {' / '.join(f'{x:.1f}' for x in load_end)} at the end"
+    )
     keys = [
         ("build_s", "build (s)"),
         ("peak_rss_mb", "build peak RSS (MB)"),

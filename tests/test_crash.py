@@ -53,17 +53,23 @@ def test_kill_9_during_ingest_loses_nothing_acknowledged(tmp_path):
     # The database is intact and every row points at a file that exists.
     db = sqlite3.connect(data / "latentmap.sqlite3")
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    rows = db.execute("SELECT id, has_thumbnail, length(vector) FROM items").fetchall()
+    rows = db.execute("SELECT id, has_thumbnail, vector_slot, decode_slot FROM items").fetchall()
+    dtype, dim, vector_rows = db.execute(
+        "SELECT dtype, dim, vector_rows FROM map_arrays WHERE map_id = ?", (map_id,)
+    ).fetchone()
     db.close()
-    for item_id, has_thumb, vector_len in rows:
-        assert vector_len > 0
+    # every row's vectors are in the committed part of the map's array file, which is on disk whole
+    row_bytes = {"float16": 2, "float32": 4}[dtype] * dim
+    assert (data / "arrays" / map_id / "vectors.bin").stat().st_size >= vector_rows * row_bytes
+    for item_id, has_thumb, vector_slot, decode_slot in rows:
+        assert 0 <= vector_slot < vector_rows and 0 <= decode_slot < vector_rows
         assert not has_thumb or (data / "thumbnails" / f"{item_id}.png").is_file()
 
     server = start_server(data)
     base = server.base_url
     try:
         kept = {p.stem for p in (data / "thumbnails").iterdir()}
-        assert kept == {item_id for item_id, has_thumb, _ in rows if has_thumb}, "orphans are swept at start"
+        assert kept == {item_id for item_id, has_thumb, _, _ in rows if has_thumb}, "orphans are swept at start"
         points = {p["id"] for p in httpx.get(f"{base}/api/maps/{map_id}/points").json()["points"]}
         assert set(acknowledged) <= points
         for item_id in acknowledged[:: max(1, len(acknowledged) // 8)]:

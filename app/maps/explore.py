@@ -69,32 +69,67 @@ class Explorer:
         idx, w = projection.blend_weights((x, y), arrays.xy, self.settings.blend_neighbors, self.settings.blend_power)
         return unit((w[:, None] * map_vectors[idx]).sum(0, keepdims=True))[0]
 
-    def nearest(self, map_vectors: np.ndarray, query: np.ndarray, k: int, exclude: int | None = None) -> list[Neighbor]:
-        ids, sims = self._index_for(map_vectors).nearest(query, k, exclude=exclude)
+    def nearest(
+        self,
+        map_vectors: np.ndarray,
+        query: np.ndarray,
+        k: int,
+        exclude: int | None = None,
+        map_id: str | None = None,
+    ) -> list[Neighbor]:
+        ids, sims = self._index_for(map_vectors, map_id).nearest(query, k, exclude=exclude)
         return [Neighbor(int(i), float(s)) for i, s in zip(ids, sims)]
 
-    def _index_for(self, map_vectors: np.ndarray) -> VectorIndex:
-        """Exact search for ordinary maps; for maps past `neighbor_index_min_items` an approximate index, built
-        in the background (minutes at 1M items) while queries stay exact."""
+    def _index_for(self, map_vectors: np.ndarray, map_id: str | None = None) -> VectorIndex:
+        """Exact search for ordinary maps; for maps past `neighbor_index_min_items` an approximate index: the
+        one saved for the map's current version (Store.neighbor_index_path) if there is one, else built in the
+        background (minutes at 1M items; then saved) while queries stay exact."""
         key = id(map_vectors)
         entry = self._indexes.get(key)
         if entry is not None and entry[0] is map_vectors:
             return entry[1]
+        big = len(map_vectors) >= self.settings.neighbor_index_min_items and faiss_available()
+        path = self._index_path(map_id) if big and map_id else None
+        saved = None if path is None else VectorIndex.load(path, map_vectors, self.settings.neighbor_index_nprobe)
+        if saved is not None:
+            self._indexes = {key: (map_vectors, saved)}
+            return saved
         exact = VectorIndex(map_vectors, min_items=len(map_vectors) + 1)
         self._indexes = {key: (map_vectors, exact)}  # one map's index at a time: they are large
-        if len(map_vectors) >= self.settings.neighbor_index_min_items and faiss_available():
+        if big:
 
             def build():
-                index = VectorIndex(
-                    map_vectors,
-                    min_items=self.settings.neighbor_index_min_items,
-                    nprobe=self.settings.neighbor_index_nprobe,
-                )
+                index = self.build_index(map_vectors, path)
                 if key in self._indexes and self._indexes[key][0] is map_vectors:
                     self._indexes[key] = (map_vectors, index)
 
             threading.Thread(target=build, daemon=True, name="neighbor-index").start()
         return exact
+
+    def _index_path(self, map_id: str) -> Path:
+        return self.service.store.neighbor_index_path(map_id, self.service.store.get_map(map_id).version)
+
+    def build_index(self, map_vectors: np.ndarray, path: Path | None = None) -> VectorIndex:
+        index = VectorIndex(
+            map_vectors, min_items=self.settings.neighbor_index_min_items, nprobe=self.settings.neighbor_index_nprobe
+        )
+        if path is not None and index.approximate:
+            try:
+                index.save(path)
+            except (OSError, RuntimeError):  # not saved (disk full, map deleted meanwhile): built again next start
+                pass
+        return index
+
+    def prepare_index(self, map_id: str) -> str | None:
+        """Build and save a big map's neighbour index now (`latentmap build` does, so a server starts with it);
+        returns its kind, None for a map that is searched exactly."""
+        arrays, mv = self.service.item_map_vectors(map_id)
+        if len(mv) < self.settings.neighbor_index_min_items or not faiss_available():
+            return None
+        path = self._index_path(map_id)
+        index = VectorIndex.load(path, mv, self.settings.neighbor_index_nprobe) or self.build_index(mv, path)
+        self._indexes = {id(mv): (mv, index)}
+        return index.kind
 
     def neighbors(
         self,
@@ -125,8 +160,8 @@ class Explorer:
                 index = arrays.ids.index(item_id)
             except ValueError:
                 raise Rejected(f"item {item_id} is not on this map") from None
-            return self.nearest(mv, mv[index], k, exclude=index)
-        return self.nearest(mv, self.point_vector(arrays, mv, x, y), k)
+            return self.nearest(mv, mv[index], k, exclude=index, map_id=map_id)
+        return self.nearest(mv, self.point_vector(arrays, mv, x, y), k, map_id=map_id)
 
     def _check_k(self, k: int) -> None:
         if not 1 <= k <= self.settings.max_neighbors:
@@ -160,7 +195,7 @@ class Explorer:
             return {
                 "x": float(xy[0]),
                 "y": float(xy[1]),
-                "neighbors": self.nearest(mv, query[0], k),
+                "neighbors": self.nearest(mv, query[0], k, map_id=map_id),
                 "similarity": np.round(sims, 4).tolist(),
             }
 

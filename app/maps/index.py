@@ -6,9 +6,16 @@ on top of the vectors the map already holds (0.5 GB at 1M × 512), trained deter
 `rerank` × k candidates that are re-scored against the original float32 vectors, so the similarities handed
 back are exact and the order is exact among the candidates. bench/neighbors.py measures p50 per query and
 recall@10 against exact search. Without faiss installed, search is exact at every size.
+
+An index is saved beside the map's arrays once built (`save`, `VectorIndex.load`; Explorer and `latentmap
+build` do this), so a server start reads it in a second instead of rebuilding it for minutes while every
+query at 1M items scans the whole map (273 ms p50 in bench/scale.py before).
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -33,13 +40,18 @@ class VectorIndex:
         nlist: int = 0,
         rerank: int = 4,
         seed: int = 0,
+        built=None,
     ):
         self.vectors = np.ascontiguousarray(unit_vectors, dtype=np.float32)  # no copy when already float32
         n, d = self.vectors.shape if self.vectors.ndim == 2 else (0, 0)
         self.rerank = max(1, rerank)
         self._index = None
         self.kind = "exact"
-        if n >= max(1, min_items) and faiss_available():
+        if built is not None:  # read from a file (load)
+            built.nprobe = min(nprobe, built.nlist)
+            self._index = built
+            self.kind = f"faiss IVF{built.nlist},SQ8 nprobe={built.nprobe} rerank×{self.rerank} (saved)"
+        elif n >= max(1, min_items) and faiss_available():
             import faiss
 
             nlist = nlist or int(min(65536, max(16, 2 * np.sqrt(n))))
@@ -59,6 +71,35 @@ class VectorIndex:
 
     def __len__(self) -> int:
         return len(self.vectors)
+
+    @property
+    def approximate(self) -> bool:
+        return self._index is not None
+
+    def save(self, path: Path) -> None:
+        """Write the faiss index to `path` (a temp name, fsynced, renamed: never a half-written index)."""
+        import faiss
+
+        tmp = path.with_name(f".tmp-{path.name}")
+        faiss.write_index(self._index, str(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path, unit_vectors: np.ndarray, nprobe: int = 16, rerank: int = 4) -> VectorIndex | None:
+        """The index saved at `path` for these vectors, or None (no file, no faiss, or not of these vectors)."""
+        if not path.is_file() or not faiss_available():
+            return None
+        import faiss
+
+        try:
+            built = faiss.downcast_index(faiss.read_index(str(path)))
+        except RuntimeError:  # unreadable: built again
+            return None
+        if built.ntotal != len(unit_vectors) or built.d != unit_vectors.shape[1] or not hasattr(built, "nlist"):
+            return None
+        return cls(unit_vectors, nprobe=nprobe, rerank=rerank, built=built)
 
     def nearest(self, query: np.ndarray, k: int, exclude: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Indices and cosine similarities of the k nearest items to one unit `query` (d,), best first;

@@ -408,7 +408,10 @@ class MapService:
         ).digest()
         latent = arrays.latents[i]
         request = DecodeRequest(
-            vector=arrays.decode_vectors[i], seed=seed, latent=latent, strength=strength if latent is not None else 1.0
+            vector=np.asarray(arrays.decode_vectors[i], np.float32),
+            seed=seed,
+            latent=latent,
+            strength=strength if latent is not None else 1.0,
         )
         return self.decode_cached(key, request, gone, map_id=map_id)
 
@@ -472,7 +475,7 @@ class MapService:
     def blend_request(self, arrays: MapArrays, x: float, y: float, seed: int) -> DecodeRequest:
         """Blend the nearest items' image-side vectors (and VAE latents where they have them)."""
         idx, w = projection.blend_weights((x, y), arrays.xy, self.settings.blend_neighbors, self.settings.blend_power)
-        vecs = arrays.decode_vectors[idx]
+        vecs = np.asarray(arrays.decode_vectors[idx], np.float32)  # stored as float16 or float32
         direction = unit((w[:, None] * unit(vecs)).sum(0, keepdims=True))[0]
         norm = float((w * np.linalg.norm(vecs, axis=1)).sum())
         latent, strength = None, 1.0

@@ -1,9 +1,20 @@
-"""All persistence: SQLite (WAL) for maps and items, float32 BLOBs for vectors and latents, PNG files for
-thumbnails and cached decodes. No other module touches the data directory.
+"""All persistence: SQLite (WAL) for maps, items and metadata; per map, append-only array files of vectors
+and latents (memory-mapped when read, never loaded into Python objects); PNG files for thumbnails and cached
+decodes. No other module touches the data directory.
 
-Crash safety: each ingest is one transaction; files are written to a temp name, fsynced and renamed into
-place *before* the rows that reference them are committed, so an acknowledged item is always whole and a
-half-written one is never visible.
+Array files (`arrays/<map id>/`): `vectors.bin` holds fixed-width rows of the map's dtype (`array_dtype` when
+the map got its first items: float32, or float16 for half the bytes; BLOB-era maps are float32, so their decodes
+stay bit for bit), `latents.bin` float32 rows of the map's latent shape. An item row names its rows (`vector_slot`, `decode_slot`: an image's
+decode vector is its vector, one row; `latent_slot`). Rows are only ever appended; `map_arrays` holds how many
+are committed.
+
+Crash safety: each ingest is one transaction. Array rows are written past the committed count and fsynced
+inside that transaction (SQLite's write lock is held: no other writer, in any process, is appending), then the
+item rows and the new count commit together; a tail beyond the committed count (a crash, a rollback) is never
+read and is cut off by the next write. Files are written to a temp name, fsynced and renamed into place
+*before* the rows that reference them are committed. So an acknowledged item is always whole and a
+half-written one is never visible. BLOB-era databases are migrated on open in one transaction (arrays written
+and fsynced first, then the items table is rebuilt without the BLOB columns and committed).
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import sqlite3
 import tempfile
 import threading
@@ -27,12 +39,31 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import Conflict, LatentmapError, NotFound
-from ..settings import DEFAULT_DECODE_CACHE_BYTES
+from ..settings import DEFAULT_ARRAY_DTYPE, DEFAULT_DECODE_CACHE_BYTES
 from .decode_cache import DecodeCache
 
 FILE_WRITER_THREADS = 8  # thumbnail files of a batch written (and fsync-ed) at once
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
+
+ITEMS_TABLE = """(
+    id TEXT PRIMARY KEY,
+    map_id TEXT NOT NULL REFERENCES maps(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    label TEXT NOT NULL,
+    x REAL NOT NULL,
+    y REAL NOT NULL,
+    vector_slot INTEGER NOT NULL,  -- row of the map's vectors.bin: the raw CLIP embedding
+    decode_slot INTEGER NOT NULL,  -- row of vectors.bin: the image-side embedding the decoder is conditioned on
+    latent_slot INTEGER,           -- row of the map's latents.bin (VAE latent), or NULL
+    has_thumbnail INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    pending_image INTEGER NOT NULL DEFAULT 0,  -- a prompt whose image (thumbnail, decode vector) is still to come
+    content_hash TEXT,
+    meta TEXT
+);
+"""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS maps (
@@ -44,23 +75,15 @@ CREATE TABLE IF NOT EXISTS maps (
     version INTEGER NOT NULL DEFAULT 0,          -- bumped on every change to the map's items
     projection TEXT NOT NULL DEFAULT '{}'        -- JSON: method, revision, fitted_count, params
 );
-CREATE TABLE IF NOT EXISTS items (
-    id TEXT PRIMARY KEY,
-    map_id TEXT NOT NULL REFERENCES maps(id) ON DELETE CASCADE,
-    seq INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    label TEXT NOT NULL,
-    x REAL NOT NULL,
-    y REAL NOT NULL,
-    vector BLOB NOT NULL,          -- raw CLIP embedding, float32
-    decode_vector BLOB NOT NULL,   -- image-side embedding the decoder is conditioned on, float32
-    latent BLOB,                   -- VAE latent (diffusion space), float32, or NULL
-    latent_shape TEXT,
-    has_thumbnail INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    pending_image INTEGER NOT NULL DEFAULT 0  -- a prompt whose image (thumbnail, decode vector) is still to come
+CREATE TABLE IF NOT EXISTS items {ITEMS}CREATE INDEX IF NOT EXISTS items_by_map ON items(map_id, seq);
+CREATE TABLE IF NOT EXISTS map_arrays (        -- a map's array files (see the module docstring)
+    map_id TEXT PRIMARY KEY REFERENCES maps(id) ON DELETE CASCADE,
+    dtype TEXT NOT NULL,                       -- of vectors.bin: float16 or float32
+    dim INTEGER NOT NULL,
+    vector_rows INTEGER NOT NULL DEFAULT 0,    -- committed rows of vectors.bin
+    latent_shape TEXT,                         -- JSON shape of one latent (latents.bin rows are float32)
+    latent_rows INTEGER NOT NULL DEFAULT 0     -- committed rows of latents.bin
 );
-CREATE INDEX IF NOT EXISTS items_by_map ON items(map_id, seq);
 CREATE TABLE IF NOT EXISTS tours (
     id TEXT PRIMARY KEY,
     map_id TEXT NOT NULL REFERENCES maps(id) ON DELETE CASCADE,
@@ -77,7 +100,7 @@ CREATE TABLE IF NOT EXISTS map_columns (      -- metadata columns of a map's ite
     PRIMARY KEY (map_id, position),
     UNIQUE (map_id, name)
 );
-"""
+""".replace("{ITEMS}", ITEMS_TABLE)
 
 COLUMN_TYPES = ("number", "category", "text")
 
@@ -183,7 +206,8 @@ class ItemRecord:
 
 @dataclass
 class MapArrays:
-    """Everything numeric about a map's items, in insertion order."""
+    """Everything numeric about a map's items, in insertion order. `vectors` and `decode_vectors` are read-only
+    views of the map's memory-mapped file (float16 or float32: cast rows before computing with them)."""
 
     ids: list[str]
     kinds: list[str]
@@ -191,23 +215,103 @@ class MapArrays:
     xy: np.ndarray  # (n, 2)
     vectors: np.ndarray  # (n, dim)
     decode_vectors: np.ndarray  # (n, dim)
-    latents: list[np.ndarray | None] = field(default_factory=list)
+    latents: Sequence[np.ndarray | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
 
 
-def _blob(a: np.ndarray) -> bytes:
-    return np.ascontiguousarray(a, dtype=np.float32).tobytes()
+ARRAY_DTYPES = {"float16": np.float16, "float32": np.float32}
+VECTORS_FILE, LATENTS_FILE = "vectors.bin", "latents.bin"
+ITEM_COLUMNS = [
+    line.split()[0] for line in ITEMS_TABLE.strip("();\n").splitlines() if line.strip() and not line.startswith("(")
+]
+
+
+def _row_bytes(dtype: str | None, dim: int | None) -> int:
+    return 0 if dtype is None else np.dtype(ARRAY_DTYPES[dtype]).itemsize * int(dim)
+
+
+def _latent_width(shape: str | None) -> int:
+    return 0 if shape is None else int(np.prod(json.loads(shape)))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _append_rows(path: Path, committed_bytes: int, data: bytes) -> None:
+    """Write `data` right after the committed rows (cutting off any uncommitted tail first) and fsync it."""
+    created = not path.exists()
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if os.fstat(fd).st_size != committed_bytes:
+            os.ftruncate(fd, committed_bytes)
+        view, offset = memoryview(data), committed_bytes
+        while view:
+            written = os.pwrite(fd, view, offset)
+            view, offset = view[written:], offset + written
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if created:
+        _fsync_dir(path.parent)
+
+
+def _rows(path: Path, dtype, rows: int, shape: tuple) -> np.ndarray:
+    """The first `rows` rows of an array file, memory-mapped read-only (an empty array for none)."""
+    if rows == 0:
+        return np.zeros((0, *shape), dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r", shape=(rows, *shape))
+
+
+def _pick(array: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """array[slots]: a view when the slots are evenly spaced (how appended maps are laid out), else a copy."""
+    n = len(slots)
+    if n == 0:
+        return array[:0]
+    step = int(slots[1] - slots[0]) if n > 1 else 1
+    if step > 0 and int(slots[-1]) == int(slots[0]) + step * (n - 1) and np.all(np.diff(slots) == step):
+        return array[int(slots[0]) : int(slots[-1]) + 1 : step]
+    return np.asarray(array[slots])
+
+
+class LatentRows(Sequence):
+    """The map's latents in points order, read from the memory-mapped file when asked (None: no latent)."""
+
+    def __init__(self, rows: np.ndarray, slots: np.ndarray):
+        self._rows, self._slots = rows, slots  # slots: -1 where an item has no latent
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        slot = int(self._slots[i])
+        return None if slot < 0 else np.array(self._rows[slot])  # a copy: callers may keep it
 
 
 class Store:
-    def __init__(self, data_dir: str | Path, decode_cache_bytes: int = DEFAULT_DECODE_CACHE_BYTES):
+    def __init__(
+        self,
+        data_dir: str | Path,
+        decode_cache_bytes: int = DEFAULT_DECODE_CACHE_BYTES,
+        array_dtype: str = DEFAULT_ARRAY_DTYPE,
+    ):
+        if array_dtype not in ARRAY_DTYPES:
+            raise ValueError(f"array_dtype must be one of {', '.join(ARRAY_DTYPES)}, not {array_dtype}")
+        self.array_dtype = array_dtype  # of new maps' vectors.bin
         self.data_dir = Path(data_dir)
         self.thumb_dir = self.data_dir / "thumbnails"
         self.decode_dir = self.data_dir / "decodes"
+        self.array_dir = self.data_dir / "arrays"
         self.check_writable(self.data_dir)
-        for d in (self.thumb_dir, self.decode_dir):
+        for d in (self.thumb_dir, self.decode_dir, self.array_dir):
             d.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.data_dir / "latentmap.sqlite3", check_same_thread=False, isolation_level=None)
@@ -215,17 +319,17 @@ class Store:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
-        columns = {r[1] for r in self._db.execute("PRAGMA table_info(items)")}
-        if "pending_image" not in columns:  # data directories made before the column existed
-            self._db.execute("ALTER TABLE items ADD COLUMN pending_image INTEGER NOT NULL DEFAULT 0")
-        self._db.execute("CREATE INDEX IF NOT EXISTS items_pending ON items(map_id) WHERE pending_image = 1")
         for table, column, decl in (
-            ("items", "content_hash", "TEXT"),
+            ("items", "pending_image", "INTEGER NOT NULL DEFAULT 0"),  # data directories made before the column
+            ("items", "content_hash", "TEXT"),  # data directories made before ingest
             ("items", "meta", "TEXT"),
             ("maps", "source", "TEXT"),
-        ):  # data directories made before ingest
+        ):
             if column not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+        if "vector" in {r[1] for r in self._db.execute("PRAGMA table_info(items)")}:
+            self._migrate_blobs()
+        self._db.execute("CREATE INDEX IF NOT EXISTS items_pending ON items(map_id) WHERE pending_image = 1")
         self._db.execute(
             "CREATE INDEX IF NOT EXISTS items_by_hash ON items(map_id, content_hash) WHERE content_hash IS NOT NULL"
         )
@@ -240,7 +344,8 @@ class Store:
         self.decodes = DecodeCache(self.decode_dir, decode_cache_bytes)  # every decoded picture, within a budget
 
     def _sweep_orphans(self) -> None:
-        """Remove what a crash can leave behind: temp files, and thumbnails whose rows never committed."""
+        """Remove what a crash can leave behind: temp files, thumbnails whose rows never committed, array files
+        of deleted maps, and array rows past the committed count (under the write lock: no writer is mid-way)."""
         for d in (self.thumb_dir, self.decode_dir):
             for tmp in d.glob(".tmp-*"):
                 tmp.unlink(missing_ok=True)
@@ -248,6 +353,115 @@ class Store:
         for thumb in self.thumb_dir.glob("*.png"):
             if thumb.stem not in known:
                 thumb.unlink(missing_ok=True)
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:  # another process is writing (a long refit): its next write cuts tails
+                return
+            try:
+                committed = {
+                    r[0]: r[1:]
+                    for r in self._db.execute(
+                        "SELECT m.id, a.dtype, a.dim, a.vector_rows, a.latent_shape, a.latent_rows "
+                        "FROM maps m LEFT JOIN map_arrays a ON a.map_id = m.id"
+                    )
+                }
+                for folder in self.array_dir.iterdir():
+                    for tmp in folder.glob(".tmp-*"):  # a neighbour index being written
+                        tmp.unlink(missing_ok=True)
+                    if folder.name not in committed:  # the map was deleted (or never committed its first items)
+                        shutil.rmtree(folder, ignore_errors=True)
+                        continue
+                    dtype, dim, vector_rows, latent_shape, latent_rows = committed[folder.name]
+                    if dtype is None:
+                        vector_rows, latent_rows = 0, 0
+                    vectors, latents = folder / VECTORS_FILE, folder / LATENTS_FILE
+                    if vectors.exists() and vector_rows * _row_bytes(dtype, dim) < vectors.stat().st_size:
+                        os.truncate(vectors, vector_rows * _row_bytes(dtype, dim))
+                    width = _latent_width(latent_shape)
+                    if latents.exists() and latent_rows * width * 4 < latents.stat().st_size:
+                        os.truncate(latents, latent_rows * width * 4)
+            finally:
+                self._db.execute("COMMIT")
+
+    def _migrate_blobs(self) -> None:
+        """A BLOB-era database: every map's vectors and latents are written to its array files (float32, as
+        they were: the same decodes, bit for bit) and fsynced, then the items table is rebuilt without the
+        BLOB columns, all in one transaction. A crash midway leaves the old database as it was (the files
+        written so far are uncommitted tails, cut off when the migration runs again at the next open)."""
+        cols = [r[1] for r in self._db.execute("PRAGMA table_info(items)")]
+        keep = [c for c in ITEM_COLUMNS if c in cols and c not in ("vector_slot", "decode_slot", "latent_slot")]
+        self._db.execute("PRAGMA foreign_keys=OFF")  # the table rebuild (a no-op inside a transaction: set first)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("DROP TABLE IF EXISTS temp.slots")
+            self._db.execute(
+                "CREATE TEMP TABLE slots (id TEXT PRIMARY KEY, vector_slot INTEGER, decode_slot INTEGER, "
+                "latent_slot INTEGER)"
+            )
+            for (map_id,) in self._db.execute("SELECT DISTINCT map_id FROM items").fetchall():
+                self._migrate_map(map_id)
+            self._db.execute("CREATE TABLE items_new " + ITEMS_TABLE)
+            self._db.execute(
+                f"INSERT INTO items_new ({', '.join(keep)}, vector_slot, decode_slot, latent_slot) "
+                f"SELECT {', '.join('i.' + c for c in keep)}, s.vector_slot, s.decode_slot, s.latent_slot "
+                "FROM items i JOIN temp.slots s ON s.id = i.id"
+            )
+            self._db.execute("DROP TABLE items")
+            self._db.execute("ALTER TABLE items_new RENAME TO items")
+            self._db.execute("CREATE INDEX IF NOT EXISTS items_by_map ON items(map_id, seq)")
+            self._db.execute("DROP TABLE temp.slots")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        finally:
+            self._db.execute("PRAGMA foreign_keys=ON")
+
+    def _migrate_map(self, map_id: str) -> None:
+        folder = self.array_dir / map_id
+        folder.mkdir(exist_ok=True)
+        dim = None
+        latent_shape = None
+        vector_rows = latent_rows = 0
+        cursor = self._db.execute(
+            "SELECT id, vector, decode_vector, latent, latent_shape FROM items WHERE map_id = ? ORDER BY seq",
+            (map_id,),
+        )
+        with open(folder / VECTORS_FILE, "wb") as vf, open(folder / LATENTS_FILE, "wb") as lf:
+            while rows := cursor.fetchmany(4096):
+                slots = []
+                for item_id, vector, decode_vector, latent, shape in rows:
+                    v = np.frombuffer(vector, dtype=np.float32)
+                    dim = dim if dim is not None else len(v)
+                    d = np.frombuffer(decode_vector, dtype=np.float32)
+                    if len(v) != dim or len(d) != dim:
+                        raise DataDirError(f"map {map_id}: item {item_id} has vectors of another width")
+                    vf.write(v.tobytes())
+                    vector_slot = vector_rows
+                    vector_rows += 1
+                    if vector != decode_vector:
+                        vf.write(d.tobytes())
+                        vector_rows += 1
+                    latent_slot = None
+                    if latent is not None:
+                        item_shape = json.loads(shape)
+                        latent_shape = latent_shape or item_shape
+                        if item_shape != latent_shape:
+                            raise DataDirError(f"map {map_id}: item {item_id} has a latent of another shape")
+                        lf.write(latent)
+                        latent_slot, latent_rows = latent_rows, latent_rows + 1
+                    slots.append((item_id, vector_slot, vector_rows - 1, latent_slot))
+                self._db.executemany("INSERT INTO temp.slots VALUES (?, ?, ?, ?)", slots)
+            for f in (vf, lf):
+                f.flush()
+                os.fsync(f.fileno())
+        _fsync_dir(folder)
+        self._db.execute(
+            "INSERT OR REPLACE INTO map_arrays(map_id, dtype, dim, vector_rows, latent_shape, latent_rows) "
+            "VALUES (?, 'float32', ?, ?, ?, ?)",
+            (map_id, dim or 0, vector_rows, None if latent_shape is None else json.dumps(latent_shape), latent_rows),
+        )
 
     @staticmethod
     def check_writable(data_dir: Path) -> None:
@@ -461,6 +675,8 @@ class Store:
             for cache in (self._counts, self._parsed, self._bounds, self._images_done):
                 cache.pop(map_id, None)
             self._arrays_cache.pop(map_id, None)
+        # Open memory maps of these files (a request in flight) keep reading them until they are dropped.
+        shutil.rmtree(self.array_dir / map_id, ignore_errors=True)
         for item_id in ids:
             (self.thumb_dir / f"{item_id}.png").unlink(missing_ok=True)
         self.delete_cached_decodes(map_id)
@@ -487,10 +703,16 @@ class Store:
                 seq0 = self._db.execute(
                     "SELECT COALESCE(MAX(seq), -1) + 1 FROM items WHERE map_id = ?", (map_id,)
                 ).fetchone()[0]
+                vector_slots, decode_slots, latent_slots = self._append_arrays(
+                    map_id,
+                    np.stack([np.asarray(it.vector, np.float32).reshape(-1) for it in items]),
+                    np.stack([np.asarray(it.decode_vector, np.float32).reshape(-1) for it in items]),
+                    [it.latent for it in items],
+                )
                 self._db.executemany(
-                    "INSERT INTO items(id, map_id, seq, kind, label, x, y, vector, decode_vector, latent, "
-                    "latent_shape, has_thumbnail, created_at, pending_image, content_hash, meta) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO items(id, map_id, seq, kind, label, x, y, vector_slot, decode_slot, latent_slot, "
+                    "has_thumbnail, created_at, pending_image, content_hash, meta) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [
                         (
                             item_id,
@@ -500,10 +722,9 @@ class Store:
                             it.label,
                             float(xy[i, 0]),
                             float(xy[i, 1]),
-                            _blob(it.vector),
-                            _blob(it.decode_vector),
-                            None if it.latent is None else _blob(it.latent),
-                            None if it.latent is None else json.dumps(list(it.latent.shape)),
+                            vector_slots[i],
+                            decode_slots[i],
+                            latent_slots[i],
                             int(it.thumbnail_png is not None),
                             now,
                             int(it.pending_image),
@@ -533,6 +754,67 @@ class Store:
             )
             for k, (i, it) in enumerate(zip(ids, items))
         ]
+
+    def _array_state(self, map_id: str) -> tuple | None:
+        """(dtype, dim, vector_rows, latent_shape JSON, latent_rows) of the map's array files, None before any."""
+        return self._db.execute(
+            "SELECT dtype, dim, vector_rows, latent_shape, latent_rows FROM map_arrays WHERE map_id = ?", (map_id,)
+        ).fetchone()
+
+    def _append_arrays(
+        self,
+        map_id: str,
+        vectors: np.ndarray | None,
+        decode_vectors: np.ndarray,
+        latents: Sequence[np.ndarray | None],
+    ) -> tuple[list[int], list[int], list[int | None]]:
+        """Append rows to the map's array files and count them in map_arrays; call inside a write transaction
+        (the caller commits the item rows that reference them, or rolls everything back). Returns each item's
+        vector, decode and latent slot. An image's decode vector is its vector: one row serves both.
+        `vectors` None: decode vectors only (a prompt's generated image arrived)."""
+        state = self._array_state(map_id)
+        if state is None:
+            dtype, dim, vector_rows, latent_shape, latent_rows = self.array_dtype, vectors.shape[1], 0, None, 0
+            self._db.execute("INSERT INTO map_arrays(map_id, dtype, dim) VALUES (?, ?, ?)", (map_id, dtype, dim))
+        else:
+            dtype, dim, vector_rows, latent_shape, latent_rows = state
+        if decode_vectors.shape[1] != dim or (vectors is not None and vectors.shape[1] != dim):
+            raise ValueError(f"map {map_id} holds {dim}-d vectors, not {decode_vectors.shape[1]}-d")
+        folder = self.array_dir / map_id
+        folder.mkdir(exist_ok=True)
+        np_dtype = ARRAY_DTYPES[dtype]
+        if vectors is None:
+            rows = decode_vectors.astype(np_dtype)
+            vector_slots = np.zeros(0, np.int64)
+            decode_slots = vector_rows + np.arange(len(rows))
+        else:
+            separate = ~np.all(vectors == decode_vectors, axis=1)
+            per_item = 1 + separate.astype(np.int64)
+            vector_slots = vector_rows + np.concatenate([[0], np.cumsum(per_item)[:-1]]).astype(np.int64)
+            decode_slots = vector_slots + separate
+            rows = np.empty((int(per_item.sum()), dim), np_dtype)
+            rows[vector_slots - vector_rows] = vectors
+            rows[decode_slots[separate] - vector_rows] = decode_vectors[separate]
+        _append_rows(folder / VECTORS_FILE, vector_rows * _row_bytes(dtype, dim), rows.tobytes())
+        latent_slots: list[int | None] = [None] * len(latents)
+        present = [i for i, lat in enumerate(latents) if lat is not None]
+        if present:
+            shape = list(np.shape(latents[present[0]]))
+            if latent_shape is None:
+                latent_shape = json.dumps(shape)
+            want = json.loads(latent_shape)
+            if any(list(np.shape(latents[i])) != want for i in present):
+                raise ValueError(f"map {map_id} holds latents of shape {want}")
+            block = np.stack([np.asarray(latents[i], np.float32) for i in present])
+            _append_rows(folder / LATENTS_FILE, latent_rows * _latent_width(latent_shape) * 4, block.tobytes())
+            for k, i in enumerate(present):
+                latent_slots[i] = latent_rows + k
+            latent_rows += len(present)
+        self._db.execute(
+            "UPDATE map_arrays SET vector_rows = ?, latent_shape = ?, latent_rows = ? WHERE map_id = ?",
+            (vector_rows + len(rows), latent_shape, latent_rows, map_id),
+        )
+        return vector_slots.tolist(), decode_slots.tolist(), latent_slots
 
     def _meta_rows(self, map_id: str, items: Sequence[NewItem]) -> list[str | None]:
         """items.meta: a JSON array in column position order (names live once, in map_columns)."""
@@ -607,28 +889,33 @@ class Store:
         if thumbnail_png is not None:
             self._write_atomic(self.thumb_dir / f"{item_id}.png", thumbnail_png)
         with self._lock:
-            if decode_vector is None:
-                cur = self._db.execute(
+            row = self._db.execute("SELECT map_id FROM items WHERE id = ? AND pending_image = 1", (item_id,)).fetchone()
+            if row is None:
+                changed = 0
+            elif decode_vector is None:
+                changed = self._db.execute(
                     "UPDATE items SET pending_image = 0 WHERE id = ? AND pending_image = 1", (item_id,)
-                )
+                ).rowcount
             else:
-                cur = self._db.execute(
-                    "UPDATE items SET decode_vector = ?, latent = ?, latent_shape = ?, has_thumbnail = ?, "
-                    "pending_image = 0 WHERE id = ? AND pending_image = 1",
-                    (
-                        _blob(decode_vector),
-                        None if latent is None else _blob(latent),
-                        None if latent is None else json.dumps(list(latent.shape)),
-                        int(thumbnail_png is not None),
-                        item_id,
-                    ),
-                )
+                try:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    d = np.asarray(decode_vector, np.float32).reshape(1, -1)
+                    _, (decode_slot,), (latent_slot,) = self._append_arrays(row[0], None, d, [latent])
+                    changed = self._db.execute(
+                        "UPDATE items SET decode_slot = ?, latent_slot = ?, has_thumbnail = ?, pending_image = 0 "
+                        "WHERE id = ? AND pending_image = 1",
+                        (decode_slot, latent_slot, int(thumbnail_png is not None), item_id),
+                    ).rowcount
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
             row = self._db.execute("SELECT map_id FROM items WHERE id = ?", (item_id,)).fetchone()
             if row is not None:  # decode vectors changed: cached arrays of this map are stale
                 self._images_done[row[0]] = self._images_done.get(row[0], 0) + 1
         if row is None and thumbnail_png is not None:  # deleted meanwhile (not: completed by someone else)
             (self.thumb_dir / f"{item_id}.png").unlink(missing_ok=True)
-        return cur.rowcount == 1
+        return changed == 1
 
     def _bump(self, map_id: str, projection: dict | None) -> None:
         if projection is None:
@@ -734,16 +1021,45 @@ class Store:
         return ItemRecord.from_row(row)
 
     def head_arrays(self, map_id: str, limit: int) -> tuple[np.ndarray, list[str], np.ndarray]:
-        """Vectors, kinds and positions of the map's first `limit` items (bulk builds place against them)."""
+        """Vectors (float32), kinds and positions of the map's first `limit` items (bulk builds place against
+        them)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT vector, kind, x, y FROM items WHERE map_id = ? ORDER BY seq LIMIT ?", (map_id, limit)
+                "SELECT vector_slot, kind, x, y FROM items WHERE map_id = ? ORDER BY seq LIMIT ?", (map_id, limit)
             ).fetchall()
+            vectors = self._vector_file(map_id)
+        slots = np.array([r[0] for r in rows], dtype=np.int64)
         return (
-            _stack([r[0] for r in rows]),
+            np.asarray(_pick(vectors, slots), dtype=np.float32),
             [r[1] for r in rows],
             np.array([(r[2], r[3]) for r in rows], dtype=np.float32).reshape(-1, 2),
         )
+
+    def _vector_file(self, map_id: str) -> np.ndarray:
+        """The committed rows of the map's vectors.bin, memory-mapped (call under the lock)."""
+        state = self._array_state(map_id)
+        if state is None:
+            return np.zeros((0, 0), np.float32)
+        dtype, dim, vector_rows = state[:3]
+        return _rows(self.array_dir / map_id / VECTORS_FILE, ARRAY_DTYPES[dtype], vector_rows, (dim,))
+
+    def _latent_file(self, map_id: str) -> np.ndarray:
+        state = self._array_state(map_id)
+        if state is None or state[3] is None:
+            return np.zeros((0,), np.float32)
+        shape = tuple(json.loads(state[3]))
+        return _rows(self.array_dir / map_id / LATENTS_FILE, np.float32, state[4], shape)
+
+    def neighbor_index_path(self, map_id: str, version: int) -> Path:
+        """Where the map's saved neighbour index of this version lives (app/maps/index.py); older versions'
+        files are removed when asked for a newer one (they can never be used again)."""
+        folder = self.array_dir / check_id(map_id, "map id")
+        folder.mkdir(exist_ok=True)
+        path = folder / f"neighbors-v{int(version)}.faiss"
+        for old in folder.glob("neighbors-v*.faiss"):
+            if old != path:
+                old.unlink(missing_ok=True)
+        return path
 
     def has_cached_arrays(self, map_id: str, arrays: MapArrays) -> bool:
         cached = self._arrays_cache.get(map_id)
@@ -759,20 +1075,23 @@ class Store:
                 self._arrays_cache.move_to_end(map_id)
                 return cached[1]
             rows = self._db.execute(
-                "SELECT id, kind, label, x, y, vector, decode_vector, latent, latent_shape "
+                "SELECT id, kind, label, x, y, vector_slot, decode_slot, latent_slot "
                 "FROM items WHERE map_id = ? ORDER BY seq",
                 (map_id,),
             ).fetchall()
+            # after the rows: the committed counts cover every slot they name, whoever appended since
+            vector_file, latent_file = self._vector_file(map_id), self._latent_file(map_id)
+        columns = list(zip(*rows)) if rows else [[]] * 8
+        vector_slots, decode_slots = (np.array(columns[k], dtype=np.int64) for k in (5, 6))
+        latent_slots = np.array([-1 if s is None else s for s in columns[7]], dtype=np.int64)
         arrays = MapArrays(
-            ids=[r[0] for r in rows],
-            kinds=[r[1] for r in rows],
-            labels=[r[2] for r in rows],
-            xy=np.array([[r[3], r[4]] for r in rows], dtype=np.float32).reshape(-1, 2),
-            vectors=_stack([r[5] for r in rows]),
-            decode_vectors=_stack([r[6] for r in rows]),
-            latents=[
-                None if r[7] is None else np.frombuffer(r[7], dtype=np.float32).reshape(json.loads(r[8])) for r in rows
-            ],
+            ids=list(columns[0]),
+            kinds=list(columns[1]),
+            labels=list(columns[2]),
+            xy=np.column_stack([np.array(columns[3], np.float32), np.array(columns[4], np.float32)]).reshape(-1, 2),
+            vectors=_pick(vector_file, vector_slots) if rows else np.zeros((0, 0), np.float32),
+            decode_vectors=_pick(vector_file, decode_slots) if rows else np.zeros((0, 0), np.float32),
+            latents=LatentRows(latent_file, latent_slots),
         )
         self._arrays_cache[map_id] = (key, arrays)
         self._arrays_cache.move_to_end(map_id)
@@ -866,9 +1185,3 @@ def _file_writers() -> ThreadPoolExecutor:
         if not _FILE_WRITERS:
             _FILE_WRITERS.append(ThreadPoolExecutor(FILE_WRITER_THREADS, thread_name_prefix="store-files"))
         return _FILE_WRITERS[0]
-
-
-def _stack(blobs: list[bytes]) -> np.ndarray:
-    if not blobs:
-        return np.zeros((0, 0), dtype=np.float32)
-    return np.stack([np.frombuffer(b, dtype=np.float32) for b in blobs])

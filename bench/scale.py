@@ -16,6 +16,7 @@ Targets (2-core machine): build <= 15 min and peak RSS <= 6 GB at 1M; click -> d
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -98,8 +99,6 @@ def build(data_dir: Path, table: Path, title: str) -> tuple[float, float, str]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"build failed: {err.decode()[-2000:]}")
-    import json
-
     return seconds, usage.ru_maxrss / 1024, json.loads(out)["id"]
 
 
@@ -107,19 +106,20 @@ def disk_bytes(data_dir: Path) -> int:
     return sum(p.stat().st_size for p in data_dir.rglob("*") if p.is_file())
 
 
-def probe(base: str, map_id: str, n_clicks: int, seed: int) -> dict:
+def probe(base: str, map_id: str, n_clicks: int, seed: int, offset: int = 0) -> dict:
+    """`offset` shifts every click's seed: a map served again decodes afresh (nothing from its cache)."""
     info = httpx.get(f"{base}/api/maps/{map_id}", timeout=60).json()
     x0, y0, x1, y1 = info["bounds"]
     rng = np.random.default_rng(seed)
     client = httpx.Client(base_url=base, timeout=600)
     first = time.perf_counter()
-    client.post(f"/api/maps/{map_id}/decode", json={"x": x0, "y": y0, "seed": 1}).raise_for_status()
+    client.post(f"/api/maps/{map_id}/decode", json={"x": x0, "y": y0, "seed": 1 + offset}).raise_for_status()
     first = time.perf_counter() - first
     decode, neighbours = [], []
     for i in range(n_clicks):
         x, y = float(rng.uniform(x0, x1)), float(rng.uniform(y0, y1))
         t = time.perf_counter()
-        r = client.post(f"/api/maps/{map_id}/decode", json={"x": x, "y": y, "seed": 1000 + i})
+        r = client.post(f"/api/maps/{map_id}/decode", json={"x": x, "y": y, "seed": 1000 + i + offset})
         r.raise_for_status()
         assert r.headers["X-Decode-Cache"] == "miss"
         decode.append(time.perf_counter() - t)
@@ -162,6 +162,7 @@ def main() -> None:
     p.add_argument("--clicks", type=int, default=15)
     p.add_argument("--first-frame", action="store_true")
     p.add_argument("--work-dir", help="keep tables and data here (default: a temporary folder)")
+    p.add_argument("--reuse", action="store_true", help="serve maps already built in --work-dir again (no build)")
     args = p.parse_args()
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="latentmap-scale-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -176,11 +177,19 @@ def main() -> None:
             f"{n:,}: table ready in {time.perf_counter() - t:.1f} s ({table.stat().st_size / n:.0f} B/row)",
             flush=True,
         )
-        seconds, peak_mb, map_id = build(data, table, f"scale {n}")
-        row = {"n": n, "build_s": seconds, "peak_rss_mb": peak_mb, "disk_b_per_item": disk_bytes(data) / n}
-        print(f"{n:,}: built in {seconds:.1f} s, peak RSS {peak_mb:.0f} MB", flush=True)
+        built = data / "build.json"  # the build's figures, kept beside its data: --reuse serves it again
+        if args.reuse and built.exists():
+            row = json.loads(built.read_text())
+            print(f"{n:,}: reusing the map built in {row['build_s']:.1f} s", flush=True)
+        else:
+            seconds, peak_mb, map_id = build(data, table, f"scale {n}")
+            row = {"n": n, "build_s": seconds, "peak_rss_mb": peak_mb, "disk_b_per_item": disk_bytes(data) / n}
+            row["map_id"] = map_id
+            built.write_text(json.dumps(row))
+            print(f"{n:,}: built in {seconds:.1f} s, peak RSS {peak_mb:.0f} MB", flush=True)
+        map_id = row.pop("map_id")
         with running_server(SPACE, data_dir=str(data)) as (base, _):
-            row.update(probe(base, map_id, args.clicks, seed=n))
+            row.update(probe(base, map_id, args.clicks, seed=n, offset=int(time.time()) % 100_000 * 100))
             if args.first_frame:
                 try:
                     row["first_frame_s"] = first_frame(base, map_id)

@@ -283,3 +283,19 @@ def test_refit_of_a_map_above_the_sample_size_fits_a_sample_and_places_the_rest(
     np.fill_diagonal(d, np.inf)
     labels = np.array(arrays.labels)
     assert np.mean(labels[d.argmin(1)] == labels) > 0.97
+
+
+def test_a_saved_neighbour_index_is_read_back_and_answers_as_the_built_one(tmp_path):
+    from app.maps.index import VectorIndex
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(3000, DIM)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    built = VectorIndex(x, min_items=1)
+    path = tmp_path / "neighbors-v1.faiss"
+    built.save(path)
+    loaded = VectorIndex.load(path, x)
+    assert loaded is not None and loaded.approximate and loaded.kind.endswith("(saved)")
+    for q in x[:20]:
+        assert np.array_equal(loaded.nearest(q, 10)[0], built.nearest(q, 10)[0])
+    assert VectorIndex.load(path, x[:-1]) is None  # not these vectors: built again instead

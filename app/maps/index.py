@@ -94,12 +94,15 @@ class VectorIndex:
         import faiss
 
         try:
-            built = faiss.downcast_index(faiss.read_index(str(path)))
+            owner = faiss.read_index(str(path))
         except RuntimeError:  # unreadable: built again
             return None
+        built = faiss.downcast_index(owner)  # a view of `owner`'s C++ object: `owner` must stay alive with it
         if built.ntotal != len(unit_vectors) or built.d != unit_vectors.shape[1] or not hasattr(built, "nlist"):
             return None
-        return cls(unit_vectors, nprobe=nprobe, rerank=rerank, built=built)
+        index = cls(unit_vectors, nprobe=nprobe, rerank=rerank, built=built)
+        index._owner = owner
+        return index
 
     def nearest(self, query: np.ndarray, k: int, exclude: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Indices and cosine similarities of the k nearest items to one unit `query` (d,), best first;

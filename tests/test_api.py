@@ -316,7 +316,7 @@ def test_a_data_dir_from_before_pending_images_is_migrated_in_place(make_client,
     """Data directories written before the `pending_image` column existed open, keep their items, and gain it."""
     import sqlite3
 
-    from app.maps.store import SCHEMA, Store
+    from app.maps.store import Store
 
     data = tmp_path / "old"
     client = make_client(data)
@@ -324,15 +324,15 @@ def test_a_data_dir_from_before_pending_images_is_migrated_in_place(make_client,
     add_prompts(client, made["id"], {"X-Edit-Key": made["edit_key"]}, ["an old prompt"])
     client.__exit__(None, None, None)
     db = sqlite3.connect(data / "latentmap.sqlite3")  # rebuild the items table as it was, without the column
-    items_table = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS items") : SCHEMA.index("CREATE INDEX")]
-    old_schema = "\n".join(line for line in items_table.splitlines() if "pending_image" not in line).replace(
-        "created_at REAL NOT NULL,\n)", "created_at REAL NOT NULL\n)"
-    )
+    (dim,) = db.execute("SELECT dim FROM map_arrays").fetchone()
     db.executescript(
-        "DROP INDEX IF EXISTS items_pending; ALTER TABLE items RENAME TO items_new;"
-        + old_schema
-        + "INSERT INTO items SELECT id, map_id, seq, kind, label, x, y, vector, decode_vector, latent, "
-        "latent_shape, has_thumbnail, created_at FROM items_new; DROP TABLE items_new;"
+        "DROP INDEX IF EXISTS items_pending; ALTER TABLE items RENAME TO items_new; DROP TABLE map_arrays;"
+        "CREATE TABLE items (id TEXT PRIMARY KEY, map_id TEXT NOT NULL REFERENCES maps(id) ON DELETE CASCADE, "
+        "seq INTEGER NOT NULL, kind TEXT NOT NULL, label TEXT NOT NULL, x REAL NOT NULL, y REAL NOT NULL, "
+        "vector BLOB NOT NULL, decode_vector BLOB NOT NULL, latent BLOB, latent_shape TEXT, "
+        "has_thumbnail INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL);"
+        f"INSERT INTO items SELECT id, map_id, seq, kind, label, x, y, zeroblob({4 * dim}), zeroblob({4 * dim}), "
+        "NULL, NULL, has_thumbnail, created_at FROM items_new; DROP TABLE items_new;"
     )
     assert "pending_image" not in {r[1] for r in db.execute("PRAGMA table_info(items)")}
     db.close()

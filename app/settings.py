@@ -158,7 +158,7 @@ class Settings:
     decode_cache_bytes: int = DEFAULT_DECODE_CACHE_BYTES
     # Array files (app/maps/store.py): "float32" or "float16" for new maps' vectors and decode vectors (half the disk
     # and page cache; bench/storage_precision.py measures neighbour recall@10 and decoded pixels against float32:
-    # float32 stays the default until it shows no loss). Latents and maps migrated from the BLOB era are float32.
+    # recall 0.999+, but pixels change by up to 1/255, so float32 is the default). Latents, BLOB-era maps: float32.
     array_dtype: str = DEFAULT_ARRAY_DTYPE
     # Terrain (app/maps/terrain.py): web-map tiles of decoded cells over the map's square
     terrain_cells: int = 8  # cells across a tile (a tile is cells^2 decodes)

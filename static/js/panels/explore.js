@@ -7,6 +7,7 @@ import { DOUBLE_CLICK_PX, KIND_COLORS, KIND_NAMES, KINDS, MAP_BACKGROUND, MAX_PA
   MAX_SELECTION_POLYGON_VERTICES } from "../core/constants.js";
 import { actions, canvasSize, dataToScreen, decimals, emit, on, provide, register, renderer, roundTo, setView,
   shareStateChanged, state } from "../core/page.js";
+import { insidePolygon } from "../core/geometry.js";
 import { handle, mode, setMode, toggleMode } from "../core/pointer.js";
 
 const $ = (id) => document.getElementById(id);
@@ -823,17 +824,6 @@ function restorePath(query) {
 }
 
 // ---------------------------------------------------------------- lasso selection ----
-
-/** Even-odd rule: is (x, y) inside the polygon? */
-function insidePolygon(x, y, polygon) {
-  let inside = false;
-  for (let i = 0, j = polygon.length - 1; i < polygon.length; j = i, i += 1) {
-    const [xi, yi] = polygon[i];
-    const [xj, yj] = polygon[j];
-    if ((yi > y) !== (yj > y) && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) inside = !inside;
-  }
-  return inside;
-}
 
 /** At most the server's vertex limit: a long drag keeps every k-th vertex (the shape stays, to a few pixels). */
 function thinned(polygon) {

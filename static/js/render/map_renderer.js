@@ -21,6 +21,7 @@
 // (createImageBitmap, already premultiplied, so the upload converts nothing).
 
 import { KIND_COLORS, MAP_BACKGROUND, WHOLE_POINTS_MAX } from "../core/constants.js";
+import { insidePolygon } from "../core/geometry.js";
 import { TileSet, tileBounds } from "./tileset.js";
 
 const LIBRARY = "latentmap WebGL2 renderer";
@@ -993,17 +994,6 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
       tileVersion: tileInfo ? tileInfo.version : null,
     }),
   };
-}
-
-/** Even-odd rule, as the server's selection by polygon (app/maps/selection.py). */
-function insidePolygon(x, y, polygon) {
-  let inside = false;
-  for (let i = 0, j = polygon.length - 1; i < polygon.length; j = i, i += 1) {
-    const [xi, yi] = polygon[i];
-    const [xj, yj] = polygon[j];
-    if ((yi > y) !== (yj > y) && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) inside = !inside;
-  }
-  return inside;
 }
 
 function boundsOf(items) {

@@ -228,22 +228,26 @@ def test_tile_work_is_bounded_per_client_and_in_total(make_client, tmp_path):
             results[name] = e
 
     waiters = []
-    for name, client_id, x in [("a1", "A", 0), ("a2", "A", 1), ("b1", "B", 2)]:
+    for admitted, (name, client_id, x) in enumerate([("a1", "A", 0), ("a2", "A", 1), ("b1", "B", 2)], start=1):
         waiters.append(threading.Thread(target=ask, args=(name, client_id, x)))
         waiters[-1].start()
-    while terrain.admitted()[0] < 3:
-        threading.Event().wait(0.01)
+        while terrain.admitted()[0] < admitted:  # one at a time: a1 is A's oldest tile, whatever the scheduler does
+            threading.Event().wait(0.01)
     with pytest.raises(QueueFull) as full:  # three tiles waiting in total: a fourth client is told to retry
         terrain.tile(terrain.tile_key(made["id"], 2, 3, 0, 0), "C")
     assert full.value.retry_after >= 1 and terrain.admitted()[1] == {"A": 2, "B": 1}
+    a1_ticket = terrain._admitted.by_client["A"][0]
     waiters.append(threading.Thread(target=ask, args=("a3", "A", 3)))  # A moved on: its oldest tile is dropped
     waiters[-1].start()
-    while "a1" not in results:
+    for _ in range(3000):  # at most 30 s
+        if a1_ticket.dropped:
+            break
         threading.Event().wait(0.01)
-    assert isinstance(results["a1"], QueueFull) and "dropped" in str(results["a1"])
-    hold.set()
+    assert a1_ticket.dropped
+    hold.set()  # the device is free again: the dropped tile leaves at its first slice, the others are made
     for t in [blocker, *waiters]:
         t.join(30)
+    assert isinstance(results["a1"], QueueFull) and "dropped" in str(results["a1"])
     assert all(not isinstance(results[n], QueueFull) for n in ("a2", "a3", "b1")), results
     assert terrain.admitted() == (0, {})
     assert client.get(tile_url(made["id"], 2, 1, 0)).headers["x-decode-cache"] == "hit"  # a2 was made

@@ -153,6 +153,9 @@ class Settings:
     # from this many items an approximate faiss index (if installed), below it exact search
     neighbor_index_min_items: int = 100_000
     neighbor_index_nprobe: int = 16  # IVF lists searched per query (recall vs speed)
+    # from this many items a map's projection vectors (what neighbours and placement compare) are read from a
+    # memory-mapped file beside its arrays (arrays/<map>/map-vectors-*.bin) instead of held in the server's memory
+    map_vectors_file_min_items: int = 100_000
     # Decode cache (app/maps/decode_cache.py): decoded clicks, paths, variants, upscales and terrain tiles on disk,
     # oldest written evicted first beyond this many bytes; anything evicted is decoded again, bit for bit.
     decode_cache_bytes: int = DEFAULT_DECODE_CACHE_BYTES
@@ -210,6 +213,7 @@ _AT_LEAST_ONE = {
     "max_request_bytes",
     "max_image_pixels",
     "neighbor_index_nprobe",
+    "map_vectors_file_min_items",
     "tile_points",
     "tile_thumbs_side",
     "tile_thumb_px",

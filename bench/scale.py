@@ -9,7 +9,8 @@ Vectors are the digits space's own image embeddings of scikit-learn's digits, ea
 (so the map has the space's real cluster structure). Reported per size: build time (the whole CLI command:
 read, store, final fit on a sample + placement of the rest), its peak RSS, bytes on disk per item, click ->
 decode latency (POST /decode at fresh points, p50; the first, which loads the map, is reported apart),
-neighbours p50 (GET /neighbors at fresh points) and, with --first-frame, the page's first frame.
+neighbours p50 (GET /neighbors at fresh points), the server's own memory after them (RssAnon: the
+memory-mapped array files it reads are page cache, not counted) and, with --first-frame, the page's first frame.
 Targets (2-core machine): build <= 15 min and peak RSS <= 6 GB at 1M; click -> decode at 1M <= 1.2x at 1k.
 """
 
@@ -138,6 +139,14 @@ def probe(base: str, map_id: str, n_clicks: int, seed: int, offset: int = 0) -> 
     }
 
 
+def anon_rss_mb(pid: int) -> float:
+    """The server's own memory (RssAnon): not the page cache of the memory-mapped array files it reads."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def first_frame(base: str, map_id: str) -> float:
     from playwright.sync_api import sync_playwright
     from render import CHROMIUM_ARGS
@@ -188,8 +197,9 @@ def main() -> None:
             built.write_text(json.dumps(row))
             print(f"{n:,}: built in {seconds:.1f} s, peak RSS {peak_mb:.0f} MB", flush=True)
         map_id = row.pop("map_id")
-        with running_server(SPACE, data_dir=str(data)) as (base, _):
+        with running_server(SPACE, data_dir=str(data)) as (base, server):
             row.update(probe(base, map_id, args.clicks, seed=n, offset=int(time.time()) % 100_000 * 100))
+            row["server_anon_mb"] = anon_rss_mb(server.pid)
             if args.first_frame:
                 try:
                     row["first_frame_s"] = first_frame(base, map_id)
@@ -211,6 +221,7 @@ def main() -> None:
         ("first_decode_s", "first click, loads the map (s)"),
         ("decode_p50_ms", "click -> decode p50 (ms)"),
         ("neighbors_p50_ms", "neighbours p50 (ms)"),
+        ("server_anon_mb", "server memory after the clicks, RssAnon (MB)"),
     ] + ([("first_frame_s", "first frame (s)")] if args.first_frame else [])
     base_row = rows[0]
     print("| figure | " + " | ".join(f"{r['n']:,} items" for r in rows) + " | ratio to 1k |")

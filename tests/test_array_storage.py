@@ -299,3 +299,72 @@ def test_a_saved_neighbour_index_is_read_back_and_answers_as_the_built_one(tmp_p
     for q in x[:20]:
         assert np.array_equal(loaded.nearest(q, 10)[0], built.nearest(q, 10)[0])
     assert VectorIndex.load(path, x[:-1]) is None  # not these vectors: built again instead
+
+
+def test_refit_positions_are_the_ones_read_back_also_when_an_item_was_deleted_meanwhile(tmp_path):
+    """set_positions writes by rowid and keeps the map's cached arrays (moved) instead of reading them back:
+    what a fresh process reads from SQLite is the same; an item deleted after the refit read the map (an API
+    delete does not wait for a refit) stays deleted and the others still get their positions."""
+    store = Store(tmp_path / "data")
+    map_id = store.create_map("refit", "tiny")[0].id
+    store.add_items(
+        map_id, [NewItem("image", str(i), vector_of(i), vector_of(i)) for i in range(60)], np.zeros((60, 2))
+    )
+    arrays = store.get_arrays(map_id)
+    xy = np.random.default_rng(0).normal(size=(60, 2)).astype(np.float32)
+    store.set_positions(map_id, arrays.ids, xy, {"method": "umap", "revision": 2})
+    fresh = Store(tmp_path / "data")
+    for got in (store.get_arrays(map_id), fresh.get_arrays(map_id)):
+        assert got.ids == arrays.ids and np.array_equal(got.xy, xy)
+    assert store.get_map(map_id).projection["revision"] == 2
+    store.delete_item(map_id, arrays.ids[10])
+    store.set_positions(map_id, arrays.ids, xy + 1, {"method": "umap", "revision": 3})
+    for got in (store.get_arrays(map_id), fresh.get_arrays(map_id)):
+        assert got.ids == arrays.ids[:10] + arrays.ids[11:]
+        assert np.array_equal(got.xy, np.delete(xy + 1, 10, axis=0))
+    fresh.close()
+    store.close()
+
+
+def test_a_big_maps_projection_vectors_are_a_memory_mapped_file_and_answer_as_in_memory_ones(
+    make_client, tmp_path, tiny_space, monkeypatch
+):
+    """From map_vectors_file_min_items a server reads a map's projection vectors from a file beside its arrays
+    (memory-mapped: not a copy in its own memory, 4 GB at 1M × 1024), made once, kept across a refit and a
+    restart; neighbours and decodes are the ones an in-memory server gives, bit for bit."""
+    from tests.helpers import make_map
+
+    data = tmp_path / "data"
+    client = make_client(data, map_vectors_file_min_items=100)
+    map_id, key = make_map(client)
+    service = client.app.state.service
+    rng = np.random.default_rng(2)
+    vectors = rng.normal(size=(300, tiny_space.dim)).astype(np.float32)
+    kinds = ["text" if i % 10 == 0 else "image" for i in range(300)]
+    service.add_items(map_id, [NewItem(k, str(i), v, v) for i, (k, v) in enumerate(zip(kinds, vectors))])
+    arrays, mv = service.item_map_vectors(map_id)
+    assert isinstance(mv, np.memmap) and Path(mv.filename).parent == data / "arrays" / map_id
+    expected = tiny_space.map_vectors(arrays.vectors, kinds)
+    assert np.array_equal(np.asarray(mv), expected)  # the numbers the in-memory path computes, bit for bit
+    assert client.post(f"/api/maps/{map_id}/refit", headers=key).status_code == 200
+    moved, after = service.item_map_vectors(map_id)
+    assert moved is not arrays and after.filename == mv.filename  # a new map version, the same file
+
+    def answers(http, svc):
+        x, y = (float(v) for v in moved.xy[:3].mean(0))
+        neighbours = http.get(f"/api/maps/{map_id}/neighbors", params={"x": x, "y": y, "k": 10}).json()
+        svc.store.delete_cached_decodes(map_id)  # decoded afresh, not served from the cache
+        return neighbours, svc.decode_at(map_id, x, y, seed=7).png
+
+    from_file = answers(client, service)
+
+    def no_recompute(*a, **k):
+        raise AssertionError("projection vectors computed again")
+
+    with monkeypatch.context() as m:  # a restart reads the file
+        m.setattr(tiny_space, "map_vectors", no_recompute)
+        again = make_client(data, map_vectors_file_min_items=100)
+        assert np.array_equal(again.app.state.service.item_map_vectors(map_id)[1], expected)
+    in_memory = make_client(data)  # the default threshold: this small map's vectors in memory
+    assert not isinstance(in_memory.app.state.service.item_map_vectors(map_id)[1], np.memmap)
+    assert answers(in_memory, in_memory.app.state.service) == from_file

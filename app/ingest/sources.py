@@ -219,7 +219,7 @@ def table_source(
         raise SourceError(f"table {path}: give a .csv, .parquet or .jsonl file")
     if not (image or text or vector):
         raise SourceError("a table needs --image COL, --text COL or --vector COL")
-    names, rows = _read_table(path, kind, vector)
+    names, cols, n_rows, vectors = _read_table(path, kind, vector)
     roles = {"--image": image, "--text": text, "--label": label, "--vector": vector}
     for flag, col in roles.items():
         if col is not None and col not in names:
@@ -231,23 +231,32 @@ def table_source(
             f"the table has {len(meta_names)} metadata columns; the limit is {settings.max_columns} "
             "(LATENTMAP_MAX_COLUMNS)"
         )
-    columns = {n: column_type([r.get(n) for r in rows], settings.max_category_values) for n in meta_names}
+    missing = [None] * n_rows
+    column = lambda name: missing if name is None else cols.get(name, missing)  # noqa: E731
+    columns = {n: column_type(column(n), settings.max_category_values) for n in meta_names}
+    # Column by column (a million rows: no dict per row, one numpy check of all the vectors at once)
+    cells = [(n, [_cell(v, columns[n]) for v in column(n)]) for n in meta_names]
+    vector_problems = None if vectors is None else _vector_problems(vectors, dim)
+    images, texts, labels, given_vectors = column(image), column(text), column(label), column(vector)
+    identity = json.JSONEncoder(sort_keys=True, default=str).encode  # what json.dumps(sort_keys=True) makes
     base = path.resolve().parent
     records, skipped = [], []
-    for i, row in enumerate(rows):
+    for i in range(n_rows):
         name = f"row {i + 1}"
-        meta = {n: _cell(row.get(n), columns[n]) for n in meta_names}
-        meta = {n: v for n, v in meta.items() if v is not None}
+        meta = {n: values[i] for n, values in cells if values[i] is not None}
         rec = Record(name=name, label="", meta=meta)
         problem = None
         if vector:
-            rec.vector, problem = _vector(row.get(vector), dim)
+            if vector_problems is None:
+                rec.vector, problem = _vector(given_vectors[i], dim)
+            else:
+                rec.vector, problem = vectors[i], vector_problems[i]
         if problem is None and image:
-            rec.image_path, problem = _image_path(row.get(image), base, any_path)
+            rec.image_path, problem = _image_path(images[i], base, any_path)
             if rec.image_path is not None:
-                rec.name = f"row {i + 1} ({row.get(image)})"
+                rec.name = f"row {i + 1} ({images[i]})"
         if problem is None and text and not image:
-            value = row.get(text)
+            value = texts[i]
             rec.text = None if _missing(value) else str(value).strip()
             if not rec.text:
                 problem = f"no text in column {text}"
@@ -256,33 +265,33 @@ def table_source(
         if problem:
             skipped.append(Skip(rec.name, problem))
             continue
-        given = row.get(label) if label else None
+        given = labels[i] if label else None
         rec.label = (
             str(given) if not _missing(given) else rec.image_path.name if rec.image_path else rec.text or name
         )[:200]
-        rec.identity = json.dumps(
+        rec.identity = identity(
             {
-                "image": str(row.get(image)) if image else None,
+                "image": str(images[i]) if image else None,
                 "text": rec.text,
                 "label": rec.label,
                 "meta": meta,
                 "vector": None if rec.vector is None else hashlib.sha256(rec.vector.tobytes()).hexdigest(),
-            },
-            sort_keys=True,
-            default=str,
+            }
         )
         records.append(rec)
     description = f"table:{path.resolve()}|image={image}|text={text}|label={label}|vector={vector}"
     return Source(description=description, records=records, skipped=skipped, columns=columns)
 
 
-def _read_table(path: Path, kind: str, vector: str | None = None) -> tuple[list[str], list[dict]]:
+def _read_table(path: Path, kind: str, vector: str | None = None) -> tuple[list[str], dict[str, list], int, object]:
+    """Column names, each column's values (a list; a row without the column: None), the row count, and for a
+    Parquet `vector` column of equal-length float lists, the (n, dim) float32 array of them (else None)."""
     try:
         if kind == "csv":
             with path.open(newline="", encoding="utf-8-sig") as f:
                 reader = csv.DictReader(f)
                 rows = [{k: (None if v == "" else v) for k, v in r.items() if k is not None} for r in reader]
-                return list(reader.fieldnames or []), rows
+                return _columns(list(reader.fieldnames or []), rows)
         if kind == "jsonl":
             rows, names = [], {}
             with path.open(encoding="utf-8") as f:
@@ -294,7 +303,7 @@ def _read_table(path: Path, kind: str, vector: str | None = None) -> tuple[list[
                         raise SourceError(f"table {path}: line {n} is not a JSON object")
                     rows.append(row)
                     names.update(dict.fromkeys(row))
-            return list(names), rows
+            return _columns(list(names), rows)
         try:
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -305,14 +314,26 @@ def _read_table(path: Path, kind: str, vector: str | None = None) -> tuple[list[
             vectors = _vector_array(table, vector)
         except pa.ArrowException as e:
             raise SourceError(f"table {path} is not readable as parquet: {e}") from None
-        if vectors is None:
-            return table.column_names, table.to_pylist()
-        rows = table.drop_columns([vector]).to_pylist()  # a million rows of floats as Python lists: gigabytes
-        for row, v in zip(rows, vectors):
-            row[vector] = v
-        return table.column_names, rows
+        # A million rows of floats as Python lists would be gigabytes: the vector column stays one array.
+        cols = {n: table.column(n).to_pylist() for n in table.column_names if vectors is None or n != vector}
+        return table.column_names, cols, table.num_rows, vectors
     except (OSError, UnicodeDecodeError, ValueError, csv.Error) as e:
         raise SourceError(f"table {path} is not readable as {kind}: {e}") from None
+
+
+def _columns(names: list[str], rows: list[dict]) -> tuple[list[str], dict[str, list], int, None]:
+    return names, {n: [r.get(n) for r in rows] for n in names}, len(rows), None
+
+
+def _vector_problems(vectors: np.ndarray, dim: int | None) -> list[str | None]:
+    """What _vector says of each row of an (n, d) array, for all rows at once."""
+    if dim is not None and vectors.shape[1] != dim:
+        return [f"vector has {vectors.shape[1]} numbers; this space's vectors have {dim}"] * len(vectors)
+    bad = ~(np.isfinite(vectors).all(axis=1) & vectors.any(axis=1))
+    problems: list[str | None] = [None] * len(vectors)
+    for i in np.flatnonzero(bad):
+        problems[i] = "vector has non-finite numbers or is all zeros"
+    return problems
 
 
 def _vector_array(table, column: str | None) -> np.ndarray | None:

@@ -57,7 +57,7 @@ def fit(map_vectors: np.ndarray, umap_min_items: int, revision: int, seed: int =
         raw = np.empty((n, 2), np.float64)
         raw[chosen], backend = _umap_raw(vectors[chosen], seed, settings)
         rest = np.setdiff1d(np.arange(n), chosen)
-        raw[rest] = _place_blocked(vectors[rest], vectors[chosen], raw[chosen], settings.place_neighbors)
+        raw[rest] = _place_blocked(vectors, rest, vectors[chosen], raw[chosen], settings.place_neighbors)
     else:
         raw, backend = _umap_raw(vectors, seed, settings)
     centre, scale = _normaliser(raw)
@@ -76,9 +76,14 @@ def fit(map_vectors: np.ndarray, umap_min_items: int, revision: int, seed: int =
     return Fit(xy, state)
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
+def _unit(v: np.ndarray, block: int = 65_536) -> np.ndarray:
+    """Rows scaled to length 1, float32; a block of rows at a time (no temporaries the size of a 1M map)."""
     v = np.asarray(v, dtype=np.float32)
-    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    out = np.empty(v.shape, np.float32)
+    for start in range(0, len(v), block):
+        rows = v[start : start + block]
+        out[start : start + block] = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    return out
 
 
 def _cuml_umap():
@@ -157,12 +162,14 @@ def exact_knn(unit_vectors: np.ndarray, k: int, block_bytes: int = 16 << 20) -> 
     return indices, dists
 
 
-def _place_blocked(new_vectors, existing_vectors, existing_xy, k, block_bytes: int = 64 << 20) -> np.ndarray:
+def _place_blocked(vectors, which, existing_vectors, existing_xy, k, block_bytes: int = 64 << 20) -> np.ndarray:
+    """Positions of vectors[which], a block of rows at a time (gathered per block: no copy of them all)."""
     rows = max(16, block_bytes // (4 * max(len(existing_vectors), 1)))
-    out = np.empty((len(new_vectors), 2), np.float64)
+    out = np.empty((len(which), 2), np.float64)
     state = {"method": "umap"}
-    for start in range(0, len(new_vectors), rows):
-        out[start : start + rows] = place(new_vectors[start : start + rows], existing_vectors, existing_xy, state, k)
+    for start in range(0, len(which), rows):
+        block = vectors[which[start : start + rows]]
+        out[start : start + rows] = place(block, existing_vectors, existing_xy, state, k)
     return out
 
 

@@ -4,6 +4,7 @@ space; every model call goes through the work queue."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -22,6 +23,8 @@ from . import decode_keys, projection
 from .decode_keys import MapDecodeState, SpotDecode, check_seed
 from .prompt_images import PromptImageWorker
 from .store import ItemRecord, MapArrays, MapRecord, NewItem, NotFound, Store, check_id
+
+MAP_VECTOR_BLOCK = 65_536  # rows of projection vectors worked out at a time (MapService._map_vectors)
 
 
 class SpaceMismatch(Conflict):
@@ -270,7 +273,19 @@ class MapService:
         return self._reference_cache["value"]
 
     def _map_vectors(self, vectors: np.ndarray, kinds: Sequence[str]) -> np.ndarray:
-        return self.space.map_vectors(vectors, ["text" if k == "text" else "image" for k in kinds])
+        """Block by block into one float32 array (each row on its own: the same numbers): all at once, a
+        million rows took ~2 GB of temporaries, the largest part of a 1M build's peak memory."""
+        modalities = ["text" if k == "text" else "image" for k in kinds]
+        if len(vectors) <= MAP_VECTOR_BLOCK:
+            return self.space.map_vectors(vectors, modalities)
+        out = None
+        for start in range(0, len(vectors), MAP_VECTOR_BLOCK):
+            stop = start + MAP_VECTOR_BLOCK
+            block = self.space.map_vectors(vectors[start:stop], modalities[start:stop])
+            if out is None:
+                out = np.empty((len(vectors), block.shape[1]), block.dtype)
+            out[start : start + len(block)] = block
+        return out
 
     # ------------------------------------------------------------------ refit
     def refit(self, map_id: str) -> MapRecord:
@@ -285,6 +300,9 @@ class MapService:
                 settings=self.settings,
             )
             self.store.set_positions(map_id, arrays.ids, fitted.xy, fitted.state)
+            moved = self.store.get_arrays(map_id)
+            if moved.vectors is arrays.vectors:  # the same items, moved: their projection vectors still hold
+                self._map_vector_cache[map_id] = (moved, map_vectors)
         return self.store.get_map(map_id)
 
     # ------------------------------------------------------------------ decoding
@@ -457,12 +475,13 @@ class MapService:
         arrays = self.store.get_arrays(map_id)
         cached = self._map_vector_cache.get(map_id)
         if cached is None or cached[0] is not arrays:
-            cached = (
-                arrays,
-                self._map_vectors(arrays.vectors, arrays.kinds)
-                if len(arrays)
-                else np.zeros((0, self.space.dim), np.float32),
-            )
+            if not len(arrays):
+                map_vectors = np.zeros((0, self.space.dim), np.float32)
+            elif len(arrays) >= self.settings.map_vectors_file_min_items:
+                map_vectors = self._map_vector_file(map_id, arrays)
+            else:
+                map_vectors = self._map_vectors(arrays.vectors, arrays.kinds)
+            cached = (arrays, map_vectors)
             self._map_vector_cache[map_id] = cached
             for stale in [
                 m
@@ -471,6 +490,28 @@ class MapService:
             ]:
                 del self._map_vector_cache[stale]
         return cached
+
+    def _map_vector_file(self, map_id: str, arrays: MapArrays) -> np.ndarray:
+        """A big map's projection vectors, memory-mapped from the file of its items and this space's stats
+        (made block by block, as _map_vectors does: the same numbers, when it is not there yet)."""
+        modalities = ["text" if k == "text" else "image" for k in arrays.kinds]
+
+        def blocks():
+            for start in range(0, len(arrays), MAP_VECTOR_BLOCK):
+                stop = start + MAP_VECTOR_BLOCK
+                yield self.space.map_vectors(arrays.vectors[start:stop], modalities[start:stop])
+
+        key = hashlib.sha256(f"{arrays.content_key}|{self._space_key()}".encode()).hexdigest()[:32]
+        return self.store.map_vectors_file(map_id, key, len(arrays), arrays.vectors.shape[1], blocks)
+
+    def _space_key(self) -> str:
+        """What a projection vector depends on besides the item's own vector: the space and its modality means."""
+        h = hashlib.sha256(self.space.name.encode())
+        stats = getattr(self.space, "stats", None)
+        for mean in (getattr(stats, "text_mean", None), getattr(stats, "image_mean", None)):
+            if mean is not None:
+                h.update(np.ascontiguousarray(mean, dtype=np.float64).tobytes())
+        return h.hexdigest()
 
     def blend_request(self, arrays: MapArrays, x: float, y: float, seed: int) -> DecodeRequest:
         """Blend the nearest items' image-side vectors (and VAE latents where they have them)."""

@@ -19,6 +19,7 @@ and fsynced first, then the items table is rebuilt without the BLOB columns and 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -216,6 +217,9 @@ class MapArrays:
     vectors: np.ndarray  # (n, dim)
     decode_vectors: np.ndarray  # (n, dim)
     latents: Sequence[np.ndarray | None] = field(default_factory=list)
+    # which vector rows, of which kinds, in this order: what the map's projection vectors are made of (their
+    # file, Store.map_vectors_file, is named by it; a refit moves items without changing it)
+    content_key: str = ""
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -834,18 +838,41 @@ class Store:
         return rows
 
     def set_positions(self, map_id: str, ids: Sequence[str], xy: np.ndarray, projection: dict) -> None:
+        """New positions of the items `ids` (an item deleted since is left out), one transaction. Rows are
+        updated by rowid in the table's own order: each page is read and written once (by id, a random
+        order, a 1M-item refit spent most of its update looking items up)."""
+        xy = np.asarray(xy, np.float64).reshape(-1, 2)
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
+                rows = self._db.execute(
+                    "SELECT rowid, id FROM items WHERE map_id = ? ORDER BY seq", (map_id,)
+                ).fetchall()
+                rowids = np.array([r[0] for r in rows], dtype=np.int64)
+                if len(rows) == len(ids) and all(r[1] == i for r, i in zip(rows, ids)):
+                    picked = xy
+                else:  # the map changed since `ids` were read: the items still there
+                    where = {item_id: k for k, item_id in enumerate(ids)}
+                    keep = [(n, where[r[1]]) for n, r in enumerate(rows) if r[1] in where]
+                    rowids = rowids[[n for n, _ in keep]]
+                    picked = xy[[k for _, k in keep]].reshape(-1, 2)
+                order = np.argsort(rowids, kind="stable")
                 self._db.executemany(
-                    "UPDATE items SET x = ?, y = ? WHERE id = ? AND map_id = ?",
-                    [(float(p[0]), float(p[1]), i, map_id) for i, p in zip(ids, xy)],
+                    "UPDATE items SET x = ?, y = ? WHERE rowid = ?",
+                    zip(picked[order, 0].tolist(), picked[order, 1].tolist(), rowids[order].tolist()),
                 )
+                version = self._map_version(map_id)
                 self._bump(map_id, projection)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            # The map's cached arrays with the new positions (the same items): not read back from SQLite again
+            key = (version, self._images_done.get(map_id, 0))
+            cached = self._arrays_cache.get(map_id)
+            if picked is xy and cached is not None and cached[0] == key and cached[1].ids == list(ids):
+                moved = dataclasses.replace(cached[1], xy=xy.astype(np.float32))
+                self._arrays_cache[map_id] = ((version + 1, key[1]), moved)
 
     def delete_item(self, map_id: str, item_id: str) -> None:
         check_id(item_id, "item id")
@@ -1061,6 +1088,36 @@ class Store:
                 old.unlink(missing_ok=True)
         return path
 
+    def map_vectors_file(self, map_id: str, key: str, rows: int, dim: int, make) -> np.ndarray:
+        """The map's projection vectors saved under `key` (rows × dim float32), memory-mapped read-only: a
+        server holds none of them in its own memory (4 GB at 1M × 1024). Made by `make()` (an iterator of
+        row blocks, in order) when the file is not there yet: written to a temp name, fsynced and renamed,
+        then the files of other keys are removed (a process still reading one keeps its open map)."""
+        folder = self.array_dir / check_id(map_id, "map id")
+        path = folder / f"map-vectors-{key}.bin"
+        if not (path.is_file() and path.stat().st_size == rows * dim * 4):
+            folder.mkdir(exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".bin")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    written = 0
+                    for block in make():
+                        block = np.ascontiguousarray(block, dtype=np.float32)
+                        f.write(block.tobytes())
+                        written += len(block)
+                    f.flush()
+                    os.fsync(f.fileno())
+                if written != rows:
+                    raise ValueError(f"map {map_id}: {written} projection vectors made for {rows} items")
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            for old in folder.glob("map-vectors-*.bin"):
+                if old != path:
+                    old.unlink(missing_ok=True)
+        return _rows(path, np.float32, rows, (dim,))
+
     def has_cached_arrays(self, map_id: str, arrays: MapArrays) -> bool:
         cached = self._arrays_cache.get(map_id)
         return cached is not None and cached[1] is arrays
@@ -1084,7 +1141,10 @@ class Store:
         columns = list(zip(*rows)) if rows else [[]] * 8
         vector_slots, decode_slots = (np.array(columns[k], dtype=np.int64) for k in (5, 6))
         latent_slots = np.array([-1 if s is None else s for s in columns[7]], dtype=np.int64)
+        content = hashlib.sha256(vector_slots.tobytes())
+        content.update("\n".join(columns[1]).encode())
         arrays = MapArrays(
+            content_key=content.hexdigest()[:32],
             ids=list(columns[0]),
             kinds=list(columns[1]),
             labels=list(columns[2]),

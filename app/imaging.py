@@ -82,7 +82,7 @@ def on_white(im: Image.Image) -> Image.Image:
     the alpha instead shows whatever colour the transparent pixels hold (mostly black), and black line art
     on a transparent background vanishes."""
     if not has_alpha(im):
-        return im.convert("RGB")
+        return im if im.mode == "RGB" else im.convert("RGB")  # convert("RGB") of an RGB image copies it
     rgba = im.convert("RGBA")
     white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
     return Image.alpha_composite(white, rgba).convert("RGB")

@@ -259,7 +259,7 @@ def _encode(
     # module docstring (the GIL).
     vectors, latents = stages.encode_images(
         service.space,
-        [d.image if d.prepared is None else d.prepared for d in decoded],
+        [d.model_input() for d in decoded],
         service.settings.encode_batch_size,
         run=service.queue.run,
     )

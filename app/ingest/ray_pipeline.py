@@ -12,12 +12,13 @@ The stage functions are the local pipeline's (stages.py): both give the same ite
 
 from __future__ import annotations
 
+import pickle
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ..maps.service import MapService, Rejected
 from ..maps.store import NewItem
@@ -26,37 +27,17 @@ from . import local, stages
 from .sources import Record, Skip, Source, record_kind
 
 
-def decode_batch(batch: dict, settings: Settings, present: frozenset) -> dict:
-    """CPU stage: each record's file read, checked and decoded (stages.read_image); pictures travel on as raw
-    RGB bytes (lossless, exactly what the local pipeline encodes), skips as their reason."""
-    out = {"index": [], "skip": [], "hash": [], "thumbnail": [], "pixels": [], "width": [], "height": []}
-    for index, path, name, identity in zip(batch["index"], batch["path"], batch["name"], batch["identity"]):
-        got = stages.read_image(
-            Record(name=str(name), label="", image_path=Path(str(path)), identity=str(identity)), settings, present
-        )
-        out["index"].append(int(index))
-        if isinstance(got, stages.Decoded):
-            out["skip"].append("")
-            out["hash"].append(got.content_hash)
-            out["thumbnail"].append(got.thumbnail_png)
-            out["pixels"].append(got.image.tobytes())
-            out["width"].append(got.image.width)
-            out["height"].append(got.image.height)
-        else:  # a Skip, or None: already on the map
-            out["skip"].append(got.reason if isinstance(got, Skip) else "present")
-            for key in ("hash", "thumbnail", "pixels"):
-                out[key].append(b"" if key != "hash" else "")
-            out["width"].append(0)
-            out["height"].append(0)
-    return {
-        "index": np.array(out["index"], np.int64),
-        "skip": np.array(out["skip"], dtype=object),
-        "hash": np.array(out["hash"], dtype=object),
-        "thumbnail": np.array(out["thumbnail"], dtype=object),
-        "pixels": np.array(out["pixels"], dtype=object),
-        "width": np.array(out["width"], np.int32),
-        "height": np.array(out["height"], np.int32),
-    }
+def decode_batch(batch: dict, settings: Settings, present: frozenset, prepare: Callable | None) -> dict:
+    """CPU stage: each record's file read, checked, decoded, thumbnailed and, with `prepare` (the space's
+    image_preparer), made into the model's input (stages.read_prepared, as the local readers do): what travels
+    to the encoders is that small input, not the picture. Each record's result is one pickled stages.Decoded
+    (or Skip, or None: already on the map), an intermediate column that is never written out."""
+    records = [
+        Record(name=str(name), label="", image_path=Path(str(path)), identity=str(identity))
+        for path, name, identity in zip(batch["path"], batch["name"], batch["identity"])
+    ]
+    got = [pickle.dumps(stages.read_prepared(r, settings, present, prepare)) for r in records]
+    return {"index": batch["index"], "decoded": np.array(got, dtype=object)}
 
 
 class Encoder:
@@ -69,28 +50,36 @@ class Encoder:
         self.space = load_space(settings)
 
     def __call__(self, batch: dict) -> dict:
-        keep = [i for i, s in enumerate(batch["skip"]) if not s]
-        images = [
-            Image.frombytes("RGB", (int(batch["width"][i]), int(batch["height"][i])), batch["pixels"][i]) for i in keep
-        ]
-        vectors, latents = stages.encode_images(self.space, images, self.settings.encode_batch_size)
+        got = [pickle.loads(b) for b in batch["decoded"]]
+        keep = [i for i, g in enumerate(got) if isinstance(g, stages.Decoded)]
+        vectors, latents = stages.encode_images(
+            self.space, [got[i].model_input() for i in keep], self.settings.encode_batch_size
+        )
         # Plain binary columns (float32 bytes): shards any Parquet reader understands, nothing Ray-specific.
-        n = len(batch["index"])
+        n = len(got)
         vector_out, latent_out, shape_out = [b""] * n, [b""] * n, [""] * n
         for k, i in enumerate(keep):
             vector_out[i] = np.ascontiguousarray(vectors[k], np.float32).tobytes()
             if latents[k] is not None:
                 latent_out[i] = np.ascontiguousarray(latents[k], np.float32).tobytes()
                 shape_out[i] = ",".join(str(d) for d in np.shape(latents[k]))
+        decoded = [g if isinstance(g, stages.Decoded) else None for g in got]
         return {
             "index": batch["index"],
-            "skip": batch["skip"],
-            "hash": batch["hash"],
-            "thumbnail": batch["thumbnail"],
+            "skip": np.array([_skip_reason(g) for g in got], dtype=object),
+            "hash": np.array([d.content_hash if d else "" for d in decoded], dtype=object),
+            "thumbnail": np.array([d.thumbnail_png if d else b"" for d in decoded], dtype=object),
             "vector": np.array(vector_out, dtype=object),
             "latent": np.array(latent_out, dtype=object),
             "latent_shape": np.array(shape_out, dtype=object),
         }
+
+
+def _skip_reason(got: stages.Decoded | Skip | None) -> str:
+    """The shards' `skip` column: empty for an encoded picture, "present" for one already on the map."""
+    if isinstance(got, stages.Decoded):
+        return ""
+    return got.reason if isinstance(got, Skip) else "present"
 
 
 def _init_ray(address: str | None, settings: Settings):
@@ -109,18 +98,26 @@ def _init_ray(address: str | None, settings: Settings):
 
 
 def encode_on_ray(
-    records: list[Record], settings: Settings, address: str | None, shard_dir: Path, present: frozenset
+    records: list[Record],
+    settings: Settings,
+    address: str | None,
+    shard_dir: Path,
+    present: frozenset,
+    prepare: Callable | None = None,
 ) -> Path:
-    """Run decode and encode on Ray; the results as Parquet shards in `shard_dir`."""
+    """Run decode and encode on Ray; the results as Parquet shards in `shard_dir`. `prepare`: the space's
+    image_preparer (None: the encoders prepare the pictures themselves)."""
     ray, started = _init_ray(address, settings)
     try:
-        return _run(ray, records, settings, shard_dir, present)
+        return _run(ray, records, settings, shard_dir, present, prepare)
     finally:
         if started:
             ray.shutdown()
 
 
-def _run(ray, records: list[Record], settings: Settings, shard_dir: Path, present: frozenset) -> Path:
+def _run(
+    ray, records: list[Record], settings: Settings, shard_dir: Path, present: frozenset, prepare: Callable | None
+) -> Path:
     import torch
 
     gpus = 1 if torch.cuda.is_available() else 0
@@ -128,16 +125,20 @@ def _run(ray, records: list[Record], settings: Settings, shard_dir: Path, presen
     items = [
         {"index": i, "path": str(r.image_path), "name": r.name, "identity": r.identity} for i, r in enumerate(records)
     ]
-    ds = ray.data.from_items(items)
+    batch = settings.ingest_batch_size
+    ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // batch)))  # one block a batch
     ds = ds.map_batches(
         decode_batch,
-        batch_size=settings.ingest_batch_size,
+        batch_size=batch,
         batch_format="numpy",
-        fn_kwargs={"settings": settings, "present": present},
+        # Without a GPU, the encoder needs about a third of a core per picture the decode tasks need: half a
+        # CPU each lets two decode tasks share the encoder's core (on 2 CPUs: 1 decode task beside it otherwise).
+        num_cpus=1 if gpus else 0.5,
+        fn_kwargs={"settings": settings, "present": present, "prepare": prepare},
     )
     ds = ds.map_batches(
         Encoder,
-        batch_size=settings.ingest_batch_size,
+        batch_size=batch,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=gpus,
@@ -171,7 +172,9 @@ def build(
         shard_dir = settings.data_dir / "ingest" / f"{result.map_id}-{uuid.uuid4().hex[:8]}"
         try:
             if source.records:
-                encode_on_ray(source.records, settings, address, shard_dir, frozenset(present))
+                encode_on_ray(
+                    source.records, settings, address, shard_dir, frozenset(present), service.space.image_preparer()
+                )
                 _import_shards(service, source.records, shard_dir, result, progress, refit)
         finally:
             shutil.rmtree(shard_dir, ignore_errors=True)
@@ -195,34 +198,32 @@ def _import_shards(
     with tqdm(total=len(records), unit="item", desc="importing", disable=not progress, dynamic_ncols=True) as bar:
         for f in files:
             for batch in pq.ParquetFile(f).iter_batches(batch_size=settings.ingest_batch_size):
-                rows = batch.to_pylist()
+                cols = batch.to_pydict()
                 items = []
-                for row in sorted(rows, key=lambda r: r["index"]):  # source order within a batch
-                    record = records[row["index"]]
-                    if row["skip"] == "present":
+                for k in np.argsort(cols["index"], kind="stable"):  # source order within a batch
+                    record, skip = records[cols["index"][k]], cols["skip"][k]
+                    if skip == "present":
                         result.present += 1
-                    elif row["skip"]:
-                        result.skipped.append(Skip(record.name, row["skip"]))
+                    elif skip:
+                        result.skipped.append(Skip(record.name, skip))
                     else:
-                        vector = np.frombuffer(row["vector"], np.float32).copy()
-                        latent = (
-                            None
-                            if not row["latent"]
-                            else np.frombuffer(row["latent"], np.float32)
-                            .reshape([int(d) for d in row["latent_shape"].split(",")])
-                            .copy()
-                        )
+                        vector = np.frombuffer(cols["vector"][k], np.float32)
+                        latent = cols["latent"][k]
                         items.append(
                             NewItem(
                                 kind="image",
                                 label=record.label,
                                 vector=vector,
                                 decode_vector=vector,
-                                latent=latent,
-                                thumbnail_png=row["thumbnail"],
-                                content_hash=row["hash"],
+                                latent=None
+                                if not latent
+                                else np.frombuffer(latent, np.float32).reshape(
+                                    [int(d) for d in cols["latent_shape"][k].split(",")]
+                                ),
+                                thumbnail_png=cols["thumbnail"][k],
+                                content_hash=cols["hash"][k],
                                 meta=record.meta or None,
                             )
                         )
                 local.store_batch(service, result, items, refit)
-                bar.update(len(rows))
+                bar.update(batch.num_rows)

@@ -33,7 +33,17 @@ class Decoded:
     image: Image.Image | None  # RGB, at most ingest_max_side pixels a side (None once prepared)
     thumbnail_png: bytes
     content_hash: str
-    prepared: PreparedImage | None = None  # the model's input, when a reader process made it
+    # The model's input (PreparedImage's tensors as arrays) when a reader made it: numpy arrays pickle as plain
+    # bytes, torch tensors leaving a process each take a shared-memory file and a socket round trip.
+    prepared: tuple[np.ndarray, np.ndarray | None] | None = None
+
+    def model_input(self) -> Image.Image | PreparedImage:
+        if self.prepared is None:
+            return self.image
+        import torch
+
+        clip, vae = self.prepared
+        return PreparedImage(torch.from_numpy(clip), None if vae is None else torch.from_numpy(vae))
 
 
 def content_hash(record: Record, data: bytes | None = None) -> str:
@@ -98,13 +108,21 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def read_images(records: Sequence[Record]) -> list[Decoded | Skip | None]:
-    """read_image for each record, in a reader process (see init_reader)."""
-    out = [read_image(r, _reader["settings"], _reader["present"]) for r in records]
-    if _reader["prepare"] is not None:
-        for d in out:
-            if isinstance(d, Decoded):
-                d.prepared, d.image = _reader["prepare"](d.image), None
-    return out
+    """read_prepared for each record, in a reader process (see init_reader)."""
+    return [read_prepared(r, _reader["settings"], _reader["present"], _reader["prepare"]) for r in records]
+
+
+def read_prepared(
+    record: Record, settings: Settings, present: frozenset | set, prepare: Callable | None
+) -> Decoded | Skip | None:
+    """read_image, then with `prepare` (the space's image_preparer) the model's input made from the picture,
+    which is dropped: what leaves a worker is the small prepared input, not the decoded picture."""
+    got = read_image(record, settings, present)
+    if prepare is not None and isinstance(got, Decoded):
+        ready = prepare(got.image)
+        got.prepared = (ready.clip.numpy(), None if ready.vae is None else ready.vae.numpy())
+        got.image = None
+    return got
 
 
 def decoded(record: Record, picture: Image.Image, digest: str, settings: Settings) -> Decoded:

@@ -84,11 +84,14 @@ def isolated_item(live_server, photo_map) -> dict:
     xy = np.array([[p["x"], p["y"]] for p in points])
     dist = np.linalg.norm(xy[:, None] - xy[None], axis=2) + np.eye(len(xy)) * 1e9
     item = max(images, key=lambda p: dist[points.index(p)].min())
+    # The renderer sizes a picture by its room: the max-norm distance to the nearest other picture.
+    pictured = np.array([[p["x"], p["y"]] for p in images if p is not item])
+    room = float(np.abs(pictured - [item["x"], item["y"]]).max(axis=1).min()) if len(pictured) else np.inf
     thumbs = {
         p["id"]: Image.open(io.BytesIO(live_server.http.get(f"/api/items/{p['id']}/thumbnail").content)).convert("RGB")
         for p in images
     }
-    return {"item": item, "gap": dist[points.index(item)].min(), "thumbs": thumbs, "count": len(points)}
+    return {"item": item, "gap": dist[points.index(item)].min(), "room": room, "thumbs": thumbs, "count": len(points)}
 
 
 def test_picture_drawn_at_its_item_close_up_and_clicks_decode(live_server, page, photo_map, isolated_item):
@@ -101,7 +104,7 @@ def test_picture_drawn_at_its_item_close_up_and_clicks_decode(live_server, page,
     box = canvas_box(page)
     cx, cy = box["x"] + box["w"] / 2, box["y"] + box["h"] / 2
     # The picture is drawn larger than its cell when it has room: at least the cell size, at most 160 px.
-    size = min(160, gap * zoom * box["h"] * 0.9)
+    size = min(160, isolated_item["room"] * zoom * box["h"] * 0.9)
     assert size >= info["picturePx"]
     drawn = crop_at(page, cx, cy, size * 0.9)
     screenshot(page, "render-close-up")

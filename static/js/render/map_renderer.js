@@ -37,6 +37,16 @@ const POINT_TILE_PX = 512; // a point tile spans about this many screen pixels
 const MIN_PICTURE_PX = 28; // pictures smaller than this would not read: dots instead
 const MAX_PICTURE_PX = 160;
 const RING_COLOR = [1, 1, 1, 1];
+const WARM_WEBP = "UklGRhoAAABXRUJQVlA4TA0AAAAvAAAAEAcQERGIiP4HAA=="; // 1x1 transparent, lossless
+const ROOM_FACTOR = 0.9; // a picture takes this share of the room to its nearest neighbour
+// While the user wheels or drags (and SETTLE_MS after), pictures are drawn at their tile's base size, without the
+// enlargement into their room and without own thumbnails: software GL fills every picture's pixels each frame.
+const SETTLE_MS = 120;
+const MOVING_ROOM_FACTOR = 0;
+const MOVING_SHARP = false;
+// ... and a tile whose pictures are drawn draws every MOVING_POINT_STRIDE-th of its points (one of them, of up to
+// 4,096, costs software GL about as much as a 100 px picture: its setup, not its pixels).
+const MOVING_POINT_STRIDE = 2;
 
 function hexColor(hex, alpha = 1) {
   const v = parseInt(hex.replace("#", ""), 16);
@@ -138,8 +148,9 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
   const gl = canvas.getContext("webgl2", { antialias: false, premultipliedAlpha: true, alpha: false });
   if (!gl) throw new Error("WebGL2 is not available");
   // sharp: pictures drawn from the items' own thumbnails this frame, of sharpWanted enlarged ones on screen.
+  // pictureArea: CSS px² of the pictures drawn in the last frame; drawMs: the main thread's time in that draw.
   const stats = { bytes: 0, tiles: 0, points: 0, pictures: 0, frames: 0, picturePx: 0, sharp: 0, sharpWanted: 0,
-    uploads: 0, uploadMsMax: 0 };
+    uploads: 0, uploadMsMax: 0, pictureArea: 0, drawMs: 0, moving: false };
   const viewListeners = [];
   const hoverListeners = [];
   let items = [];
@@ -194,6 +205,10 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
   }
   const pointProgram = program(POINT_VS, POINT_FS);
   const quadProgram = program(QUAD_VS, QUAD_FS);
+  let warmed = false;
+  let warmBitmap = null;
+  createImageBitmap(new Blob([Uint8Array.from(atob(WARM_WEBP), (c) => c.charCodeAt(0))], { type: "image/webp" }),
+    BITMAP_OPTIONS).then((bitmap) => { warmBitmap = bitmap; queueFrame(); }, () => { warmed = true; });
 
   /** A VAO of points: positions relative to `origin` (float64 on the CPU, so deep zooms stay exact). */
   function pointBuffers(xs, ys, rgba, origin) {
@@ -216,6 +231,25 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
     gl.vertexAttribPointer(loc, 4, gl.UNSIGNED_BYTE, true, 0, 0);
     gl.bindVertexArray(null);
     return { vao, n, origin, buffers: [posBuf, colorBuf], colorBuf };
+  }
+
+  /** Every MOVING_POINT_STRIDE-th point of a points drawable (the same buffers, a wider stride), made once. */
+  function thinPoints(d) {
+    if (!d.thinVao) {
+      const k = MOVING_POINT_STRIDE;
+      d.thinVao = gl.createVertexArray();
+      gl.bindVertexArray(d.thinVao);
+      gl.bindBuffer(gl.ARRAY_BUFFER, d.buffers[0]);
+      let loc = pointProgram.attr("a_pos");
+      gl.enableVertexAttribArray(loc);
+      gl.vertexAttribPointer(loc, 2, gl.FLOAT, false, 8 * k, 0);
+      gl.bindBuffer(gl.ARRAY_BUFFER, d.buffers[1]);
+      loc = pointProgram.attr("a_color");
+      gl.enableVertexAttribArray(loc);
+      gl.vertexAttribPointer(loc, 4, gl.UNSIGNED_BYTE, true, 4 * k, 0);
+      gl.bindVertexArray(null);
+    }
+    return { vao: d.thinVao, n: Math.ceil(d.n / MOVING_POINT_STRIDE), origin: d.origin };
   }
 
   /** A VAO of textured squares: centre, corner, uv, room per vertex (6 vertices a square). */
@@ -283,6 +317,7 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
   function free(drawable) {
     if (!drawable) return;
     if (drawable.vao) gl.deleteVertexArray(drawable.vao);
+    if (drawable.thinVao) gl.deleteVertexArray(drawable.thinVao);
     for (const b of drawable.buffers || []) gl.deleteBuffer(b);
     if (drawable.tex) gl.deleteTexture(drawable.tex);
   }
@@ -497,6 +532,13 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
     for (const fn of viewListeners) fn();
   }
 
+  let settleTimer = null; // set while the user moves the camera (wheel, drag) and SETTLE_MS after
+  function userMoved() {
+    clearTimeout(settleTimer);
+    settleTimer = setTimeout(() => { settleTimer = null; queueFrame(); }, SETTLE_MS);
+    moved();
+  }
+
   function setCamera(next) {
     if (![next.x, next.y, next.scale].every(Number.isFinite) || next.scale <= 0) return nextFrame();
     camera = { x: next.x, y: next.y, scale: Math.min(1e9, Math.max(1e-9, next.scale)) };
@@ -573,6 +615,28 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
     gl.uniform1i(prog.u.u_tex, 0);
     gl.bindVertexArray(q.vao);
     gl.drawArrays(gl.TRIANGLES, 0, q.count);
+  }
+
+  /** The first picture a page draws costs software GL ~70-140 ms more than the next ones (its first upload of a
+   *  decoded image and its first textured draw: set up once), which used to land mid-zoom. Pay it in the first
+   *  frames instead: upload a 1x1 transparent WebP decoded as the atlases are, and draw it (no pixel changes). */
+  function warmUp() {
+    if (!warmBitmap) return queueFrame(); // still decoding
+    warmed = true;
+    gl.pixelStorei(gl.UNPACK_PREMULTIPLY_ALPHA_WEBGL, true);
+    gl.pixelStorei(gl.UNPACK_COLORSPACE_CONVERSION_WEBGL, gl.NONE);
+    const tex = gl.createTexture();
+    gl.bindTexture(gl.TEXTURE_2D, tex);
+    gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA, gl.RGBA, gl.UNSIGNED_BYTE, warmBitmap);
+    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.LINEAR);
+    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.LINEAR);
+    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE);
+    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
+    warmBitmap.close();
+    const quad = quadBuffers(new Float64Array([camera.x, camera.y]), [[0, 0, 1, 1]], new Float32Array([0]), origin());
+    drawQuads({ ...quad, tex }, { factor: 0, minPx: 4, maxPx: 4 }); // premultiplied (0,0,0,0): leaves the pixels
+    free({ ...quad, tex });
+    return undefined;
   }
 
   let drawnPictureTiles = [];
@@ -687,7 +751,7 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
           [pictureAlpha(d.thumbIndex[k])]);
         s.quads.set(key, q);
       }
-      drawQuads({ ...q, tex: s.tex }, { factor: 0.9, minPx: entry.basePx, maxPx: MAX_PICTURE_PX });
+      drawQuads({ ...q, tex: s.tex }, { factor: entry.roomFactor, minPx: entry.basePx, maxPx: MAX_PICTURE_PX });
       drawnSharp += 1;
     }
     if (tiles.settled()) pumpSharp(); // after the tiles: they matter more
@@ -696,6 +760,9 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
   }
 
   function draw() {
+    const started = performance.now();
+    const moving = settleTimer !== null;
+    const roomFactor = moving ? MOVING_ROOM_FACTOR : ROOM_FACTOR;
     const dpr = resize();
     uploadsLeft = UPLOADS_PER_FRAME;
     uploadsWaiting = false;
@@ -704,6 +771,7 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
     gl.clear(gl.COLOR_BUFFER_BIT);
     gl.enable(gl.BLEND);
     gl.blendFunc(gl.ONE, gl.ONE_MINUS_SRC_ALPHA);
+    if (!warmed) warmUp();
     const rect = viewRect();
     let settled = true;
 
@@ -735,29 +803,33 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
     } else if (tiled) {
       for (const tile of drawn) {
         if (!tile.data || !tile.data.n) continue;
-        drawPoints(tilePoints(tile.data), dpr);
+        const thin = moving && MOVING_POINT_STRIDE > 1 && tile.data.atlas && cellPxOf(tile) >= MIN_PICTURE_PX;
+        drawPoints(thin ? thinPoints(tilePoints(tile.data)) : tilePoints(tile.data), dpr);
         drawnPointTiles.push(tile.data);
         points += tile.data.n;
       }
     }
     let pictures = 0;
     let picturePx = 0;
+    let pictureArea = 0;
     drawnPictureTiles = [];
     for (const tile of drawn) {
       const d = tile.data;
       if (!d || !d.atlas) continue;
-      const cellPx = (tiles.square.size / 2 ** tile.z / tileInfo.thumbs_side) * camera.scale;
+      const cellPx = cellPxOf(tile);
       if (cellPx < MIN_PICTURE_PX) continue;
       const quads = tilePictures(d);
       if (!quads) continue; // its atlas goes up in a later frame
       const basePx = Math.min(MAX_PICTURE_PX, cellPx * 0.8); // neighbouring cells' pictures overlap less
-      drawQuads(quads, { factor: 0.9, minPx: basePx, maxPx: MAX_PICTURE_PX });
-      drawnPictureTiles.push({ d, basePx });
+      drawQuads(quads, { factor: roomFactor, minPx: basePx, maxPx: MAX_PICTURE_PX });
+      const entry = { d, basePx, roomFactor };
+      drawnPictureTiles.push(entry);
+      for (let k = 0; k < d.m; k++) pictureArea += pictureSize(entry, k) ** 2;
       pictures += d.m;
       picturePx = basePx;
     }
-    if (!drawnPictureTiles.length) stats.sharpWanted = 0;
-    const sharpDrawn = drawnPictureTiles.length ? drawSharp(dpr, rect) : 0;
+    if (!drawnPictureTiles.length || (moving && !MOVING_SHARP)) stats.sharpWanted = 0;
+    const sharpDrawn = drawnPictureTiles.length && (!moving || MOVING_SHARP) ? drawSharp(dpr, rect) : 0;
     if (tiled && (highlightMask || highlightPolygon)) {
       for (const d of drawnPointTiles) {
         const r = tileRings(d);
@@ -776,12 +848,18 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
     stats.pictures = pictures;
     stats.picturePx = picturePx;
     stats.sharp = sharpDrawn;
-    drawnSettled = settled;
+    stats.pictureArea = Math.round(pictureArea);
+    stats.moving = moving;
+    stats.drawMs = performance.now() - started;
+    drawnSettled = settled && !moving; // settled: the full pictures of this view are drawn
   }
+
+  /** A picture cell of this point tile on screen, CSS px. */
+  const cellPxOf = (tile) => (tiles.square.size / 2 ** tile.z / tileInfo.thumbs_side) * camera.scale;
 
   /** Screen size (CSS px) of picture k of a drawn tile, as the shader computes it. */
   function pictureSize(entry, k) {
-    return Math.max(entry.basePx, Math.min(MAX_PICTURE_PX, entry.d.room[k] * camera.scale * 0.9));
+    return Math.max(entry.basePx, Math.min(MAX_PICTURE_PX, entry.d.room[k] * camera.scale * entry.roomFactor));
   }
 
   // ------------------------------------------------------------ picking ----
@@ -844,7 +922,7 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
       drag.y = event.clientY;
       if (dx || dy) {
         camera = { ...camera, x: camera.x - dx / camera.scale, y: camera.y + dy / camera.scale };
-        moved();
+        userMoved();
       }
     } else if (event.target === canvas) {
       hoverAt(event);
@@ -864,7 +942,7 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
     const [w, h] = cssSize();
     // Keep the spot under the cursor where it is.
     camera = { x: x - (px - w / 2) / scale, y: y + (py - h / 2) / scale, scale };
-    moved();
+    userMoved();
   }, { passive: false });
 
   let hovered = -1;

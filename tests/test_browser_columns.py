@@ -187,3 +187,50 @@ def test_filter_by_number_range_and_text_search_dim_points_share_link_and_toolti
     )
     other.wait_for_function("window.latentmap.state.colors.values.length === 12")
     assert _dimmed(other) == expected
+
+
+def test_filter_by_category_checklist_without_colouring_by_it_share_link(table_map, page, pages):
+    server, map_id = table_map
+    open_map(page, server, map_id, 12, tab="explore")
+    labels = page.evaluate("window.latentmap.state.items.map((p) => p.label)")
+    shop = {f"p{i}.png": SHOPS[i % 3] for i in range(12)}
+    south = labels.index("p7.png")  # a south point whose picture no other overlaps
+    shown = _brightness_at(page, south)
+
+    # Choosing the category column lists its values with their counts, all ticked; unticking one dims its points
+    # while the map stays coloured by kind.
+    page.select_option("#columns-filter-column", "shop")
+    listed = page.inner_text("#columns-filter-category-list")
+    assert all(f"{s} (4)" in listed for s in SHOPS), listed
+    assert page.is_checked("#columns-filter-category-list input[data-category='south']")
+    page.uncheck("#columns-filter-category-list input[data-category='south']")
+    page.wait_for_function("document.getElementById('map-root').dataset.columnFilter === 'shop:8'")
+    assert _dimmed(page) == [shop[label] == "south" for label in labels]
+    assert page.evaluate("document.getElementById('map-root').dataset.colorBy") == "kind"
+    assert "8 of 12" in page.inner_text("#columns-filter-info")
+    page.mouse.move(5, 5)
+    assert _brightness_at(page, south) < 0.5 * shown  # dimmed in the canvas, its picture too
+
+    # "None", then tick one value: only its points stay bright; the share link keeps it.
+    page.click("#columns-filter-none")
+    page.check("#columns-filter-category-list input[data-category='east']")
+    page.wait_for_function("document.getElementById('map-root').dataset.columnFilter === 'shop:4'")
+    assert _dimmed(page) == [shop[label] != "east" for label in labels]
+    screenshot(page, "columns-category-filter")
+    page.wait_for_function("location.href.includes('fcol=shop') && location.href.includes('fhide=')")
+    shared = page.url
+
+    other = pages()
+    other.goto(shared)
+    wait_ready(other)
+    other.wait_for_function("document.getElementById('map-root').dataset.columnFilter === 'shop:4'")
+    assert _dimmed(other) == _dimmed(page)
+    ticked = other.eval_on_selector_all(
+        "#columns-filter-category-list input", "(boxes) => boxes.filter((b) => b.checked).map((b) => b.value)"
+    )
+    assert ticked == ["east"]
+
+    # "All" brings every point back.
+    page.click("#columns-filter-all")
+    page.wait_for_function("document.getElementById('map-root').dataset.columnFilter === ''")
+    assert page.evaluate("window.latentmap.renderer().colorBy") == "kind"  # plain kind colours: nothing dimmed

@@ -1,8 +1,10 @@
 // Filter the map by a metadata column (maps built from a folder or a table): a number column by a range (from /
-// to), a text column by the text its value contains. Points that do not pass are dimmed, not removed; the share
-// link keeps the filter. The values come from the compact binary endpoint (GET /columns/values.bin: float32 per
-// point for numbers, a byte per point for a text match), never as per-item objects, so big maps filter alike.
-// Category columns filter through the colour legend (panels/explore.js: click a category to hide it).
+// to), a text column by the text its value contains, a category column by a checklist of its values (with their
+// counts), without having to colour by it (colouring by it, its legend hides categories too: panels/explore.js).
+// Points that do not pass are dimmed, not removed; the share link keeps the filter (fcol + fmin/fmax, fq, or
+// fhide: the unticked categories, "|"-separated like the legend's hide=). The values come from the compact binary
+// endpoint (GET /columns/values.bin: float32 per point for numbers, a uint32 code per point for categories, a byte
+// per point for a text match), never as per-item objects, so big maps filter alike.
 // This module provides the action columnFilter() -> Uint8Array (1 = passes, in points order) | null; explore.js
 // folds it into the colours it sets (the page core's one owner of state.colors).
 
@@ -21,10 +23,12 @@ const cf = {
   min: null, // number columns: the range kept (null = open end)
   max: null,
   text: "", // text columns: the text a kept point's value contains
+  hide: [], // category columns: the values unticked (their points dimmed)
   mask: null, // Uint8Array, 1 = passes; null = no filter
   passing: 0,
 };
 const numbers = new Map(); // column name|points key -> Float32Array (one value a point, NaN = none)
+const codes = new Map(); // column name|points key -> {codes: Uint32Array, categories: [value, ...]}
 
 function section() {
   return $("columns-filter");
@@ -56,6 +60,16 @@ async function numberValues(name) {
   return numbers.get(key);
 }
 
+async function categoryValues(name) {
+  const key = `${name}|${pointsKey()}`;
+  if (!codes.has(key)) {
+    const { header, body } = await valuesBin({ name });
+    codes.clear();
+    codes.set(key, { codes: new Uint32Array(body), categories: header.categories || [] });
+  }
+  return codes.get(key);
+}
+
 /** The filter's mask for the current points (null when no filter is set). */
 async function computeMask() {
   const col = column();
@@ -66,6 +80,12 @@ async function computeMask() {
     const lo = cf.min === null ? -Infinity : cf.min;
     const hi = cf.max === null ? Infinity : cf.max;
     return Uint8Array.from(values, (v) => (v >= lo && v <= hi ? 1 : 0)); // NaN (no value) never passes
+  }
+  if (col.type === "category") {
+    if (!cf.hide.length) return null;
+    const values = await categoryValues(col.name);
+    const hidden = new Set(cf.hide.map((v) => values.categories.indexOf(v)).filter((code) => code >= 0));
+    return Uint8Array.from(values.codes, (code) => (hidden.has(code) ? 0 : 1)); // no value / unlisted: kept
   }
   if (col.type === "text") {
     const q = cf.text.trim();
@@ -114,6 +134,7 @@ function renderInputs() {
   const col = column();
   $("columns-filter-range").hidden = !col || col.type !== "number";
   $("columns-filter-text").hidden = !col || col.type !== "text";
+  renderCategories(col);
   if (col && col.type === "number") {
     for (const [id, bound] of [["columns-filter-min", col.min], ["columns-filter-max", col.max]]) {
       $(id).placeholder = Number.isFinite(bound) ? String(bound) : "";
@@ -122,6 +143,32 @@ function renderInputs() {
   $("columns-filter-min").value = cf.min === null ? "" : String(cf.min);
   $("columns-filter-max").value = cf.max === null ? "" : String(cf.max);
   $("columns-filter-text").value = cf.text;
+}
+
+/** Category columns: a checkbox per listed value with its count; unticked values' points are dimmed. */
+function renderCategories(col) {
+  const box = $("columns-filter-categories");
+  const list = $("columns-filter-category-list");
+  list.replaceChildren();
+  box.hidden = !col || col.type !== "category";
+  if (box.hidden) return;
+  for (const { value, count } of col.categories || []) {
+    const tick = el("input", { type: "checkbox", value, "data-category": value });
+    tick.checked = !cf.hide.includes(value);
+    tick.addEventListener("change", () => {
+      cf.hide = tick.checked ? cf.hide.filter((v) => v !== value) : [...cf.hide, value];
+      refilter();
+    });
+    list.append(el("label", { class: "explore-check" }, tick, ` ${value} (${count})`));
+  }
+  $("columns-filter-categories-more").hidden = !col.more_categories;
+}
+
+function tickAll(on) {
+  const col = column();
+  cf.hide = on ? [] : (col.categories || []).map((c) => c.value);
+  renderCategories(col);
+  refilter();
 }
 
 function readNumber(id) {
@@ -138,7 +185,7 @@ function later() {
 
 async function loadColumns() {
   const data = await api(`${base}/columns`);
-  cf.columns = data.columns.filter((c) => c.type === "number" || c.type === "text");
+  cf.columns = data.columns.filter((c) => ["number", "text", "category"].includes(c.type));
   const select = $("columns-filter-column");
   for (const c of cf.columns) select.append(el("option", { value: c.name, text: `${c.name} (${c.type})` }));
   section().hidden = !cf.columns.length;
@@ -150,9 +197,12 @@ if (section()) {
     cf.min = null;
     cf.max = null;
     cf.text = "";
+    cf.hide = [];
     renderInputs();
     refilter();
   });
+  $("columns-filter-all").addEventListener("click", () => tickAll(true));
+  $("columns-filter-none").addEventListener("click", () => tickAll(false));
   for (const id of ["columns-filter-min", "columns-filter-max"]) {
     $(id).addEventListener("input", () => {
       cf.min = readNumber("columns-filter-min");
@@ -192,11 +242,13 @@ register({
     cf.min = num(query.get("fmin"));
     cf.max = num(query.get("fmax"));
     cf.text = query.get("fq") || "";
+    cf.hide = (query.get("fhide") || "").split("|").filter(Boolean);
     renderInputs();
     await refilter({ share: false });
   },
   urlParams() {
     if (!cf.name) return {};
+    if (column() && column().type === "category") return { fcol: cf.name, fhide: cf.hide.join("|") };
     return { fcol: cf.name, fmin: cf.min ?? "", fmax: cf.max ?? "", fq: cf.text.trim() };
   },
 });

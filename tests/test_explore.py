@@ -97,6 +97,8 @@ def test_search_places_without_storing(client, filled_map):
     point = next(p for p in client.get(f"/api/maps/{map_id}/points").json()["points"] if p["label"] == PROMPTS[3])
     assert (out["x"], out["y"]) == pytest.approx((point["x"], point["y"]), abs=1e-4)
     assert len(out["similarity"]) == count
+    light = client.get(f"/api/maps/{map_id}/search", params={"q": PROMPTS[3], "k": 3, "similarity": "false"}).json()
+    assert light["similarity"] == [] and light["neighbors"] == out["neighbors"]
     assert client.get(f"/api/maps/{map_id}").json()["count"] == count
     assert client.get(f"/api/maps/{map_id}/search", params={"q": "  "}).status_code == 422
 

@@ -56,10 +56,20 @@ def neighbors(
 
 
 @router.get("/maps/{map_id}/search", response_model=schemas.SearchOut)
-def search(q: str, map_id: ExistingMap, explorer: ExplorerDep, store: StoreDep, gone: DisconnectCheck, k: int = 10):
+def search(
+    q: str,
+    map_id: ExistingMap,
+    explorer: ExplorerDep,
+    store: StoreDep,
+    gone: DisconnectCheck,
+    k: int = 10,
+    similarity: bool = Query(True, description="false: leave `similarity` empty (a 1M-item map's is ~20 MB of JSON)"),
+):
     """Where a prompt would land (it is not stored), its nearest items, and every point's similarity to it
     (in points order: colour the map by it)."""
     found = explorer.search(map_id, q, k, gone)
+    if not similarity:
+        found = {**found, "similarity": []}
     return {**found, "neighbors": responses.neighbors(store.get_arrays(map_id), found["neighbors"])}
 
 

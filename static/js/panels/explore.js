@@ -333,10 +333,10 @@ async function loadClusters() {
 async function setColorMode(mode) {
   showError($("explore-color-error"), "");
   const select = $("explore-color-by");
-  if (mode === "similarity" && !ex.search) {
-    const q = $("explore-search-input").value.trim();
+  if (mode === "similarity" && (!ex.search || ex.search.similarity.length !== items().length)) {
+    const q = ex.search ? ex.search.q : $("explore-search-input").value.trim();
     if (q) {
-      await runSearch(q);
+      await runSearch(q, { similarity: true });
       if (!ex.search) { select.value = ex.colorMode; return; }
     } else {
       select.value = ex.colorMode;
@@ -577,7 +577,8 @@ on("points", () => {
 // ---------------------------------------------------------------- search ----
 
 let searchSeq = 0;
-async function runSearch(q) {
+/** similarity: also fetch every point's similarity (only to colour by it: ~20 B a point of JSON). */
+async function runSearch(q, { similarity = ex.colorMode === "similarity" } = {}) {
   const seq = ++searchSeq;
   const button = $("explore-search-btn");
   showError($("explore-search-error"), "");
@@ -586,7 +587,7 @@ async function runSearch(q) {
   info.textContent = "Placing the prompt…";
   button.disabled = true;
   try {
-    const data = await api(`${base}/search?q=${encodeURIComponent(q)}&k=${NEIGHBORS_K}`);
+    const data = await api(`${base}/search?q=${encodeURIComponent(q)}&k=${NEIGHBORS_K}${similarity ? "" : "&similarity=false"}`);
     if (seq !== searchSeq) return;
     ex.search = { q, x: data.x, y: data.y, similarity: data.similarity || [], neighbors: data.neighbors || [] };
     searchMarker.querySelector(".explore-search-text").textContent = q;

@@ -12,13 +12,13 @@ The stage functions are the local pipeline's (stages.py): both give the same ite
 
 from __future__ import annotations
 
-import pickle
 import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from ..maps.service import MapService, Rejected
 from ..maps.store import NewItem
@@ -30,14 +30,46 @@ from .sources import Record, Skip, Source, record_kind
 def decode_batch(batch: dict, settings: Settings, present: frozenset, prepare: Callable | None) -> dict:
     """CPU stage: each record's file read, checked, decoded, thumbnailed and, with `prepare` (the space's
     image_preparer), made into the model's input (stages.read_prepared, as the local readers do): what travels
-    to the encoders is that small input, not the picture. Each record's result is one pickled stages.Decoded
-    (or Skip, or None: already on the map), an intermediate column that is never written out."""
-    records = [
-        Record(name=str(name), label="", image_path=Path(str(path)), identity=str(identity))
-        for path, name, identity in zip(batch["path"], batch["name"], batch["identity"])
-    ]
-    got = [pickle.dumps(stages.read_prepared(r, settings, present, prepare)) for r in records]
-    return {"index": batch["index"], "decoded": np.array(got, dtype=object)}
+    to the encoders is that small input, not the picture. Plain columns only (no pickles): the skip reason
+    (empty when decoded, "present" when already on the map), hash, thumbnail, and the model input as float32
+    bytes with its shape, or (without `prepare`) the RGB picture's bytes with its size."""
+    out = {key: [] for key in _DECODED_COLUMNS}
+    for path, name, identity in zip(batch["path"], batch["name"], batch["identity"]):
+        record = Record(name=str(name), label="", image_path=Path(str(path)), identity=str(identity))
+        got = stages.read_prepared(record, settings, present, prepare)
+        decoded = got if isinstance(got, stages.Decoded) else None
+        clip, vae = decoded.prepared if decoded is not None and decoded.prepared is not None else (None, None)
+        image = decoded.image if decoded is not None else None
+        out["skip"].append(_skip_reason(got))
+        out["hash"].append(decoded.content_hash if decoded else "")
+        out["thumbnail"].append(decoded.thumbnail_png if decoded else b"")
+        for key, array in (("clip", clip), ("vae", vae)):
+            out[key].append(b"" if array is None else np.ascontiguousarray(array, np.float32).tobytes())
+            out[f"{key}_shape"].append("" if array is None else _shape_text(array.shape))
+        out["pixels"].append(b"" if image is None else image.tobytes())
+        out["size"].append("" if image is None else _shape_text(image.size))
+    return {"index": batch["index"], **{key: np.array(values, dtype=object) for key, values in out.items()}}
+
+
+_DECODED_COLUMNS = ("skip", "hash", "thumbnail", "clip", "clip_shape", "vae", "vae_shape", "pixels", "size")
+
+
+def _shape_text(shape) -> str:
+    return ",".join(str(int(d)) for d in shape)
+
+
+def _array(data: bytes, shape: str) -> np.ndarray | None:
+    """float32 bytes with their _shape_text back as an array (writable: torch takes it as it is)."""
+    return np.frombuffer(data, np.float32).reshape([int(d) for d in shape.split(",")]).copy() if data else None
+
+
+def _model_input(batch: dict, i: int):
+    """Row i of decode_batch's columns as what stages.encode_images takes."""
+    if batch["clip"][i]:
+        prepared = (_array(batch["clip"][i], batch["clip_shape"][i]), _array(batch["vae"][i], batch["vae_shape"][i]))
+        return stages.Decoded(None, None, b"", "", prepared).model_input()
+    width, height = (int(d) for d in batch["size"][i].split(","))
+    return Image.frombytes("RGB", (width, height), batch["pixels"][i])
 
 
 class Encoder:
@@ -50,25 +82,23 @@ class Encoder:
         self.space = load_space(settings)
 
     def __call__(self, batch: dict) -> dict:
-        got = [pickle.loads(b) for b in batch["decoded"]]
-        keep = [i for i, g in enumerate(got) if isinstance(g, stages.Decoded)]
+        keep = [i for i, skip in enumerate(batch["skip"]) if not skip]
         vectors, latents = stages.encode_images(
-            self.space, [got[i].model_input() for i in keep], self.settings.encode_batch_size
+            self.space, [_model_input(batch, i) for i in keep], self.settings.encode_batch_size
         )
         # Plain binary columns (float32 bytes): shards any Parquet reader understands, nothing Ray-specific.
-        n = len(got)
+        n = len(batch["skip"])
         vector_out, latent_out, shape_out = [b""] * n, [b""] * n, [""] * n
         for k, i in enumerate(keep):
             vector_out[i] = np.ascontiguousarray(vectors[k], np.float32).tobytes()
             if latents[k] is not None:
                 latent_out[i] = np.ascontiguousarray(latents[k], np.float32).tobytes()
-                shape_out[i] = ",".join(str(d) for d in np.shape(latents[k]))
-        decoded = [g if isinstance(g, stages.Decoded) else None for g in got]
+                shape_out[i] = _shape_text(np.shape(latents[k]))
         return {
             "index": batch["index"],
-            "skip": np.array([_skip_reason(g) for g in got], dtype=object),
-            "hash": np.array([d.content_hash if d else "" for d in decoded], dtype=object),
-            "thumbnail": np.array([d.thumbnail_png if d else b"" for d in decoded], dtype=object),
+            "skip": batch["skip"],
+            "hash": batch["hash"],
+            "thumbnail": batch["thumbnail"],
             "vector": np.array(vector_out, dtype=object),
             "latent": np.array(latent_out, dtype=object),
             "latent_shape": np.array(shape_out, dtype=object),
@@ -215,11 +245,7 @@ def _import_shards(
                                 label=record.label,
                                 vector=vector,
                                 decode_vector=vector,
-                                latent=None
-                                if not latent
-                                else np.frombuffer(latent, np.float32).reshape(
-                                    [int(d) for d in cols["latent_shape"][k].split(",")]
-                                ),
+                                latent=_array(latent, cols["latent_shape"][k]),
                                 thumbnail_png=cols["thumbnail"][k],
                                 content_hash=cols["hash"][k],
                                 meta=record.meta or None,

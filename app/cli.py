@@ -166,8 +166,12 @@ def cmd_build(args) -> int:
                 refit=not args.no_refit,
             )
         from .maps.explore import Explorer
+        from .maps.tiles import PointTiles
 
-        Explorer(service).prepare_index(result.map_id)  # a big map's neighbour index, saved: servers start with it
+        # A big map's neighbour index and tile index, saved: a server's first visitor waits for neither.
+        Explorer(service).prepare_index(result.map_id)
+        if service.store.get_map(result.map_id).count >= settings.tile_index_file_min_items:
+            PointTiles(service.store, settings).index(result.map_id)
     except KeyboardInterrupt:
         print(
             "latentmap build: interrupted; what was added is kept: run the same command again to continue",

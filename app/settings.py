@@ -136,6 +136,9 @@ class Settings:
     tile_thumbs_side: int = 8  # at most 8 x 8 pictures per tile (one per cell): they never pile up
     tile_thumb_px: int = 64  # a picture's cell in a tile's atlas, pixels
     tile_index_maps: int = 4  # maps whose tile index (Morton order + levels, ~30 B/point) stays in memory
+    # from this many points a map's tile index is saved beside its arrays (arrays/<map>/tiles-v*.npz, ~40 B a
+    # point; `latentmap build` writes it): a server's first visitor reads it instead of waiting for it to be built
+    tile_index_file_min_items: int = 100_000
     tile_cache_bytes: int = 256 * 1024 * 1024  # made tiles and atlases kept in memory (oldest dropped first)
     max_selection_polygon_vertices: int = 2000  # vertices of a lasso sent to POST /selection
     # Your own model files (app/spaces/own_models.py, docs/own-models.md); CLI: serve --checkpoint/--base/--lora
@@ -218,6 +221,7 @@ _AT_LEAST_ONE = {
     "tile_thumbs_side",
     "tile_thumb_px",
     "tile_index_maps",
+    "tile_index_file_min_items",
     "max_selection_polygon_vertices",
     "max_ingest_file_bytes",
     "ingest_batch_size",

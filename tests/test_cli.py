@@ -66,10 +66,12 @@ def test_build_from_prompts_and_images(tmp_path, tiny_space):
         str(prompts),
         "--images",
         str(images),
+        env={**ENV, "LATENTMAP_TILE_INDEX_FILE_MIN_ITEMS": "4"},  # as a big map: its tile index saved
     )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["count"] == 4 and out["url"].startswith(f"/m/{out['id']}#key=")
+    assert len(list((data / "arrays" / out["id"]).glob("tiles-v*.npz"))) == 1  # a server's first visitor waits not
     # the map is there for the server
     from fastapi.testclient import TestClient
 

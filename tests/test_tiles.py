@@ -208,3 +208,64 @@ def test_polygon_selection_on_a_200k_point_map(make_client, lattice_map):
     )
     stale = client.post(f"/api/maps/{map_id}/selection", json={"polygon": ell, "version": version - 1})
     assert stale.status_code == 409
+
+
+def test_a_big_maps_tile_index_is_saved_and_read_back(tmp_path, monkeypatch):
+    """From tile_index_file_min_items points the index is saved beside the map's arrays: a restarted server
+    reads it (the same tiles, nothing built), a damaged file is built again, a new version replaces the file."""
+    from app.maps import tiles
+
+    settings = Settings(data_dir=tmp_path / "data", tile_points=300, tile_index_file_min_items=1_000)
+    store = Store(settings.data_dir)
+    record, _ = store.create_map("saved tiles", "tiny-random")
+    xy, _, _ = clustered(3)
+    xy = xy[:3_000]
+    vec = np.zeros(8, np.float32)
+    store.add_items(
+        record.id,
+        [NewItem(kind="text", label=f"p{i}", vector=vec, decode_vector=vec) for i in range(len(xy))],
+        xy,
+        projection={"method": "umap", "revision": 1, "fitted_count": len(xy)},
+    )
+    built = tiles.PointTiles(store, settings).index(record.id)
+    saved = list((settings.data_dir / "arrays" / record.id).glob("tiles-v*.npz"))
+    assert [p.name for p in saved] == [f"tiles-v{built.version}-{built.fingerprint}.npz"]
+
+    def tile_bytes(index):
+        return [cut_tile(index, z, x, y, 8).encode() for z, x, y in ((0, 0, 0), (1, 0, 1), (2, 1, 2), (3, 2, 5))]
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the saved index should have been read")
+
+    with monkeypatch.context() as m:
+        m.setattr(tiles, "build_index", no_build)
+        read = tiles.PointTiles(store, settings).index(record.id)  # a restarted server
+    assert (read.version, read.origin, read.size, read.fingerprint) == (
+        built.version,
+        built.origin,
+        built.size,
+        built.fingerprint,
+    )
+    assert tile_bytes(read) == tile_bytes(built)
+
+    saved[0].write_bytes(saved[0].read_bytes()[:1000])  # cut short (a disk full, a copy interrupted)
+    again = tiles.PointTiles(store, settings).index(record.id)
+    assert tile_bytes(again) == tile_bytes(built)
+    with monkeypatch.context() as m:
+        m.setattr(tiles, "build_index", no_build)
+        assert tile_bytes(tiles.PointTiles(store, settings).index(record.id)) == tile_bytes(built)  # rewritten whole
+
+    store.add_items(
+        record.id, [NewItem(kind="text", label="new", vector=vec, decode_vector=vec)], np.array([[0.0, 0.0]])
+    )
+    newer = tiles.PointTiles(store, settings).index(record.id)
+    assert newer.count == 3_001
+    names = [p.name for p in (settings.data_dir / "arrays" / record.id).glob("tiles-v*.npz")]
+    assert names == [f"tiles-v{newer.version}-{newer.fingerprint}.npz"]  # the old version's file is gone
+
+    small = Settings(data_dir=settings.data_dir, tile_points=300, tile_index_file_min_items=10_000)
+    for old in (settings.data_dir / "arrays" / record.id).glob("tiles-v*.npz"):
+        old.unlink()
+    tiles.PointTiles(store, small).index(record.id)
+    assert not list((settings.data_dir / "arrays" / record.id).glob("tiles-v*.npz"))  # small maps: memory only
+    store.close()

@@ -1078,12 +1078,21 @@ class Store:
         return _rows(self.array_dir / map_id / LATENTS_FILE, np.float32, state[4], shape)
 
     def neighbor_index_path(self, map_id: str, version: int) -> Path:
-        """Where the map's saved neighbour index of this version lives (app/maps/index.py); older versions'
-        files are removed when asked for a newer one (they can never be used again)."""
+        """Where the map's saved neighbour index of this version lives (app/maps/index.py)."""
+        return self._derived_file(map_id, "neighbors-v*.faiss", f"neighbors-v{int(version)}.faiss")
+
+    def tile_index_path(self, map_id: str, version: int, fingerprint: str) -> Path:
+        """Where the map's saved point-tile index of this version and tile settings lives (app/maps/tiles.py)."""
+        return self._derived_file(map_id, "tiles-v*.npz", f"tiles-v{int(version)}-{fingerprint}.npz")
+
+    def _derived_file(self, map_id: str, pattern: str, name: str) -> Path:
+        """A file derived from one version of the map's items, beside its arrays; the other files of the same
+        kind (`pattern`: older versions, other settings) are removed when one is asked for (they can never be
+        used again)."""
         folder = self.array_dir / check_id(map_id, "map id")
         folder.mkdir(exist_ok=True)
-        path = folder / f"neighbors-v{int(version)}.faiss"
-        for old in folder.glob("neighbors-v*.faiss"):
+        path = folder / name
+        for old in folder.glob(pattern):
             if old != path:
                 old.unlink(missing_ok=True)
         return path

@@ -29,9 +29,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
+import os
+import tempfile
 import threading
+import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -43,6 +48,8 @@ from .store import NotFound, StaleVersion, Store
 MORTON_BITS = 20  # per axis: positions are quantised to 2^20 steps of the square (a millionth of its side)
 POINT_TILE_MAGIC = b"LMT1"
 POINT_TILE_LAYOUT = 2  # bumped when the tile body changes (part of the ETag): 2 = the pictures' ids at the end
+
+log = logging.getLogger(__name__)
 
 
 def _spread_bits(v: np.ndarray) -> np.ndarray:
@@ -167,10 +174,6 @@ def build_index(
         chosen = free[by_take[pos < cap - already]]
         level[chosen] = z
     thumb_level = _thumb_levels(codes, priority, has_thumb[order], max_zoom, settings.tile_thumbs_side)
-    fingerprint = hashlib.sha256(
-        f"{cap}/{cells_log2}/{max_zoom}/{settings.tile_thumbs_side}/{settings.tile_thumb_px}/{MORTON_BITS}/"
-        f"{POINT_TILE_LAYOUT}".encode()
-    ).hexdigest()[:10]
     return TileIndex(
         map_id=map_id,
         version=version,
@@ -186,7 +189,61 @@ def build_index(
         kinds=kinds[order],
         has_thumb=has_thumb[order],
         ids=ids[order],
+        fingerprint=tiles_fingerprint(settings),
+    )
+
+
+def tiles_fingerprint(settings: Settings) -> str:
+    """The settings (and layout) that shape tiles: part of every tile's ETag and of a saved index's name."""
+    return hashlib.sha256(
+        f"{settings.tile_points}/{settings.tile_cells_log2}/{settings.tile_max_zoom}/{settings.tile_thumbs_side}/"
+        f"{settings.tile_thumb_px}/{MORTON_BITS}/{POINT_TILE_LAYOUT}".encode()
+    ).hexdigest()[:10]
+
+
+_INDEX_ARRAYS = ("order", "codes", "level", "thumb_level", "priority", "xy", "kinds", "has_thumb", "ids")
+
+
+def save_index(index: TileIndex, path: Path) -> None:
+    """The index as one uncompressed .npz (plain arrays, no pickles): written to a temp name, fsynced, renamed,
+    so a reader sees a whole file or none."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(
+                f,
+                origin=np.array(index.origin, np.float64),
+                size=np.array(index.size, np.float64),
+                max_zoom=np.array(index.max_zoom),
+                **{name: getattr(index, name) for name in _INDEX_ARRAYS},
+            )
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_index(path: Path, map_id: str, version: int, fingerprint: str, count: int) -> TileIndex | None:
+    """The index saved at `path` (named by map version and fingerprint), or None: no file, unreadable, or not
+    of `count` points (built again)."""
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            arrays = {name: saved[name] for name in _INDEX_ARRAYS}
+            origin, size, max_zoom = saved["origin"], saved["size"], saved["max_zoom"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+    if any(len(a) != count for a in arrays.values()):
+        return None
+    return TileIndex(
+        map_id=map_id,
+        version=version,
+        origin=(float(origin[0]), float(origin[1])),
+        size=float(size),
+        max_zoom=int(max_zoom),
         fingerprint=fingerprint,
+        **arrays,
     )
 
 
@@ -314,8 +371,7 @@ class PointTiles:
             with self._lock:
                 cached = self._indexes.get(map_id)
             if cached is None or cached.version != current:
-                xy, kinds, thumbs, ids, got = self.store.tile_source(map_id)
-                cached = build_index(map_id, xy, kinds, thumbs, ids, got, self.settings)
+                cached = self._saved_or_built(map_id)
                 with self._lock:
                     self._indexes[map_id] = cached
                     self._indexes.move_to_end(map_id)
@@ -324,6 +380,27 @@ class PointTiles:
         if version is not None and cached.version != version:
             raise StaleVersion(f"map {map_id} changed while its tiles were being made: ask again")
         return cached
+
+    def _saved_or_built(self, map_id: str) -> TileIndex:
+        """A big map's index is saved beside its arrays (`tile_index_file_min_items`): a server's first visitor
+        then waits for a file read, not for the index of a million points to be built (~6 s at 1M)."""
+        record = self.store.get_map(map_id)
+        count, version = record.count, record.version
+        fingerprint = tiles_fingerprint(self.settings)
+        path = None
+        if count >= self.settings.tile_index_file_min_items:
+            path = self.store.tile_index_path(map_id, version, fingerprint)
+            saved = load_index(path, map_id, version, fingerprint, count) if path.is_file() else None
+            if saved is not None:
+                return saved
+        xy, kinds, thumbs, ids, got = self.store.tile_source(map_id)
+        index = build_index(map_id, xy, kinds, thumbs, ids, got, self.settings)
+        if path is not None and got == version:
+            try:
+                save_index(index, path)
+            except OSError as e:  # a read-only data dir still serves tiles, built at each start
+                log.warning("tile index of map %s not saved: %s", map_id, e)
+        return index
 
     def points_tile(self, index: TileIndex, z: int, x: int, y: int) -> bytes:
         return self._cached(

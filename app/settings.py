@@ -91,6 +91,9 @@ class Settings:
     max_presentations: int = 200  # live presentations on the server (429 beyond)
     max_presentations_per_map: int = 5  # live presentations of one map (429 beyond: end one first)
     cluster_cache_maps: int = 16  # maps whose clusters stay in memory
+    # Above this many points HDBSCAN fits a sample of this size (seeded by the map's positions) and the rest take
+    # their nearest sampled point's cluster: seconds on a 1M map instead of unbounded time; below, all points.
+    cluster_fit_sample: int = 20_000
     expensive_read_min_items: int = 5_000  # neighbours on maps from this size go through the work queue
 
     # Work queue in front of the model: requests waiting beyond this get 429 with Retry-After.
@@ -204,6 +207,7 @@ class Settings:
 
 # Settings where 0 means nothing sensible (everything else that is a number must not be negative).
 _AT_LEAST_ONE = {
+    "cluster_fit_sample",
     "port",
     "max_queued_jobs",
     "thumbnail_size",

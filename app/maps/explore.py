@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import threading
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -263,21 +264,22 @@ class Explorer:
             return cached
         result = {"clusters": [], "assignments": [-1] * len(arrays)}
         if len(arrays) >= 5:
-            from sklearn.cluster import HDBSCAN
-
-            min_size = max(3, len(arrays) // 60)
-            labels = HDBSCAN(min_cluster_size=min_size, min_samples=min(5, min_size), copy=True).fit_predict(arrays.xy)
+            labels = cluster_positions(arrays.xy, self.settings.cluster_fit_sample)
             result["assignments"] = labels.tolist()
-            for c in sorted(set(labels) - {-1}):
-                members = np.flatnonzero(labels == c)
-                centre = unit(mv[members].mean(0, keepdims=True))[0]
+            is_text = np.fromiter((k == "text" for k in arrays.kinds), dtype=bool, count=len(arrays))
+            order = np.argsort(labels, kind="stable")  # each cluster's members, in points order, in one pass
+            ids, starts = np.unique(labels[order], return_index=True)
+            for c, members in zip(ids, np.split(order, starts[1:]), strict=True):
+                if c == -1:
+                    continue
+                centre = unit(_mean_rows(mv, members))[0]
                 result["clusters"].append(
                     {
                         "id": int(c),
                         "size": int(len(members)),
                         "x": float(arrays.xy[members, 0].mean()),
                         "y": float(arrays.xy[members, 1].mean()),
-                        "label": self._cluster_label(arrays, mv, members, centre),
+                        "label": self._cluster_label(arrays, mv, members[is_text[members]], centre),
                     }
                 )
         self._clusters[map_id] = (arrays, result)
@@ -286,11 +288,12 @@ class Explorer:
             self._clusters.popitem(last=False)
         return result
 
-    def _cluster_label(self, arrays: MapArrays, mv: np.ndarray, members: np.ndarray, centre: np.ndarray) -> str:
-        texts = [i for i in members if arrays.kinds[i] == "text"]
-        if texts:  # the prompt nearest the cluster's centre names it
-            best = max(texts, key=lambda i: float(mv[i] @ centre))
-            return arrays.labels[best][:40]
+    def _cluster_label(self, arrays: MapArrays, mv: np.ndarray, texts: np.ndarray, centre: np.ndarray) -> str:
+        if len(texts):  # the prompt nearest the cluster's centre names it (the first of equals)
+            scores = np.concatenate(
+                [np.asarray(mv[texts[i : i + _ROWS]], np.float32) @ centre for i in range(0, len(texts), _ROWS)]
+            )
+            return arrays.labels[int(texts[int(np.argmax(scores))])][:40]
         words, word_vectors = self._vocabulary()
         return words[int(np.argmax(word_vectors @ centre))]
 
@@ -305,6 +308,45 @@ class Explorer:
             space = self.service.space
             self._vocab = (words, space.map_vectors(space.encode_text(words), ["text"] * len(words)))
         return self._vocab
+
+
+_ROWS = 65_536  # vector rows read at once for a cluster's centre and its prompts (memory stays bounded)
+
+
+def _mean_rows(mv: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """The mean of rows `members` of mv, shape (1, dim), reading at most _ROWS rows at a time."""
+    if len(members) <= _ROWS:
+        return mv[members].mean(0, keepdims=True)
+    total = np.zeros((1, mv.shape[1]), np.float64)
+    for i in range(0, len(members), _ROWS):
+        total += np.asarray(mv[members[i : i + _ROWS]], np.float64).sum(0, keepdims=True)
+    return (total / len(members)).astype(np.float32)
+
+
+def cluster_positions(xy: np.ndarray, fit_sample: int) -> np.ndarray:
+    """HDBSCAN cluster id of every 2D position (-1: noise). A cluster holds at least 1/60 of the points.
+
+    Above `fit_sample` points (HDBSCAN is far from linear: a 1M map did not finish in 14 minutes), HDBSCAN fits a
+    sample of that many points with the same minimum share, and every other point takes the id of its nearest
+    sampled point (noise where that one is noise). The sample's seed comes from the positions themselves, so the
+    same map version always gets the same clusters."""
+    from sklearn.cluster import HDBSCAN
+
+    n = len(xy)
+    if n <= fit_sample:
+        min_size = max(3, n // 60)
+        return HDBSCAN(min_cluster_size=min_size, min_samples=min(5, min_size), copy=True).fit_predict(xy)
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(zlib.crc32(np.ascontiguousarray(xy).tobytes()))
+    pick = np.sort(rng.choice(n, fit_sample, replace=False))
+    sample = np.asarray(xy[pick], np.float64)
+    min_size = max(3, fit_sample // 60)
+    sample_labels = HDBSCAN(min_cluster_size=min_size, min_samples=min(5, min_size), copy=False).fit_predict(sample)
+    _, nearest = cKDTree(sample).query(xy, k=1, workers=-1)
+    labels = sample_labels[nearest]
+    labels[pick] = sample_labels  # a sampled point's nearest is itself unless two share a position
+    return labels
 
 
 def match_labels(labels: Sequence[str], query: str) -> np.ndarray:

@@ -310,7 +310,7 @@ class Explorer:
         return self._vocab
 
 
-_ROWS = 65_536  # vector rows read at once for a cluster's centre and its prompts (memory stays bounded)
+_ROWS = 16_384  # vector rows read at once for a cluster's centre and its prompts (memory stays bounded)
 
 
 def _mean_rows(mv: np.ndarray, members: np.ndarray) -> np.ndarray:
@@ -319,7 +319,7 @@ def _mean_rows(mv: np.ndarray, members: np.ndarray) -> np.ndarray:
         return mv[members].mean(0, keepdims=True)
     total = np.zeros((1, mv.shape[1]), np.float64)
     for i in range(0, len(members), _ROWS):
-        total += np.asarray(mv[members[i : i + _ROWS]], np.float64).sum(0, keepdims=True)
+        total += mv[members[i : i + _ROWS]].sum(0, keepdims=True, dtype=np.float64)
     return (total / len(members)).astype(np.float32)
 
 

@@ -4,7 +4,6 @@ space; every model call goes through the work queue."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -501,17 +500,16 @@ class MapService:
                 stop = start + MAP_VECTOR_BLOCK
                 yield self.space.map_vectors(arrays.vectors[start:stop], modalities[start:stop])
 
-        key = hashlib.sha256(f"{arrays.content_key}|{self._space_key()}".encode()).hexdigest()[:32]
-        return self.store.map_vectors_file(map_id, key, len(arrays), arrays.vectors.shape[1], blocks)
+        made_of = [arrays.content_key.encode(), *self._space_identity()]
+        return self.store.map_vectors_file(map_id, made_of, len(arrays), arrays.vectors.shape[1], blocks)
 
-    def _space_key(self) -> str:
+    def _space_identity(self) -> list[bytes]:
         """What a projection vector depends on besides the item's own vector: the space and its modality means."""
-        h = hashlib.sha256(self.space.name.encode())
         stats = getattr(self.space, "stats", None)
-        for mean in (getattr(stats, "text_mean", None), getattr(stats, "image_mean", None)):
-            if mean is not None:
-                h.update(np.ascontiguousarray(mean, dtype=np.float64).tobytes())
-        return h.hexdigest()
+        means = (getattr(stats, "text_mean", None), getattr(stats, "image_mean", None))
+        return [self.space.name.encode()] + [
+            b"" if m is None else np.ascontiguousarray(m, dtype=np.float64).tobytes() for m in means
+        ]
 
     def blend_request(self, arrays: MapArrays, x: float, y: float, seed: int) -> DecodeRequest:
         """Blend the nearest items' image-side vectors (and VAE latents where they have them)."""

@@ -1097,11 +1097,16 @@ class Store:
                 old.unlink(missing_ok=True)
         return path
 
-    def map_vectors_file(self, map_id: str, key: str, rows: int, dim: int, make) -> np.ndarray:
-        """The map's projection vectors saved under `key` (rows × dim float32), memory-mapped read-only: a
-        server holds none of them in its own memory (4 GB at 1M × 1024). Made by `make()` (an iterator of
-        row blocks, in order) when the file is not there yet: written to a temp name, fsynced and renamed,
-        then the files of other keys are removed (a process still reading one keeps its open map)."""
+    def map_vectors_file(self, map_id: str, made_of: Sequence[bytes], rows: int, dim: int, make) -> np.ndarray:
+        """The map's projection vectors (rows × dim float32), memory-mapped read-only: a server holds none of
+        them in its own memory (4 GB at 1M × 1024). The file is named by what they are made of (`made_of`: the
+        items' vector rows, the space). Made by `make()` (an iterator of row blocks, in order) when the file is
+        not there yet: written to a temp name, fsynced and renamed, then the files of other keys are removed (a
+        process still reading one keeps its open map)."""
+        h = hashlib.sha256()
+        for part in made_of:
+            h.update(len(part).to_bytes(8, "little") + part)
+        key = h.hexdigest()[:32]
         folder = self.array_dir / check_id(map_id, "map id")
         path = folder / f"map-vectors-{key}.bin"
         if not (path.is_file() and path.stat().st_size == rows * dim * 4):

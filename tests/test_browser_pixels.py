@@ -193,7 +193,10 @@ def test_close_up_picture_is_the_items_own_thumbnail_and_download_fits(live_serv
     zoom = 1 / (gap * 3)
     page.goto(live_server.url(f"/m/{created['id']}?view={item['x']},{item['y']},{zoom}"))
     page.wait_for_selector("body[data-ready='1']")
-    page.wait_for_function("(() => { const r = window.latentmap.renderer(); return r.settled && r.sharp >= 1; })()")
+    # Own thumbnails upload one a frame after the camera settles: wait for all those wanted, not the first.
+    page.wait_for_function(
+        "(() => { const r = window.latentmap.renderer(); return r.settled && r.sharp >= 1 && r.sharp === r.sharpWanted; })()"
+    )
     page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
     info = page.evaluate("window.latentmap.renderer()")
     assert info["sharp"] == info["sharpWanted"] >= 1, info

@@ -472,7 +472,7 @@ class Store:
         """Fail at start, with a clear message, on a data dir we cannot write (read-only, full, not a dir)."""
         try:
             Path(data_dir).mkdir(parents=True, exist_ok=True)
-            Store._write_atomic(Path(data_dir) / ".write-probe", b"latentmap")
+            write_atomic(Path(data_dir) / ".write-probe", b"latentmap")
             (Path(data_dir) / ".write-probe").unlink()
         except OSError as e:
             raise DataDirError(f"data directory {data_dir} is not usable: {e.strerror or e}") from None
@@ -698,7 +698,7 @@ class Store:
         # Files first, rows after: a row never points at a missing file. Written side by side: each file's
         # fsync waits for the disk, and concurrent ones share its commits (a batch of 64: ~5x faster).
         thumbs = [(self.thumb_dir / f"{i}.png", it.thumbnail_png) for i, it in zip(ids, items) if it.thumbnail_png]
-        list(_file_writers().map(lambda pair: self._write_atomic(*pair), thumbs))
+        list(_file_writers().map(lambda pair: write_atomic(*pair), thumbs))
         now = time.time()
         with self._lock:
             metas = self._meta_rows(map_id, items)
@@ -914,7 +914,7 @@ class Store:
         provisional ones (None: generation failed; keep the provisional vector, stop waiting). Positions and the
         map's version do not change (nothing moved, indices stay valid). False if the item is gone."""
         if thumbnail_png is not None:
-            self._write_atomic(self.thumb_dir / f"{item_id}.png", thumbnail_png)
+            write_atomic(self.thumb_dir / f"{item_id}.png", thumbnail_png)
         with self._lock:
             row = self._db.execute("SELECT map_id FROM items WHERE id = ? AND pending_image = 1", (item_id,)).fetchone()
             if row is None:
@@ -1236,18 +1236,19 @@ class Store:
         """The map a cached decode was made from (None if unknown)."""
         return self.decodes.map_of(f"{check_key(key)}.png")
 
-    @staticmethod
-    def _write_atomic(path: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """A whole file or none: written to a temp name beside it, fsynced, renamed over it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 _FILE_WRITERS: list[ThreadPoolExecutor] = []

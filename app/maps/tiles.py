@@ -30,8 +30,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
-import tempfile
 import threading
 import zipfile
 from collections import OrderedDict
@@ -43,7 +41,7 @@ from PIL import Image
 
 from ..imaging import open_image
 from ..settings import Settings
-from .store import NotFound, StaleVersion, Store
+from .store import NotFound, StaleVersion, Store, write_atomic
 
 MORTON_BITS = 20  # per axis: positions are quantised to 2^20 steps of the square (a millionth of its side)
 POINT_TILE_MAGIC = b"LMT1"
@@ -205,24 +203,16 @@ _INDEX_ARRAYS = ("order", "codes", "level", "thumb_level", "priority", "xy", "ki
 
 
 def save_index(index: TileIndex, path: Path) -> None:
-    """The index as one uncompressed .npz (plain arrays, no pickles): written to a temp name, fsynced, renamed,
-    so a reader sees a whole file or none."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                origin=np.array(index.origin, np.float64),
-                size=np.array(index.size, np.float64),
-                max_zoom=np.array(index.max_zoom),
-                **{name: getattr(index, name) for name in _INDEX_ARRAYS},
-            )
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """The index as one uncompressed .npz (plain arrays, no pickles), a whole file or none."""
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        origin=np.array(index.origin, np.float64),
+        size=np.array(index.size, np.float64),
+        max_zoom=np.array(index.max_zoom),
+        **{name: getattr(index, name) for name in _INDEX_ARRAYS},
+    )
+    write_atomic(path, buffer.getvalue())
 
 
 def load_index(path: Path, map_id: str, version: int, fingerprint: str, count: int) -> TileIndex | None:

@@ -201,7 +201,7 @@ def test_full_disk_is_a_clear_error(tmp_path, monkeypatch):
     def no_space(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(Store, "_write_atomic", staticmethod(no_space))
+    monkeypatch.setattr("app.maps.store.write_atomic", no_space)
     with pytest.raises(DataDirError, match="No space left"):
         Store(tmp_path / "full")
 

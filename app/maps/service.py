@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -272,19 +272,28 @@ class MapService:
         return self._reference_cache["value"]
 
     def _map_vectors(self, vectors: np.ndarray, kinds: Sequence[str]) -> np.ndarray:
-        """Block by block into one float32 array (each row on its own: the same numbers): all at once, a
-        million rows took ~2 GB of temporaries, the largest part of a 1M build's peak memory."""
-        modalities = ["text" if k == "text" else "image" for k in kinds]
+        """Into one float32 array, block by block (_map_vector_blocks): all at once, a million rows took ~2 GB of
+        temporaries, the largest part of a 1M build's peak memory."""
         if len(vectors) <= MAP_VECTOR_BLOCK:
-            return self.space.map_vectors(vectors, modalities)
-        out = None
-        for start in range(0, len(vectors), MAP_VECTOR_BLOCK):
-            stop = start + MAP_VECTOR_BLOCK
-            block = self.space.map_vectors(vectors[start:stop], modalities[start:stop])
+            return self.space.map_vectors(vectors, self._modalities(kinds))
+        out, start = None, 0
+        for block in self._map_vector_blocks(vectors, kinds):
             if out is None:
                 out = np.empty((len(vectors), block.shape[1]), block.dtype)
             out[start : start + len(block)] = block
+            start += len(block)
         return out
+
+    def _map_vector_blocks(self, vectors: np.ndarray, kinds: Sequence[str]) -> Iterator[np.ndarray]:
+        """Projection vectors MAP_VECTOR_BLOCK rows at a time (each row on its own: the same numbers)."""
+        modalities = self._modalities(kinds)
+        for start in range(0, len(vectors), MAP_VECTOR_BLOCK):
+            stop = start + MAP_VECTOR_BLOCK
+            yield self.space.map_vectors(vectors[start:stop], modalities[start:stop])
+
+    @staticmethod
+    def _modalities(kinds: Sequence[str]) -> list[str]:
+        return ["text" if k == "text" else "image" for k in kinds]
 
     # ------------------------------------------------------------------ refit
     def refit(self, map_id: str) -> MapRecord:
@@ -492,16 +501,15 @@ class MapService:
 
     def _map_vector_file(self, map_id: str, arrays: MapArrays) -> np.ndarray:
         """A big map's projection vectors, memory-mapped from the file of its items and this space's stats
-        (made block by block, as _map_vectors does: the same numbers, when it is not there yet)."""
-        modalities = ["text" if k == "text" else "image" for k in arrays.kinds]
-
-        def blocks():
-            for start in range(0, len(arrays), MAP_VECTOR_BLOCK):
-                stop = start + MAP_VECTOR_BLOCK
-                yield self.space.map_vectors(arrays.vectors[start:stop], modalities[start:stop])
-
+        (made by _map_vector_blocks, as _map_vectors is: the same numbers, when it is not there yet)."""
         made_of = [arrays.content_key.encode(), *self._space_identity()]
-        return self.store.map_vectors_file(map_id, made_of, len(arrays), arrays.vectors.shape[1], blocks)
+        return self.store.map_vectors_file(
+            map_id,
+            made_of,
+            len(arrays),
+            arrays.vectors.shape[1],
+            lambda: self._map_vector_blocks(arrays.vectors, arrays.kinds),
+        )
 
     def _space_identity(self) -> list[bytes]:
         """What a projection vector depends on besides the item's own vector: the space and its modality means."""

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 N = int(sys.argv[1])
 PROFILE = sys.argv[sys.argv.index("--profile") + 1] if "--profile" in sys.argv else None
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -26,6 +27,8 @@ if not table.exists():
     pq.write_table(t.slice(0, N), table)
 
 T0 = time.perf_counter()
+from scale import build_argv  # noqa: E402
+
 from app import cli  # noqa: E402
 from app.ingest import local, sources  # noqa: E402
 from app.maps import explore, index, projection, service, store  # noqa: E402
@@ -108,22 +111,7 @@ wrap(uu, "fuzzy_simplicial_set")
 wrap(uu, "optimize_layout_euclidean")
 
 data = work / f"phases-{N}-{int(time.time())}"
-argv = [
-    "build",
-    "--space",
-    "digits",
-    "--data-dir",
-    str(data),
-    "--table",
-    str(table),
-    "--vector",
-    "vector",
-    "--label",
-    "id",
-    "--title",
-    f"prof {N}",
-    "--quiet",
-]
+argv = build_argv(data, table, f"prof {N}")
 T1 = time.perf_counter()
 if PROFILE:
     import cProfile

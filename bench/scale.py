@@ -64,30 +64,32 @@ def make_table(path: Path, n: int, seed: int = 0) -> None:
     pq.write_table(table, path)
 
 
+def build_argv(data_dir: Path, table: Path, title: str) -> list[str]:
+    """`latentmap build` of a table of precomputed vectors (also bench/build_phases.py's)."""
+    return [
+        "build",
+        "--space",
+        SPACE,
+        "--data-dir",
+        str(data_dir),
+        "--table",
+        str(table),
+        "--vector",
+        "vector",
+        "--label",
+        "id",
+        "--title",
+        title,
+        "--quiet",
+    ]
+
+
 def build(data_dir: Path, table: Path, title: str) -> tuple[float, float, str]:
     """(seconds, peak RSS in MB, map id) of the CLI build."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "build",
-            "--space",
-            SPACE,
-            "--data-dir",
-            str(data_dir),
-            "--table",
-            str(table),
-            "--vector",
-            "vector",
-            "--label",
-            "id",
-            "--title",
-            title,
-            "--quiet",
-        ],
+        [sys.executable, "-m", "app.cli", *build_argv(data_dir, table, title)],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -94,10 +94,7 @@ def test_colour_by_category_and_number_hide_a_category_share_link(table_map, pag
     page.wait_for_function("location.href.includes('hide=south')")
     shared = page.url
 
-    other = pages()
-    other.goto(shared)
-    wait_ready(other)
-    other.wait_for_function("document.getElementById('map-root').dataset.colorBy === 'column:shop'")
+    other = _open_shared(pages, shared, "document.getElementById('map-root').dataset.colorBy === 'column:shop'")
     assert other.evaluate("window.latentmap.state.colors.values") == values
 
     # A number column: a colour ramp, low to high.
@@ -107,6 +104,15 @@ def test_colour_by_category_and_number_hide_a_category_share_link(table_map, pag
     ramp = dict(zip(labels, values))
     assert ramp["p0.png"] == 0 and ramp["p11.png"] == 15 and ramp["p3.png"] < ramp["p8.png"]
     assert page.is_visible(".explore-heat-bar")
+
+
+def _open_shared(pages, url: str, ready: str):
+    """A share link opened in a fresh page, once `ready` (a JS condition) holds there."""
+    other = pages()
+    other.goto(url)
+    wait_ready(other)
+    other.wait_for_function(ready)
+    return other
 
 
 def _dimmed(page) -> list[bool]:
@@ -158,10 +164,7 @@ def test_filter_by_number_range_and_text_search_dim_points_share_link_and_toolti
     shared = page.url
 
     # The share link brings the same filter back in a fresh page.
-    other = pages()
-    other.goto(shared)
-    wait_ready(other)
-    other.wait_for_function("document.getElementById('map-root').dataset.columnFilter === 'price:5'")
+    other = _open_shared(pages, shared, "document.getElementById('map-root').dataset.columnFilter === 'price:5'")
     assert _dimmed(other) == _dimmed(page)
     assert other.input_value("#columns-filter-min") == "6" and other.input_value("#columns-filter-max") == "14"
 
@@ -178,12 +181,11 @@ def test_filter_by_number_range_and_text_search_dim_points_share_link_and_toolti
     expected = [("red" not in note[label]) or shop[label] == "north" for label in labels]
     assert _dimmed(page) == expected
     shared = page.url
-    other = pages()
-    other.goto(shared)
-    wait_ready(other)
-    other.wait_for_function(
+    other = _open_shared(
+        pages,
+        shared,
         "document.getElementById('map-root').dataset.colorBy === 'column:shop' && "
-        "document.getElementById('map-root').dataset.columnFilter === 'note:3'"
+        "document.getElementById('map-root').dataset.columnFilter === 'note:3'",
     )
     other.wait_for_function("window.latentmap.state.colors.values.length === 12")
     assert _dimmed(other) == expected
@@ -220,10 +222,7 @@ def test_filter_by_category_checklist_without_colouring_by_it_share_link(table_m
     page.wait_for_function("location.href.includes('fcol=shop') && location.href.includes('fhide=')")
     shared = page.url
 
-    other = pages()
-    other.goto(shared)
-    wait_ready(other)
-    other.wait_for_function("document.getElementById('map-root').dataset.columnFilter === 'shop:4'")
+    other = _open_shared(pages, shared, "document.getElementById('map-root').dataset.columnFilter === 'shop:4'")
     assert _dimmed(other) == _dimmed(page)
     ticked = other.eval_on_selector_all(
         "#columns-filter-category-list input", "(boxes) => boxes.filter((b) => b.checked).map((b) => b.value)"

@@ -1101,17 +1101,14 @@ class Store:
         """The map's projection vectors (rows × dim float32), memory-mapped read-only: a server holds none of
         them in its own memory (4 GB at 1M × 1024). The file is named by what they are made of (`made_of`: the
         items' vector rows, the space). Made by `make()` (an iterator of row blocks, in order) when the file is
-        not there yet: written to a temp name, fsynced and renamed, then the files of other keys are removed (a
-        process still reading one keeps its open map)."""
+        not there yet: written to a temp name, fsynced and renamed. The files of other keys are removed
+        (_derived_file; a process still reading one keeps its open map)."""
         h = hashlib.sha256()
         for part in made_of:
             h.update(len(part).to_bytes(8, "little") + part)
-        key = h.hexdigest()[:32]
-        folder = self.array_dir / check_id(map_id, "map id")
-        path = folder / f"map-vectors-{key}.bin"
+        path = self._derived_file(map_id, "map-vectors-*.bin", f"map-vectors-{h.hexdigest()[:32]}.bin")
         if not (path.is_file() and path.stat().st_size == rows * dim * 4):
-            folder.mkdir(exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".bin")
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".bin")
             try:
                 with os.fdopen(fd, "wb") as f:
                     written = 0
@@ -1127,9 +1124,6 @@ class Store:
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
-            for old in folder.glob("map-vectors-*.bin"):
-                if old != path:
-                    old.unlink(missing_ok=True)
         return _rows(path, np.float32, rows, (dim,))
 
     def has_cached_arrays(self, map_id: str, arrays: MapArrays) -> bool:

@@ -232,7 +232,10 @@ def table_source(
             "(LATENTMAP_MAX_COLUMNS)"
         )
     missing = [None] * n_rows
-    column = lambda name: missing if name is None else cols.get(name, missing)  # noqa: E731
+
+    def column(name: str | None) -> list:
+        return missing if name is None else cols.get(name, missing)
+
     columns = {n: column_type(column(n), settings.max_category_values) for n in meta_names}
     # Column by column (a million rows: no dict per row, one numpy check of all the vectors at once)
     cells = [(n, [_cell(v, columns[n]) for v in column(n)]) for n in meta_names]

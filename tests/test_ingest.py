@@ -266,6 +266,23 @@ def test_transparent_pictures_are_encoded_on_white_and_keep_alpha_in_thumbnails(
     service.close()
 
 
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "P", "PA", "I;16", "1"])
+def test_thumbnail_png_reads_back_as_the_same_pixels(mode):
+    """Thumbnails are written by our own Sub-filter encoder: any reader gets exactly the pixels, alpha kept
+    (modes PNG cannot hold as 8-bit channels come back as RGB, or RGBA with transparency)."""
+    rng = np.random.default_rng(3)
+    noise = Image.fromarray(rng.integers(0, 256, (37, 53, 4), dtype=np.uint8), "RGBA")
+    smooth = noise.resize((5, 4)).resize((53, 37), Image.Resampling.BICUBIC)  # long runs and small steps
+    for picture in (noise, smooth):
+        im = picture.convert("P").convert("PA") if mode == "PA" else picture.convert(mode)
+        expected = im if mode in ("L", "LA", "RGB", "RGBA") else im.convert("RGBA" if imaging.has_alpha(im) else "RGB")
+        got = Image.open(io.BytesIO(imaging.sub_filtered_png(im)))
+        got.load()
+        assert got.format == "PNG" and got.mode == expected.mode
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
+    assert Image.open(io.BytesIO(imaging.thumbnail_png(noise, 16))).size == (16, 11)
+
+
 def test_kill_9_mid_build_then_rerun_completes_without_duplicates(tmp_path):
     folder = tmp_path / "many"
     folder.mkdir()

@@ -49,6 +49,25 @@ def test_encode_shapes(tiny_space):
     assert encoded.latents.shape == (2, 4, 16, 16)
 
 
+def test_one_resize_for_both_model_inputs_gives_the_same_tensors(tiny_space):
+    """Square pictures are resized once for CLIP and the VAE (their sizes and colours agree in this space):
+    exactly the tensors of resizing for each, on photos, flat art and transparent pictures alike."""
+    import functools
+
+    from sklearn.datasets import load_sample_images
+
+    fast = tiny_space.image_preparer()
+    assert fast.args[-1] is True  # the tiny space's transform starts with a bicubic resize to the VAE's size
+    each = functools.partial(fast.func, *fast.args[:-1], False)
+    photos = [Image.fromarray(a) for a in load_sample_images().images]
+    pictures = [p.crop((0, 0, 300, 300)) for p in photos] + photos  # square (one resize) and not
+    pictures += [Image.new("RGBA", (40, 40), (0, 0, 0, 0)), Image.new("L", (64, 64), 90)]
+    for picture in pictures:
+        a, b = fast(picture), each(picture)
+        assert a.clip.shape == b.clip.shape and a.vae.shape == b.vae.shape
+        assert bool((a.clip == b.clip).all()) and bool((a.vae == b.vae).all()), picture.size
+
+
 def test_decode_deterministic_per_seed(tiny_space):
     v = tiny_space.encode_images([Image.new("RGB", (32, 32), (250, 0, 0))]).vectors[0]
     a, b, c = tiny_space.decode([DecodeRequest(v, seed=1), DecodeRequest(v, seed=1), DecodeRequest(v, seed=2)])

@@ -135,7 +135,9 @@ class ClipDecoderSpace(Space):
     def image_preparer(self):
         vae = self.pipeline.vae
         size = self.pipeline.latent_shape[1] * (2 ** (len(vae.config.block_out_channels) - 1))
-        return functools.partial(_prepare, self.preprocess, self.image_mode, size, vae.config.in_channels)
+        channels = vae.config.in_channels
+        one_resize = self.image_mode == _vae_mode(channels) and _resizes_square_to(self.preprocess, size)
+        return functools.partial(_prepare, self.preprocess, self.image_mode, size, channels, one_resize)
 
     @torch.inference_mode()
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
@@ -252,17 +254,48 @@ class ClipDecoderSpace(Space):
         return model.upscale(image)
 
 
-def _prepare(preprocess, image_mode: str, vae_size: int, vae_channels: int, image: Image.Image) -> PreparedImage:
+def _prepare(
+    preprocess, image_mode: str, vae_size: int, vae_channels: int, one_resize: bool, image: Image.Image
+) -> PreparedImage:
     # The space's own colour convention first (digits are single-channel), then open_clip's transform.
+    if one_resize and image.width == image.height:
+        # Both inputs are the same square resize of the same colours: made once, open_clip's Resize then finds
+        # the size right (Pillow copies) and its CenterCrop has nothing to cut. The same tensors, half the work.
+        image = image.convert(image_mode).resize((vae_size, vae_size), Image.Resampling.BICUBIC)
     return PreparedImage(
         clip=preprocess(image.convert(image_mode).convert("RGB")),
         vae=_to_vae_tensor(image, vae_size, vae_channels),
     )
 
 
+def _vae_mode(channels: int) -> str:
+    return "L" if channels == 1 else "RGB"
+
+
+def _resizes_square_to(preprocess, size: int) -> bool:
+    """Whether open_clip's transform starts by resizing a square picture to `size` x `size` (bicubic, as the
+    VAE input is made) and centre-cropping that size: then one resize can serve both model inputs."""
+    from torchvision import transforms
+
+    steps = getattr(preprocess, "transforms", [])
+    if len(steps) < 2 or not isinstance(steps[0], transforms.Resize) or not isinstance(steps[1], transforms.CenterCrop):
+        return False
+    resize, crop = steps[0], steps[1]
+    wanted = {size, (size,), (size, size)}
+    return (
+        _size_key(resize.size) in wanted
+        and resize.interpolation == transforms.InterpolationMode.BICUBIC
+        and resize.max_size is None
+        and _size_key(crop.size) in wanted
+    )
+
+
+def _size_key(size) -> int | tuple:
+    return size if isinstance(size, int) else tuple(size)
+
+
 def _to_vae_tensor(image: Image.Image, size: int, channels: int) -> torch.Tensor:
-    mode = "L" if channels == 1 else "RGB"
-    im = image.convert(mode).resize((size, size), Image.Resampling.BICUBIC)
+    im = image.convert(_vae_mode(channels)).resize((size, size), Image.Resampling.BICUBIC)
     arr = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
     arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
     return torch.from_numpy(np.ascontiguousarray(arr))

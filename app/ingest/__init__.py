@@ -6,5 +6,5 @@
 - stages.py: the stage functions both pipelines run: read and decode a record's image (CPU), prepare and
   encode a batch (the model), turn results into store items.
 - local.py: the in-process pipeline (threads read ahead while the model encodes), resumable by content hash.
-- ray_pipeline.py: the same stages on Ray Data (`--ray`), written to Parquet shards and imported.
+- ray_pipeline.py: the same stages on Ray Data (`--ray`), each batch imported as it comes back.
 """

@@ -3,18 +3,21 @@
     from_items(picture records) -> map_batches(decode_batch)            CPU tasks: read, check, decode, thumbnail
                                 -> map_batches(Encoder, ActorPoolStrategy) a pool of actors holding the space's
                                                                         models (one GPU each where CUDA is present)
-                                -> write_parquet(shards)                 one folder per run, under the data dir
-    then the shards are imported into the map on this machine, batch by batch (each batch one transaction,
-    placed as the local pipeline places them), so an interrupted run continues like a local one.
+                                -> iter_batches                          back to this machine as they are done
+    and each batch is imported into the map here as it arrives (one transaction, placed as the local pipeline
+    places them), while the cluster goes on: an interrupted run continues like a local one.
+
+Not write_parquet and read back: on a cluster of several machines its write tasks put each shard on the disk of
+whichever node ran them (Ray's docs say so), where this machine cannot read it; and the import could only start
+once the last shard is written. Batches come back through Ray's object store, from any node.
 
 The stage functions are the local pipeline's (stages.py): both give the same items and vectors.
 """
 
 from __future__ import annotations
 
-import shutil
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +89,7 @@ class Encoder:
         vectors, latents = stages.encode_images(
             self.space, [_model_input(batch, i) for i in keep], self.settings.encode_batch_size
         )
-        # Plain binary columns (float32 bytes): shards any Parquet reader understands, nothing Ray-specific.
+        # Plain binary columns (float32 bytes): nothing Ray-specific travels back, and nothing is unpickled.
         n = len(batch["skip"])
         vector_out, latent_out, shape_out = [b""] * n, [b""] * n, [""] * n
         for k, i in enumerate(keep):
@@ -106,7 +109,7 @@ class Encoder:
 
 
 def _skip_reason(got: stages.Decoded | Skip | None) -> str:
-    """The shards' `skip` column: empty for an encoded picture, "present" for one already on the map."""
+    """The batches' `skip` column: empty for an encoded picture, "present" for one already on the map."""
     if isinstance(got, stages.Decoded):
         return ""
     return got.reason if isinstance(got, Skip) else "present"
@@ -131,23 +134,20 @@ def encode_on_ray(
     records: list[Record],
     settings: Settings,
     address: str | None,
-    shard_dir: Path,
     present: frozenset,
     prepare: Callable | None = None,
-) -> Path:
-    """Run decode and encode on Ray; the results as Parquet shards in `shard_dir`. `prepare`: the space's
-    image_preparer (None: the encoders prepare the pictures themselves)."""
+) -> Iterator[dict]:
+    """Decode and encode on Ray; yields the encoded batches (Encoder's columns, numpy) as they come back, in the
+    order they finish. `prepare`: the space's image_preparer (None: the encoders prepare the pictures)."""
     ray, started = _init_ray(address, settings)
     try:
-        return _run(ray, records, settings, shard_dir, present, prepare)
+        yield from _run(ray, records, settings, present, prepare)
     finally:
         if started:
             ray.shutdown()
 
 
-def _run(
-    ray, records: list[Record], settings: Settings, shard_dir: Path, present: frozenset, prepare: Callable | None
-) -> Path:
+def _run(ray, records: list[Record], settings: Settings, present: frozenset, prepare: Callable | None):
     import torch
 
     gpus = 1 if torch.cuda.is_available() else 0
@@ -157,12 +157,12 @@ def _run(
     ]
     batch = settings.ingest_batch_size
     ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // batch)))  # one block a batch
+    # Without a GPU the encoder needs about a third of the CPU time the decoding does (bench/encode.py): half a
+    # CPU for it and for each decode task lets three decode tasks run beside it (on 2 CPUs: one otherwise).
     ds = ds.map_batches(
         decode_batch,
         batch_size=batch,
         batch_format="numpy",
-        # Without a GPU, the encoder needs about a third of a core per picture the decode tasks need: half a
-        # CPU each lets two decode tasks share the encoder's core (on 2 CPUs: 1 decode task beside it otherwise).
         num_cpus=1 if gpus else 0.5,
         fn_kwargs={"settings": settings, "present": present, "prepare": prepare},
     )
@@ -172,11 +172,10 @@ def _run(
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=gpus,
-        num_cpus=0 if gpus else 1,
+        num_cpus=0 if gpus else 0.5,
         fn_constructor_kwargs={"settings": settings},
     )
-    ds.write_parquet(str(shard_dir))
-    return shard_dir
+    return ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2)
 
 
 def build(
@@ -199,57 +198,49 @@ def build(
     settings = service.settings
 
     def add(result: local.BuildResult, present: set[str]) -> None:
-        shard_dir = settings.data_dir / "ingest" / f"{result.map_id}-{uuid.uuid4().hex[:8]}"
-        try:
-            if source.records:
-                encode_on_ray(
-                    source.records, settings, address, shard_dir, frozenset(present), service.space.image_preparer()
-                )
-                _import_shards(service, source.records, shard_dir, result, progress, refit)
-        finally:
-            shutil.rmtree(shard_dir, ignore_errors=True)
+        if source.records:
+            batches = encode_on_ray(
+                source.records, settings, address, frozenset(present), service.space.image_preparer()
+            )
+            with closing(batches):  # an error here stops the run (and a Ray we started) at once
+                _import_batches(service, source.records, batches, result, progress, refit)
 
     return local.run_build(service, source, title, map_id, strict, refit, add)
 
 
-def _import_shards(
+def _import_batches(
     service: MapService,
     records: list[Record],
-    shard_dir: Path,
+    batches: Iterator[dict],
     result: local.BuildResult,
     progress: bool,
     refit: bool,
 ) -> None:
-    import pyarrow.parquet as pq
+    """Each encoded batch into the map as it arrives: one transaction, in source order within the batch."""
     from tqdm import tqdm
 
-    settings = service.settings
-    files = sorted(shard_dir.glob("*.parquet"))
-    with tqdm(total=len(records), unit="item", desc="importing", disable=not progress, dynamic_ncols=True) as bar:
-        for f in files:
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=settings.ingest_batch_size):
-                cols = batch.to_pydict()
-                items = []
-                for k in np.argsort(cols["index"], kind="stable"):  # source order within a batch
-                    record, skip = records[cols["index"][k]], cols["skip"][k]
-                    if skip == "present":
-                        result.present += 1
-                    elif skip:
-                        result.skipped.append(Skip(record.name, skip))
-                    else:
-                        vector = np.frombuffer(cols["vector"][k], np.float32)
-                        latent = cols["latent"][k]
-                        items.append(
-                            NewItem(
-                                kind="image",
-                                label=record.label,
-                                vector=vector,
-                                decode_vector=vector,
-                                latent=_array(latent, cols["latent_shape"][k]),
-                                thumbnail_png=cols["thumbnail"][k],
-                                content_hash=cols["hash"][k],
-                                meta=record.meta or None,
-                            )
+    with tqdm(total=len(records), unit="item", desc="building on Ray", disable=not progress, dynamic_ncols=True) as bar:
+        for cols in batches:
+            items = []
+            for k in np.argsort(cols["index"], kind="stable"):
+                record, skip = records[int(cols["index"][k])], str(cols["skip"][k])
+                if skip == "present":
+                    result.present += 1
+                elif skip:
+                    result.skipped.append(Skip(record.name, skip))
+                else:
+                    vector = np.frombuffer(cols["vector"][k], np.float32)
+                    items.append(
+                        NewItem(
+                            kind="image",
+                            label=record.label,
+                            vector=vector,
+                            decode_vector=vector,
+                            latent=_array(cols["latent"][k], str(cols["latent_shape"][k])),
+                            thumbnail_png=bytes(cols["thumbnail"][k]),
+                            content_hash=str(cols["hash"][k]),
+                            meta=record.meta or None,
                         )
-                local.store_batch(service, result, items, refit)
-                bar.update(batch.num_rows)
+                    )
+            local.store_batch(service, result, items, refit)
+            bar.update(len(cols["index"]))

@@ -157,8 +157,9 @@ def _run(ray, records: list[Record], settings: Settings, present: frozenset, pre
     ]
     batch = settings.ingest_batch_size
     ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // batch)))  # one block a batch
-    # Without a GPU the encoder needs about a third of the CPU time the decoding does (bench/encode.py): half a
-    # CPU for it and for each decode task lets three decode tasks run beside it (on 2 CPUs: one otherwise).
+    # Without a GPU: half a CPU for the encoder and for each decode task (three decode tasks beside it on 2 CPUs).
+    # On this 2-core machine 0.5/0.5, 0.5/1 and 1/1 all took 16-17 s for 2,048 files: the per-build worker start
+    # dominates there (bench/README.md), so the split only matters with more cores.
     ds = ds.map_batches(
         decode_batch,
         batch_size=batch,

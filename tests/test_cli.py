@@ -114,6 +114,19 @@ def test_export_import_round_trip(tmp_path, tiny_space):
     assert r.returncode == 1 and "not found" in r.stderr
 
 
+def test_a_new_id_never_reads_as_an_option(monkeypatch):
+    # A map id drawn as "-r5bd…" made `latentmap export ID` fail: argparse took it for an option.
+    from app.maps import store
+
+    ids = [store.new_id() for _ in range(2000)]  # the old draw led with "-" once in 64
+    assert len(set(ids)) == 2000 and all(len(i) == 16 for i in ids)
+    assert all(build_parser().parse_args(["export", i]).map_id == i for i in ids)
+
+    draws = iter(["-r5bdjby8-6HsvYy", "-second-dash-id", "r5bdjby8-6HsvYy"])
+    monkeypatch.setattr(store.secrets, "token_urlsafe", lambda n: next(draws))
+    assert store.new_id() == "r5bdjby8-6HsvYy"
+
+
 def test_a_nonsense_setting_is_refused_at_start_by_name(monkeypatch, capsys):
     monkeypatch.setenv("LATENTMAP_ENCODE_BATCH_SIZE", "0")
     assert main(["serve", "--port", "1"]) == 1

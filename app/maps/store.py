@@ -140,7 +140,11 @@ def check_key(key: str) -> str:
 
 
 def new_id() -> str:
-    return secrets.token_urlsafe(12)  # 96 random bits: unguessable, URL-safe
+    """96 random bits, URL-safe; never leading with "-", which a command line would read as an option."""
+    while True:
+        token = secrets.token_urlsafe(12)
+        if not token.startswith("-"):
+            return token
 
 
 def hash_key(key: str) -> str:

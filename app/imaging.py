@@ -90,6 +90,40 @@ def on_white(im: Image.Image) -> Image.Image:
     return Image.alpha_composite(white, rgba).convert("RGB")
 
 
+# The map is dark (static/js/core/constants.js MAP_BACKGROUND): a picture with transparency whose visible pixels
+# are on average darker than this (relative luminance) contrasts less than 3:1 with black, WCAG's minimum for
+# graphics; black line art and dark icons would vanish there, so they are drawn on a light plate instead.
+DARK_INK_LUMINANCE = 0.1
+PLATE_RGB = (236, 239, 243)
+
+
+def for_dark_map(im: Image.Image) -> Image.Image:
+    """The picture as the map draws it: on a light plate of its own size when it has transparency and its ink
+    is too dark to read on the dark map (DARK_INK_LUMINANCE); otherwise unchanged (alpha kept: colourful
+    pictures sit on the map itself). RGBA or the picture's own mode."""
+    if not has_alpha(im):
+        return im
+    rgba = np.asarray(im.convert("RGBA"))
+    alpha = rgba[..., 3].astype(np.float32)
+    if alpha.min() == 255 or alpha.max() == 0:
+        return im
+    luminance = _LUMINANCE[0][rgba[..., 0]] + _LUMINANCE[1][rgba[..., 1]] + _LUMINANCE[2][rgba[..., 2]]
+    if float((luminance * alpha).sum() / alpha.sum()) >= DARK_INK_LUMINANCE:
+        return im
+    plate = Image.new("RGBA", im.size, (*PLATE_RGB, 255))
+    return Image.alpha_composite(plate, im.convert("RGBA"))
+
+
+def _luminance_tables() -> np.ndarray:
+    """(3, 256): each 8-bit sRGB channel value's share of relative luminance (linear light x Rec. 709 weight)."""
+    srgb = np.arange(256) / 255
+    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+    return (np.array([[0.2126], [0.7152], [0.0722]]) * linear).astype(np.float32)
+
+
+_LUMINANCE = _luminance_tables()
+
+
 def to_png(im: Image.Image) -> bytes:
     buf = io.BytesIO()
     # No metadata is copied: a fresh PNG from pixels only. Light compression: 3x faster than the default level,

@@ -269,3 +269,60 @@ def test_a_big_maps_tile_index_is_saved_and_read_back(tmp_path, monkeypatch):
     tiles.PointTiles(store, small).index(record.id)
     assert not list((settings.data_dir / "arrays" / record.id).glob("tiles-v*.npz"))  # small maps: memory only
     store.close()
+
+
+def _rgba_png(draw_on) -> bytes:
+    from PIL import ImageDraw
+
+    im = Image.new("RGBA", (48, 48), (0, 0, 0, 0))
+    draw_on(ImageDraw.Draw(im))
+    out = io.BytesIO()
+    im.save(out, "PNG")
+    return out.getvalue()
+
+
+def test_dark_line_art_is_drawn_on_a_plate_and_colourful_pictures_keep_their_transparency(client, new_map):
+    """The map is dark: black line art on transparency would vanish there (as it does on a black model input).
+    The atlas and the close-up thumbnail (on=dark-map) put it on a light plate; a colourful picture with
+    transparency keeps it; the plain thumbnail is the stored one, alpha and all."""
+    from app import imaging
+
+    map_id, key = new_map
+    line_art = _rgba_png(
+        lambda d: (
+            d.line((4, 4, 44, 44), fill=(0, 0, 0, 255), width=5),
+            d.line((4, 44, 44, 4), fill=(0, 0, 0, 255), width=5),
+        )
+    )
+    disc = _rgba_png(lambda d: d.ellipse((6, 6, 42, 42), fill=(70, 150, 235, 255)))
+    files = [("files", ("line.png", line_art, "image/png")), ("files", ("disc.png", disc, "image/png"))]
+    items = client.post(f"/api/maps/{map_id}/images", files=files, headers=key).json()["items"]
+    line_id, disc_id = (it["id"] for it in items)
+
+    def picture(item_id, **params):
+        r = client.get(f"/api/items/{item_id}/thumbnail", params=params)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+        return r.content, Image.open(io.BytesIO(r.content)).convert("RGBA")
+
+    for item_id in (line_id, disc_id):  # stored as uploaded: transparent corners
+        assert picture(item_id)[1].getpixel((0, 0))[3] == 0
+    plated = picture(line_id, on="dark-map")[1]
+    assert plated.getpixel((0, 0)) == (*imaging.PLATE_RGB, 255)  # the plate, opaque
+    centre = plated.getpixel((plated.width // 2, plated.height // 2))
+    assert max(centre[:3]) < 40 and centre[3] == 255  # the ink stays black
+    assert picture(disc_id, on="dark-map")[0] == picture(disc_id)[0]  # bright enough: the same bytes
+    assert client.get(f"/api/items/{line_id}/thumbnail", params={"on": "paper"}).status_code == 422
+
+    info = client.get(f"/api/maps/{map_id}/tiles").json()
+    tile = client.get(f"/api/maps/{map_id}/tiles/0/0/0.bin?v={info['version']}").content
+    ids = _parse_tile(tile)[5]
+    atlas = Image.open(io.BytesIO(client.get(f"/api/maps/{map_id}/tiles/0/0/0.webp?v={info['version']}").content))
+    atlas = atlas.convert("RGBA")
+    side, px = info["thumbs_side"], info["thumb_px"]
+
+    def cell_corner(item_id):
+        slot = ids.index(item_id)
+        return np.array(atlas.getpixel(((slot % side) * px + 1, (slot // side) * px + 1)))
+
+    assert cell_corner(line_id)[3] > 240 and np.abs(cell_corner(line_id)[:3] - imaging.PLATE_RGB).max() < 12
+    assert cell_corner(disc_id)[3] < 16

@@ -3,9 +3,12 @@ and an item's thumbnail."""
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import numpy as np
 from fastapi import APIRouter, File, HTTPException, Query, Response, UploadFile
 
+from .. import imaging
 from ..errors import Rejected
 from ..maps.explore import match_labels
 from ..maps.service import Upload
@@ -92,10 +95,21 @@ def delete_item(item_id: str, map_id: EditableMap, store: StoreDep):
 
 
 @router.get("/items/{item_id}/thumbnail", response_class=Response, responses=PNG)
-def thumbnail(item_id: str, store: StoreDep):
+def thumbnail(
+    item_id: str,
+    store: StoreDep,
+    settings: SettingsDep,
+    on: Annotated[
+        Literal["any", "dark-map"],
+        Query(description="dark-map: as the map draws it (dark ink with transparency on a light plate)"),
+    ] = "any",
+):
     item = store.get_item(item_id)  # the id is checked against the pattern and must exist in the database
     if not item.has_thumbnail:
         raise HTTPException(404, f"item {item_id} ({item.kind}) has no thumbnail")
-    return Response(
-        store.read_thumbnail(item.id), media_type="image/png", headers={"Cache-Control": "public, max-age=86400"}
-    )
+    body = store.read_thumbnail(item.id)
+    if on == "dark-map":
+        picture = imaging.open_image(body, settings.max_image_pixels, keep_alpha=True)
+        shown = imaging.for_dark_map(picture)
+        body = body if shown is picture else imaging.sub_filtered_png(shown)
+    return Response(body, media_type="image/png", headers={"Cache-Control": "public, max-age=86400"})

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..imaging import open_image
+from ..imaging import for_dark_map, open_image
 from ..settings import Settings
 from .store import NotFound, StaleVersion, Store, write_atomic
 
@@ -311,7 +311,7 @@ def cut_tile(index: TileIndex, z: int, x: int, y: int, thumbs_side: int) -> Poin
 
 def pack_atlas(store: Store, tile: PointTile, side: int, cell_px: int, max_pixels: int) -> bytes:
     """The tile's pictures in a grid of `side` columns, each fitted into a cell_px square (centred, aspect kept,
-    transparent around it), as lossy WebP with alpha."""
+    transparent around it) as the dark map draws them (imaging.for_dark_map), as lossy WebP with alpha."""
     m = len(tile.thumb_ids)
     if m == 0:
         raise NotFound("this tile has no pictures")
@@ -329,7 +329,7 @@ def pack_atlas(store: Store, tile: PointTile, side: int, cell_px: int, max_pixel
             f = cell_px / max(im.size)
             im = im.resize((max(1, round(im.width * f)), max(1, round(im.height * f))), Image.Resampling.NEAREST)
         cx, cy = (k % side) * cell_px, (k // side) * cell_px
-        atlas.paste(im, (cx + (cell_px - im.width) // 2, cy + (cell_px - im.height) // 2))
+        atlas.paste(for_dark_map(im), (cx + (cell_px - im.width) // 2, cy + (cell_px - im.height) // 2))
     out = io.BytesIO()
     atlas.save(out, "WEBP", quality=80, method=2)
     return out.getvalue()

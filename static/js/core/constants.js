@@ -3,6 +3,7 @@
 export const KINDS = ["text", "image", "generated"]; // index = the kind byte of /points.bin
 export const KIND_COLORS = ["#f2b84b", "#4cc3d9", "#d77be0"];
 export const KIND_NAMES = { text: "Prompt", image: "Image", generated: "Generated" };
+// Dark, as pictures are drawn for it: dark ink with transparency comes on a light plate (app/imaging.py for_dark_map).
 export const MAP_BACKGROUND = "#14171c";
 export const MAP_BACKGROUND_HIGH_CONTRAST = "#000000";
 

@@ -660,9 +660,11 @@ export function createRenderer({ canvas, mapId, fast = false, pointSize = 6, opa
     if (entry.bitmap && entry.bitmap.close) entry.bitmap.close();
   }
 
-  /** The item's own thumbnail, fitted into a square (centred, aspect kept) like an atlas cell. */
+  /** The item's own thumbnail as the atlas holds it (on=dark-map: dark ink on a light plate), fitted into a square
+   * (centred, aspect kept) like an atlas cell. */
   async function loadSharp(id, entry) {
-    const body = await fetchChecked(`/api/items/${encodeURIComponent(id)}/thumbnail`, entry.controller.signal, stats);
+    const url = `/api/items/${encodeURIComponent(id)}/thumbnail?on=dark-map`;
+    const body = await fetchChecked(url, entry.controller.signal, stats);
     const image = await createImageBitmap(new Blob([body]), BITMAP_OPTIONS);
     const side = Math.max(image.width, image.height);
     if (side <= (tileInfo ? tileInfo.thumb_px : 64)) { // no sharper than the atlas cell (small pictures, as digits)

@@ -6,10 +6,13 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 
 from .settings import DIGITS_SPACE_DIR, Settings
+
+SKIPPED_NAMES_SHOWN = 20  # skipped files named for each reason at the end of a build (--list-skipped: all)
 
 
 def _settings(args) -> Settings:
@@ -115,6 +118,9 @@ def cmd_build(args) -> int:
         settings = settings.with_(place_refine_epochs=0)
         if not settings.umap_fit_sample:  # a million items: fit a sample, place the rest
             settings = settings.with_(umap_fit_sample=settings.ingest_fit_sample)
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()  # its "Loading pipeline components" bar is not the build's progress
     space = load_space(settings)
     try:
         parts = []
@@ -183,8 +189,7 @@ def cmd_build(args) -> int:
         return 1
     finally:
         service.close()
-    for skip in result.skipped:
-        print(f"skipped {skip.name}: {skip.reason}", file=sys.stderr)
+    _print_skipped(result.skipped, None if args.list_skipped else SKIPPED_NAMES_SHOWN)
     if result.ignored:
         print(f"ignored {result.ignored} files that are not pictures", file=sys.stderr)
     count = service.store.get_map(result.map_id).count
@@ -205,8 +210,23 @@ def cmd_build(args) -> int:
             indent=2,
         )
     )
+    serve = "latentmap serve" + (f" --data-dir {shlex.quote(args.data_dir)}" if args.data_dir else "")
+    print(f"to open it: {serve}, then http://{settings.host}:{settings.port}{url}", file=sys.stderr)
     print(result.summary(), file=sys.stderr)
     return 0
+
+
+def _print_skipped(skipped, names_shown: int | None) -> None:
+    """Every skipped file named with its reason, grouped by reason: at most `names_shown` names a reason (None:
+    all), then how many more, so that a folder of thousands of unsupported files stays readable."""
+    by_reason: dict[str, list[str]] = {}
+    for skip in skipped:
+        by_reason.setdefault(skip.reason, []).append(skip.name)
+    for reason, names in by_reason.items():
+        for name in names[:names_shown]:
+            print(f"skipped {name}: {reason}", file=sys.stderr)
+        if names_shown is not None and len(names) > names_shown:
+            print(f"skipped {len(names) - names_shown} more: {reason} (--list-skipped names all)", file=sys.stderr)
 
 
 def _service(args):
@@ -423,6 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
         "address (ray://host:10001 or host:6379), or none for a local Ray (docs/ray.md)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--list-skipped",
+        action="store_true",
+        help=f"name every skipped file (default: at most {SKIPPED_NAMES_SHOWN} for each reason, and how many more)",
+    )
     p.add_argument("--no-refit", action="store_true", help="keep the incremental placement; skip the final fit")
     p.set_defaults(fn=cmd_build)
 
@@ -477,7 +502,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Our own messages at INFO; libraries' only from WARNING (open_clip narrates every model load at INFO).
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for ours in ("latentmap", "app"):
+        logging.getLogger(ours).setLevel(logging.INFO)
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)

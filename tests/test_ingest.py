@@ -78,6 +78,10 @@ def test_folder_tree_cli(tree, tmp_path):
     assert "limit is 4,000,000 pixels" in skipped["huge.png"]  # our message, naming our limit
     assert "outside the folder" in skipped["food/escape.png"]
     assert r.stderr.strip().splitlines()[-1].startswith("added 7, skipped 4")
+    opening = (
+        f"to open it: latentmap serve --data-dir {tmp_path / 'data'}, then http://127.0.0.1:8000/m/{out['id']}#key="
+    )
+    assert opening in r.stderr
 
     store = Store(tmp_path / "data")
     column = store.column(out["id"], "folder")
@@ -374,3 +378,21 @@ def test_ray_pipeline_gives_the_same_items_and_vectors_as_the_local_one(tmp_path
         assert float(vector @ other / np.linalg.norm(vector) / np.linalg.norm(other)) >= 0.999, key
         if latent is not None:
             np.testing.assert_allclose(latent, other_latent, atol=1e-4)
+
+
+def test_a_build_names_its_skipped_files_by_reason_a_screenful_at_most(capsys):
+    """650 unsupported SVGs in an icon theme: 20 named, then how many more; --list-skipped names every one.
+    Other reasons keep their own names."""
+    from app.cli import SKIPPED_NAMES_SHOWN, _print_skipped
+
+    svg = "unsupported format .svg (PNG, JPEG, WebP and GIF are read)"
+    skipped = [sources.Skip(f"icons/{i:03d}.svg", svg) for i in range(650)] + [sources.Skip("food/bad.jpg", "corrupt")]
+    _print_skipped(skipped, SKIPPED_NAMES_SHOWN)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[:SKIPPED_NAMES_SHOWN] == [f"skipped icons/{i:03d}.svg: {svg}" for i in range(SKIPPED_NAMES_SHOWN)]
+    assert lines[SKIPPED_NAMES_SHOWN:] == [
+        f"skipped {650 - SKIPPED_NAMES_SHOWN} more: {svg} (--list-skipped names all)",
+        "skipped food/bad.jpg: corrupt",
+    ]
+    _print_skipped(skipped, None)
+    assert capsys.readouterr().err.splitlines() == [f"skipped {s.name}: {s.reason}" for s in skipped]

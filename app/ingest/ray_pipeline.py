@@ -16,6 +16,7 @@ The stage functions are the local pipeline's (stages.py): both give the same ite
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
@@ -123,10 +124,11 @@ def _init_ray(address: str | None, settings: Settings):
         raise Rejected("--ray needs Ray Data: pip install 'latentmap[ray]'") from None
     if ray.is_initialized():
         return ray, False
+    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}  # our progress bar, not Ray's narration
     if address:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, **quiet)
     else:  # a local Ray on this machine
-        ray.init(num_cpus=settings.ray_num_cpus or None, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=settings.ray_num_cpus or None, include_dashboard=False, **quiet)
     return ray, True
 
 
@@ -149,6 +151,7 @@ def encode_on_ray(
 
 def _run(ray, records: list[Record], settings: Settings, present: frozenset, prepare: Callable | None):
     import torch
+    from ray.util.debug import log_once
 
     gpus = 1 if torch.cuda.is_available() else 0
     actors = settings.ray_encode_actors or max(1, int(ray.cluster_resources().get("GPU", 0)) if gpus else 1)
@@ -156,6 +159,11 @@ def _run(ray, records: list[Record], settings: Settings, present: frozenset, pre
         {"index": i, "path": str(r.image_path), "name": r.name, "identity": r.identity} for i, r in enumerate(records)
     ]
     batch = settings.ingest_batch_size
+    # The build shows its own progress bar (rate, ETA); Ray Data's would print over it, or log every 10 s.
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    log_once("ray_data_progress_manager_disabled")  # its one-time "progress bars disabled" warning: we know
     ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // batch)))  # one block a batch
     # Without a GPU: half a CPU for the encoder and for each decode task (three decode tasks beside it on 2 CPUs).
     # On this 2-core machine 0.5/0.5, 0.5/1 and 1/1 all took 16-17 s for 2,048 files: the per-build worker start

@@ -98,3 +98,34 @@ def test_vector_index_exact_and_approximate():
     got, got_sims = approx.nearest(x[7], 10, exclude=7)
     assert 7 not in got
     np.testing.assert_allclose(got_sims, x[got] @ x[7], atol=1e-5)  # similarities are exact (re-ranked)
+
+
+FIT_IN_A_NEW_PROCESS = """
+import hashlib
+import numpy as np
+from app.maps import projection
+from app.settings import Settings
+v = np.random.default_rng(0).normal(size=(120, 16)).astype(np.float32)
+print(hashlib.sha256(projection.fit(v, 20, 1, settings=Settings(umap_backend="umap-learn")).xy.tobytes()).hexdigest())
+"""
+
+
+def test_a_new_process_loads_umaps_compiled_layout_instead_of_compiling_it_again():
+    """umap-learn recompiled its numba code in every process (4.6 s of each build's or server's first fit): with
+    the cache on, a later process loads the layout's machine code from disk, and lays out the same map."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_DEBUG_CACHE": "1"}
+
+    def run():
+        out = subprocess.run([sys.executable, "-c", FIT_IN_A_NEW_PROCESS], env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip().splitlines()
+
+    first, second = run(), run()  # the first may compile and save (a fresh machine), the second must load
+    layout = "layouts._optimize_layout_euclidean_single_epoch"
+    assert any("data loaded" in line and layout in line for line in second), [x for x in second if layout in x]
+    assert not any("data saved" in line and layout in line for line in second)
+    assert first[-1] == second[-1]  # the same layout, bit for bit

@@ -119,8 +119,7 @@ def _umap_raw(vectors: np.ndarray, seed: int, settings) -> tuple[np.ndarray, str
             raise RuntimeError("umap_backend is 'cuml' but cuML (or a CUDA device) is not available")
     import warnings
 
-    import umap  # imported here: pulls in numba (seconds) and is only needed for fits
-
+    umap = _umap()
     knn = None
     if n <= settings.umap_exact_knn_max_items:
         knn = exact_knn(vectors, n_neighbors)
@@ -138,6 +137,29 @@ def _umap_raw(vectors: np.ndarray, seed: int, settings) -> tuple[np.ndarray, str
         warnings.simplefilter("ignore", UserWarning)
         raw = reducer.fit_transform(vectors)
     return np.asarray(raw, dtype=np.float64), "umap-learn" + ("+exact-knn" if knn else "")
+
+
+@functools.cache
+def _umap():
+    """umap-learn, with numba's on-disk cache turned on for its compiled functions. umap-learn compiles them
+    afresh in every process (none asks for caching): 4.6 s of a fit's first call, in every `latentmap build`
+    and server start; cached (in umap's __pycache__, or NUMBA_CACHE_DIR), 0.1 s (bench/umap_start.py). The
+    machine code is the same either way, and numba keys each entry by source file, signature and CPU."""
+    import umap  # imported here: pulls in numba (seconds) and is only needed for fits
+    import umap.layouts
+    import umap.spectral
+    import umap.utils
+    from numba.core.caching import NullCache
+    from numba.core.registry import CPUDispatcher
+
+    for module in (umap.umap_, umap.layouts, umap.spectral, umap.utils, umap.distances):
+        for fn in vars(module).values():
+            if isinstance(fn, CPUDispatcher) and isinstance(fn._cache, NullCache):
+                try:
+                    fn.enable_caching()
+                except RuntimeError:  # no writable cache location: compiled in memory, as before
+                    return umap
+    return umap
 
 
 def exact_knn(unit_vectors: np.ndarray, k: int, block_bytes: int = 16 << 20) -> tuple[np.ndarray, np.ndarray]:

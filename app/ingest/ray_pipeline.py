@@ -229,6 +229,8 @@ def _import_batches(
     from tqdm import tqdm
 
     with tqdm(total=len(records), unit="item", desc="building on Ray", disable=not progress, dynamic_ncols=True) as bar:
+        # Until the first batch: Ray starting, and its workers importing torch and loading the model (seconds).
+        bar.set_postfix_str("starting Ray and its workers")
         for cols in batches:
             items = []
             for k in np.argsort(cols["index"], kind="stable"):
@@ -252,4 +254,5 @@ def _import_batches(
                         )
                     )
             local.store_batch(service, result, items, refit)
+            bar.set_postfix_str("", refresh=False)
             bar.update(len(cols["index"]))

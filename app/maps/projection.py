@@ -141,10 +141,11 @@ def _umap_raw(vectors: np.ndarray, seed: int, settings) -> tuple[np.ndarray, str
 
 @functools.cache
 def _umap():
-    """umap-learn, with numba's on-disk cache turned on for its compiled functions. umap-learn compiles them
-    afresh in every process (none asks for caching): 4.6 s of a fit's first call, in every `latentmap build`
-    and server start; cached (in umap's __pycache__, or NUMBA_CACHE_DIR), 0.1 s (bench/umap_start.py). The
-    machine code is the same either way, and numba keys each entry by source file, signature and CPU."""
+    """umap-learn, with numba's on-disk cache turned on for its compiled functions: umap-learn asks for none,
+    so every `latentmap build` and server start compiled them again before its first fit. Cached (in umap's
+    __pycache__, or NUMBA_CACHE_DIR), a new process's first fit takes 2.1 s instead of 4.9 s, most of it now
+    importing umap (bench/umap_start.py). The machine code, hence the layout, is the same either way; numba
+    keys each entry by source file, signature and CPU."""
     import umap  # imported here: pulls in numba (seconds) and is only needed for fits
     import umap.layouts
     import umap.spectral

@@ -103,15 +103,15 @@ def for_dark_map(im: Image.Image) -> Image.Image:
     pictures sit on the map itself). RGBA or the picture's own mode."""
     if not has_alpha(im):
         return im
-    rgba = np.asarray(im.convert("RGBA"))
-    alpha = rgba[..., 3].astype(np.float32)
+    rgba = im.convert("RGBA")
+    pixels = np.asarray(rgba)
+    alpha = pixels[..., 3].astype(np.float32)
     if alpha.min() == 255 or alpha.max() == 0:
         return im
-    luminance = _LUMINANCE[0][rgba[..., 0]] + _LUMINANCE[1][rgba[..., 1]] + _LUMINANCE[2][rgba[..., 2]]
+    luminance = _LUMINANCE[0][pixels[..., 0]] + _LUMINANCE[1][pixels[..., 1]] + _LUMINANCE[2][pixels[..., 2]]
     if float((luminance * alpha).sum() / alpha.sum()) >= DARK_INK_LUMINANCE:
         return im
-    plate = Image.new("RGBA", im.size, (*PLATE_RGB, 255))
-    return Image.alpha_composite(plate, im.convert("RGBA"))
+    return Image.alpha_composite(Image.new("RGBA", im.size, (*PLATE_RGB, 255)), rgba)
 
 
 def _luminance_tables() -> np.ndarray:

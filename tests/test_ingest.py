@@ -334,9 +334,8 @@ def test_kill_9_mid_build_then_rerun_completes_without_duplicates(tmp_path):
 
 
 @pytest.mark.slow  # starts a local Ray (~1-4 min on 2 busy cores)
-def test_ray_pipeline_gives_the_same_items_and_vectors_as_the_local_one(tmp_path):
+def test_ray_pipeline_gives_the_same_items_and_vectors_as_the_local_one(tmp_path, capsys):
     """The same folder built with and without Ray (a local Ray with 2 CPUs), digits space."""
-    pytest.importorskip("ray")
     from app.ingest import ray_pipeline
     from app.maps.demo import digit_pil_images
     from app.settings import Settings
@@ -349,6 +348,30 @@ def test_ray_pipeline_gives_the_same_items_and_vectors_as_the_local_one(tmp_path
         pictures[i].save(folder / f"digit-{int(labels[i])}" / f"{i}.png")
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     space = load_space(Settings(space="digits", device="cpu"))
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:  # the decode stage runs as tasks of its own: fused into the encoder actor (Ray Data does that when both
+        # stages ask for the same resources), every picture would be decoded by that one actor, one at a time
+        records = sources.folder_source(folder, Settings(data_dir=tmp_path / "plan")).records
+        ray_pipeline._dataset(ray, records, Settings(space="digits"), frozenset(), space.image_preparer()).explain()
+    finally:
+        ray.shutdown()
+    plan = capsys.readouterr().out.split("Physical Plan (Optimized)")[1]
+    assert "TaskPoolMapOperator[MapBatches(decode_batch)]" in plan, plan
+    assert "ActorPoolMapOperator[MapBatches(Encoder)]" in plan, plan
+    built = _build_locally_and_on_ray(tmp_path, folder, space)  # the build starts (and stops) a Ray of its own
+    assert built["local"].keys() == built["ray"].keys()
+    for key, (vector, latent) in built["local"].items():
+        other, other_latent = built["ray"][key]
+        assert float(vector @ other / np.linalg.norm(vector) / np.linalg.norm(other)) >= 0.999, key
+        if latent is not None:
+            np.testing.assert_allclose(latent, other_latent, atol=1e-4)
+
+
+def _build_locally_and_on_ray(tmp_path, folder, space) -> dict:
+    from app.ingest import ray_pipeline
+    from app.settings import Settings
+
     built = {}
     for name in ("local", "ray"):
         settings = Settings(
@@ -372,12 +395,7 @@ def test_ray_pipeline_gives_the_same_items_and_vectors_as_the_local_one(tmp_path
             (f, label): (v, lat) for f, label, v, lat in zip(folders, arrays.labels, arrays.vectors, arrays.latents)
         }
         service.close()
-    assert built["local"].keys() == built["ray"].keys()
-    for key, (vector, latent) in built["local"].items():
-        other, other_latent = built["ray"][key]
-        assert float(vector @ other / np.linalg.norm(vector) / np.linalg.norm(other)) >= 0.999, key
-        if latent is not None:
-            np.testing.assert_allclose(latent, other_latent, atol=1e-4)
+    return built
 
 
 def test_a_build_names_its_skipped_files_by_reason_a_screenful_at_most(capsys):

@@ -150,6 +150,13 @@ def encode_on_ray(
 
 
 def _run(ray, records: list[Record], settings: Settings, present: frozenset, prepare: Callable | None):
+    return _dataset(ray, records, settings, present, prepare).iter_batches(
+        batch_size=None, batch_format="numpy", prefetch_batches=2
+    )
+
+
+def _dataset(ray, records: list[Record], settings: Settings, present: frozenset, prepare: Callable | None):
+    """The pipeline as a Ray Dataset: decode tasks, then the encoder actors, not yet run."""
     import torch
     from ray.util.debug import log_once
 
@@ -165,17 +172,19 @@ def _run(ray, records: list[Record], settings: Settings, present: frozenset, pre
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     log_once("ray_data_progress_manager_disabled")  # its one-time "progress bars disabled" warning: we know
     ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // batch)))  # one block a batch
-    # Without a GPU: half a CPU for the encoder and for each decode task (three decode tasks beside it on 2 CPUs).
-    # On this 2-core machine 0.5/0.5, 0.5/1 and 1/1 all took 16-17 s for 2,048 files: the per-build worker start
-    # dominates there (bench/README.md), so the split only matters with more cores.
+    # A decode task is one CPU of single-threaded work. The two stages must ask for different resources: Ray Data
+    # fuses a task stage into the actor stage after it when their resources are equal, and then every picture is
+    # decoded inside the encoder actors, one at a time, whatever the cluster's size (with 0.5 CPU each, as here
+    # until 2026-12-02: 2,048 files took 17.2 s on 2 cores, 13.2 s unfused; bench/README.md). Without a GPU the
+    # encoder holds half a CPU (so Ray gives its torch one thread), beside the decode tasks.
     ds = ds.map_batches(
         decode_batch,
         batch_size=batch,
         batch_format="numpy",
-        num_cpus=1 if gpus else 0.5,
+        num_cpus=1,
         fn_kwargs={"settings": settings, "present": present, "prepare": prepare},
     )
-    ds = ds.map_batches(
+    return ds.map_batches(
         Encoder,
         batch_size=batch,
         batch_format="numpy",
@@ -184,7 +193,6 @@ def _run(ray, records: list[Record], settings: Settings, present: frozenset, pre
         num_cpus=0 if gpus else 0.5,
         fn_constructor_kwargs={"settings": settings},
     )
-    return ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2)
 
 
 def build(

@@ -49,6 +49,7 @@ class Settings:
     # `latentmap build --ray` (app/ingest/ray_pipeline.py, docs/ray.md)
     ray_num_cpus: int = 0  # CPUs of a local Ray (no address given); 0 = all of this machine's
     ray_encode_actors: int = 0  # encoder actors (each holds the models); 0 = one per GPU of the cluster, else 1
+    ray_decode_batch_size: int = 256  # pictures one Ray decode task reads: Ray spends ~0.1-0.2 s between tasks
     max_columns: int = 64  # metadata columns of a map (table columns besides --image/--text/--vector/--label)
     max_category_values: int = 1000  # a column with more distinct values is text, not a category
     max_seed: int = 2**31 - 1
@@ -229,6 +230,7 @@ _AT_LEAST_ONE = {
     "max_selection_polygon_vertices",
     "max_ingest_file_bytes",
     "ingest_batch_size",
+    "ray_decode_batch_size",
     "ingest_max_side",
     "ingest_vector_batch_size",
     "ingest_reference_items",

@@ -380,6 +380,7 @@ def _build_locally_and_on_ray(tmp_path, folder, space) -> dict:
             warm_umap=False,
             place_refine_epochs=0,
             ingest_batch_size=16,
+            ray_decode_batch_size=24,  # decode blocks across encoder batches and import transactions
             ray_num_cpus=2,
         )
         service = MapService(Store(settings.data_dir), space, settings, WorkQueue(1))

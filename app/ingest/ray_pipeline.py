@@ -150,13 +150,14 @@ def encode_on_ray(
 
 
 def _run(ray, records: list[Record], settings: Settings, present: frozenset, prepare: Callable | None):
+    # Back in batches of ingest_batch_size (one import transaction each), whatever the blocks' size.
     return _dataset(ray, records, settings, present, prepare).iter_batches(
-        batch_size=None, batch_format="numpy", prefetch_batches=2
+        batch_size=settings.ingest_batch_size, batch_format="numpy", prefetch_batches=2
     )
 
 
 def _dataset(ray, records: list[Record], settings: Settings, present: frozenset, prepare: Callable | None):
-    """The pipeline as a Ray Dataset: decode tasks, then the encoder actors, not yet run."""
+    """The pipeline as a Ray Dataset, not yet run: decode tasks, then the encoder actors."""
     import torch
     from ray.util.debug import log_once
 
@@ -165,28 +166,29 @@ def _dataset(ray, records: list[Record], settings: Settings, present: frozenset,
     items = [
         {"index": i, "path": str(r.image_path), "name": r.name, "identity": r.identity} for i, r in enumerate(records)
     ]
-    batch = settings.ingest_batch_size
     # The build shows its own progress bar (rate, ETA); Ray Data's would print over it, or log every 10 s.
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     log_once("ray_data_progress_manager_disabled")  # its one-time "progress bars disabled" warning: we know
-    ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // batch)))  # one block a batch
+    # One block per decode task: Ray takes ~0.1-0.2 s between one task's end and the next one's start here,
+    # half of a 64-picture task (bench/README.md §1).
+    decode_rows = settings.ray_decode_batch_size
+    ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // decode_rows)))
     # A decode task is one CPU of single-threaded work. The two stages must ask for different resources: Ray Data
     # fuses a task stage into the actor stage after it when their resources are equal, and then every picture is
-    # decoded inside the encoder actors, one at a time, whatever the cluster's size (with 0.5 CPU each, as here
-    # until 2026-12-02: 2,048 files took 17.2 s on 2 cores, 13.2 s unfused; bench/README.md). Without a GPU the
-    # encoder holds half a CPU (so Ray gives its torch one thread), beside the decode tasks.
+    # decoded inside the encoder actors, one at a time, whatever the cluster's size (so it was here, with 0.5 CPU
+    # each, until 2026-12-02). Without a GPU the encoder holds half a CPU (Ray then gives its torch one thread).
     ds = ds.map_batches(
         decode_batch,
-        batch_size=batch,
+        batch_size=decode_rows,
         batch_format="numpy",
         num_cpus=1,
         fn_kwargs={"settings": settings, "present": present, "prepare": prepare},
     )
     return ds.map_batches(
         Encoder,
-        batch_size=batch,
+        batch_size=settings.ingest_batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=gpus,

@@ -31,28 +31,34 @@ from . import local, stages
 from .sources import Record, Skip, Source, record_kind
 
 
-def decode_batch(batch: dict, settings: Settings, present: frozenset, prepare: Callable | None) -> dict:
+def decode_batch(batch: dict, settings: Settings, present: frozenset, prepare: Callable | None) -> Iterator[dict]:
     """CPU stage: each record's file read, checked, decoded, thumbnailed and, with `prepare` (the space's
     image_preparer), made into the model's input (stages.read_prepared, as the local readers do): what travels
     to the encoders is that small input, not the picture. Plain columns only (no pickles): the skip reason
     (empty when decoded, "present" when already on the map), hash, thumbnail, and the model input as float32
-    bytes with its shape, or (without `prepare`) the RGB picture's bytes with its size."""
-    out = {key: [] for key in _DECODED_COLUMNS}
-    for path, name, identity in zip(batch["path"], batch["name"], batch["identity"]):
-        record = Record(name=str(name), label="", image_path=Path(str(path)), identity=str(identity))
-        got = stages.read_prepared(record, settings, present, prepare)
-        decoded = got if isinstance(got, stages.Decoded) else None
-        clip, vae = decoded.prepared if decoded is not None and decoded.prepared is not None else (None, None)
-        image = decoded.image if decoded is not None else None
-        out["skip"].append(_skip_reason(got))
-        out["hash"].append(decoded.content_hash if decoded else "")
-        out["thumbnail"].append(decoded.thumbnail_png if decoded else b"")
-        for key, array in (("clip", clip), ("vae", vae)):
-            out[key].append(b"" if array is None else np.ascontiguousarray(array, np.float32).tobytes())
-            out[f"{key}_shape"].append("" if array is None else _shape_text(array.shape))
-        out["pixels"].append(b"" if image is None else image.tobytes())
-        out["size"].append("" if image is None else _shape_text(image.size))
-    return {"index": batch["index"], **{key: np.array(values, dtype=object) for key, values in out.items()}}
+    bytes with its shape, or (without `prepare`) the RGB picture's bytes with its size.
+
+    Yields ingest_batch_size rows at a time: a task takes ray_decode_batch_size records, but holds only one
+    encoder batch of model inputs (a ViT-H space's are 3.6 MB a picture) before Ray has it."""
+    rows = settings.ingest_batch_size
+    for start in range(0, len(batch["index"]), rows):
+        out = {key: [] for key in _DECODED_COLUMNS}
+        for path, name, identity in zip(*(batch[key][start : start + rows] for key in ("path", "name", "identity"))):
+            record = Record(name=str(name), label="", image_path=Path(str(path)), identity=str(identity))
+            got = stages.read_prepared(record, settings, present, prepare)
+            decoded = got if isinstance(got, stages.Decoded) else None
+            clip, vae = decoded.prepared if decoded is not None and decoded.prepared is not None else (None, None)
+            image = decoded.image if decoded is not None else None
+            out["skip"].append(_skip_reason(got))
+            out["hash"].append(decoded.content_hash if decoded else "")
+            out["thumbnail"].append(decoded.thumbnail_png if decoded else b"")
+            for key, array in (("clip", clip), ("vae", vae)):
+                out[key].append(b"" if array is None else np.ascontiguousarray(array, np.float32).tobytes())
+                out[f"{key}_shape"].append("" if array is None else _shape_text(array.shape))
+            out["pixels"].append(b"" if image is None else image.tobytes())
+            out["size"].append("" if image is None else _shape_text(image.size))
+        columns = {key: np.array(values, dtype=object) for key, values in out.items()}
+        yield {"index": batch["index"][start : start + rows], **columns}
 
 
 _DECODED_COLUMNS = ("skip", "hash", "thumbnail", "clip", "clip_shape", "vae", "vae_shape", "pixels", "size")

@@ -193,6 +193,23 @@ def test_load_lora_from_local_file(tiny_space_dir, tmp_path):
         space.load_lora(tmp_path / "notlora.safetensors", "notlora")
 
 
+def test_an_encoding_only_load_leaves_the_variants_out_and_encodes_the_same(variant_space_dir, tmp_path):
+    """What a Ray encoder actor loads: the space directory's variants and the --lora files stay out (decoders
+    only), the vectors and latents are the full space's."""
+    from app.spaces.registry import load_space
+
+    lora = _random_lora(variant_space_dir / "decoder" / "unet", tmp_path / "l", seed=7)
+    settings = Settings(space=str(variant_space_dir), device="cpu", loras=f"mine={lora}")
+    full = load_space(settings)
+    assert {v["name"] for v in full.variants()} == {"style", "tuned", "x2", "mine"}
+    encoder = load_space(settings, decoder_variants=False)
+    assert encoder.variants() == []
+    pictures = [Image.fromarray(np.random.default_rng(i).integers(0, 256, (40, 30, 3), np.uint8)) for i in range(3)]
+    got, want = (s.encode_prepared([s.prepare_image(p) for p in pictures]) for s in (encoder, full))
+    np.testing.assert_array_equal(got.vectors, want.vectors)
+    np.testing.assert_array_equal(np.asarray(got.latents), np.asarray(want.latents))
+
+
 def test_variant_folders_must_be_safetensors_only(variant_space_dir, tmp_path):
     bad = tmp_path / "space"
     shutil.copytree(variant_space_dir, bad)

@@ -89,7 +89,7 @@ class Encoder:
         from ..spaces.registry import load_space
 
         self.settings = settings
-        self.space = load_space(settings)
+        self.space = load_space(settings, decoder_variants=False)  # it only encodes
 
     def __call__(self, batch: dict) -> dict:
         keep = [i for i, skip in enumerate(batch["skip"]) if not skip]

@@ -76,7 +76,7 @@ class ClipDecoderSpace(Space):
 
     # ------------------------------------------------------------------ loading / saving
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | None = None) -> ClipDecoderSpace:
+    def from_pretrained(cls, path: str | Path, device: str | None = None, variants: bool = True) -> ClipDecoderSpace:
         path = Path(path)
         if not (path / "space.json").is_file():
             raise FileNotFoundError(f"{path} is not a latentmap space directory (no space.json)")
@@ -95,7 +95,8 @@ class ClipDecoderSpace(Space):
             text_mean=raw["text_mean"], image_mean=raw["image_mean"], image_norm=float(raw["image_norm"][0])
         )
         space = cls(config["name"], clip_model, preprocess, tokenizer, pipeline, stats, config, device)
-        space.load_variants(path / "variants")
+        if variants:
+            space.load_variants(path / "variants")
         return space
 
     @staticmethod

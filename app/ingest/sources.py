@@ -121,7 +121,8 @@ def record_kind(record: Record) -> str:
 # ---------------------------------------------------------------------- folder trees
 def folder_source(root: str | Path, settings: Settings) -> Source:
     """Every picture under `root`, recursively. A symlink is followed only when it resolves inside `root` (each
-    real folder once, so link cycles end); one pointing outside is skipped and named. Hidden files and folders
+    real folder once, so link cycles end); one pointing outside, or nowhere, is skipped and named when it has a
+    picture's name or points at a folder (otherwise it is not a picture: ignored). Hidden files and folders
     (".name") are ignored."""
     root = Path(root)
     if not root.is_dir():
@@ -146,10 +147,21 @@ def folder_source(root: str | Path, settings: Settings) -> Source:
                 try:
                     target = path.resolve(strict=True)
                 except (OSError, RuntimeError):
-                    skipped.append(Skip(name, "broken symlink"))
-                    continue
-                if not target.is_relative_to(real_root):
-                    skipped.append(Skip(name, "symlink to outside the folder (not followed)"))
+                    target = None
+                if target is None or not target.is_relative_to(real_root):
+                    # Named when it would have been a picture or a folder; a link to a text file is just not a
+                    # picture (/usr/share has dozens of links to man pages and configs outside it).
+                    suffix = path.suffix.lower()
+                    if (
+                        suffix not in IMAGE_SUFFIXES
+                        and suffix not in UNSUPPORTED_IMAGE_SUFFIXES
+                        and not (target is not None and target.is_dir())
+                    ):
+                        ignored.append(name)
+                    elif target is None:
+                        skipped.append(Skip(name, "broken symlink"))
+                    else:
+                        skipped.append(Skip(name, "symlink to outside the folder (not followed)"))
                     continue
             else:
                 target = path
